@@ -1,0 +1,360 @@
+//! One facade for everything an algorithm in shared memory touches: atomics,
+//! `UnsafeCell`, spin hints, the futex and the robust mutex.
+//!
+//! Normally these are the real things (`core` atomics, [`crate::sys`] futex and
+//! `pthread_mutex_t`). Under `--cfg loom` they become loom's models, with a futex
+//! model (an address-keyed table of condition variables, checked and slept on under
+//! one lock, like the kernel's hash bucket) and a mock of the robust mutex contract
+//! (`EOWNERDEAD` once to the next acquirer, then `consistent` or
+//! `ENOTRECOVERABLE`). Algorithms import only from here, so the code loom checks is
+//! the code that runs. `clippy.toml` forbids naming `core::sync::atomic` elsewhere.
+
+#[cfg(not(loom))]
+pub(crate) mod atomic {
+    //! `#[repr(transparent)]` wrappers over the `core` atomics: the same layout in
+    //! shared memory, but a distinct type, so `clippy.toml` can forbid the `core`
+    //! ones everywhere else.
+    #![expect(clippy::disallowed_types, reason = "this is the facade")]
+    pub(crate) use core::sync::atomic::Ordering;
+
+    macro_rules! atomic {
+        ($name:ident, $int:ty) => {
+            #[repr(transparent)]
+            #[derive(Debug, Default)]
+            pub(crate) struct $name(core::sync::atomic::$name);
+
+            #[allow(dead_code, reason = "the full atomic API, used as layers need it")]
+            impl $name {
+                #[inline]
+                pub(crate) const fn new(v: $int) -> Self {
+                    $name(core::sync::atomic::$name::new(v))
+                }
+                #[inline]
+                pub(crate) fn load(&self, o: Ordering) -> $int {
+                    self.0.load(o)
+                }
+                #[inline]
+                pub(crate) fn store(&self, v: $int, o: Ordering) {
+                    self.0.store(v, o)
+                }
+                #[inline]
+                pub(crate) fn swap(&self, v: $int, o: Ordering) -> $int {
+                    self.0.swap(v, o)
+                }
+                #[inline]
+                pub(crate) fn compare_exchange(
+                    &self,
+                    cur: $int,
+                    new: $int,
+                    ok: Ordering,
+                    err: Ordering,
+                ) -> Result<$int, $int> {
+                    self.0.compare_exchange(cur, new, ok, err)
+                }
+                #[inline]
+                pub(crate) fn compare_exchange_weak(
+                    &self,
+                    cur: $int,
+                    new: $int,
+                    ok: Ordering,
+                    err: Ordering,
+                ) -> Result<$int, $int> {
+                    self.0.compare_exchange_weak(cur, new, ok, err)
+                }
+                #[inline]
+                pub(crate) fn fetch_add(&self, v: $int, o: Ordering) -> $int {
+                    self.0.fetch_add(v, o)
+                }
+                #[inline]
+                pub(crate) fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
+                    self.0.fetch_sub(v, o)
+                }
+                #[inline]
+                pub(crate) fn fetch_or(&self, v: $int, o: Ordering) -> $int {
+                    self.0.fetch_or(v, o)
+                }
+                #[inline]
+                pub(crate) fn fetch_and(&self, v: $int, o: Ordering) -> $int {
+                    self.0.fetch_and(v, o)
+                }
+                /// The wrapped `core` atomic, for the syscall layer.
+                #[inline]
+                pub(crate) fn as_core(&self) -> &core::sync::atomic::$name {
+                    &self.0
+                }
+            }
+        };
+    }
+
+    atomic!(AtomicU32, u32);
+    atomic!(AtomicU64, u64);
+}
+
+#[cfg(loom)]
+pub(crate) mod atomic {
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+}
+
+/// `UnsafeCell` reachable only through closures, so loom can see every access.
+pub(crate) mod cell {
+    #[cfg(not(loom))]
+    #[expect(clippy::disallowed_types, reason = "this is the facade")]
+    type Inner<T> = core::cell::UnsafeCell<T>;
+    #[cfg(loom)]
+    type Inner<T> = loom::cell::UnsafeCell<T>;
+
+    /// An `UnsafeCell` whose contents are reached through `with`/`with_mut` only.
+    #[derive(Debug)]
+    #[repr(transparent)]
+    pub(crate) struct UnsafeCell<T>(Inner<T>);
+
+    #[allow(dead_code, reason = "used by the shared-value layer")]
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(v: T) -> UnsafeCell<T> {
+            UnsafeCell(Inner::new(v))
+        }
+
+        /// Runs `f` with a shared pointer to the contents.
+        #[cfg(not(loom))]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Runs `f` with a unique pointer to the contents.
+        #[cfg(not(loom))]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        #[cfg(loom)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            self.0.with(f)
+        }
+
+        #[cfg(loom)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            self.0.with_mut(f)
+        }
+    }
+}
+
+/// Spinning before parking.
+pub(crate) mod hint {
+    /// How many times a waiter re-checks before it parks. Zero under loom: spinning
+    /// only multiplies the interleavings without adding new behaviours.
+    #[cfg(not(loom))]
+    pub(crate) const SPIN_LIMIT: u32 = 100;
+    #[cfg(loom)]
+    pub(crate) const SPIN_LIMIT: u32 = 0;
+
+    /// A CPU relax hint (`pause`), or a loom yield.
+    #[inline]
+    pub(crate) fn spin_loop() {
+        #[cfg(not(loom))]
+        core::hint::spin_loop();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
+}
+
+pub(crate) use crate::sys::futex::WaitResult;
+pub(crate) use crate::sys::mutex::{Acquired, MutexError};
+pub(crate) use crate::sys::time::Deadline;
+
+#[cfg(not(loom))]
+pub(crate) mod futex {
+    //! The real shared futex.
+    use super::atomic::AtomicU32;
+    use super::{Deadline, WaitResult};
+
+    /// Sleeps while `*word == expected`, until woken or `deadline`.
+    #[inline]
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> WaitResult {
+        crate::sys::futex::wait(word.as_core(), expected, deadline)
+    }
+
+    /// Wakes up to `n` waiters of `word`.
+    #[inline]
+    pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
+        crate::sys::futex::wake(word.as_core(), n)
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use crate::sys::mutex::RobustMutex;
+
+#[cfg(not(loom))]
+pub(crate) use crate::sys::process::thread_token;
+
+#[cfg(loom)]
+pub(crate) use model::{RobustMutex, futex, thread_token};
+
+#[cfg(loom)]
+mod model {
+    use std::collections::HashMap;
+
+    use loom::sync::{Arc, Condvar, Mutex};
+
+    use super::atomic::{AtomicU32, Ordering};
+    use super::{Acquired, Deadline, MutexError, WaitResult};
+
+    pub(crate) mod futex {
+        //! A futex model: `wait` compares the word and sleeps under one table lock,
+        //! `wake` notifies under the same lock, so a wake can never slip between
+        //! the comparison and the sleep (the kernel's guarantee). Deadlines are
+        //! ignored: a timed wait blocks until woken, so loom checks that every
+        //! wait is ended by a wake and never by a slice expiring.
+        use super::*;
+
+        loom::lazy_static! {
+            static ref TABLE: Mutex<HashMap<usize, Arc<Condvar>>> = Mutex::new(HashMap::new());
+        }
+
+        pub(crate) fn wait(
+            word: &AtomicU32,
+            expected: u32,
+            _deadline: Option<Deadline>,
+        ) -> WaitResult {
+            let key = word as *const AtomicU32 as usize;
+            let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            // SeqCst: stands for the kernel's full barrier between queueing the
+            // waiter and reading the word.
+            if word.load(Ordering::SeqCst) != expected {
+                return WaitResult::Changed;
+            }
+            let cv = table
+                .entry(key)
+                .or_insert_with(|| Arc::new(Condvar::new()))
+                .clone();
+            table = cv.wait(table).unwrap_or_else(|e| e.into_inner());
+            drop(table);
+            WaitResult::Woken
+        }
+
+        pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
+            let key = word as *const AtomicU32 as usize;
+            let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cv) = table.get(&key) {
+                if n == 1 {
+                    cv.notify_one();
+                } else {
+                    cv.notify_all();
+                }
+            }
+            drop(table);
+            n
+        }
+    }
+
+    /// A per-thread token, unique within a model run.
+    pub(crate) fn thread_token() -> u64 {
+        #[expect(clippy::disallowed_types, reason = "an id source outside the model")]
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        loom::thread_local! {
+            static TOKEN: u64 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        TOKEN.with(|t| *t)
+    }
+
+    #[derive(Debug, Default)]
+    struct MockState {
+        owner: Option<u64>,
+        owner_died: bool,
+        inconsistent: bool,
+        not_recoverable: bool,
+    }
+
+    /// The robust pshared mutex contract, as glibc and the kernel implement it.
+    #[derive(Debug)]
+    pub(crate) struct RobustMutex {
+        state: Mutex<MockState>,
+        cv: Condvar,
+    }
+
+    impl RobustMutex {
+        pub(crate) fn new() -> RobustMutex {
+            RobustMutex {
+                state: Mutex::new(MockState::default()),
+                cv: Condvar::new(),
+            }
+        }
+
+        fn acquire(&self, st: &mut MockState) -> Acquired {
+            st.owner = Some(thread_token());
+            if st.owner_died {
+                st.owner_died = false;
+                st.inconsistent = true;
+                Acquired::OwnerDied
+            } else {
+                Acquired::Clean
+            }
+        }
+
+        pub(crate) fn lock(&self) -> Result<Acquired, MutexError> {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if st.not_recoverable {
+                    return Err(MutexError::NotRecoverable);
+                }
+                if st.owner.is_none() {
+                    return Ok(self.acquire(&mut st));
+                }
+                st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+
+        pub(crate) fn try_lock(&self) -> Result<Acquired, MutexError> {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.not_recoverable {
+                return Err(MutexError::NotRecoverable);
+            }
+            if st.owner.is_some() {
+                return Err(MutexError::WouldBlock);
+            }
+            Ok(self.acquire(&mut st))
+        }
+
+        /// Deadlines are not modelled: blocks like `lock`.
+        pub(crate) fn lock_until(&self, _deadline: Deadline) -> Result<Acquired, MutexError> {
+            self.lock()
+        }
+
+        pub(crate) fn unlock(&self) -> Result<(), MutexError> {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.owner != Some(thread_token()) {
+                return Err(MutexError::NotOwner);
+            }
+            if st.inconsistent {
+                st.inconsistent = false;
+                st.not_recoverable = true;
+                self.cv.notify_all();
+            } else {
+                self.cv.notify_one();
+            }
+            st.owner = None;
+            Ok(())
+        }
+
+        pub(crate) fn consistent(&self) -> Result<(), MutexError> {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.owner != Some(thread_token()) || !st.inconsistent {
+                return Err(MutexError::NotOwner);
+            }
+            st.inconsistent = false;
+            Ok(())
+        }
+
+        /// The kernel's exit hook for the calling thread: if it owns the mutex, mark
+        /// it owner-died and wake one waiter. Loom tests call this instead of
+        /// unlocking to model a SIGKILL.
+        pub(crate) fn simulate_owner_death(&self) {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.owner == Some(thread_token()) {
+                st.owner = None;
+                st.owner_died = true;
+                st.inconsistent = false;
+                self.cv.notify_one();
+            }
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! Regions: `MAP_SHARED` mappings with a validated header, a participant table and
+//! a payload holding one shared object (or, through the manager, many).
+//!
+//! A region is created anonymous (a `memfd`, inherited by forked children), created
+//! by name (`shm_open` with `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600 unless told
+//! otherwise), or opened by name. Creation follows an explicit handshake: the
+//! creator CASes the header's init word `UNINIT -> INITIALIZING`, writes the header,
+//! participant table and object, then Release-stores `READY` and wakes openers;
+//! openers wait (bounded) for `READY` with Acquire, copy the header and validate
+//! every field ([`header::parse`]) before touching anything else. A process joins
+//! the participant table when it creates or opens a region (a forked child joins
+//! the first time it needs an identity) and leaves when its handle drops.
+
+pub(crate) mod header;
+mod name;
+pub(crate) mod participants;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Error;
+use crate::loom::atomic::{AtomicU64, Ordering};
+use crate::sys::{self, shm, time::Deadline};
+use header::{Expect, Header, Layout};
+pub use name::MAX_NAME_LEN;
+pub use participants::Participant;
+use participants::{Liveness, Member, Slot, Table};
+
+/// Default number of participant slots in a region.
+pub const DEFAULT_PARTICIPANTS: u32 = 128;
+/// How long `open` waits for a concurrent creator to finish initializing.
+const OPEN_WAIT: Duration = Duration::from_secs(2);
+
+/// An object that can live in a region: a `#[repr(C)]` struct of atomics and
+/// plain integers with no pointers.
+///
+/// # Safety
+///
+/// Implementors must be valid for shared access from many processes once `init`
+/// returned `Ok`, contain no pointers or process-local state, and `check` must
+/// reject every payload size or content that would make a method access memory
+/// outside the `payload_size` bytes of the payload.
+pub(crate) unsafe trait SharedObject: Sync + Sized {
+    /// Type name stored in the header (at most 31 bytes are kept).
+    const KIND: &'static str;
+    /// Creation parameters.
+    type Params;
+
+    /// Layout fingerprint: the same in every process of the same build and
+    /// format, different for anything that changes the bytes' meaning.
+    fn fingerprint() -> u64 {
+        header::Fnv::new()
+            .bytes(Self::KIND.as_bytes())
+            .u64(size_of::<Self>() as u64)
+            .u64(align_of::<Self>() as u64)
+            .finish()
+    }
+
+    /// Bytes the object needs for these parameters; rejects bad parameters.
+    fn payload_size(_params: &Self::Params) -> Result<usize, Error> {
+        Ok(size_of::<Self>())
+    }
+
+    /// Writes a fresh object.
+    ///
+    /// # Safety
+    ///
+    /// `this` points at `payload_size(params)` zeroed, writable bytes aligned for
+    /// `Self`, which nobody else uses during the call.
+    unsafe fn init(this: *mut Self, params: &Self::Params) -> Result<(), Error>;
+
+    /// Validates an object found in a region opened by name, whose payload is
+    /// `payload_size` bytes.
+    fn check(&self, payload_size: usize) -> Result<(), Error> {
+        if payload_size < size_of::<Self>() {
+            return Err(Error::Corrupted("payload smaller than the object"));
+        }
+        Ok(())
+    }
+}
+
+/// Options for creating a region.
+#[derive(Clone, Copy, Debug)]
+pub struct RegionOptions {
+    mode: u32,
+    participants: u32,
+}
+
+impl Default for RegionOptions {
+    fn default() -> RegionOptions {
+        RegionOptions {
+            mode: 0o600,
+            participants: DEFAULT_PARTICIPANTS,
+        }
+    }
+}
+
+impl RegionOptions {
+    /// Default options: mode `0o600`, [`DEFAULT_PARTICIPANTS`] slots.
+    pub fn new() -> RegionOptions {
+        RegionOptions::default()
+    }
+
+    /// Permission bits for a named region (applied with `fchmod`, so the umask
+    /// does not change them). Only the low nine bits are used.
+    pub fn mode(mut self, mode: u32) -> RegionOptions {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Number of participant slots (1 to 4096).
+    pub fn participants(mut self, n: u32) -> RegionOptions {
+        self.participants = n;
+        self
+    }
+}
+
+/// A process-shared mapping with a validated header and a participant table.
+///
+/// Primitives create their own region; [`Region`] is public so that programs can
+/// inspect it (name, size, participants) and remove names with
+/// [`Region::unlink`].
+///
+/// ```
+/// use multiproc::Lock;
+/// let lock = Lock::anonymous()?;
+/// let region = lock.region();
+/// assert!(region.name().is_none());
+/// // The creating process joined the participant table.
+/// assert_eq!(region.participants().len(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Region {
+    map: shm::Mapping,
+    layout: Layout,
+    name: Option<String>,
+    /// This process's membership, cached: `fork_epoch << 32 | state` where state is
+    /// `index + 1`, 0 (none) or `JOINING`. Process-local memory; a forked child
+    /// sees an older epoch and joins anew.
+    me: AtomicU64,
+}
+
+const JOINING: u64 = 0xffff_ffff;
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("name", &self.name)
+            .field("len", &self.layout.total_size)
+            .finish()
+    }
+}
+
+fn os_error(e: std::io::Error, name: &str) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(name.to_owned()),
+        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_owned()),
+        std::io::ErrorKind::PermissionDenied => Error::PermissionDenied(name.to_owned()),
+        _ => Error::Io(e),
+    }
+}
+
+impl Region {
+    fn base(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked on create and
+        // open), page aligned, and Header is repr(C) with alignment <= 8.
+        unsafe { &*self.base().cast::<Header>() }
+    }
+
+    fn table(&self) -> Table<'_> {
+        // SAFETY: the layout was planned or validated: `participants_len` slots of
+        // SLOT_SIZE bytes start at `participants_offset` (128-aligned) inside the
+        // mapping, and were initialized before READY.
+        let slots = unsafe {
+            std::slice::from_raw_parts(
+                self.base()
+                    .add(self.layout.participants_offset)
+                    .cast::<Slot>(),
+                self.layout.participants_len as usize,
+            )
+        };
+        Table { slots }
+    }
+
+    /// The name this region was created or opened with; `None` if anonymous.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Size of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.layout.total_size
+    }
+
+    /// Always `false`: a region holds at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The kind of object this region holds (`"Lock"`, `"Semaphore"`, ...).
+    pub fn kind(&self) -> String {
+        header::kind_name(&self.header().kind)
+    }
+
+    /// The processes that joined this region and have not left, each probed for
+    /// liveness now.
+    pub fn participants(&self) -> Vec<Participant> {
+        self.table().list()
+    }
+
+    /// Removes the name `name`; processes that have it mapped keep using it, and
+    /// the memory is freed when the last one unmaps it.
+    pub fn unlink(name: &str) -> Result<(), Error> {
+        let c = name::check(name)?;
+        shm::unlink_named(&c).map_err(|e| os_error(e, name))
+    }
+
+    /// This process's membership, joining on first use in a (forked) process.
+    /// `None` if the table is full.
+    pub(crate) fn member(&self) -> Option<Member> {
+        let epoch = u64::from(sys::process::fork_epoch());
+        loop {
+            // Acquire: pairs with the Release store after joining below.
+            let cur = self.me.load(Ordering::Acquire);
+            let (e, st) = (cur >> 32, cur & 0xffff_ffff);
+            if e == epoch && st != 0 && st != JOINING {
+                let m = Member {
+                    index: (st - 1) as u32,
+                    generation: 0,
+                };
+                return self.member_generation(m);
+            }
+            if e == epoch && st == JOINING {
+                crate::loom::hint::spin_loop();
+                std::thread::yield_now();
+                continue;
+            }
+            if e == epoch && st == 0 {
+                return None;
+            }
+            // Stale (no membership yet, or an ancestor's): claim the join.
+            let joining = (epoch << 32) | JOINING;
+            if self
+                .me
+                .compare_exchange(cur, joining, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let joined = self.table().join();
+            let st = joined.map_or(0, |m| u64::from(m.index) + 1);
+            self.me.store((epoch << 32) | st, Ordering::Release);
+            return joined;
+        }
+    }
+
+    fn member_generation(&self, m: Member) -> Option<Member> {
+        let generation = self.slot_generation(m.index)?;
+        let m = Member {
+            index: m.index,
+            generation,
+        };
+        self.table().is_mine(m).then_some(m)
+    }
+
+    fn slot_generation(&self, index: u32) -> Option<u32> {
+        self.table().generation(index)
+    }
+
+    /// Probes member `m`.
+    pub(crate) fn probe(&self, m: Member) -> Liveness {
+        self.table().probe(m)
+    }
+
+    /// Creates a region holding a fresh `T`: anonymous when `name` is `None`.
+    pub(crate) fn create_object<T: SharedObject>(
+        name: Option<&str>,
+        opts: RegionOptions,
+        params: &T::Params,
+    ) -> Result<Object<T>, Error> {
+        let cname = name.map(name::check).transpose()?;
+        let layout = Layout::plan(T::payload_size(params)?, align_of::<T>(), opts.participants)?;
+        let file = match (&cname, name) {
+            (Some(c), Some(n)) => {
+                shm::create_named(c, opts.mode, layout.total_size).map_err(|e| os_error(e, n))?
+            }
+            _ => shm::memfd(layout.total_size)?,
+        };
+        let built = Self::build::<T>(&file, layout, name, params);
+        if built.is_err() {
+            if let Some(c) = &cname {
+                let _ = shm::unlink_named(c);
+            }
+        }
+        built
+    }
+
+    fn build<T: SharedObject>(
+        file: &std::fs::File,
+        layout: Layout,
+        name: Option<&str>,
+        params: &T::Params,
+    ) -> Result<Object<T>, Error> {
+        let map = shm::Mapping::new(file, layout.total_size)?;
+        let region = Region {
+            map,
+            layout,
+            name: name.map(str::to_owned),
+            me: AtomicU64::new(0),
+        };
+        let base = region.base();
+        let hdr = region.header();
+        // The file is new and zero-filled; the CAS makes double initialization
+        // impossible even if a name were somehow shared.
+        if hdr
+            .init
+            .compare_exchange(
+                header::UNINIT,
+                header::INITIALIZING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(Error::Corrupted("region was already initialized"));
+        }
+        let h = base.cast::<Header>();
+        // SAFETY: we own the INITIALIZING state, so no other process reads these
+        // fields until READY; `h` is the page-aligned start of the mapping.
+        unsafe {
+            (*h).magic = header::MAGIC;
+            (*h).version = header::VERSION;
+            (*h).libc_family = sys::LIBC_FAMILY;
+            (*h).total_size = layout.total_size as u64;
+            (*h).fingerprint = T::fingerprint();
+            (*h).participants_offset = layout.participants_offset as u64;
+            (*h).participants_len = layout.participants_len;
+            (*h).payload_offset = layout.payload_offset as u64;
+            (*h).payload_size = layout.payload_size as u64;
+            (*h).kind = header::kind_field(T::KIND);
+            (*h).creator_pid = sys::process::pid();
+        }
+        for i in 0..layout.participants_len as usize {
+            // SAFETY: slot `i` lies inside the planned table, which is inside the
+            // mapping and 128-aligned; nobody else uses it before READY.
+            unsafe {
+                Slot::init(
+                    base.add(layout.participants_offset + i * header::SLOT_SIZE)
+                        .cast(),
+                )?
+            };
+        }
+        // SAFETY: the payload is `payload_size(params)` zeroed bytes at an offset
+        // aligned to max(128, align_of::<T>()), unused by anyone before READY.
+        unsafe { T::init(base.add(layout.payload_offset).cast(), params)? };
+        // SYNC(init): Release publishes the header, table and object to openers.
+        region.header().init.store(header::READY, Ordering::Release);
+        crate::loom::futex::wake(&region.header().init, u32::MAX);
+        let _ = region.member();
+        Ok(Object {
+            region: Arc::new(region),
+            offset: layout.payload_offset,
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens the region `name` holding a `T`, checking everything first.
+    pub(crate) fn open_object<T: SharedObject>(name: &str) -> Result<Object<T>, Error> {
+        let cname = name::check(name)?;
+        let file = shm::open_named(&cname).map_err(|e| os_error(e, name))?;
+        let deadline = Deadline::after(OPEN_WAIT);
+        // The creator sizes the object right after creating it: wait for that.
+        let len = loop {
+            let len = shm::file_len(&file)?;
+            if len >= header::HEADER_SIZE as u64 || deadline.passed() {
+                break len;
+            }
+            std::thread::yield_now();
+        };
+        let len =
+            usize::try_from(len).map_err(|_| Error::Corrupted("size does not fit in memory"))?;
+        if len < header::HEADER_SIZE {
+            return Err(Error::Truncated {
+                len,
+                needed: header::HEADER_SIZE,
+            });
+        }
+        let map = shm::Mapping::new(&file, len)?;
+        let provisional = Layout {
+            total_size: len,
+            participants_offset: header::HEADER_SIZE,
+            participants_len: 0,
+            payload_offset: len,
+            payload_size: 0,
+        };
+        let mut region = Region {
+            map,
+            layout: provisional,
+            name: Some(name.to_owned()),
+            me: AtomicU64::new(0),
+        };
+        loop {
+            // SYNC(init): Acquire pairs with the creator's Release store of READY.
+            let state = region.header().init.load(Ordering::Acquire);
+            if state == header::READY {
+                break;
+            }
+            if deadline.passed() {
+                return Err(Error::NotReady);
+            }
+            crate::loom::futex::wait(
+                &region.header().init,
+                state,
+                Some(deadline.min_after(Duration::from_millis(10))),
+            );
+        }
+        let mut snapshot = [0u8; header::HEADER_SIZE];
+        // SAFETY: the mapping has at least HEADER_SIZE bytes (checked above); the
+        // header is immutable after READY, which we observed with Acquire.
+        unsafe {
+            std::ptr::copy_nonoverlapping(region.base(), snapshot.as_mut_ptr(), header::HEADER_SIZE)
+        };
+        let expect = Expect {
+            kind: T::KIND,
+            fingerprint: T::fingerprint(),
+        };
+        region.layout = header::parse(&snapshot, len, expect)?;
+        if region.layout.payload_offset % align_of::<T>() != 0 {
+            return Err(Error::Corrupted("payload misaligned for the object"));
+        }
+        let offset = region.layout.payload_offset;
+        let object: Object<T> = Object {
+            region: Arc::new(region),
+            offset,
+            _t: PhantomData,
+        };
+        object.get().check(object.region.layout.payload_size)?;
+        let _ = object.region.member();
+        Ok(object)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        let epoch = u64::from(sys::process::fork_epoch());
+        let cur = self.me.load(Ordering::Acquire);
+        let (e, st) = (cur >> 32, cur & 0xffff_ffff);
+        if e == epoch && st != 0 && st != JOINING {
+            if let Some(generation) = self.slot_generation((st - 1) as u32) {
+                self.table().leave(Member {
+                    index: (st - 1) as u32,
+                    generation,
+                });
+            }
+        }
+    }
+}
+
+/// A handle to one `T` inside a region; clones share the mapping.
+pub(crate) struct Object<T> {
+    region: Arc<Region>,
+    offset: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T> Clone for Object<T> {
+    fn clone(&self) -> Self {
+        Object {
+            region: Arc::clone(&self.region),
+            offset: self.offset,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Object<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Object")
+            .field("region", &self.region)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl<T: SharedObject> Object<T> {
+    /// The shared object.
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: `offset` is the payload offset of a region whose layout was
+        // planned or validated for `T` (size checked by `T::check`, alignment
+        // checked), initialized before READY, and mapped while `self.region` lives.
+        unsafe { &*self.region.base().add(self.offset).cast::<T>() }
+    }
+
+    /// The region holding the object.
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+}

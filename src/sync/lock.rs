@@ -1,0 +1,378 @@
+//! `Lock`: a robust, process-shared mutual-exclusion lock.
+//!
+//! The lock word is a `pthread_mutex_t` with `PTHREAD_PROCESS_SHARED` and
+//! `PTHREAD_MUTEX_ROBUST` (see `crate::sys::mutex`): glibc and the kernel's
+//! robust-futex list detect a holder that died and hand the lock to the next
+//! acquirer with `EOWNERDEAD`, which becomes [`LockError::OwnerDied`] carrying a
+//! guard. The guard's [`LockGuard::mark_consistent`] makes the lock usable again;
+//! dropping the guard without it makes the lock [`LockError::NotRecoverable`] for
+//! everyone, which is what a lock protecting data nobody repaired should do.
+//!
+//! Beside the mutex the crate keeps one word of its own: the owner's thread token
+//! (random per thread, so PID-namespace proof), which lets a [`super::Condition`]
+//! refuse `notify` from a non-owner. Uncontended lock + unlock is the pthread fast
+//! path (one CAS each way) plus two relaxed stores.
+
+use crate::loom::atomic::{AtomicU64, Ordering};
+use crate::loom::{Acquired, Deadline, MutexError, RobustMutex, thread_token};
+
+/// Why an acquire did not give a plain guard. `G` is the guard type: the
+/// `OwnerDied` variant carries it, because the lock *was* acquired.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError<G> {
+    /// The previous holder died while holding the lock. The caller now holds it
+    /// through the guard; the protected data may be half-updated. Repair it, then
+    /// call `mark_consistent` on the guard, or drop the guard to make the lock
+    /// permanently unusable ([`LockError::NotRecoverable`]).
+    #[error("the previous owner died holding the lock")]
+    OwnerDied(G),
+    /// A holder died and its successor released the lock without marking it
+    /// consistent: the lock can never be acquired again.
+    #[error("the lock is not recoverable: a previous owner died and nobody marked it consistent")]
+    NotRecoverable,
+    /// `try_lock`: another thread or process holds the lock.
+    #[error("the lock is held by someone else")]
+    WouldBlock,
+    /// `lock_timeout`: the timeout passed first.
+    #[error("timed out waiting for the lock")]
+    Timeout,
+    /// The operating system reported an unexpected error (errno), for example on a
+    /// lock whose memory another process overwrote.
+    #[error("unexpected error {0} from the lock (corrupted shared memory?)")]
+    Os(i32),
+    /// `Condition::wait` was given a guard of another lock; it is handed back
+    /// untouched.
+    #[error("the guard belongs to another lock")]
+    WrongLock(G),
+}
+
+impl<G> LockError<G> {
+    /// Maps the carried guard, keeping every other variant.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::NotRecoverable => LockError::NotRecoverable,
+            LockError::WouldBlock => LockError::WouldBlock,
+            LockError::Timeout => LockError::Timeout,
+            LockError::Os(e) => LockError::Os(e),
+            LockError::WrongLock(g) => LockError::WrongLock(f(g)),
+        }
+    }
+
+    /// The guard if the lock was acquired after its owner died.
+    pub fn into_owner_died(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+/// Why a release, notify or repair was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The calling thread does not hold the lock.
+    #[error("the calling thread does not own the lock")]
+    NotOwner,
+    /// `BoundedSemaphore::release` would raise the value above its initial value.
+    #[error("released more times than acquired: the value would exceed the bound")]
+    AboveBound,
+    /// The value would overflow its counter.
+    #[error("the value would overflow")]
+    Overflow,
+    /// The lock was acquired cleanly: there is nothing to mark consistent.
+    #[error("the lock is already consistent")]
+    AlreadyConsistent,
+}
+
+pub(crate) fn lock_error<G>(e: MutexError) -> LockError<G> {
+    match e {
+        MutexError::WouldBlock => LockError::WouldBlock,
+        MutexError::TimedOut => LockError::Timeout,
+        MutexError::NotRecoverable => LockError::NotRecoverable,
+        MutexError::NotOwner => LockError::Os(1),
+        MutexError::Os(e) => LockError::Os(e),
+    }
+}
+
+/// How to acquire.
+#[derive(Clone, Copy, Debug)]
+pub enum How {
+    Block,
+    Try,
+    Until(Deadline),
+}
+
+/// The lock's shared state: the robust mutex and the owner token.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawLock {
+    mutex: RobustMutex,
+    /// Token of the holding thread, 0 when free. Written only by the holder while
+    /// it holds the mutex; read by the holder (to check ownership). Relaxed
+    /// everywhere: a thread can only ever read back its own token as "mine" if it
+    /// stored it itself (program order), and the mutex orders everything else.
+    owner: AtomicU64,
+}
+
+impl RawLock {
+    /// A fresh lock (loom: built on the heap).
+    #[cfg(loom)]
+    pub fn new() -> RawLock {
+        RawLock {
+            mutex: RobustMutex::new(),
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes a fresh lock in place.
+    ///
+    /// # Safety
+    ///
+    /// `this` must be valid for writes, aligned, and unused by anyone.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn init(this: *mut RawLock) -> std::io::Result<()> {
+        // SAFETY: the caller guarantees `this` is valid, aligned and unused.
+        unsafe {
+            std::ptr::addr_of_mut!((*this).owner).write(AtomicU64::new(0));
+            RobustMutex::init(std::ptr::addr_of_mut!((*this).mutex))
+        }
+    }
+
+    /// Acquires. `Ok(Acquired::OwnerDied)` means the caller holds the lock and the
+    /// previous owner died.
+    pub fn acquire(&self, how: How) -> Result<Acquired, MutexError> {
+        let r = match how {
+            How::Block => self.mutex.lock(),
+            How::Try => self.mutex.try_lock(),
+            How::Until(d) => self.mutex.lock_until(d),
+        }?;
+        self.owner.store(thread_token(), Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// Releases; `NotOwner` if the calling thread does not hold it.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if !self.is_owned_by_me() {
+            return Err(ReleaseError::NotOwner);
+        }
+        self.owner.store(0, Ordering::Relaxed);
+        self.mutex.unlock().map_err(|_| ReleaseError::NotOwner)
+    }
+
+    /// Marks the state consistent after an `OwnerDied` acquire.
+    pub fn mark_consistent(&self) -> Result<(), ReleaseError> {
+        if !self.is_owned_by_me() {
+            return Err(ReleaseError::NotOwner);
+        }
+        self.mutex
+            .consistent()
+            .map_err(|_| ReleaseError::AlreadyConsistent)
+    }
+
+    /// Whether the calling thread holds the lock.
+    pub fn is_owned_by_me(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) == thread_token()
+    }
+
+    /// Loom only: the calling thread "dies" holding the lock (the kernel's exit
+    /// hook marks it owner-died and wakes one waiter).
+    #[cfg(loom)]
+    pub fn simulate_owner_death(&self) {
+        self.mutex.simulate_owner_death();
+    }
+}
+
+#[cfg(loom)]
+impl Default for RawLock {
+    fn default() -> Self {
+        RawLock::new()
+    }
+}
+
+#[cfg(not(loom))]
+pub use handle::{Lock, LockGuard};
+
+#[cfg(not(loom))]
+pub(crate) mod handle {
+    use std::fmt;
+    use std::marker::PhantomData;
+    use std::time::Duration;
+
+    use super::{How, LockError, RawLock, lock_error};
+    use crate::Error;
+    use crate::loom::{Acquired, Deadline};
+    use crate::region::{Object, Region, RegionOptions, SharedObject};
+
+    // SAFETY: RawLock is repr(C), holds a robust mutex and an atomic, no pointers;
+    // the default `check` ensures the payload is large enough.
+    unsafe impl SharedObject for RawLock {
+        const KIND: &'static str = "Lock";
+        type Params = ();
+
+        unsafe fn init(this: *mut Self, _: &()) -> Result<(), Error> {
+            // SAFETY: forwarded from the caller's guarantee.
+            Ok(unsafe { RawLock::init(this) }?)
+        }
+    }
+
+    /// A robust mutual-exclusion lock shared between processes, like Python's
+    /// `multiprocessing.Lock`.
+    ///
+    /// Not re-entrant: locking twice from one thread deadlocks (use [`crate::RLock`]).
+    /// Cloning the handle shares the same lock.
+    ///
+    /// ```
+    /// use multiproc::Lock;
+    ///
+    /// let lock = Lock::anonymous()?;
+    /// {
+    ///     let _guard = lock.lock().expect("fresh lock");
+    ///     assert!(lock.try_lock().is_err());
+    /// }
+    /// assert!(lock.try_lock().is_ok());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[derive(Clone)]
+    pub struct Lock {
+        obj: Object<RawLock>,
+    }
+
+    impl fmt::Debug for Lock {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Lock")
+                .field("region", self.obj.region())
+                .finish()
+        }
+    }
+
+    /// Proof that the lock is held; releases it on drop. Not `Send`: a pthread
+    /// mutex must be released by the thread that acquired it.
+    #[must_use = "the lock is released as soon as the guard is dropped"]
+    pub struct LockGuard<'a> {
+        raw: &'a RawLock,
+        inconsistent: bool,
+        _not_send: PhantomData<*const ()>,
+    }
+
+    impl fmt::Debug for LockGuard<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("LockGuard")
+                .field("consistent", &!self.inconsistent)
+                .finish()
+        }
+    }
+
+    impl<'a> LockGuard<'a> {
+        pub(crate) fn new(raw: &'a RawLock, acquired: Acquired) -> LockGuard<'a> {
+            LockGuard {
+                raw,
+                inconsistent: acquired == Acquired::OwnerDied,
+                _not_send: PhantomData,
+            }
+        }
+
+        pub(crate) fn raw(&self) -> &'a RawLock {
+            self.raw
+        }
+
+        /// Declares the protected state repaired after [`LockError::OwnerDied`]: the
+        /// lock stays usable after this guard drops. A no-op on a clean guard.
+        pub fn mark_consistent(&mut self) {
+            if self.inconsistent && self.raw.mark_consistent().is_ok() {
+                self.inconsistent = false;
+            }
+        }
+
+        /// `false` while a guard from [`LockError::OwnerDied`] is not yet marked.
+        pub fn is_consistent(&self) -> bool {
+            !self.inconsistent
+        }
+
+        /// Releases the lock without running drop glue twice; used by `Condition`.
+        pub(crate) fn forget_release(self) -> bool {
+            let inconsistent = self.inconsistent;
+            std::mem::forget(self);
+            inconsistent
+        }
+    }
+
+    impl Drop for LockGuard<'_> {
+        fn drop(&mut self) {
+            // Fails only if this thread no longer owns the lock, which the guard's
+            // existence rules out; nothing useful to do with an error in drop.
+            let _ = self.raw.release();
+        }
+    }
+
+    pub(crate) fn guard_result(
+        raw: &RawLock,
+        r: Result<Acquired, crate::loom::MutexError>,
+    ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        match r {
+            Ok(Acquired::Clean) => Ok(LockGuard::new(raw, Acquired::Clean)),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(LockGuard::new(
+                raw,
+                Acquired::OwnerDied,
+            ))),
+            Err(e) => Err(lock_error(e)),
+        }
+    }
+
+    impl Lock {
+        /// A new lock in an anonymous shared mapping, inherited by forked children.
+        pub fn anonymous() -> Result<Lock, Error> {
+            Ok(Lock {
+                obj: Region::create_object(None, RegionOptions::default(), &())?,
+            })
+        }
+
+        /// Creates a lock under `name` (for example `"/app-lock"`), failing with
+        /// [`Error::AlreadyExists`] if the name is taken. Mode 0600.
+        pub fn create(name: &str) -> Result<Lock, Error> {
+            Lock::create_with(name, RegionOptions::default())
+        }
+
+        /// [`Lock::create`] with explicit region options (mode, participants).
+        pub fn create_with(name: &str, opts: RegionOptions) -> Result<Lock, Error> {
+            Ok(Lock {
+                obj: Region::create_object(Some(name), opts, &())?,
+            })
+        }
+
+        /// Opens the lock `name` created by any process.
+        pub fn open(name: &str) -> Result<Lock, Error> {
+            Ok(Lock {
+                obj: Region::open_object(name)?,
+            })
+        }
+
+        /// Blocks until the lock is acquired.
+        pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+            guard_result(self.obj.get(), self.obj.get().acquire(How::Block))
+        }
+
+        /// Acquires the lock if it is free; [`LockError::WouldBlock`] otherwise.
+        pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+            guard_result(self.obj.get(), self.obj.get().acquire(How::Try))
+        }
+
+        /// Blocks until the lock is acquired or `timeout` passes
+        /// ([`LockError::Timeout`]). Uses `CLOCK_MONOTONIC`.
+        pub fn lock_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+            guard_result(
+                self.obj.get(),
+                self.obj.get().acquire(How::Until(Deadline::after(timeout))),
+            )
+        }
+
+        /// The region holding the lock.
+        pub fn region(&self) -> &Region {
+            self.obj.region()
+        }
+    }
+}

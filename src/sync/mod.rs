@@ -1,0 +1,55 @@
+//! Synchronization primitives in shared memory, with Python's names.
+//!
+//! Each primitive is split like `lock_api`: a `#[repr(C)]` raw state struct that
+//! lives in a region and holds only atomics and a robust mutex (`RawLock`,
+//! `RawSemaphore`, ...), with the algorithm as methods on `&self`; and a public
+//! handle that owns the mapping. The raw structs are what the loom models run.
+//!
+//! | primitive | state | owner death |
+//! |---|---|---|
+//! | [`Lock`] | robust pshared `pthread_mutex_t` + owner token | next acquirer gets [`LockError::OwnerDied`] |
+//! | [`RLock`] | the same + recursion count | as `Lock` |
+//! | [`Semaphore`], [`BoundedSemaphore`] | one futex word: permits + sleepers bit | permits held by a dead process are not returned (documented leak) |
+//! | [`Event`] | one futex word: set + sleepers bit | nothing to recover |
+//! | [`Condition`] | its own `Lock` + a sequence futex word | dead waiters only cost extra wakes |
+//! | [`Barrier`] | one futex word: count, generation, broken | waiters notice a dead party and break |
+
+mod barrier;
+mod condition;
+mod event;
+mod lock;
+mod rlock;
+mod semaphore;
+
+pub use barrier::{BarrierError, BarrierWaitResult};
+pub use lock::{LockError, ReleaseError};
+
+#[cfg(not(loom))]
+pub use barrier::Barrier;
+#[cfg(not(loom))]
+pub use condition::Condition;
+#[cfg(not(loom))]
+pub use event::Event;
+#[cfg(not(loom))]
+pub use lock::{Lock, LockGuard};
+#[cfg(not(loom))]
+pub use rlock::{RLock, RLockGuard};
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore};
+
+#[cfg(loom)]
+pub use barrier::RawBarrier;
+#[cfg(loom)]
+pub use condition::RawCondition;
+#[cfg(loom)]
+pub use event::RawEvent;
+#[cfg(loom)]
+pub use lock::RawLock;
+#[cfg(loom)]
+pub use rlock::RawRLock;
+#[cfg(loom)]
+pub use semaphore::RawSemaphore;
+
+/// How long a blocked waiter sleeps before it re-checks for dead peers. Only a
+/// death makes this slice visible: live peers wake waiters directly.
+pub(crate) const SLICE: std::time::Duration = std::time::Duration::from_millis(20);

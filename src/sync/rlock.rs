@@ -1,0 +1,332 @@
+//! `RLock`: a re-entrant robust lock.
+//!
+//! Recursion is the crate's, not pthread's: a RECURSIVE pthread mutex compares
+//! kernel TIDs, which repeat across PID namespaces. Here the mutex is the same
+//! robust NORMAL mutex as [`super::Lock`]'s, and beside it live the owner's thread
+//! token (random per thread, renewed in forked children) and a recursion count.
+//!
+//! | field | written by | read by |
+//! |---|---|---|
+//! | `owner` | the holder, right after acquiring the mutex and right before releasing it | any thread, to ask "is it me?" |
+//! | `count` | the holder only | the holder only |
+//!
+//! A thread that reads its own token in `owner` must have stored it itself (tokens
+//! are unique), so the check needs no ordering: Relaxed throughout, the mutex
+//! orders the rest.
+
+use super::lock::{How, ReleaseError};
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::{Acquired, MutexError, RobustMutex, thread_token};
+
+/// The re-entrant lock's shared state.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawRLock {
+    mutex: RobustMutex,
+    owner: AtomicU64,
+    count: AtomicU32,
+}
+
+impl RawRLock {
+    /// A fresh lock (loom: built on the heap).
+    #[cfg(loom)]
+    pub fn new() -> RawRLock {
+        RawRLock {
+            mutex: RobustMutex::new(),
+            owner: AtomicU64::new(0),
+            count: AtomicU32::new(0),
+        }
+    }
+
+    /// Writes a fresh lock in place.
+    ///
+    /// # Safety
+    ///
+    /// `this` must be valid for writes, aligned, and unused by anyone.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn init(this: *mut RawRLock) -> std::io::Result<()> {
+        // SAFETY: the caller guarantees `this` is valid, aligned and unused.
+        unsafe {
+            std::ptr::addr_of_mut!((*this).owner).write(AtomicU64::new(0));
+            std::ptr::addr_of_mut!((*this).count).write(AtomicU32::new(0));
+            RobustMutex::init(std::ptr::addr_of_mut!((*this).mutex))
+        }
+    }
+
+    /// Acquires, or re-enters if the calling thread holds the lock already.
+    pub fn acquire(&self, how: How) -> Result<Acquired, MutexError> {
+        let me = thread_token();
+        if self.owner.load(Ordering::Relaxed) == me {
+            let c = self.count.load(Ordering::Relaxed);
+            // Re-entering u32::MAX times is a caller bug; refuse rather than wrap.
+            let next = c.checked_add(1).ok_or(MutexError::Os(libc_eagain()))?;
+            self.count.store(next, Ordering::Relaxed);
+            return Ok(Acquired::Clean);
+        }
+        let r = match how {
+            How::Block => self.mutex.lock(),
+            How::Try => self.mutex.try_lock(),
+            How::Until(d) => self.mutex.lock_until(d),
+        }?;
+        // After an owner death `owner`/`count` hold the dead thread's values:
+        // overwrite both.
+        self.owner.store(me, Ordering::Relaxed);
+        self.count.store(1, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// Releases one level; the mutex is unlocked when the count reaches zero.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if self.owner.load(Ordering::Relaxed) != thread_token() {
+            return Err(ReleaseError::NotOwner);
+        }
+        let c = self.count.load(Ordering::Relaxed);
+        if c > 1 {
+            self.count.store(c - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.count.store(0, Ordering::Relaxed);
+        self.owner.store(0, Ordering::Relaxed);
+        self.mutex.unlock().map_err(|_| ReleaseError::NotOwner)
+    }
+
+    /// Marks the lock consistent after an `OwnerDied` acquire.
+    pub fn mark_consistent(&self) -> Result<(), ReleaseError> {
+        if self.owner.load(Ordering::Relaxed) != thread_token() {
+            return Err(ReleaseError::NotOwner);
+        }
+        self.mutex
+            .consistent()
+            .map_err(|_| ReleaseError::AlreadyConsistent)
+    }
+
+    /// Recursion depth if the calling thread holds the lock, else 0.
+    pub fn depth(&self) -> u32 {
+        if self.owner.load(Ordering::Relaxed) == thread_token() {
+            self.count.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Loom only: the calling thread dies holding the lock.
+    #[cfg(loom)]
+    pub fn simulate_owner_death(&self) {
+        self.mutex.simulate_owner_death();
+    }
+}
+
+#[cfg(loom)]
+impl Default for RawRLock {
+    fn default() -> Self {
+        RawRLock::new()
+    }
+}
+
+/// `EAGAIN`, the errno pthread uses for "recursion limit reached".
+const fn libc_eagain() -> i32 {
+    11
+}
+
+#[cfg(not(loom))]
+pub use handle::{RLock, RLockGuard};
+
+#[cfg(not(loom))]
+mod handle {
+    use std::fmt;
+    use std::marker::PhantomData;
+    use std::time::Duration;
+
+    use super::{How, RawRLock, ReleaseError};
+    use crate::Error;
+    use crate::loom::{Acquired, Deadline, MutexError};
+    use crate::region::{Object, Region, RegionOptions, SharedObject};
+    use crate::sync::lock::{LockError, lock_error};
+
+    // SAFETY: repr(C), a robust mutex and two atomics, no pointers.
+    unsafe impl SharedObject for RawRLock {
+        const KIND: &'static str = "RLock";
+        type Params = ();
+
+        unsafe fn init(this: *mut Self, _: &()) -> Result<(), Error> {
+            // SAFETY: forwarded from the caller's guarantee.
+            Ok(unsafe { RawRLock::init(this) }?)
+        }
+    }
+
+    /// A re-entrant robust lock shared between processes, like Python's
+    /// `multiprocessing.RLock`: the thread holding it may acquire it again, and
+    /// must release it as many times.
+    ///
+    /// Use the RAII [`RLock::lock`] or the Python-style [`RLock::acquire`] /
+    /// [`RLock::release`] pair; a release by a thread that does not hold the lock
+    /// is refused with [`ReleaseError::NotOwner`].
+    ///
+    /// ```
+    /// use multiproc::RLock;
+    ///
+    /// let rlock = RLock::anonymous()?;
+    /// let outer = rlock.lock().expect("fresh lock");
+    /// let inner = rlock.lock().expect("re-entry");
+    /// assert_eq!(rlock.depth(), 2);
+    /// drop(inner);
+    /// drop(outer);
+    /// assert_eq!(rlock.release(), Err(multiproc::ReleaseError::NotOwner));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[derive(Clone)]
+    pub struct RLock {
+        obj: Object<RawRLock>,
+    }
+
+    impl fmt::Debug for RLock {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RLock")
+                .field("region", self.obj.region())
+                .finish()
+        }
+    }
+
+    /// One level of an [`RLock`]; released on drop. Not `Send`.
+    #[must_use = "the level is released as soon as the guard is dropped"]
+    pub struct RLockGuard<'a> {
+        raw: &'a RawRLock,
+        inconsistent: bool,
+        _not_send: PhantomData<*const ()>,
+    }
+
+    impl fmt::Debug for RLockGuard<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RLockGuard")
+                .field("consistent", &!self.inconsistent)
+                .finish()
+        }
+    }
+
+    impl RLockGuard<'_> {
+        /// Declares the protected state repaired after [`LockError::OwnerDied`].
+        pub fn mark_consistent(&mut self) {
+            if self.inconsistent && self.raw.mark_consistent().is_ok() {
+                self.inconsistent = false;
+            }
+        }
+
+        /// `false` while an owner-died guard is not yet marked consistent.
+        pub fn is_consistent(&self) -> bool {
+            !self.inconsistent
+        }
+    }
+
+    impl Drop for RLockGuard<'_> {
+        fn drop(&mut self) {
+            let _ = self.raw.release();
+        }
+    }
+
+    fn guard(
+        raw: &RawRLock,
+        r: Result<Acquired, MutexError>,
+    ) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        let g = |inconsistent| RLockGuard {
+            raw,
+            inconsistent,
+            _not_send: PhantomData,
+        };
+        match r {
+            Ok(Acquired::Clean) => Ok(g(false)),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(g(true))),
+            Err(e) => Err(lock_error(e)),
+        }
+    }
+
+    fn unit(r: Result<Acquired, MutexError>) -> Result<(), LockError<()>> {
+        match r {
+            Ok(Acquired::Clean) => Ok(()),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(())),
+            Err(e) => Err(lock_error(e)),
+        }
+    }
+
+    impl RLock {
+        /// A new re-entrant lock in an anonymous shared mapping.
+        pub fn anonymous() -> Result<RLock, Error> {
+            Ok(RLock {
+                obj: Region::create_object(None, RegionOptions::default(), &())?,
+            })
+        }
+
+        /// Creates a re-entrant lock under `name`; fails if the name exists.
+        pub fn create(name: &str) -> Result<RLock, Error> {
+            RLock::create_with(name, RegionOptions::default())
+        }
+
+        /// [`RLock::create`] with explicit region options.
+        pub fn create_with(name: &str, opts: RegionOptions) -> Result<RLock, Error> {
+            Ok(RLock {
+                obj: Region::create_object(Some(name), opts, &())?,
+            })
+        }
+
+        /// Opens the re-entrant lock `name`.
+        pub fn open(name: &str) -> Result<RLock, Error> {
+            Ok(RLock {
+                obj: Region::open_object(name)?,
+            })
+        }
+
+        /// Blocks until acquired (immediately if this thread holds it already).
+        pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+            guard(self.obj.get(), self.obj.get().acquire(How::Block))
+        }
+
+        /// Acquires if free or already held by this thread.
+        pub fn try_lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+            guard(self.obj.get(), self.obj.get().acquire(How::Try))
+        }
+
+        /// Blocks until acquired or `timeout` passes.
+        pub fn lock_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+            guard(
+                self.obj.get(),
+                self.obj.get().acquire(How::Until(Deadline::after(timeout))),
+            )
+        }
+
+        /// Python-style acquire without a guard; pair it with [`RLock::release`].
+        /// After `Err(LockError::OwnerDied(()))` the lock is held: repair, then
+        /// call [`RLock::mark_consistent`].
+        pub fn acquire(&self) -> Result<(), LockError<()>> {
+            unit(self.obj.get().acquire(How::Block))
+        }
+
+        /// Python-style acquire with a timeout.
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockError<()>> {
+            unit(self.obj.get().acquire(How::Until(Deadline::after(timeout))))
+        }
+
+        /// Releases one level acquired with [`RLock::acquire`]. Refused with
+        /// [`ReleaseError::NotOwner`] (nothing changes) when the calling thread
+        /// does not hold the lock.
+        pub fn release(&self) -> Result<(), ReleaseError> {
+            self.obj.get().release()
+        }
+
+        /// Marks the lock consistent after an owner-died [`RLock::acquire`].
+        pub fn mark_consistent(&self) -> Result<(), ReleaseError> {
+            self.obj.get().mark_consistent()
+        }
+
+        /// The calling thread's recursion depth (0 if it does not hold the lock).
+        pub fn depth(&self) -> u32 {
+            self.obj.get().depth()
+        }
+
+        /// The region holding the lock.
+        pub fn region(&self) -> &Region {
+            self.obj.region()
+        }
+    }
+}

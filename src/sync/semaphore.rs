@@ -1,0 +1,364 @@
+//! `Semaphore` and `BoundedSemaphore`: a permit count in one futex word.
+//!
+//! ```text
+//! bit 31      SLEEPERS: a waiter may be asleep on the word (set by a waiter that
+//!             found no permit, cleared by the release that wakes one)
+//! bits 0..31  the number of available permits
+//! ```
+//!
+//! Keeping the sleepers flag in the same word as the count makes "is anyone
+//! asleep?" part of the same atomic read-modify-write as the permit change, so
+//! a release with nobody asleep makes no syscall and no store-load (Dekker) race
+//! exists between a waiter going to sleep and a releaser deciding not to wake.
+//!
+//! A release that clears `SLEEPERS` wakes one waiter; the woken waiter passes the
+//! baton on (wakes another if permits remain, or sets `SLEEPERS` again), so
+//! waiters that stay asleep are never stranded. A waiter killed between being
+//! woken and passing the baton strands the others for at most one wait slice,
+//! after which they re-check the word themselves.
+//!
+//! Permits are not tied to processes: a process that dies holding permits does
+//! not return them (the same as Python's `multiprocessing.Semaphore`).
+
+use super::lock::ReleaseError;
+use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::hint::{SPIN_LIMIT, spin_loop};
+use crate::loom::{Deadline, futex};
+
+/// A waiter may be asleep on the word.
+const SLEEPERS: u32 = 1 << 31;
+/// The largest possible number of permits.
+pub(crate) const MAX_VALUE: u32 = SLEEPERS - 1;
+
+/// The semaphore's shared state.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawSemaphore {
+    /// Permits and the sleepers flag. SYNC(permit): releases are Release RMWs,
+    /// acquires Acquire RMWs, so whatever a releaser wrote before `release` is
+    /// visible to the process that takes the permit.
+    word: AtomicU32,
+    /// The largest value `release` may reach (`MAX_VALUE` when unbounded).
+    /// Written once at creation.
+    bound: AtomicU32,
+}
+
+impl RawSemaphore {
+    /// A semaphore with `value` permits that `release` may raise up to `bound`.
+    pub fn new(value: u32, bound: u32) -> RawSemaphore {
+        RawSemaphore {
+            word: AtomicU32::new(value & MAX_VALUE),
+            bound: AtomicU32::new(bound.min(MAX_VALUE)),
+        }
+    }
+
+    /// Takes a permit if one is available.
+    #[inline]
+    pub fn try_acquire(&self) -> bool {
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            if v & MAX_VALUE == 0 {
+                return false;
+            }
+            match self
+                .word
+                .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => v = now,
+            }
+        }
+    }
+
+    /// Takes a permit, waiting until `deadline` (forever if `None`). `slice` is
+    /// the longest single sleep; `false` on timeout.
+    pub fn acquire(&self, deadline: Option<Deadline>, slice: std::time::Duration) -> bool {
+        if self.try_acquire() {
+            return true;
+        }
+        self.acquire_slow(deadline, slice)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, deadline: Option<Deadline>, slice: std::time::Duration) -> bool {
+        for _ in 0..SPIN_LIMIT {
+            spin_loop();
+            if self.try_acquire() {
+                return true;
+            }
+        }
+        let mut slept = false;
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            let permits = v & MAX_VALUE;
+            if permits != 0 {
+                match self.word.compare_exchange_weak(
+                    v,
+                    v - 1,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        if slept {
+                            self.pass_baton(permits - 1);
+                        }
+                        return true;
+                    }
+                    Err(now) => {
+                        v = now;
+                        continue;
+                    }
+                }
+            }
+            if deadline.is_some_and(Deadline::passed) {
+                if slept {
+                    // We may have absorbed a wake-up meant to be passed on.
+                    self.pass_baton(0);
+                }
+                return false;
+            }
+            if v & SLEEPERS == 0 {
+                // Relaxed: the flag carries no data; the futex compare orders it.
+                if let Err(now) = self.word.compare_exchange_weak(
+                    v,
+                    SLEEPERS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    v = now;
+                    continue;
+                }
+            }
+            let until = deadline
+                .unwrap_or_else(|| Deadline::after(slice))
+                .min_after(slice);
+            futex::wait(&self.word, SLEEPERS, Some(until));
+            slept = true;
+            v = self.word.load(Ordering::Relaxed);
+        }
+    }
+
+    /// After a woken waiter took a permit: if permits remain, wake the next
+    /// sleeper; otherwise re-arm `SLEEPERS` so the next release wakes one.
+    fn pass_baton(&self, left: u32) {
+        if left > 0 {
+            futex::wake(&self.word, 1);
+        } else {
+            // Relaxed: a flag only; a spurious flag costs one extra wake.
+            let _ = self
+                .word
+                .compare_exchange(0, SLEEPERS, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns a permit; refused (nothing changed) above the bound.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        let bound = self.bound.load(Ordering::Relaxed);
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            let permits = v & MAX_VALUE;
+            if permits >= bound {
+                return Err(if bound == MAX_VALUE {
+                    ReleaseError::Overflow
+                } else {
+                    ReleaseError::AboveBound
+                });
+            }
+            // Clearing SLEEPERS: the waiter we wake passes the baton on.
+            match self.word.compare_exchange_weak(
+                v,
+                permits + 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        if v & SLEEPERS != 0 {
+            futex::wake(&self.word, 1);
+        }
+        Ok(())
+    }
+
+    /// Permits available now.
+    pub fn value(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) & MAX_VALUE
+    }
+
+    /// The bound `release` may not exceed.
+    pub fn bound(&self) -> u32 {
+        self.bound.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(not(loom))]
+pub use handle::{BoundedSemaphore, Semaphore};
+
+#[cfg(not(loom))]
+mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
+    use super::{MAX_VALUE, RawSemaphore};
+    use crate::Error;
+    use crate::loom::Deadline;
+    use crate::region::{Object, Region, RegionOptions, SharedObject};
+    use crate::sync::{ReleaseError, SLICE};
+
+    /// Creation parameters: initial value and bound.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct SemParams {
+        value: u32,
+        bound: u32,
+    }
+
+    // SAFETY: repr(C), two atomics; `check` validates the bound.
+    unsafe impl SharedObject for RawSemaphore {
+        const KIND: &'static str = "Semaphore";
+        type Params = SemParams;
+
+        fn payload_size(p: &SemParams) -> Result<usize, Error> {
+            if p.value > MAX_VALUE {
+                return Err(Error::InvalidParameter("semaphore value above 2^31 - 1"));
+            }
+            Ok(size_of::<Self>())
+        }
+
+        unsafe fn init(this: *mut Self, p: &SemParams) -> Result<(), Error> {
+            // SAFETY: the caller guarantees `this` is valid, aligned and unused.
+            unsafe { this.write(RawSemaphore::new(p.value, p.bound)) };
+            Ok(())
+        }
+    }
+
+    macro_rules! semaphore_handle {
+        ($name:ident, $doc:literal, $bounded:expr, $example:literal) => {
+            #[doc = $doc]
+            ///
+            /// ```
+            #[doc = $example]
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            #[derive(Clone)]
+            pub struct $name {
+                obj: Object<RawSemaphore>,
+            }
+
+            impl fmt::Debug for $name {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.debug_struct(stringify!($name))
+                        .field("value", &self.value())
+                        .finish()
+                }
+            }
+
+            impl $name {
+                fn params(value: u32) -> SemParams {
+                    SemParams {
+                        value,
+                        bound: if $bounded { value } else { MAX_VALUE },
+                    }
+                }
+
+                fn from_obj(obj: Object<RawSemaphore>) -> Result<$name, Error> {
+                    let bounded = obj.get().bound() != MAX_VALUE;
+                    if bounded != $bounded {
+                        return Err(Error::TypeMismatch {
+                            expected: stringify!($name).to_owned(),
+                            found: if bounded {
+                                "BoundedSemaphore"
+                            } else {
+                                "Semaphore"
+                            }
+                            .to_owned(),
+                        });
+                    }
+                    Ok($name { obj })
+                }
+
+                /// A new semaphore with `value` permits (at most 2^31 - 1) in an
+                /// anonymous shared mapping, inherited by forked children.
+                pub fn anonymous(value: u32) -> Result<$name, Error> {
+                    $name::from_obj(Region::create_object(
+                        None,
+                        RegionOptions::default(),
+                        &Self::params(value),
+                    )?)
+                }
+
+                /// Creates a semaphore with `value` permits under `name`.
+                pub fn create(name: &str, value: u32) -> Result<$name, Error> {
+                    $name::create_with(name, value, RegionOptions::default())
+                }
+
+                /// [`Self::create`] with explicit region options.
+                pub fn create_with(
+                    name: &str,
+                    value: u32,
+                    opts: RegionOptions,
+                ) -> Result<$name, Error> {
+                    $name::from_obj(Region::create_object(
+                        Some(name),
+                        opts,
+                        &Self::params(value),
+                    )?)
+                }
+
+                /// Opens the semaphore `name`.
+                pub fn open(name: &str) -> Result<$name, Error> {
+                    $name::from_obj(Region::open_object(name)?)
+                }
+
+                /// Takes a permit, blocking while none is available.
+                pub fn acquire(&self) {
+                    while !self.obj.get().acquire(None, SLICE) {}
+                }
+
+                /// Takes a permit if one is available now.
+                pub fn try_acquire(&self) -> bool {
+                    self.obj.get().try_acquire()
+                }
+
+                /// Takes a permit, waiting at most `timeout`; `false` on timeout.
+                pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+                    self.obj
+                        .get()
+                        .acquire(Some(Deadline::after(timeout)), SLICE)
+                }
+
+                /// Returns a permit and wakes one waiter if any sleeps.
+                pub fn release(&self) -> Result<(), ReleaseError> {
+                    self.obj.get().release()
+                }
+
+                /// Permits available now (Python's `get_value`).
+                pub fn value(&self) -> u32 {
+                    self.obj.get().value()
+                }
+
+                /// The region holding the semaphore.
+                pub fn region(&self) -> &Region {
+                    self.obj.region()
+                }
+            }
+        };
+    }
+
+    semaphore_handle!(
+        Semaphore,
+        "A counting semaphore shared between processes, like Python's \
+         `multiprocessing.Semaphore`. Permits held by a process that dies are not returned.",
+        false,
+        "let sem = multiproc::Semaphore::anonymous(1)?;\nassert!(sem.try_acquire());\nassert!(!sem.try_acquire());\nsem.release().unwrap();\nassert_eq!(sem.value(), 1);"
+    );
+
+    semaphore_handle!(
+        BoundedSemaphore,
+        "A semaphore whose value may never exceed its initial value, like Python's \
+         `BoundedSemaphore`: a release past the bound is refused with \
+         [`ReleaseError::AboveBound`] and changes nothing.",
+        true,
+        "use multiproc::{BoundedSemaphore, ReleaseError};\nlet sem = BoundedSemaphore::anonymous(2)?;\nassert_eq!(sem.release(), Err(ReleaseError::AboveBound));\nsem.acquire();\nsem.release().unwrap();\nassert_eq!(sem.value(), 2);"
+    );
+}

@@ -1,0 +1,375 @@
+//! Process identity and liveness: pid/tid, start time, PID namespace, a fork
+//! epoch, per-thread tokens, and the fork/wait/kill calls behind
+//! [`crate::process`].
+//!
+//! The pid is cached; a `pthread_atfork` child handler (async-signal-safe: it only
+//! stores to atomics) invalidates every cache in the child, so a forked child never
+//! mistakes itself for its parent.
+#![expect(
+    clippy::disallowed_types,
+    reason = "process-local caches, never placed in shared memory or modelled by loom"
+)]
+
+use std::cell::Cell;
+use std::io;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::time::Deadline;
+
+static REGISTER: Once = Once::new();
+static PID: AtomicU32 = AtomicU32::new(0);
+static START_TIME: AtomicU64 = AtomicU64::new(0);
+static FORK_EPOCH: AtomicU32 = AtomicU32::new(1);
+
+extern "C" fn after_fork_in_child() {
+    // Relaxed: the child is single-threaded when this runs.
+    PID.store(0, Ordering::Relaxed);
+    START_TIME.store(0, Ordering::Relaxed);
+    FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+fn register() {
+    REGISTER.call_once(|| {
+        // SAFETY: registering a handler with no parent/prepare hooks; the child hook
+        // only touches atomics, which is async-signal-safe.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+/// Incremented in every forked child; a cache tagged with an older epoch belongs
+/// to an ancestor.
+pub(crate) fn fork_epoch() -> u32 {
+    register();
+    // Relaxed: each process only reads its own epoch, written before it forks or
+    // by the single-threaded child hook.
+    FORK_EPOCH.load(Ordering::Relaxed)
+}
+
+/// This process's pid (cached; correct in forked children).
+pub(crate) fn pid() -> u32 {
+    register();
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: getpid has no preconditions.
+    let p = unsafe { libc::getpid() }.unsigned_abs();
+    PID.store(p, Ordering::Relaxed);
+    p
+}
+
+/// The calling thread's kernel TID.
+pub(crate) fn tid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }.unsigned_abs()
+}
+
+/// This process's start time in clock ticks since boot (field 22 of
+/// `/proc/self/stat`), 0 if it cannot be read.
+pub(crate) fn start_time() -> u64 {
+    register();
+    let t = START_TIME.load(Ordering::Relaxed);
+    if t != 0 {
+        return t;
+    }
+    let t = match read_stat(pid()) {
+        Some(s) => s.start_time,
+        None => 0,
+    };
+    START_TIME.store(t, Ordering::Relaxed);
+    t
+}
+
+/// The inode of this process's PID namespace (`/proc/self/ns/pid`); 0 if unknown.
+/// Pids and start times from another namespace are not comparable with ours.
+pub(crate) fn pid_namespace() -> u64 {
+    let path = c"/proc/self/ns/pid";
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `path` is NUL-terminated; `st` is writable storage for a stat.
+    let rc = unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: stat returned 0, so it filled `st`.
+    unsafe { st.assume_init() }.st_ino
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stat {
+    /// The state letter: `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...
+    pub(crate) state: u8,
+    /// Start time in clock ticks since boot.
+    pub(crate) start_time: u64,
+}
+
+/// Reads `/proc/<pid>/stat` with plain `open`/`read` into a stack buffer: no
+/// allocation, so it is usable in a child forked from a threaded parent.
+pub(crate) fn read_stat(pid: u32) -> Option<Stat> {
+    let mut path = [0u8; 32];
+    let mut n = 0;
+    for b in b"/proc/" {
+        path[n] = *b;
+        n += 1;
+    }
+    let mut digits = [0u8; 10];
+    let mut d = 0;
+    let mut p = pid;
+    loop {
+        digits[d] = b'0' + (p % 10) as u8;
+        d += 1;
+        p /= 10;
+        if p == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[n] = digits[d];
+        n += 1;
+    }
+    for b in b"/stat" {
+        path[n] = *b;
+        n += 1;
+    }
+    // path[n] is already 0: NUL-terminated.
+    // SAFETY: `path` is a NUL-terminated byte string.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 1024];
+    let mut len = 0usize;
+    while len < buf.len() {
+        // SAFETY: writes at most `buf.len() - len` bytes into `buf[len..]`.
+        let r = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if r < 0 && super::errno() == libc::EINTR {
+            continue;
+        }
+        if r <= 0 {
+            break;
+        }
+        len += r.unsigned_abs();
+    }
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    parse_stat(&buf[..len])
+}
+
+/// Parses the fields we need from a `/proc/<pid>/stat` line. The command name is
+/// in parentheses and may itself contain spaces and parentheses, so fields are
+/// counted from the last `)`.
+pub(crate) fn parse_stat(line: &[u8]) -> Option<Stat> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let rest = line.get(close + 1..)?;
+    let mut fields = rest.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    // The state is field 3; start time is field 22, 19 fields further.
+    let start = fields.nth(18)?;
+    let mut start_time = 0u64;
+    for &b in start {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        start_time = start_time
+            .checked_mul(10)?
+            .checked_add(u64::from(b - b'0'))?;
+    }
+    Some(Stat { state, start_time })
+}
+
+/// Whether the process `pid` that started at `start_time` still runs.
+///
+/// A zombie counts as dead (it runs no code), and so does a pid now used by a
+/// process with another start time. Returns `None` when `/proc` cannot tell.
+pub(crate) fn is_alive(pid: u32, start_time: u64) -> Option<bool> {
+    if pid == 0 {
+        return Some(false);
+    }
+    match read_stat(pid) {
+        None => {
+            // SAFETY: kill with signal 0 only checks for existence and permission.
+            let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+            if rc == 0 || super::errno() == libc::EPERM {
+                None
+            } else {
+                Some(false)
+            }
+        }
+        Some(s) => Some(
+            !(matches!(s.state, b'Z' | b'X' | b'x')
+                || (start_time != 0 && s.start_time != start_time)),
+        ),
+    }
+}
+
+/// A 64-bit token unique to the calling thread across every process sharing a
+/// region (random, from `getrandom`, so it is PID-namespace proof), regenerated
+/// in forked children. Never 0.
+pub(crate) fn thread_token() -> u64 {
+    thread_local! {
+        static TOKEN: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+    }
+    let epoch = fork_epoch();
+    TOKEN.with(|t| {
+        let (e, tok) = t.get();
+        if e == epoch && tok != 0 {
+            return tok;
+        }
+        let tok = random_u64() | 1;
+        t.set((epoch, tok));
+        tok
+    })
+}
+
+/// 64 random bits from the kernel (falls back to time and ids if getrandom fails).
+pub(crate) fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    let mut got = 0usize;
+    while got < buf.len() {
+        // SAFETY: writes at most `buf.len() - got` bytes into `buf[got..]`.
+        let r = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
+        if r < 0 {
+            if super::errno() == libc::EINTR {
+                continue;
+            }
+            let now = Deadline::now().timespec();
+            let mixed = (now.tv_nsec as u64) ^ ((u64::from(pid()) << 32) | u64::from(tid()));
+            return mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        got += r.unsigned_abs();
+    }
+    u64::from_ne_bytes(buf)
+}
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// `_exit(code)`.
+    Code(i32),
+    /// Killed by a signal.
+    Signal(i32),
+}
+
+/// Forks the process.
+///
+/// # Safety
+///
+/// In a multi-threaded process the child has only the calling thread; locks held
+/// by other threads at the time of the fork stay held forever in the child. The
+/// caller must keep the child to code that does not need them.
+pub(crate) unsafe fn fork() -> io::Result<Option<u32>> {
+    register();
+    // SAFETY: the caller upholds the post-fork restrictions.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(super::last_error()),
+        0 => Ok(None),
+        p => Ok(Some(p.unsigned_abs())),
+    }
+}
+
+/// Ends the calling process immediately, without running destructors or atexit
+/// handlers (what a forked child must do).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sends `signal` to `pid`.
+pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: kill has no memory preconditions.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(super::last_error())
+    }
+}
+
+/// `SIGKILL`.
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+
+/// Waits for child `pid` to end, until `deadline`. `Ok(None)` on timeout (the child
+/// is left running and can be waited for again).
+pub(crate) fn wait_child(pid: u32, deadline: Option<Deadline>) -> io::Result<Option<Exit>> {
+    let ipid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if let Some(deadline) = deadline {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, ipid, 0) };
+        if fd >= 0 {
+            let fd = fd as libc::c_int;
+            let ready = loop {
+                let left = deadline.remaining();
+                let ms = libc::c_int::try_from(left.as_millis().saturating_add(1))
+                    .unwrap_or(libc::c_int::MAX);
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: `pfd` is a valid pollfd array of length 1.
+                let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+                if r > 0 {
+                    break true;
+                }
+                if r < 0 && super::errno() == libc::EINTR {
+                    continue;
+                }
+                if r < 0 || deadline.passed() {
+                    break false;
+                }
+            };
+            // SAFETY: `fd` came from pidfd_open and is closed once.
+            unsafe { libc::close(fd) };
+            if !ready {
+                return Ok(None);
+            }
+        }
+    }
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is writable; waitpid on our own child.
+        let r = unsafe { libc::waitpid(ipid, &mut status, 0) };
+        if r == ipid {
+            break;
+        }
+        if r < 0 && super::errno() == libc::EINTR {
+            continue;
+        }
+        return Err(super::last_error());
+    }
+    if libc::WIFEXITED(status) {
+        Ok(Some(Exit::Code(libc::WEXITSTATUS(status))))
+    } else {
+        Ok(Some(Exit::Signal(libc::WTERMSIG(status))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parses_tricky_names() {
+        let line = b"1234 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21\n";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.start_time, 987654);
+        assert!(parse_stat(b"no paren").is_none());
+        assert!(parse_stat(b"1 (x) S 1").is_none());
+    }
+
+    #[test]
+    fn own_process_is_alive_and_has_a_start_time() {
+        assert!(start_time() > 0);
+        assert_eq!(is_alive(pid(), start_time()), Some(true));
+        assert_eq!(is_alive(pid(), start_time() + 1), Some(false));
+        assert_ne!(thread_token(), 0);
+        assert_eq!(thread_token(), thread_token());
+        let other = std::thread::spawn(thread_token).join().unwrap();
+        assert_ne!(other, thread_token());
+    }
+}

@@ -1,0 +1,100 @@
+//! Shared mappings: named POSIX shared memory objects and anonymous `memfd`s, both
+//! mapped `MAP_SHARED` through memmap2 so forked children and other processes see
+//! the same bytes (a `MAP_PRIVATE` mapping would be copied on write after fork and
+//! futexes in it would stop waking other processes).
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A live `MAP_SHARED` read-write mapping; unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    map: memmap2::MmapRaw,
+}
+
+impl Mapping {
+    /// Maps all `len` bytes of `file` shared and read-write.
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Mapping> {
+        let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
+        Ok(Mapping { map })
+    }
+
+    /// Base address (page aligned).
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(super::last_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn retry(mut f: impl FnMut() -> libc::c_int) -> io::Result<libc::c_int> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+fn into_file(fd: libc::c_int) -> File {
+    // SAFETY: `fd` is a freshly opened descriptor that nothing else owns.
+    File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn set_len(file: &File, len: usize) -> io::Result<()> {
+    file.set_len(u64::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?)
+}
+
+/// Creates the shared memory object `name` (which must not exist) with permission
+/// `mode`, sized `len` bytes. `O_EXCL|O_NOFOLLOW`; the mode is applied with
+/// `fchmod` so the process umask cannot narrow or widen it.
+pub(crate) fn create_named(name: &CStr, mode: u32, len: usize) -> io::Result<File> {
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
+    let fd = retry(|| unsafe { libc::shm_open(name.as_ptr(), flags, mode as libc::mode_t) })?;
+    let file = into_file(fd);
+    // SAFETY: `fd` is owned by `file`, which is alive.
+    let fix_mode = retry(|| unsafe { libc::fchmod(fd, mode as libc::mode_t) });
+    if let Err(e) = fix_mode.and_then(|_| set_len(&file, len).map(|_| 0)) {
+        let _ = unlink_named(name);
+        return Err(e);
+    }
+    Ok(file)
+}
+
+/// Opens the existing shared memory object `name` read-write.
+pub(crate) fn open_named(name: &CStr) -> io::Result<File> {
+    let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
+    let fd = retry(|| unsafe { libc::shm_open(name.as_ptr(), flags, 0) })?;
+    Ok(into_file(fd))
+}
+
+/// Removes the name; existing mappings stay valid.
+pub(crate) fn unlink_named(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated.
+    retry(|| unsafe { libc::shm_unlink(name.as_ptr()) }).map(|_| ())
+}
+
+/// An anonymous `memfd` of `len` bytes. Mapped shared, it is inherited by forked
+/// children; its fd could also be passed to another process.
+pub(crate) fn memfd(len: usize) -> io::Result<File> {
+    // SAFETY: the name is NUL-terminated; memfd_create returns a new fd or -1.
+    let fd = retry(|| unsafe { libc::memfd_create(c"multiproc".as_ptr(), libc::MFD_CLOEXEC) })?;
+    let file = into_file(fd);
+    set_len(&file, len)?;
+    Ok(file)
+}
+
+/// The size of `file` in bytes.
+pub(crate) fn file_len(file: &File) -> io::Result<u64> {
+    Ok(file.metadata()?.len())
+}
