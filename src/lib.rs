@@ -49,6 +49,13 @@ compile_error!(
 
 mod error;
 pub(crate) mod loom;
+#[cfg_attr(
+    loom,
+    allow(
+        dead_code,
+        reason = "under loom only the time and mutex types of sys are used"
+    )
+)]
 pub(crate) mod sys;
 
 #[cfg(not(loom))]
@@ -65,6 +72,17 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
 };
 pub use sync::{BarrierError, BarrierWaitResult, LockError, ReleaseError};
+
+/// Raw algorithms and the mocked robust mutex, for `tests/loom.rs` (loom builds only).
+#[doc(hidden)]
+#[cfg(loom)]
+pub mod __loom {
+    pub use crate::sync::{
+        How, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore,
+    };
+    pub use crate::sys::mutex::{Acquired, MutexError};
+    pub use crate::sys::time::Deadline;
+}
 
 /// Internals exposed for the fuzz targets and the proptest suite; not a stable API.
 #[doc(hidden)]

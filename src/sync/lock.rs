@@ -86,6 +86,7 @@ pub enum ReleaseError {
     AlreadyConsistent,
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn lock_error<G>(e: MutexError) -> LockError<G> {
     match e {
         MutexError::WouldBlock => LockError::WouldBlock,
@@ -99,8 +100,11 @@ pub(crate) fn lock_error<G>(e: MutexError) -> LockError<G> {
 /// How to acquire.
 #[derive(Clone, Copy, Debug)]
 pub enum How {
+    /// Wait as long as it takes.
     Block,
+    /// Do not wait.
     Try,
+    /// Wait until the deadline.
     Until(Deadline),
 }
 

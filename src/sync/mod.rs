@@ -44,6 +44,8 @@ pub use condition::RawCondition;
 #[cfg(loom)]
 pub use event::RawEvent;
 #[cfg(loom)]
+pub use lock::How;
+#[cfg(loom)]
 pub use lock::RawLock;
 #[cfg(loom)]
 pub use rlock::RawRLock;
@@ -52,4 +54,5 @@ pub use semaphore::RawSemaphore;
 
 /// How long a blocked waiter sleeps before it re-checks for dead peers. Only a
 /// death makes this slice visible: live peers wake waiters directly.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
