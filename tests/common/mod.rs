@@ -1,0 +1,134 @@
+//! Helpers shared by the multi-process tests: unique names, shared scratch memory,
+//! a watchdog around child processes, and a wait for "the child is asleep".
+#![allow(dead_code, clippy::disallowed_types, reason = "test scaffolding; std atomics on our own scratch mapping")]
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc::process::{self, Child, ExitStatus};
+
+/// A name unique to this test process and call.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("/mp-test-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), tag)
+}
+
+/// Unlinks a name when dropped, so a failing test leaves nothing in /dev/shm.
+pub struct Unlink(pub String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = multiproc::Region::unlink(&self.0);
+    }
+}
+
+/// A page of `MAP_SHARED` scratch memory that forked children share, used by
+/// tests to record what happened (counters, slots) independently of the crate.
+pub struct Scratch {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is only accessed through atomics or by one process at a
+// time under a lock the test holds.
+unsafe impl Sync for Scratch {}
+// SAFETY: as above; the pointer is to a shared mapping, not thread-local data.
+unsafe impl Send for Scratch {}
+
+impl Scratch {
+    pub fn new(words: usize) -> Scratch {
+        let len = (words * 8).max(4096);
+        // SAFETY: anonymous shared mapping with no address hint; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap failed");
+        Scratch { ptr: ptr.cast(), len }
+    }
+
+    /// Word `i` as an atomic.
+    pub fn atomic(&self, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 8 <= self.len);
+        // SAFETY: in bounds (checked), 8-aligned (page-aligned base), zero-initialized
+        // shared memory that lives as long as `self`.
+        unsafe { &*self.ptr.add(i * 8).cast::<AtomicU64>() }
+    }
+
+    /// Plain (non-atomic) read of word `i`; the caller holds the lock guarding it.
+    pub fn read(&self, i: usize) -> u64 {
+        assert!((i + 1) * 8 <= self.len);
+        // SAFETY: in bounds and aligned; volatile so the compiler cannot cache it
+        // across the lock operations of the test.
+        unsafe { std::ptr::read_volatile(self.ptr.add(i * 8).cast::<u64>()) }
+    }
+
+    /// Plain (non-atomic) write of word `i`; the caller holds the lock guarding it.
+    pub fn write(&self, i: usize, v: u64) {
+        assert!((i + 1) * 8 <= self.len);
+        // SAFETY: as in `read`.
+        unsafe { std::ptr::write_volatile(self.ptr.add(i * 8).cast::<u64>(), v) }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// How long any child may run before the test fails instead of hanging CI.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Forks `f` into a child.
+pub fn spawn(f: impl FnOnce() -> i32) -> Child {
+    process::fork(f).expect("fork")
+}
+
+/// Waits for `child` under the watchdog: a hang kills it and fails the test.
+pub fn join(mut child: Child) -> ExitStatus {
+    match child.wait_timeout(WATCHDOG).expect("wait") {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait_timeout(WATCHDOG);
+            panic!("watchdog: child {} did not finish in {:?}", child.pid(), WATCHDOG);
+        }
+    }
+}
+
+/// Waits for every child and asserts each exited with code 0.
+pub fn join_all_ok(children: Vec<Child>) {
+    for (i, c) in children.into_iter().enumerate() {
+        assert_eq!(join(c), ExitStatus::Code(0), "child {i}");
+    }
+}
+
+/// Kills `child` with SIGKILL and reaps it.
+pub fn kill(mut child: Child) {
+    child.kill().expect("kill");
+    assert_eq!(join(child), ExitStatus::Signal(libc::SIGKILL));
+}
+
+/// Blocks until the kernel reports `pid` asleep (state `S`) in a futex wait:
+/// proof the child reached its blocking call, without guessing with sleeps.
+pub fn wait_until_asleep(pid: u32) {
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("");
+        if state == "S" && (wchan.contains("futex") || wchan.is_empty() || wchan == "0") {
+            return;
+        }
+        assert!(start.elapsed() < WATCHDOG, "watchdog: child {pid} never went to sleep");
+        std::thread::yield_now();
+    }
+}
