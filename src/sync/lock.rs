@@ -13,7 +13,7 @@
 //! refuse `notify` from a non-owner. Uncontended lock + unlock is the pthread fast
 //! path (one CAS each way) plus two relaxed stores.
 
-use crate::loom::atomic::{AtomicU64, Ordering};
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::loom::{Acquired, Deadline, MutexError, RobustMutex, thread_token};
 
 /// Why an acquire did not give a plain guard. `G` is the guard type: the
@@ -108,11 +108,117 @@ pub enum How {
     Until(Deadline),
 }
 
-/// The lock's shared state: the robust mutex and the owner token.
+/// `RobustCore::state` values: the crate's own record of the lock's consistency.
+const CONSISTENT: u32 = 0;
+/// Acquired from a dead owner and not yet marked consistent.
+const INCONSISTENT: u32 = 1;
+/// Released while inconsistent: refused to everyone, forever.
+const NOT_RECOVERABLE: u32 = 2;
+
+/// A robust pthread mutex plus the crate's consistency state machine.
+///
+/// | `state` | set by | when |
+/// |---|---|---|
+/// | `CONSISTENT` | creator; the holder in `consistent` | clean, or repaired |
+/// | `INCONSISTENT` | the acquirer that got `EOWNERDEAD` | until repaired or released |
+/// | `NOT_RECOVERABLE` | the holder releasing while `INCONSISTENT`; anyone who sees `ENOTRECOVERABLE` | final |
+///
+/// Why not rely on glibc alone: glibc 2.36's `pthread_mutex_trylock` on a
+/// not-recoverable robust mutex returns `ENOTRECOVERABLE` but leaves the lock
+/// word owned by the caller, so every other process then blocks forever (found by
+/// `tests/kill.rs`). The crate checks its own word before touching the mutex, and
+/// if glibc reports `ENOTRECOVERABLE` anyway it releases whatever glibc left held.
+/// Relaxed throughout: `state` only changes while the mutex is held (or to the
+/// final value), and the mutex orders those changes for the next holder.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct RobustCore {
+    mutex: RobustMutex,
+    state: AtomicU32,
+}
+
+impl RobustCore {
+    #[cfg(loom)]
+    pub(crate) fn new() -> RobustCore {
+        RobustCore { mutex: RobustMutex::new(), state: AtomicU32::new(CONSISTENT) }
+    }
+
+    /// # Safety
+    ///
+    /// `this` must be valid for writes, aligned, and unused by anyone.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn init(this: *mut RobustCore) -> std::io::Result<()> {
+        // SAFETY: the caller guarantees `this` is valid, aligned and unused.
+        unsafe {
+            std::ptr::addr_of_mut!((*this).state).write(AtomicU32::new(CONSISTENT));
+            RobustMutex::init(std::ptr::addr_of_mut!((*this).mutex))
+        }
+    }
+
+    fn not_recoverable(&self) -> MutexError {
+        self.state.store(NOT_RECOVERABLE, Ordering::Relaxed);
+        // Undo glibc's trylock leaving the word held; EPERM if we do not hold it.
+        let _ = self.mutex.unlock();
+        MutexError::NotRecoverable
+    }
+
+    pub(crate) fn acquire(&self, how: How) -> Result<Acquired, MutexError> {
+        if self.state.load(Ordering::Relaxed) == NOT_RECOVERABLE {
+            return Err(MutexError::NotRecoverable);
+        }
+        let r = match how {
+            How::Block => self.mutex.lock(),
+            How::Try => self.mutex.try_lock(),
+            How::Until(d) => self.mutex.lock_until(d),
+        };
+        match r {
+            Err(MutexError::NotRecoverable) => Err(self.not_recoverable()),
+            Err(e) => Err(e),
+            Ok(a) => {
+                // Re-check under the mutex: a racing `not_recoverable` may have
+                // unlocked a word glibc had left held, which made it usable again.
+                if self.state.load(Ordering::Relaxed) == NOT_RECOVERABLE {
+                    let _ = self.mutex.unlock();
+                    return Err(MutexError::NotRecoverable);
+                }
+                if a == Acquired::OwnerDied {
+                    self.state.store(INCONSISTENT, Ordering::Relaxed);
+                }
+                Ok(a)
+            }
+        }
+    }
+
+    /// Unlocks; releasing while inconsistent makes the lock not recoverable.
+    /// The caller must hold the mutex.
+    pub(crate) fn release(&self) -> Result<(), MutexError> {
+        if self.state.load(Ordering::Relaxed) == INCONSISTENT {
+            self.state.store(NOT_RECOVERABLE, Ordering::Relaxed);
+        }
+        self.mutex.unlock()
+    }
+
+    /// Marks an owner-died acquisition repaired. The caller must hold the mutex.
+    pub(crate) fn consistent(&self) -> Result<(), ReleaseError> {
+        if self.state.load(Ordering::Relaxed) != INCONSISTENT {
+            return Err(ReleaseError::AlreadyConsistent);
+        }
+        self.mutex.consistent().map_err(|_| ReleaseError::NotOwner)?;
+        self.state.store(CONSISTENT, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn simulate_owner_death(&self) {
+        self.mutex.simulate_owner_death();
+    }
+}
+
+/// The lock's shared state: the robust core and the owner token.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RawLock {
-    mutex: RobustMutex,
+    core: RobustCore,
     /// Token of the holding thread, 0 when free. Written only by the holder while
     /// it holds the mutex; read by the holder (to check ownership). Relaxed
     /// everywhere: a thread can only ever read back its own token as "mine" if it
@@ -124,10 +230,7 @@ impl RawLock {
     /// A fresh lock (loom: built on the heap).
     #[cfg(loom)]
     pub fn new() -> RawLock {
-        RawLock {
-            mutex: RobustMutex::new(),
-            owner: AtomicU64::new(0),
-        }
+        RawLock { core: RobustCore::new(), owner: AtomicU64::new(0) }
     }
 
     /// Writes a fresh lock in place.
@@ -140,18 +243,14 @@ impl RawLock {
         // SAFETY: the caller guarantees `this` is valid, aligned and unused.
         unsafe {
             std::ptr::addr_of_mut!((*this).owner).write(AtomicU64::new(0));
-            RobustMutex::init(std::ptr::addr_of_mut!((*this).mutex))
+            RobustCore::init(std::ptr::addr_of_mut!((*this).core))
         }
     }
 
     /// Acquires. `Ok(Acquired::OwnerDied)` means the caller holds the lock and the
     /// previous owner died.
     pub fn acquire(&self, how: How) -> Result<Acquired, MutexError> {
-        let r = match how {
-            How::Block => self.mutex.lock(),
-            How::Try => self.mutex.try_lock(),
-            How::Until(d) => self.mutex.lock_until(d),
-        }?;
+        let r = self.core.acquire(how)?;
         self.owner.store(thread_token(), Ordering::Relaxed);
         Ok(r)
     }
@@ -162,7 +261,7 @@ impl RawLock {
             return Err(ReleaseError::NotOwner);
         }
         self.owner.store(0, Ordering::Relaxed);
-        self.mutex.unlock().map_err(|_| ReleaseError::NotOwner)
+        self.core.release().map_err(|_| ReleaseError::NotOwner)
     }
 
     /// Marks the state consistent after an `OwnerDied` acquire.
@@ -170,9 +269,7 @@ impl RawLock {
         if !self.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
         }
-        self.mutex
-            .consistent()
-            .map_err(|_| ReleaseError::AlreadyConsistent)
+        self.core.consistent()
     }
 
     /// Whether the calling thread holds the lock.
@@ -184,7 +281,7 @@ impl RawLock {
     /// hook marks it owner-died and wakes one waiter).
     #[cfg(loom)]
     pub fn simulate_owner_death(&self) {
-        self.mutex.simulate_owner_death();
+        self.core.simulate_owner_death();
     }
 }
 

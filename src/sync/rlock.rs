@@ -14,15 +14,15 @@
 //! are unique), so the check needs no ordering: Relaxed throughout, the mutex
 //! orders the rest.
 
-use super::lock::{How, ReleaseError};
+use super::lock::{How, ReleaseError, RobustCore};
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::loom::{Acquired, MutexError, RobustMutex, thread_token};
+use crate::loom::{Acquired, MutexError, thread_token};
 
 /// The re-entrant lock's shared state.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RawRLock {
-    mutex: RobustMutex,
+    core: RobustCore,
     owner: AtomicU64,
     count: AtomicU32,
 }
@@ -32,7 +32,7 @@ impl RawRLock {
     #[cfg(loom)]
     pub fn new() -> RawRLock {
         RawRLock {
-            mutex: RobustMutex::new(),
+            core: RobustCore::new(),
             owner: AtomicU64::new(0),
             count: AtomicU32::new(0),
         }
@@ -49,7 +49,7 @@ impl RawRLock {
         unsafe {
             std::ptr::addr_of_mut!((*this).owner).write(AtomicU64::new(0));
             std::ptr::addr_of_mut!((*this).count).write(AtomicU32::new(0));
-            RobustMutex::init(std::ptr::addr_of_mut!((*this).mutex))
+            RobustCore::init(std::ptr::addr_of_mut!((*this).core))
         }
     }
 
@@ -63,11 +63,7 @@ impl RawRLock {
             self.count.store(next, Ordering::Relaxed);
             return Ok(Acquired::Clean);
         }
-        let r = match how {
-            How::Block => self.mutex.lock(),
-            How::Try => self.mutex.try_lock(),
-            How::Until(d) => self.mutex.lock_until(d),
-        }?;
+        let r = self.core.acquire(how)?;
         // After an owner death `owner`/`count` hold the dead thread's values:
         // overwrite both.
         self.owner.store(me, Ordering::Relaxed);
@@ -87,7 +83,7 @@ impl RawRLock {
         }
         self.count.store(0, Ordering::Relaxed);
         self.owner.store(0, Ordering::Relaxed);
-        self.mutex.unlock().map_err(|_| ReleaseError::NotOwner)
+        self.core.release().map_err(|_| ReleaseError::NotOwner)
     }
 
     /// Marks the lock consistent after an `OwnerDied` acquire.
@@ -95,9 +91,7 @@ impl RawRLock {
         if self.owner.load(Ordering::Relaxed) != thread_token() {
             return Err(ReleaseError::NotOwner);
         }
-        self.mutex
-            .consistent()
-            .map_err(|_| ReleaseError::AlreadyConsistent)
+        self.core.consistent()
     }
 
     /// Recursion depth if the calling thread holds the lock, else 0.
@@ -112,7 +106,7 @@ impl RawRLock {
     /// Loom only: the calling thread dies holding the lock.
     #[cfg(loom)]
     pub fn simulate_owner_death(&self) {
-        self.mutex.simulate_owner_death();
+        self.core.simulate_owner_death();
     }
 }
 

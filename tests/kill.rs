@@ -1,0 +1,196 @@
+//! kill -9: a process dies at the worst moment and the survivors go on.
+
+mod common;
+
+use common::{join, spawn};
+use multiproc::process::ExitStatus;
+use multiproc::{Barrier, BarrierError, Condition, Event, Lock, LockError, RLock, Semaphore};
+
+/// A child takes the lock, says so, and blocks forever; we SIGKILL it.
+fn kill_holder_of(take: impl FnOnce() -> bool) {
+    let held = Event::anonymous().unwrap();
+    let never = Event::anonymous().unwrap();
+    let child = spawn(|| {
+        if !take() {
+            return 1;
+        }
+        held.set();
+        never.wait();
+        0
+    });
+    assert!(held.wait_timeout(common::WATCHDOG), "child never took the lock");
+    common::kill(child);
+}
+
+#[test]
+fn lock_owner_killed_gives_owner_died_then_recovers() {
+    let lock = Lock::anonymous().unwrap();
+    kill_holder_of(|| lock.lock().map(std::mem::forget).is_ok());
+    match lock.lock() {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert!(!g.is_consistent());
+            g.mark_consistent();
+            assert!(g.is_consistent());
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    // Usable again, by this process and by another one.
+    drop(lock.lock().expect("consistent again"));
+    let child = spawn(|| i32::from(lock.lock().is_err()));
+    assert_eq!(join(child), ExitStatus::Code(0));
+}
+
+#[test]
+fn lock_owner_killed_without_repair_is_not_recoverable() {
+    let lock = Lock::anonymous().unwrap();
+    kill_holder_of(|| lock.lock().map(std::mem::forget).is_ok());
+    let g = lock.lock().expect_err("owner died").into_owner_died().expect("a guard");
+    drop(g); // no mark_consistent
+    assert!(matches!(lock.lock(), Err(LockError::NotRecoverable)));
+    assert!(matches!(lock.try_lock(), Err(LockError::NotRecoverable)));
+    let child = spawn(|| i32::from(!matches!(lock.lock(), Err(LockError::NotRecoverable))));
+    assert_eq!(join(child), ExitStatus::Code(0));
+}
+
+#[test]
+fn lock_owner_killed_while_others_block_hands_over() {
+    // The survivor is already blocked in lock() when the holder dies: the
+    // kernel wakes it with owner-died instead of leaving it asleep.
+    let lock = Lock::anonymous().unwrap();
+    let held = Event::anonymous().unwrap();
+    let never = Event::anonymous().unwrap();
+    let holder = spawn(|| {
+        let Ok(g) = lock.lock() else { return 1 };
+        std::mem::forget(g);
+        held.set();
+        never.wait();
+        0
+    });
+    assert!(held.wait_timeout(common::WATCHDOG));
+    let waiter = spawn(|| match lock.lock() {
+        Err(LockError::OwnerDied(mut g)) => {
+            g.mark_consistent();
+            0
+        }
+        _ => 1,
+    });
+    common::wait_until_asleep(waiter.pid());
+    common::kill(holder);
+    assert_eq!(join(waiter), ExitStatus::Code(0));
+    drop(lock.lock().expect("repaired by the waiter"));
+}
+
+#[test]
+fn rlock_owner_killed_gives_owner_died_then_recovers() {
+    let lock = RLock::anonymous().unwrap();
+    kill_holder_of(|| {
+        let (Ok(a), Ok(b)) = (lock.lock(), lock.lock()) else { return false };
+        std::mem::forget((a, b));
+        true
+    });
+    match lock.lock() {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert_eq!(lock.depth(), 1, "the dead owner's depth is not inherited");
+            g.mark_consistent();
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    let _a = lock.lock().unwrap();
+    let _b = lock.lock().unwrap();
+    assert_eq!(lock.depth(), 2);
+}
+
+#[test]
+fn rlock_owner_killed_without_repair_is_not_recoverable() {
+    let lock = RLock::anonymous().unwrap();
+    kill_holder_of(|| lock.acquire().is_ok());
+    assert!(matches!(lock.acquire(), Err(LockError::OwnerDied(()))));
+    lock.release().unwrap();
+    assert!(matches!(lock.acquire(), Err(LockError::NotRecoverable)));
+}
+
+#[test]
+fn condition_lock_owner_killed_is_reported_by_wait_and_lock() {
+    let cond = Condition::anonymous().unwrap();
+    kill_holder_of(|| cond.lock().map(std::mem::forget).is_ok());
+    let mut g = cond.lock().expect_err("owner died").into_owner_died().unwrap();
+    g.mark_consistent();
+    cond.notify_all().unwrap();
+    drop(g);
+    drop(cond.lock().unwrap());
+}
+
+#[test]
+fn barrier_party_killed_while_others_wait_breaks_it() {
+    let barrier = Barrier::anonymous(3).unwrap();
+    let gate = Event::anonymous().unwrap();
+    let never = Event::anonymous().unwrap();
+    // Generation 1 with all three parties, so each process is a known party.
+    let victim = spawn(|| {
+        if barrier.wait().is_err() {
+            return 1;
+        }
+        gate.set();
+        never.wait();
+        0
+    });
+    let other = spawn(|| {
+        if barrier.wait().is_err() {
+            return 1;
+        }
+        // Generation 2: the victim never arrives.
+        match barrier.wait() {
+            Err(BarrierError::Broken) => 0,
+            _ => 2,
+        }
+    });
+    barrier.wait().unwrap();
+    assert!(gate.wait_timeout(common::WATCHDOG));
+    common::wait_until_asleep(other.pid());
+    common::kill(victim);
+    assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+    assert_eq!(join(other), ExitStatus::Code(0));
+    assert!(barrier.is_broken());
+}
+
+/// A process killed while asleep in `wait` must not strand the next waiter.
+fn killed_waiter_blocks_nobody(wait: impl Fn() -> bool, wake: impl FnOnce()) {
+    let victim = spawn(|| i32::from(!wait()));
+    common::wait_until_asleep(victim.pid());
+    common::kill(victim);
+    let survivor = spawn(|| i32::from(!wait()));
+    common::wait_until_asleep(survivor.pid());
+    wake();
+    assert_eq!(join(survivor), ExitStatus::Code(0));
+}
+
+#[test]
+fn killed_event_waiter_blocks_nobody() {
+    let ev = Event::anonymous().unwrap();
+    killed_waiter_blocks_nobody(|| ev.wait_timeout(common::WATCHDOG), || ev.set());
+}
+
+#[test]
+fn killed_semaphore_waiter_blocks_nobody() {
+    let sem = Semaphore::anonymous(0).unwrap();
+    killed_waiter_blocks_nobody(|| sem.acquire_timeout(common::WATCHDOG), || sem.release().unwrap());
+    assert_eq!(sem.value(), 0, "the survivor took the one permit");
+}
+
+#[test]
+fn killed_condition_waiter_blocks_nobody() {
+    let cond = Condition::anonymous().unwrap();
+    let flag = Event::anonymous().unwrap();
+    killed_waiter_blocks_nobody(
+        || {
+            let Ok(g) = cond.lock() else { return false };
+            cond.wait_while_timeout(g, common::WATCHDOG, || !flag.is_set()).is_ok_and(|(_, timed_out)| !timed_out)
+        },
+        || {
+            let g = cond.lock().unwrap();
+            flag.set();
+            cond.notify(1).unwrap();
+            drop(g);
+        },
+    );
+}
