@@ -408,7 +408,9 @@ impl Region {
         loop {
             // SYNC(init): Acquire pairs with the creator's Release store of READY.
             let state = region.header().init.load(Ordering::Acquire);
-            if state == header::READY {
+            // Anything but the two in-progress values is final: READY, or garbage
+            // that `parse` turns into a typed error.
+            if state != header::UNINIT && state != header::INITIALIZING {
                 break;
             }
             if deadline.passed() {
