@@ -100,7 +100,7 @@ impl RawSemaphore {
                 ) {
                     Ok(_) => {
                         if slept {
-                            self.pass_baton(permits - 1);
+                            self.pass_baton();
                         }
                         return true;
                     }
@@ -113,7 +113,7 @@ impl RawSemaphore {
             if deadline.is_some_and(Deadline::passed) {
                 if slept {
                     // We may have absorbed a wake-up meant to be passed on.
-                    self.pass_baton(0);
+                    self.pass_baton();
                 }
                 return false;
             }
@@ -138,16 +138,25 @@ impl RawSemaphore {
         }
     }
 
-    /// After a woken waiter took a permit: if permits remain, wake the next
-    /// sleeper; otherwise re-arm `SLEEPERS` so the next release wakes one.
-    fn pass_baton(&self, left: u32) {
-        if left > 0 {
-            futex::wake(&self.word, 1);
-        } else {
+    /// After a woken waiter took a permit (or gave up): if permits remain, wake
+    /// the next sleeper; otherwise re-arm `SLEEPERS` so the next release wakes
+    /// one. Reads the word afresh: a release may have landed since our CAS (found
+    /// by the loom model with three preemptions).
+    fn pass_baton(&self) {
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            if v & MAX_VALUE != 0 {
+                futex::wake(&self.word, 1);
+                return;
+            }
+            if v & SLEEPERS != 0 {
+                return;
+            }
             // Relaxed: a flag only; a spurious flag costs one extra wake.
-            let _ = self
-                .word
-                .compare_exchange(0, SLEEPERS, Ordering::Relaxed, Ordering::Relaxed);
+            match self.word.compare_exchange_weak(v, SLEEPERS, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => v = now,
+            }
         }
     }
 
