@@ -104,3 +104,8 @@ pub mod __private {
         crate::sys::futex::syscall_count()
     }
 }
+
+/// The README's examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

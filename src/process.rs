@@ -36,7 +36,8 @@ pub struct Child {
 /// Runs `f` in a forked child process and returns a handle to it. The child's
 /// exit code is `f`'s return value (101 if `f` panics).
 ///
-/// The child starts with a copy of the parent's memory and only the calling
+/// The child leaves every region it joined before `_exit`, so a child that
+/// finished is not mistaken for one that died. The child starts with a copy of the parent's memory and only the calling
 /// thread. In a multi-threaded parent, locks held by other threads stay locked
 /// in the child, so keep `f` to simple work: this crate's primitives are safe to
 /// use there (they allocate nothing after fork on their hot paths).
@@ -55,6 +56,9 @@ pub fn fork(f: impl FnOnce() -> i32) -> std::io::Result<Child> {
         Some(pid) => Ok(Child { pid, reaped: None }),
         None => {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            // A child that finished leaves the regions it joined, so peers can tell
+            // a normal exit from a death.
+            crate::region::leave_all();
             sys::exit_now(code)
         }
     }

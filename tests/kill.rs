@@ -18,7 +18,10 @@ fn kill_holder_of(take: impl FnOnce() -> bool) {
         never.wait();
         0
     });
-    assert!(held.wait_timeout(common::WATCHDOG), "child never took the lock");
+    assert!(
+        held.wait_timeout(common::WATCHDOG),
+        "child never took the lock"
+    );
     common::kill(child);
 }
 
@@ -44,7 +47,11 @@ fn lock_owner_killed_gives_owner_died_then_recovers() {
 fn lock_owner_killed_without_repair_is_not_recoverable() {
     let lock = Lock::anonymous().unwrap();
     kill_holder_of(|| lock.lock().map(std::mem::forget).is_ok());
-    let g = lock.lock().expect_err("owner died").into_owner_died().expect("a guard");
+    let g = lock
+        .lock()
+        .expect_err("owner died")
+        .into_owner_died()
+        .expect("a guard");
     drop(g); // no mark_consistent
     assert!(matches!(lock.lock(), Err(LockError::NotRecoverable)));
     assert!(matches!(lock.try_lock(), Err(LockError::NotRecoverable)));
@@ -84,7 +91,9 @@ fn lock_owner_killed_while_others_block_hands_over() {
 fn rlock_owner_killed_gives_owner_died_then_recovers() {
     let lock = RLock::anonymous().unwrap();
     kill_holder_of(|| {
-        let (Ok(a), Ok(b)) = (lock.lock(), lock.lock()) else { return false };
+        let (Ok(a), Ok(b)) = (lock.lock(), lock.lock()) else {
+            return false;
+        };
         std::mem::forget((a, b));
         true
     });
@@ -113,7 +122,11 @@ fn rlock_owner_killed_without_repair_is_not_recoverable() {
 fn condition_lock_owner_killed_is_reported_by_wait_and_lock() {
     let cond = Condition::anonymous().unwrap();
     kill_holder_of(|| cond.lock().map(std::mem::forget).is_ok());
-    let mut g = cond.lock().expect_err("owner died").into_owner_died().unwrap();
+    let mut g = cond
+        .lock()
+        .expect_err("owner died")
+        .into_owner_died()
+        .unwrap();
     g.mark_consistent();
     cond.notify_all().unwrap();
     drop(g);
@@ -173,7 +186,10 @@ fn killed_event_waiter_blocks_nobody() {
 #[test]
 fn killed_semaphore_waiter_blocks_nobody() {
     let sem = Semaphore::anonymous(0).unwrap();
-    killed_waiter_blocks_nobody(|| sem.acquire_timeout(common::WATCHDOG), || sem.release().unwrap());
+    killed_waiter_blocks_nobody(
+        || sem.acquire_timeout(common::WATCHDOG),
+        || sem.release().unwrap(),
+    );
     assert_eq!(sem.value(), 0, "the survivor took the one permit");
 }
 
@@ -184,7 +200,8 @@ fn killed_condition_waiter_blocks_nobody() {
     killed_waiter_blocks_nobody(
         || {
             let Ok(g) = cond.lock() else { return false };
-            cond.wait_while_timeout(g, common::WATCHDOG, || !flag.is_set()).is_ok_and(|(_, timed_out)| !timed_out)
+            cond.wait_while_timeout(g, common::WATCHDOG, || !flag.is_set())
+                .is_ok_and(|(_, timed_out)| !timed_out)
         },
         || {
             let g = cond.lock().unwrap();
@@ -193,4 +210,26 @@ fn killed_condition_waiter_blocks_nobody() {
             drop(g);
         },
     );
+}
+
+#[test]
+fn barrier_survives_a_party_that_exited_normally() {
+    // A party that finished and exited must not look dead: the fork helper
+    // leaves the regions a child joined before `_exit`.
+    let barrier = Barrier::anonymous(2).unwrap();
+    let first = spawn(|| i32::from(barrier.wait().is_err()));
+    barrier.wait().unwrap();
+    assert_eq!(join(first), ExitStatus::Code(0));
+    let late = spawn(|| {
+        // Arrive late on purpose: the parent sleeps through several 20 ms slices
+        // and probes the parties it knows, including the one that exited.
+        let never = Event::anonymous().unwrap();
+        never.wait_timeout(std::time::Duration::from_millis(120));
+        i32::from(barrier.wait().is_err())
+    });
+    assert!(
+        barrier.wait().is_ok(),
+        "a normal exit was taken for a death"
+    );
+    assert_eq!(join(late), ExitStatus::Code(0));
 }

@@ -256,6 +256,9 @@ impl Region {
             let joined = self.table().join();
             let st = joined.map_or(0, |m| u64::from(m.index) + 1);
             self.me.store((epoch << 32) | st, Ordering::Release);
+            if joined.is_some() {
+                track(self);
+            }
             return joined;
         }
     }
@@ -362,9 +365,11 @@ impl Region {
         // SYNC(init): Release publishes the header, table and object to openers.
         region.header().init.store(header::READY, Ordering::Release);
         crate::loom::futex::wake(&region.header().init, u32::MAX);
+        let region = Arc::new(region);
+        // Join once the region has its final address (the exit registry keeps it).
         let _ = region.member();
         Ok(Object {
-            region: Arc::new(region),
+            region,
             offset: layout.payload_offset,
             _t: PhantomData,
         })
@@ -448,19 +453,72 @@ impl Region {
     }
 }
 
-impl Drop for Region {
-    fn drop(&mut self) {
+impl Region {
+    /// Gives this process's slot back, if it holds one in this region.
+    fn leave(&self) {
         let epoch = u64::from(sys::process::fork_epoch());
         let cur = self.me.load(Ordering::Acquire);
         let (e, st) = (cur >> 32, cur & 0xffff_ffff);
         if e == epoch && st != 0 && st != JOINING {
-            if let Some(generation) = self.slot_generation((st - 1) as u32) {
-                self.table().leave(Member {
-                    index: (st - 1) as u32,
-                    generation,
-                });
+            let index = (st - 1) as u32;
+            if let Some(generation) = self.slot_generation(index) {
+                self.table().leave(Member { index, generation });
             }
+            self.me.store(epoch << 32, Ordering::Release);
         }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        untrack(self);
+        self.leave();
+    }
+}
+
+/// Addresses of the live `Region`s this process joined (0 = free entry), so a
+/// forked child that returns normally can leave them before `_exit`: otherwise
+/// a child that simply finished would look exactly like one that was killed.
+/// Beyond 256 joined regions, extra ones are not tracked (they then look dead
+/// after a normal `_exit`, which costs a false "party died" at worst).
+static JOINED: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+fn track(r: &Region) {
+    let a = r as *const Region as u64;
+    // Relaxed: process-local bookkeeping; the forked child reads it single-threaded.
+    if JOINED.iter().any(|s| s.load(Ordering::Relaxed) == a) {
+        return;
+    }
+    for s in &JOINED {
+        if s.compare_exchange(0, a, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn untrack(r: &Region) {
+    let a = r as *const Region as u64;
+    for s in &JOINED {
+        let _ = s.compare_exchange(a, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// Leaves every region this process joined. Called by [`crate::process::fork`]
+/// in the child, after its closure returned and right before `_exit`.
+pub(crate) fn leave_all() {
+    for s in &JOINED {
+        let a = s.load(Ordering::Relaxed);
+        if a == 0 {
+            continue;
+        }
+        // SAFETY: entries are added by `member()` on a `Region` inside an `Arc` and
+        // removed first thing in its `Drop`, before the mapping goes away, so a
+        // non-zero entry names a live `Region`. This runs in a forked child, which
+        // has a single thread, so no `Drop` can run concurrently.
+        let region = unsafe { &*(a as *const Region) };
+        region.leave();
     }
 }
 

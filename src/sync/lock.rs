@@ -140,7 +140,10 @@ pub(crate) struct RobustCore {
 impl RobustCore {
     #[cfg(loom)]
     pub(crate) fn new() -> RobustCore {
-        RobustCore { mutex: RobustMutex::new(), state: AtomicU32::new(CONSISTENT) }
+        RobustCore {
+            mutex: RobustMutex::new(),
+            state: AtomicU32::new(CONSISTENT),
+        }
     }
 
     /// # Safety
@@ -203,7 +206,9 @@ impl RobustCore {
         if self.state.load(Ordering::Relaxed) != INCONSISTENT {
             return Err(ReleaseError::AlreadyConsistent);
         }
-        self.mutex.consistent().map_err(|_| ReleaseError::NotOwner)?;
+        self.mutex
+            .consistent()
+            .map_err(|_| ReleaseError::NotOwner)?;
         self.state.store(CONSISTENT, Ordering::Relaxed);
         Ok(())
     }
@@ -230,7 +235,10 @@ impl RawLock {
     /// A fresh lock (loom: built on the heap).
     #[cfg(loom)]
     pub fn new() -> RawLock {
-        RawLock { core: RobustCore::new(), owner: AtomicU64::new(0) }
+        RawLock {
+            core: RobustCore::new(),
+            owner: AtomicU64::new(0),
+        }
     }
 
     /// Writes a fresh lock in place.

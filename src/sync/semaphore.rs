@@ -153,7 +153,10 @@ impl RawSemaphore {
                 return;
             }
             // Relaxed: a flag only; a spurious flag costs one extra wake.
-            match self.word.compare_exchange_weak(v, SLEEPERS, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .word
+                .compare_exchange_weak(v, SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(now) => v = now,
             }
