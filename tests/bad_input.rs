@@ -1,4 +1,5 @@
 //! Bad input gets a typed error and changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a panic is the failure report")]
 
 mod common;
 
@@ -37,32 +38,48 @@ fn open_as_another_type_is_a_type_mismatch() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(RLock::open(&name), Err(Error::TypeMismatch { .. })));
+    assert!(matches!(
+        RLock::open(&name),
+        Err(Error::TypeMismatch { .. })
+    ));
     assert!(Lock::open(&name).is_ok());
 
     let name = unique_name("sem");
     let _u = Unlink(name.clone());
     let _s = BoundedSemaphore::create(&name, 2).unwrap();
-    assert!(matches!(Semaphore::open(&name), Err(Error::TypeMismatch { .. })));
+    assert!(matches!(
+        Semaphore::open(&name),
+        Err(Error::TypeMismatch { .. })
+    ));
     assert_eq!(BoundedSemaphore::open(&name).unwrap().value(), 2);
 }
 
 /// Edits the bytes of a named region behind the crate's back, through /dev/shm.
 fn scribble(name: &str, offset: u64, bytes: &[u8]) {
     use std::io::{Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().write(true).open(format!("/dev/shm{name}")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+        .unwrap();
     f.seek(SeekFrom::Start(offset)).unwrap();
     f.write_all(bytes).unwrap();
 }
 
 #[test]
 fn damaged_headers_are_typed_errors() {
-    let cases: [(u64, &[u8], fn(&Error) -> bool); 5] = [
+    type Case<'a> = (u64, &'a [u8], fn(&Error) -> bool);
+    let cases: [Case<'_>; 5] = [
         (0, b"NOTMAGIC", |e| matches!(e, Error::NotARegion)),
-        (8, &99u32.to_ne_bytes(), |e| matches!(e, Error::VersionMismatch { found: 99, .. })),
+        (8, &99u32.to_ne_bytes(), |e| {
+            matches!(e, Error::VersionMismatch { found: 99, .. })
+        }),
         (12, b"MUSL", |e| matches!(e, Error::LibcMismatch)),
-        (24, &0xdead_beefu64.to_ne_bytes(), |e| matches!(e, Error::LayoutMismatch { .. })),
-        (48, &u64::MAX.to_ne_bytes(), |e| matches!(e, Error::Corrupted(_))),
+        (24, &0xdead_beefu64.to_ne_bytes(), |e| {
+            matches!(e, Error::LayoutMismatch { .. })
+        }),
+        (48, &u64::MAX.to_ne_bytes(), |e| {
+            matches!(e, Error::Corrupted(_))
+        }),
     ];
     for (offset, bytes, is) in cases {
         let name = unique_name("hdr");
@@ -79,7 +96,10 @@ fn truncated_and_foreign_files_are_typed_errors() {
     let name = unique_name("trunc");
     let _u = Unlink(name.clone());
     std::fs::write(format!("/dev/shm{name}"), [0u8; 100]).unwrap();
-    assert!(matches!(Lock::open(&name), Err(Error::Truncated { len: 100, .. })));
+    assert!(matches!(
+        Lock::open(&name),
+        Err(Error::Truncated { len: 100, .. })
+    ));
     std::fs::write(format!("/dev/shm{name}"), vec![7u8; 8192]).unwrap();
     assert!(matches!(Lock::open(&name), Err(Error::NotARegion)));
     // A region whose creator never finished: zeros, init state UNINIT.
@@ -90,12 +110,27 @@ fn truncated_and_foreign_files_are_typed_errors() {
 #[test]
 fn invalid_names_are_rejected_before_any_syscall() {
     for bad in ["", "noslash", "/", "/a/b", "/..", "/x..y", "/tab\tname"] {
-        assert!(matches!(Lock::create(bad), Err(Error::InvalidName { .. })), "{bad:?}");
-        assert!(matches!(Event::open(bad), Err(Error::InvalidName { .. })), "{bad:?}");
-        assert!(matches!(multiproc::Region::unlink(bad), Err(Error::InvalidName { .. })), "{bad:?}");
+        assert!(
+            matches!(Lock::create(bad), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(Event::open(bad), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(
+                multiproc::Region::unlink(bad),
+                Err(Error::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
     }
     let long = format!("/{}", "n".repeat(300));
-    assert!(matches!(Lock::create(&long), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        Lock::create(&long),
+        Err(Error::InvalidName { .. })
+    ));
 }
 
 #[test]
@@ -110,7 +145,10 @@ fn bounded_semaphore_refuses_release_past_its_bound() {
     // An unbounded one only refuses at its hard maximum.
     let big = Semaphore::anonymous((1 << 31) - 1).unwrap();
     assert_eq!(big.release(), Err(ReleaseError::Overflow));
-    assert!(matches!(Semaphore::anonymous(1 << 31), Err(Error::InvalidParameter(_))));
+    assert!(matches!(
+        Semaphore::anonymous(1 << 31),
+        Err(Error::InvalidParameter(_))
+    ));
 }
 
 #[test]
@@ -132,8 +170,14 @@ fn rlock_release_by_a_non_owner_is_refused() {
 
 #[test]
 fn zero_party_barrier_and_bad_options_are_invalid_parameters() {
-    assert!(matches!(Barrier::anonymous(0), Err(Error::InvalidParameter(_))));
-    assert!(matches!(Barrier::anonymous(70_000), Err(Error::InvalidParameter(_))));
+    assert!(matches!(
+        Barrier::anonymous(0),
+        Err(Error::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        Barrier::anonymous(70_000),
+        Err(Error::InvalidParameter(_))
+    ));
     let name = unique_name("opts");
     let _u = Unlink(name.clone());
     assert!(matches!(
@@ -150,11 +194,17 @@ fn named_regions_get_the_requested_mode() {
     let name = unique_name("mode");
     let _u = Unlink(name.clone());
     let _l = Lock::create(&name).unwrap();
-    let mode = std::fs::metadata(format!("/dev/shm{name}")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(format!("/dev/shm{name}"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let name2 = unique_name("mode2");
     let _u2 = Unlink(name2.clone());
     let _l2 = Lock::create_with(&name2, RegionOptions::new().mode(0o640)).unwrap();
-    let mode = std::fs::metadata(format!("/dev/shm{name2}")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(format!("/dev/shm{name2}"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o640);
 }

@@ -23,7 +23,10 @@ const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Enters a critical section guarded by an "inside" flag that must be false.
 fn critical(inside: &AtomicBool) {
-    assert!(!inside.swap(true, Ordering::Relaxed), "two threads inside the lock");
+    assert!(
+        !inside.swap(true, Ordering::Relaxed),
+        "two threads inside the lock"
+    );
     inside.store(false, Ordering::Relaxed);
 }
 
@@ -84,7 +87,10 @@ fn lock_owner_died_is_handed_over_exactly_once() {
             Ok(Acquired::Clean) => false,
             Err(e) => panic!("{e:?}"),
         };
-        assert!(survivor_saw_death ^ main_saw_death, "the death is reported exactly once");
+        assert!(
+            survivor_saw_death ^ main_saw_death,
+            "the death is reported exactly once"
+        );
     });
 }
 
@@ -112,8 +118,14 @@ fn lock_released_without_repair_is_not_recoverable() {
         let other = thread::spawn(move || take(&l3));
         let mine = take(&lock);
         let other = other.join().unwrap();
-        let died = [mine, other].iter().filter(|r| **r == Ok(Acquired::OwnerDied)).count();
-        let refused = [mine, other].iter().filter(|r| **r == Err(MutexError::NotRecoverable)).count();
+        let died = [mine, other]
+            .iter()
+            .filter(|r| **r == Ok(Acquired::OwnerDied))
+            .count();
+        let refused = [mine, other]
+            .iter()
+            .filter(|r| **r == Err(MutexError::NotRecoverable))
+            .count();
         assert_eq!((died, refused), (1, 1), "{mine:?} {other:?}");
         assert_eq!(lock.acquire(How::Try), Err(MutexError::NotRecoverable));
     });
@@ -247,7 +259,10 @@ fn condition_no_lost_wakeup() {
         ready.store(true, Ordering::Relaxed);
         cond.notify(1).unwrap();
         cond.lock().release().unwrap();
-        assert!(cond.notify(1).is_err(), "notify without the lock is refused");
+        assert!(
+            cond.notify(1).is_err(),
+            "notify without the lock is refused"
+        );
         waiter.join().unwrap();
     });
 }
@@ -296,7 +311,10 @@ fn barrier_generations() {
                         leaders.fetch_add(1, Ordering::Relaxed);
                     }
                     // SYNC(barrier) makes the other party's store visible.
-                    assert!(reached[1 - me].load(Ordering::Relaxed) >= g, "left generation {g} early");
+                    assert!(
+                        reached[1 - me].load(Ordering::Relaxed) >= g,
+                        "left generation {g} early"
+                    );
                 }
             }
         };

@@ -3,6 +3,7 @@
 //! Children run only crate code and end with `_exit` (through
 //! `multiproc::process::fork`); they report through exit codes and scratch
 //! shared memory, never by printing. Every wait on a child is under a watchdog.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a panic is the failure report")]
 
 mod common;
 
@@ -84,7 +85,11 @@ fn event_releases_waiters_in_other_processes() {
     for c in &children {
         common::wait_until_asleep(c.pid());
     }
-    assert_eq!(mem.atomic(0).load(Ordering::SeqCst), 0, "a waiter passed before set");
+    assert_eq!(
+        mem.atomic(0).load(Ordering::SeqCst),
+        0,
+        "a waiter passed before set"
+    );
     go.set();
     join_all_ok(children);
     assert_eq!(mem.atomic(0).load(Ordering::SeqCst), 3);
@@ -100,7 +105,9 @@ fn condition_producer_consumer_across_processes() {
     let consumer = || {
         loop {
             let Ok(g) = cond.lock() else { return 1 };
-            let Ok(g) = cond.wait_while(g, || mem.read(0) == 0 && mem.read(4) == 0) else { return 2 };
+            let Ok(g) = cond.wait_while(g, || mem.read(0) == 0 && mem.read(4) == 0) else {
+                return 2;
+            };
             if mem.read(0) == 0 {
                 drop(g);
                 return 0; // done and drained
@@ -162,7 +169,11 @@ fn barrier_synchronizes_generations_across_processes() {
     let children: Vec<_> = (1..PARTIES).map(|i| spawn(move || party(i))).collect();
     assert_eq!(party(0), 0);
     join_all_ok(children);
-    assert_eq!(mem.atomic(PARTIES).load(Ordering::SeqCst), GENERATIONS, "one leader per generation");
+    assert_eq!(
+        mem.atomic(PARTIES).load(Ordering::SeqCst),
+        GENERATIONS,
+        "one leader per generation"
+    );
 }
 
 #[test]
@@ -195,7 +206,10 @@ fn semaphore_caps_concurrency_across_processes() {
         .collect();
     join_all_ok(children);
     let high = mem.atomic(1).load(Ordering::SeqCst);
-    assert!((1..=LIMIT).contains(&high), "high-water mark {high} above the bound {LIMIT}");
+    assert!(
+        (1..=LIMIT).contains(&high),
+        "high-water mark {high} above the bound {LIMIT}"
+    );
     assert_eq!(mem.atomic(2).load(Ordering::SeqCst), PROCS as u64 * ROUNDS);
     assert_eq!(sem.value(), LIMIT as u32, "every permit returned");
 }
@@ -221,7 +235,10 @@ fn named_objects_are_shared_and_participants_tracked() {
     assert!(ev.wait_timeout(common::WATCHDOG));
     let pid = child.pid();
     let parts = ev.region().participants();
-    assert!(parts.iter().any(|p| p.pid == std::process::id() && p.alive), "{parts:?}");
+    assert!(
+        parts.iter().any(|p| p.pid == std::process::id() && p.alive),
+        "{parts:?}"
+    );
     assert!(parts.iter().any(|p| p.pid == pid && p.alive), "{parts:?}");
     common::kill(child);
     // The killed child never left: a probe finds it dead (its beacon's owner died).
@@ -230,7 +247,12 @@ fn named_objects_are_shared_and_participants_tracked() {
     // A child that opens and returns normally leaves on drop.
     let child = spawn(|| i32::from(Event::open(&name).is_err()));
     assert_eq!(join(child), multiproc::process::ExitStatus::Code(0));
-    assert!(ev.region().participants().iter().all(|p| p.pid == std::process::id() || p.pid == pid));
+    assert!(
+        ev.region()
+            .participants()
+            .iter()
+            .all(|p| p.pid == std::process::id() || p.pid == pid)
+    );
 }
 
 #[test]
@@ -257,10 +279,18 @@ fn waits_time_out() {
     let lock = Lock::anonymous().unwrap();
     let _g = lock.lock().unwrap();
     std::thread::scope(|s| {
-        s.spawn(|| assert!(matches!(lock.lock_timeout(Duration::from_millis(5)), Err(multiproc::LockError::Timeout))));
+        s.spawn(|| {
+            assert!(matches!(
+                lock.lock_timeout(Duration::from_millis(5)),
+                Err(multiproc::LockError::Timeout)
+            ))
+        });
     });
     let b = Barrier::anonymous(2).unwrap();
-    assert_eq!(b.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Timeout));
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(5)),
+        Err(BarrierError::Timeout)
+    );
     assert!(b.is_broken(), "a timeout breaks the barrier, as in Python");
     assert_eq!(b.wait(), Err(BarrierError::Broken));
     b.reset();

@@ -1,6 +1,10 @@
 //! Helpers shared by the multi-process tests: unique names, shared scratch memory,
 //! a watchdog around child processes, and a wait for "the child is asleep".
-#![allow(dead_code, clippy::disallowed_types, reason = "test scaffolding; std atomics on our own scratch mapping")]
+#![allow(
+    dead_code,
+    clippy::disallowed_types,
+    reason = "test scaffolding; std atomics on our own scratch mapping"
+)]
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +14,12 @@ use multiproc::process::{self, Child, ExitStatus};
 /// A name unique to this test process and call.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("/mp-test-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), tag)
+    format!(
+        "/mp-test-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        tag
+    )
 }
 
 /// Unlinks a name when dropped, so a failing test leaves nothing in /dev/shm.
@@ -50,7 +59,10 @@ impl Scratch {
             )
         };
         assert_ne!(ptr, libc::MAP_FAILED, "mmap failed");
-        Scratch { ptr: ptr.cast(), len }
+        Scratch {
+            ptr: ptr.cast(),
+            len,
+        }
     }
 
     /// Word `i` as an atomic.
@@ -99,7 +111,11 @@ pub fn join(mut child: Child) -> ExitStatus {
         None => {
             let _ = child.kill();
             let _ = child.wait_timeout(WATCHDOG);
-            panic!("watchdog: child {} did not finish in {:?}", child.pid(), WATCHDOG);
+            panic!(
+                "watchdog: child {} did not finish in {:?}",
+                child.pid(),
+                WATCHDOG
+            );
         }
     }
 }
@@ -124,11 +140,17 @@ pub fn wait_until_asleep(pid: u32) {
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("");
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("");
         if state == "S" && (wchan.contains("futex") || wchan.is_empty() || wchan == "0") {
             return;
         }
-        assert!(start.elapsed() < WATCHDOG, "watchdog: child {pid} never went to sleep");
+        assert!(
+            start.elapsed() < WATCHDOG,
+            "watchdog: child {pid} never went to sleep"
+        );
         std::thread::yield_now();
     }
 }
