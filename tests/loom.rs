@@ -179,7 +179,7 @@ fn rlock_owner_died_resets_depth() {
 #[test]
 fn semaphore_conserves_permits_and_excludes() {
     loom::model(|| {
-        let sem = Arc::new(RawSemaphore::new(1, 1));
+        let sem = Arc::new(RawSemaphore::new(1, Some(1)));
         let inside = Arc::new(AtomicBool::new(false));
         let handles: Vec<_> = (0..2)
             .map(|_| {
@@ -203,7 +203,7 @@ fn semaphore_conserves_permits_and_excludes() {
 fn semaphore_wakes_every_sleeper() {
     // Two sleepers, two separate releases: the baton passing must wake both.
     loom::model(|| {
-        let sem = Arc::new(RawSemaphore::new(0, 10));
+        let sem = Arc::new(RawSemaphore::new(0, Some(10)));
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let sem = sem.clone();
@@ -226,7 +226,7 @@ fn event_no_lost_wakeup() {
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let ev = ev.clone();
-                thread::spawn(move || assert!(ev.wait(FOREVER, SLICE)))
+                thread::spawn(move || assert!(ev.wait(FOREVER)))
             })
             .collect();
         ev.set();

@@ -21,7 +21,7 @@
 //! `BrokenBarrierError` would after an `abort()`.
 
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::loom::hint::{SPIN_LIMIT, spin_loop};
+use crate::loom::hint::spin_wait;
 use crate::loom::{Deadline, WaitResult, futex};
 
 const COUNT: u32 = 0xffff;
@@ -181,7 +181,10 @@ impl RawBarrier {
                 }
             }
         };
-        let mut spins = 0;
+        spin_wait(|| {
+            let v = self.state.load(Ordering::Relaxed);
+            generation(v) != gen_at_arrival || v & BROKEN != 0
+        });
         loop {
             let v = self.state.load(Ordering::Acquire);
             if generation(v) != gen_at_arrival {
@@ -200,11 +203,6 @@ impl RawBarrier {
             if deadline.is_some_and(Deadline::passed) {
                 self.abort();
                 return Err(BarrierError::Timeout);
-            }
-            if spins < SPIN_LIMIT {
-                spins += 1;
-                spin_loop();
-                continue;
             }
             if v & SLEEPERS == 0
                 && self

@@ -11,7 +11,7 @@
 //! killed at any point blocks nobody.
 
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::hint::{SPIN_LIMIT, spin_loop};
+use crate::loom::hint::spin_wait;
 use crate::loom::{Deadline, futex};
 
 const SET: u32 = 1;
@@ -53,20 +53,17 @@ impl RawEvent {
     }
 
     /// Waits until set or `deadline`; returns the flag.
-    pub fn wait(&self, deadline: Option<Deadline>, slice: std::time::Duration) -> bool {
+    pub fn wait(&self, deadline: Option<Deadline>) -> bool {
         if self.is_set() {
             return true;
         }
-        self.wait_slow(deadline, slice)
+        self.wait_slow(deadline)
     }
 
     #[cold]
-    fn wait_slow(&self, deadline: Option<Deadline>, slice: std::time::Duration) -> bool {
-        for _ in 0..SPIN_LIMIT {
-            spin_loop();
-            if self.is_set() {
-                return true;
-            }
+    fn wait_slow(&self, deadline: Option<Deadline>) -> bool {
+        if spin_wait(|| self.is_set()) {
+            return true;
         }
         loop {
             let v = self.word.load(Ordering::Acquire);
@@ -84,10 +81,9 @@ impl RawEvent {
             {
                 continue;
             }
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            futex::wait(&self.word, SLEEPERS, Some(until));
+            // No slices: an event has no owner whose death could strand a
+            // waiter, and an untimed futex wait arms no timer.
+            futex::wait(&self.word, SLEEPERS, deadline);
         }
     }
 }
@@ -110,7 +106,6 @@ mod handle {
     use crate::Error;
     use crate::loom::Deadline;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
-    use crate::sync::SLICE;
 
     // SAFETY: repr(C), one atomic.
     unsafe impl SharedObject for RawEvent {
@@ -192,12 +187,12 @@ mod handle {
 
         /// Blocks until the flag is set.
         pub fn wait(&self) {
-            while !self.obj.get().wait(None, SLICE) {}
+            while !self.obj.get().wait(None) {}
         }
 
         /// Blocks until the flag is set or `timeout` passes; returns the flag.
         pub fn wait_timeout(&self, timeout: Duration) -> bool {
-            self.obj.get().wait(Some(Deadline::after(timeout)), SLICE)
+            self.obj.get().wait(Some(Deadline::after(timeout)))
         }
 
         /// The region holding the event.

@@ -22,13 +22,15 @@
 
 use super::lock::ReleaseError;
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::hint::{SPIN_LIMIT, spin_loop};
+use crate::loom::hint::spin_wait;
 use crate::loom::{Deadline, futex};
 
 /// A waiter may be asleep on the word.
 const SLEEPERS: u32 = 1 << 31;
 /// The largest possible number of permits.
 pub(crate) const MAX_VALUE: u32 = SLEEPERS - 1;
+/// `bound` of a plain (unbounded) semaphore; above any real bound.
+const UNBOUNDED: u32 = u32::MAX;
 
 /// The semaphore's shared state.
 #[repr(C)]
@@ -38,17 +40,19 @@ pub struct RawSemaphore {
     /// acquires Acquire RMWs, so whatever a releaser wrote before `release` is
     /// visible to the process that takes the permit.
     word: AtomicU32,
-    /// The largest value `release` may reach (`MAX_VALUE` when unbounded).
+    /// The largest value `release` may reach, or `UNBOUNDED`. Written once at
+    /// creation.
     /// Written once at creation.
     bound: AtomicU32,
 }
 
 impl RawSemaphore {
-    /// A semaphore with `value` permits that `release` may raise up to `bound`.
-    pub fn new(value: u32, bound: u32) -> RawSemaphore {
+    /// A semaphore with `value` permits that `release` may raise up to `bound`
+    /// (`None`: up to the hard maximum, 2^31 - 1).
+    pub fn new(value: u32, bound: Option<u32>) -> RawSemaphore {
         RawSemaphore {
             word: AtomicU32::new(value & MAX_VALUE),
-            bound: AtomicU32::new(bound.min(MAX_VALUE)),
+            bound: AtomicU32::new(bound.map_or(UNBOUNDED, |b| b.min(MAX_VALUE))),
         }
     }
 
@@ -81,11 +85,8 @@ impl RawSemaphore {
 
     #[cold]
     fn acquire_slow(&self, deadline: Option<Deadline>, slice: std::time::Duration) -> bool {
-        for _ in 0..SPIN_LIMIT {
-            spin_loop();
-            if self.try_acquire() {
-                return true;
-            }
+        if spin_wait(|| self.try_acquire()) {
+            return true;
         }
         let mut slept = false;
         let mut v = self.word.load(Ordering::Relaxed);
@@ -165,12 +166,13 @@ impl RawSemaphore {
 
     /// Returns a permit; refused (nothing changed) above the bound.
     pub fn release(&self) -> Result<(), ReleaseError> {
-        let bound = self.bound.load(Ordering::Relaxed);
+        let raw_bound = self.bound.load(Ordering::Relaxed);
+        let bound = raw_bound.min(MAX_VALUE);
         let mut v = self.word.load(Ordering::Relaxed);
         loop {
             let permits = v & MAX_VALUE;
             if permits >= bound {
-                return Err(if bound == MAX_VALUE {
+                return Err(if raw_bound == UNBOUNDED {
                     ReleaseError::Overflow
                 } else {
                     ReleaseError::AboveBound
@@ -198,9 +200,12 @@ impl RawSemaphore {
         self.word.load(Ordering::Relaxed) & MAX_VALUE
     }
 
-    /// The bound `release` may not exceed.
-    pub fn bound(&self) -> u32 {
-        self.bound.load(Ordering::Relaxed)
+    /// The bound `release` may not exceed; `None` for a plain semaphore.
+    pub fn bound(&self) -> Option<u32> {
+        match self.bound.load(Ordering::Relaxed) {
+            UNBOUNDED => None,
+            b => Some(b),
+        }
     }
 }
 
@@ -222,7 +227,7 @@ mod handle {
     #[derive(Clone, Copy, Debug)]
     pub(crate) struct SemParams {
         value: u32,
-        bound: u32,
+        bound: Option<u32>,
     }
 
     // SAFETY: repr(C), two atomics; `check` validates the bound.
@@ -269,12 +274,12 @@ mod handle {
                 fn params(value: u32) -> SemParams {
                     SemParams {
                         value,
-                        bound: if $bounded { value } else { MAX_VALUE },
+                        bound: if $bounded { Some(value) } else { None },
                     }
                 }
 
                 fn from_obj(obj: Object<RawSemaphore>) -> Result<$name, Error> {
-                    let bounded = obj.get().bound() != MAX_VALUE;
+                    let bounded = obj.get().bound().is_some();
                     if bounded != $bounded {
                         return Err(Error::TypeMismatch {
                             expected: stringify!($name).to_owned(),
