@@ -212,6 +212,12 @@ mod handle {
             guard_result(raw, raw.acquire(How::Block))
         }
 
+        /// Acquires the condition's lock, waiting at most `timeout`.
+        pub fn lock_timeout(&self, timeout: Duration) -> Guarded<'_, LockGuard<'_>> {
+            let raw = self.obj.get().lock();
+            guard_result(raw, raw.acquire(How::Until(Deadline::after(timeout))))
+        }
+
         /// Acquires the condition's lock if it is free.
         pub fn try_lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();

@@ -59,6 +59,23 @@ impl<G> LockError<G> {
         }
     }
 
+    /// Drops the guard (if any), for propagating with `?` into an error type
+    /// that must be `'static`, such as `Box<dyn Error>`. Dropping an
+    /// [`LockError::OwnerDied`] guard without repair makes the lock
+    /// not recoverable, which is the right outcome for an error nobody handled.
+    ///
+    /// ```
+    /// fn work(lock: &multiproc::Lock) -> Result<(), Box<dyn std::error::Error>> {
+    ///     let _guard = lock.lock().map_err(|e| e.without_guard())?;
+    ///     Ok(())
+    /// }
+    /// work(&multiproc::Lock::anonymous()?)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn without_guard(self) -> LockError<()> {
+        self.map(drop)
+    }
+
     /// The guard if the lock was acquired after its owner died.
     pub fn into_owner_died(self) -> Option<G> {
         match self {
