@@ -1,5 +1,9 @@
 //! Bad input gets a typed error and changes nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
 
 mod common;
 

@@ -1,5 +1,9 @@
 //! kill -9: a process dies at the worst moment and the survivors go on.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
 
 mod common;
 

@@ -3,7 +3,11 @@
 //! Children run only crate code and end with `_exit` (through
 //! `multiproc::process::fork`); they report through exit codes and scratch
 //! shared memory, never by printing. Every wait on a child is under a watchdog.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
 
 mod common;
 
