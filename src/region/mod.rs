@@ -7,7 +7,7 @@
 //! creator CASes the header's init word `UNINIT -> INITIALIZING`, writes the header,
 //! participant table and object, then Release-stores `READY` and wakes openers;
 //! openers wait (bounded) for `READY` with Acquire, copy the header and validate
-//! every field ([`header::parse`]) before touching anything else. A process joins
+//! every field (`header::parse`) before touching anything else. A process joins
 //! the participant table when it creates or opens a region (a forked child joins
 //! the first time it needs an identity) and leaves when its handle drops.
 

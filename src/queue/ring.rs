@@ -1,0 +1,609 @@
+//! The ring core: a bounded MPMC queue over a trailing slot array, tolerant of a
+//! participant dying at any instruction.
+//!
+//! ## Algorithm
+//!
+//! Vyukov's bounded MPMC queue (per-slot sequence numbers, 1024cores.net), with
+//! the per-slot sequence widened to a 64-bit *slot word* so that claiming a slot
+//! and recording who claimed it is one CAS (robustness note §4.4):
+//!
+//! ```text
+//! bits 18..64  seq     Vyukov's sequence: for position p, p = free for a writer,
+//!                      p+1 = full, p+capacity = free for the next lap
+//! bit  17      POISON  the writer died (or was refused after close): readers skip
+//! bit  16      BUSY    claimed by `owner`, who is copying the payload in or out
+//! bits 0..16   owner   participant index + 1 of the claimant (0 = anonymous)
+//! ```
+//!
+//! | transition | by | CAS |
+//! |---|---|---|
+//! | claim for writing | producer | `(p, -)` → `(p, BUSY, me)` |
+//! | publish | the same producer | `(p, BUSY, me)` → `(p+1, -)` (Release) |
+//! | claim for reading | consumer | `(p+1, -)` → `(p+1, BUSY, me)` (Acquire) |
+//! | free | the same consumer | `(p+1, BUSY, me)` → `(p+cap, -)` (Release) |
+//! | writer died | any survivor | `(p, BUSY, w)` → `(p+1, POISON)` |
+//! | refused after close | the producer | `(p, BUSY, me)` → `(p+1, POISON)` |
+//! | skip poison | any consumer | `(p+1, POISON)` → `(p+cap, -)` |
+//! | reader died | any survivor | `(p+1, BUSY, r)` → `(p+cap, -)` (at-most-once) |
+//!
+//! `head` and `tail` are *hints*: the claim is the slot CAS, and any thread that
+//! finds the slot at the hint already claimed for this lap advances the hint, so
+//! progress never depends on one participant surviving.
+//!
+//! ## Blocking and closing
+//!
+//! Two eventcount words, `not_empty` and `not_full`:
+//!
+//! ```text
+//! bit 0   CLOSED  (not_empty only) set once by close
+//! bit 1   SLEEPERS a waiter may be asleep on this word
+//! 2..32   epoch, bumped (+4, wrapping) by every put (not_empty) / get (not_full)
+//! ```
+//!
+//! A producer bumps `not_empty` with one RMW *after claiming and before
+//! publishing*: the RMW tells it whether the queue was closed (then it poisons its
+//! own slot and hands the item back) and whether someone sleeps (then it wakes
+//! them after publishing). A getter reads the word, checks the ring, and sleeps only
+//! if a CAS setting `SLEEPERS` succeeds on the unchanged word, so a put that slipped
+//! in between makes the CAS fail; puts after the CAS see `SLEEPERS`. Because every
+//! access to these words is an RMW except the getter's first load (which then
+//! synchronizes with the release sequence of RMWs), no store-load race exists and
+//! no `SeqCst` is needed. A put or get with nobody asleep makes no syscall.
+//!
+//! A getter returns `Closed` only when it saw `CLOSED` *before* finding the head
+//! slot free and unclaimed: any producer that claims that slot afterwards bumps the
+//! word after the close in modification order, so it sees `CLOSED` and poisons its
+//! slot instead of publishing. Nothing published is ever stranded behind `Closed`.
+//!
+//! ## Deaths
+//!
+//! A slot stuck `BUSY` is recovered by whoever finds it in its way (a getter at the
+//! head, a putter at the tail, or [`RingCore::recover_all`]) once the owner is
+//! confirmed dead through the participant table; waiters sleep in slices so they
+//! notice a death nobody announces. At most one message per dead process (the one
+//! it was copying) is lost, and every loss is counted in `abandoned`.
+
+use std::time::Duration;
+
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::hint::{spin_loop, spin_wait};
+use crate::loom::{Deadline, futex};
+
+const OWNER_MASK: u64 = 0xffff;
+const BUSY: u64 = 1 << 16;
+const POISON: u64 = 1 << 17;
+const SEQ_SHIFT: u32 = 18;
+/// Sequence numbers are the low 46 bits of a position.
+const SEQ_MASK: u64 = (1 << (64 - SEQ_SHIFT)) - 1;
+
+/// `not_empty` only: the queue is closed.
+pub(crate) const CLOSED: u32 = 1;
+/// A waiter may be asleep on the word.
+const SLEEPERS: u32 = 2;
+/// One epoch step.
+const EPOCH: u32 = 4;
+
+/// The largest number of slots (2^40; far beyond any mapping we would make).
+pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+
+#[inline]
+fn pack(pos: u64, flags: u64, owner: u16) -> u64 {
+    ((pos & SEQ_MASK) << SEQ_SHIFT) | flags | u64::from(owner)
+}
+
+#[inline]
+fn seq(w: u64) -> u64 {
+    w >> SEQ_SHIFT
+}
+
+#[inline]
+fn owner_of(w: u64) -> u16 {
+    (w & OWNER_MASK) as u16
+}
+
+/// `seq - pos` as a signed distance on the 46-bit circle.
+#[inline]
+fn dist(seq: u64, pos: u64) -> i64 {
+    ((seq.wrapping_sub(pos & SEQ_MASK) << SEQ_SHIFT) as i64) >> SEQ_SHIFT
+}
+
+/// Where the payload bytes of each slot live. The real queue points into a
+/// region; loom tests use a heap array of loom cells.
+pub(crate) trait Slots {
+    /// The slot word of slot `i` (`i < capacity`).
+    fn word(&self, i: usize) -> &AtomicU64;
+    /// Runs `f` with slot `i`'s payload for writing. The caller owns the slot.
+    fn write<R>(&self, i: usize, f: impl FnOnce(&mut [u8]) -> R) -> R;
+    /// Runs `f` with slot `i`'s payload for reading. The caller owns the slot.
+    fn read<R>(&self, i: usize, f: impl FnOnce(&[u8]) -> R) -> R;
+}
+
+/// Why a non-blocking put did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PutFail {
+    /// No free slot at the tail. `Some(owner)` when the slot is held by a reader
+    /// (who may have died).
+    Full(Option<u16>),
+    /// The queue is closed.
+    Closed,
+}
+
+/// Why a non-blocking get did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GetFail {
+    /// Nothing at the head. `Some(owner)` when a writer holds the head slot (an
+    /// item is on its way, unless that writer died).
+    Empty(Option<u16>),
+}
+
+/// Why a blocking operation gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitFail {
+    /// The deadline passed.
+    Timeout,
+    /// The queue is closed (and, for getters, drained).
+    Closed,
+}
+
+/// How long a getter that found a writer mid-copy at the head sleeps before it
+/// looks again (the writer is normally done within nanoseconds; this only matters
+/// when it was descheduled or died).
+#[cfg(not(loom))]
+const IN_FLIGHT_NAP: Duration = Duration::from_millis(1);
+
+/// Counters kept in shared memory (Relaxed: statistics only).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct RingStats {
+    /// Messages lost because their writer or reader died mid-copy.
+    pub(crate) abandoned: AtomicU64,
+    /// Slots recovered from dead writers (poisoned).
+    pub(crate) dead_writers: AtomicU64,
+    /// Slots recovered from dead readers (freed).
+    pub(crate) dead_readers: AtomicU64,
+}
+
+/// A 128-byte line so that words written by different processes never share one.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct Line<T>(pub(crate) T);
+
+/// The ring's shared header. The slot array follows it in the region.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RingCore {
+    /// Number of slots, a power of two. Immutable after creation.
+    capacity: u64,
+    /// Payload bytes per slot. Immutable after creation.
+    payload: u64,
+    /// Producers' hint: the next position to write.
+    tail: Line<AtomicU64>,
+    /// Consumers' hint: the next position to read.
+    head: Line<AtomicU64>,
+    /// Eventcount for getters; carries `CLOSED`.
+    not_empty: Line<AtomicU32>,
+    /// Eventcount for putters.
+    not_full: Line<AtomicU32>,
+    pub(crate) stats: Line<RingStats>,
+}
+
+impl RingCore {
+    /// A ring of `capacity` slots (a power of two, checked by the caller).
+    pub fn new(capacity: u64, payload: u64) -> RingCore {
+        RingCore {
+            capacity,
+            payload,
+            tail: Line(AtomicU64::new(0)),
+            head: Line(AtomicU64::new(0)),
+            not_empty: Line(AtomicU32::new(0)),
+            not_full: Line(AtomicU32::new(0)),
+            stats: Line(RingStats {
+                abandoned: AtomicU64::new(0),
+                dead_writers: AtomicU64::new(0),
+                dead_readers: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The initial word of slot `i`: free for position `i`.
+    pub fn initial_word(i: u64) -> u64 {
+        pack(i, 0, 0)
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Payload bytes per slot.
+    pub fn payload(&self) -> u64 {
+        self.payload
+    }
+
+    fn mask(&self) -> u64 {
+        self.capacity.wrapping_sub(1)
+    }
+
+    fn index(&self, pos: u64) -> usize {
+        // Bounded by `capacity`, which the handle checked against the mapping.
+        (pos & self.mask()) as usize
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.not_empty.0.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Closes the queue: later puts fail, getters drain what is left then fail.
+    /// Wakes every waiter.
+    pub fn close(&self) {
+        // AcqRel: joins the release sequence of producers' bumps (see module doc).
+        self.not_empty.0.fetch_or(CLOSED, Ordering::AcqRel);
+        futex::wake(&self.not_empty.0, u32::MAX);
+        self.not_full.0.fetch_add(EPOCH, Ordering::AcqRel);
+        futex::wake(&self.not_full.0, u32::MAX);
+    }
+
+    /// Approximate number of items (exact when nobody is mid-operation).
+    pub fn len(&self) -> u64 {
+        // Relaxed: a snapshot; the hints may lag by the operations in flight.
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        let head = self.head.0.load(Ordering::Relaxed);
+        tail.saturating_sub(head).min(self.capacity)
+    }
+
+    /// Tries to put one item, written by `fill` into the claimed slot.
+    pub(crate) fn try_put<S: Slots>(
+        &self,
+        slots: &S,
+        owner: u16,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), PutFail> {
+        let mut fill = Some(fill);
+        loop {
+            // Relaxed: a hint; the slot word's Acquire load below is what counts.
+            let pos = self.tail.0.load(Ordering::Relaxed);
+            let i = self.index(pos);
+            let word = slots.word(i);
+            let w = word.load(Ordering::Acquire);
+            let d = dist(seq(w), pos);
+            if d == 0 && w & (BUSY | POISON) == 0 {
+                let claimed = pack(pos, BUSY, owner);
+                // Acquire: the previous reader's payload copy-out happened before
+                // its Release free of this slot; we must not overwrite it earlier.
+                if word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                    continue;
+                }
+                let _ = self.tail.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                // SYNC(close): the RMW orders this claim against `close` (module doc).
+                let ec = self.not_empty.0.fetch_add(EPOCH, Ordering::AcqRel);
+                if ec & CLOSED != 0 {
+                    // Refused: poison our own slot so readers skip it, unless a
+                    // recoverer already did (it thought we were dead).
+                    let _ = word.compare_exchange(
+                        claimed,
+                        pack(pos + 1, POISON, 0),
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    );
+                    return Err(PutFail::Closed);
+                }
+                if let Some(f) = fill.take() {
+                    slots.write(i, f);
+                }
+                // SYNC(slot): Release publishes the payload to the reader's
+                // Acquire claim. Fails only if a recoverer revoked our claim
+                // (mistook us for dead); the payload is then lost, counted as
+                // abandoned by that recoverer.
+                let _ = word.compare_exchange(claimed, pack(pos + 1, 0, 0), Ordering::Release, Ordering::Relaxed);
+                if ec & SLEEPERS != 0 {
+                    self.wake(&self.not_empty.0);
+                }
+                return Ok(());
+            }
+            if d == 0 || d > 0 {
+                // Claimed by another producer for this lap, or published already:
+                // the hint is behind. Help it along and retry.
+                let _ = self.tail.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
+            }
+            // The slot still holds the previous lap: full, unless the hint moved.
+            if self.tail.0.load(Ordering::Relaxed) != pos {
+                continue;
+            }
+            if self.is_closed() {
+                return Err(PutFail::Closed);
+            }
+            let reader = (w & BUSY != 0 && dist(seq(w), pos) == 1 - self.capacity as i64).then(|| owner_of(w));
+            return Err(PutFail::Full(reader));
+        }
+    }
+
+    /// Tries to take one item, read by `drain` from the claimed slot.
+    pub(crate) fn try_get<S: Slots, R>(
+        &self,
+        slots: &S,
+        owner: u16,
+        drain: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, GetFail> {
+        let mut drain = Some(drain);
+        loop {
+            let pos = self.head.0.load(Ordering::Relaxed);
+            let i = self.index(pos);
+            let word = slots.word(i);
+            let w = word.load(Ordering::Acquire);
+            let d = dist(seq(w), pos + 1);
+            if d == 0 {
+                if w & POISON != 0 {
+                    // A dead or refused writer's slot: free it for the next lap.
+                    if word
+                        .compare_exchange(w, pack(pos + self.capacity, 0, 0), Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        self.bump(&self.not_full.0);
+                    }
+                    continue;
+                }
+                if w & BUSY == 0 {
+                    let claimed = pack(pos + 1, BUSY, owner);
+                    // SYNC(slot): Acquire pairs with the writer's Release publish.
+                    if word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                        continue;
+                    }
+                    let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let out = match drain.take() {
+                        Some(f) => slots.read(i, f),
+                        None => continue,
+                    };
+                    // Release: our copy-out happens before the next writer's claim.
+                    let _ = word.compare_exchange(
+                        claimed,
+                        pack(pos + self.capacity, 0, 0),
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    );
+                    self.bump(&self.not_full.0);
+                    return Ok(out);
+                }
+                // Another consumer is reading it: the hint is behind.
+                let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
+            }
+            if d > 0 {
+                let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                continue;
+            }
+            if self.head.0.load(Ordering::Relaxed) != pos {
+                continue;
+            }
+            let writer = (w & BUSY != 0 && dist(seq(w), pos) == 0).then(|| owner_of(w));
+            return Err(GetFail::Empty(writer));
+        }
+    }
+
+    /// One RMW bump of an eventcount; wakes sleepers if any were recorded.
+    fn bump(&self, word: &AtomicU32) {
+        // AcqRel: the release half publishes the slot change to a getter/putter
+        // that reads this word before checking the ring.
+        if word.fetch_add(EPOCH, Ordering::AcqRel) & SLEEPERS != 0 {
+            self.wake(word);
+        }
+    }
+
+    #[cold]
+    fn wake(&self, word: &AtomicU32) {
+        word.fetch_and(!SLEEPERS, Ordering::Relaxed);
+        futex::wake(word, u32::MAX);
+    }
+
+    /// The eventcount getters wait on.
+    pub(crate) fn getters_word(&self) -> &AtomicU32 {
+        &self.not_empty.0
+    }
+
+    /// The eventcount putters wait on.
+    pub(crate) fn putters_word(&self) -> &AtomicU32 {
+        &self.not_full.0
+    }
+
+    /// Prepares to sleep on `word` whose value was `seen` before the ring was
+    /// checked: sets `SLEEPERS` if the word is unchanged. Returns the value to
+    /// pass to the futex, or `None` if the word moved (re-check the ring).
+    pub(crate) fn prepare_sleep(word: &AtomicU32, seen: u32) -> Option<u32> {
+        let want = seen | SLEEPERS;
+        if seen & SLEEPERS != 0 {
+            return Some(seen);
+        }
+        // Relaxed: the futex compare re-reads the word in the kernel.
+        word.compare_exchange(seen, want, Ordering::Relaxed, Ordering::Relaxed).ok().map(|_| want)
+    }
+
+    /// Recovers slot `i` if its word is still `w` and `owner_dead(owner)` says the
+    /// owner died: a writer's slot is poisoned, a reader's freed. Returns whether
+    /// this call recovered it.
+    pub(crate) fn recover_slot<S: Slots>(&self, slots: &S, i: usize, owner_dead: impl Fn(u16) -> bool) -> bool {
+        let word = slots.word(i);
+        let w = word.load(Ordering::Acquire);
+        if w & BUSY == 0 || !owner_dead(owner_of(w)) {
+            return false;
+        }
+        // A slot at lap position p is free/being written at seq p and full/being
+        // read at p+1; the index tells which: (p & mask) == i.
+        let s = seq(w);
+        let writing = (s & self.mask()) as usize == i;
+        let (new, counter) = if writing {
+            (pack(s + 1, POISON, 0), &self.stats.0.dead_writers)
+        } else {
+            (pack(s.wrapping_sub(1).wrapping_add(self.capacity), 0, 0), &self.stats.0.dead_readers)
+        };
+        if word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats.0.abandoned.fetch_add(1, Ordering::Relaxed);
+        if writing {
+            // Getters may be waiting on this slot: let them skip it.
+            self.not_empty.0.fetch_add(EPOCH, Ordering::AcqRel);
+            futex::wake(&self.not_empty.0, u32::MAX);
+        } else {
+            self.not_full.0.fetch_add(EPOCH, Ordering::AcqRel);
+            futex::wake(&self.not_full.0, u32::MAX);
+        }
+        true
+    }
+
+    /// Scans every slot and recovers those held by dead owners; returns how many.
+    pub(crate) fn recover_all<S: Slots>(&self, slots: &S, owner_dead: impl Fn(u16) -> bool) -> u64 {
+        let mut n = 0;
+        for i in 0..self.capacity as usize {
+            if self.recover_slot(slots, i, &owner_dead) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether the slot at the tail hint is free for writing (a peek).
+    fn can_put<S: Slots>(&self, slots: &S) -> bool {
+        let pos = self.tail.0.load(Ordering::Relaxed);
+        let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
+        dist(seq(w), pos) >= 0 || self.is_closed()
+    }
+
+    /// Whether the slot at the head hint holds something to take (a peek).
+    fn can_get<S: Slots>(&self, slots: &S) -> bool {
+        let pos = self.head.0.load(Ordering::Relaxed);
+        let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
+        (dist(seq(w), pos + 1) >= 0 && w & BUSY == 0) || self.is_closed()
+    }
+
+    /// Puts one item, waiting while the queue is full, until `deadline`.
+    /// `owner_dead` says whether a slot owner died (it is asked only about
+    /// owners holding the slot this call waits for).
+    pub(crate) fn put_wait<S: Slots>(
+        &self,
+        slots: &S,
+        owner: u16,
+        deadline: Option<Deadline>,
+        slice: Duration,
+        fill: impl Fn(&mut [u8]),
+        owner_dead: impl Fn(u16) -> bool,
+    ) -> Result<(), WaitFail> {
+        let mut spun = false;
+        loop {
+            // SYNC(eventcount): read before checking the ring (module doc).
+            let seen = self.not_full.0.load(Ordering::Acquire);
+            match self.try_put(slots, owner, &fill) {
+                Ok(()) => return Ok(()),
+                Err(PutFail::Closed) => return Err(WaitFail::Closed),
+                Err(PutFail::Full(Some(reader))) if reader != 0 && owner_dead(reader) => {
+                    let i = self.index(self.tail.0.load(Ordering::Relaxed));
+                    self.recover_slot(slots, i, |o| o == reader);
+                    continue;
+                }
+                Err(PutFail::Full(_)) => {}
+            }
+            if !spun {
+                spun = true;
+                if spin_wait(|| self.can_put(slots)) {
+                    continue;
+                }
+            }
+            if deadline.is_some_and(Deadline::passed) {
+                return Err(WaitFail::Timeout);
+            }
+            // A reader mid-copy at the tail frees the slot and then bumps
+            // `not_full`, so sleeping with SLEEPERS set is safe here too.
+            let Some(expect) = Self::prepare_sleep(&self.not_full.0, seen) else { continue };
+            let until = deadline.unwrap_or_else(|| Deadline::after(slice)).min_after(slice);
+            futex::wait(&self.not_full.0, expect, Some(until));
+        }
+    }
+
+    /// Takes one item, waiting while the queue is empty, until `deadline`.
+    pub(crate) fn get_wait<S: Slots, R>(
+        &self,
+        slots: &S,
+        owner: u16,
+        deadline: Option<Deadline>,
+        slice: Duration,
+        mut drain: impl FnMut(&[u8]) -> R,
+        owner_dead: impl Fn(u16) -> bool,
+    ) -> Result<R, WaitFail> {
+        let mut spun = false;
+        loop {
+            // SYNC(eventcount): read before checking the ring (module doc).
+            let seen = self.not_empty.0.load(Ordering::Acquire);
+            match self.try_get(slots, owner, &mut drain) {
+                Ok(r) => return Ok(r),
+                Err(GetFail::Empty(Some(writer))) => {
+                    if writer != 0 && owner_dead(writer) {
+                        let i = self.index(self.head.0.load(Ordering::Relaxed));
+                        self.recover_slot(slots, i, |o| o == writer);
+                    } else {
+                        // The writer bumped `not_empty` before publishing, so it
+                        // will not wake us: wait for the publish without SLEEPERS.
+                        self.nap_in_flight(slots);
+                    }
+                    if deadline.is_some_and(Deadline::passed) {
+                        return Err(WaitFail::Timeout);
+                    }
+                    continue;
+                }
+                Err(GetFail::Empty(None)) => {
+                    if seen & CLOSED != 0 {
+                        return Err(WaitFail::Closed);
+                    }
+                }
+            }
+            if !spun {
+                spun = true;
+                if spin_wait(|| self.can_get(slots)) {
+                    continue;
+                }
+            }
+            if deadline.is_some_and(Deadline::passed) {
+                return Err(WaitFail::Timeout);
+            }
+            let Some(expect) = Self::prepare_sleep(&self.not_empty.0, seen) else { continue };
+            let until = deadline.unwrap_or_else(|| Deadline::after(slice)).min_after(slice);
+            futex::wait(&self.not_empty.0, expect, Some(until));
+        }
+    }
+
+    /// Whether a writer is copying into the slot at the head hint.
+    fn head_in_flight<S: Slots>(&self, slots: &S) -> bool {
+        let pos = self.head.0.load(Ordering::Relaxed);
+        let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
+        w & BUSY != 0 && dist(seq(w), pos) == 0
+    }
+
+    /// Waits briefly for a writer that is copying into the head slot.
+    fn nap_in_flight<S: Slots>(&self, slots: &S) {
+        spin_loop();
+        #[cfg(not(loom))]
+        if !spin_wait(|| !self.head_in_flight(slots)) {
+            // Descheduled (or dead: the caller probes again after this nap).
+            let seen = self.not_empty.0.load(Ordering::Relaxed);
+            futex::wait(&self.not_empty.0, seen, Some(Deadline::after(IN_FLIGHT_NAP)));
+        }
+        #[cfg(loom)]
+        let _ = slots;
+    }
+
+    /// Index of the slot for position `pos`.
+    pub(crate) fn slot_of(&self, pos: u64) -> usize {
+        self.index(pos)
+    }
+
+    /// The tail hint.
+    pub(crate) fn tail_hint(&self) -> u64 {
+        self.tail.0.load(Ordering::Relaxed)
+    }
+
+    /// The head hint.
+    pub(crate) fn head_hint(&self) -> u64 {
+        self.head.0.load(Ordering::Relaxed)
+    }
+}
