@@ -61,10 +61,18 @@ pub(crate) mod sys;
 #[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]
+pub mod queue;
+#[cfg(loom)]
+mod queue;
+#[cfg(not(loom))]
 pub mod region;
 pub mod sync;
 
 pub use error::Error;
+#[cfg(not(loom))]
+pub use queue::{
+    BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,
+};
 #[cfg(not(loom))]
 pub use region::{Region, RegionOptions};
 #[cfg(not(loom))]

@@ -83,8 +83,12 @@ const SLEEPERS: u32 = 2;
 /// One epoch step.
 const EPOCH: u32 = 4;
 
-/// The largest number of slots (2^40; far beyond any mapping we would make).
-pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+/// The most slots one batch call claims.
+pub(crate) const BATCH: usize = 64;
+
+/// The largest number of slots (2^28): creation touches every slot word, so an
+/// absurd capacity must be refused up front rather than exhaust memory.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 28;
 
 #[inline]
 fn pack(pos: u64, flags: u64, owner: u16) -> u64 {
@@ -185,11 +189,27 @@ pub struct RingCore {
     /// Eventcount for putters.
     not_full: Line<AtomicU32>,
     pub(crate) stats: Line<RingStats>,
+    /// `JoinableQueue` accounting.
+    tasks: Line<Tasks>,
+}
+
+/// Unfinished-task accounting for joinable queues.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Tasks {
+    /// Items put and not yet marked done. SYNC(tasks): decrements are AcqRel
+    /// RMWs followed by an RMW bump of `joined`.
+    unfinished: AtomicU64,
+    /// Eventcount for `join` (`SLEEPERS` bit + epoch).
+    joined: AtomicU32,
+    /// 1 for a joinable queue. Written once at creation.
+    joinable: AtomicU32,
 }
 
 impl RingCore {
-    /// A ring of `capacity` slots (a power of two, checked by the caller).
-    pub fn new(capacity: u64, payload: u64) -> RingCore {
+    /// A ring of `capacity` slots (a power of two, checked by the caller) of
+    /// `payload` bytes each; `joinable` enables task accounting.
+    pub fn new(capacity: u64, payload: u64, joinable: bool) -> RingCore {
         RingCore {
             capacity,
             payload,
@@ -202,6 +222,72 @@ impl RingCore {
                 dead_writers: AtomicU64::new(0),
                 dead_readers: AtomicU64::new(0),
             }),
+            tasks: Line(Tasks {
+                unfinished: AtomicU64::new(0),
+                joined: AtomicU32::new(0),
+                joinable: AtomicU32::new(u32::from(joinable)),
+            }),
+        }
+    }
+
+    /// Whether task accounting is on.
+    pub fn is_joinable(&self) -> bool {
+        self.tasks.0.joinable.load(Ordering::Relaxed) != 0
+    }
+
+    /// Counts `n` more unfinished tasks (before the items are published).
+    pub(crate) fn task_add(&self, n: u64) {
+        // Relaxed: the item's Release publish orders this before any get, and so
+        // before any `task_done` for it.
+        self.tasks.0.unfinished.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Marks one task done; `false` (and no change) if none is unfinished.
+    pub fn task_done(&self) -> bool {
+        let mut n = self.tasks.0.unfinished.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return false;
+            }
+            match self.tasks.0.unfinished.compare_exchange_weak(
+                n,
+                n - 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        if n == 1 {
+            self.bump(&self.tasks.0.joined);
+        }
+        true
+    }
+
+    /// Unfinished tasks now.
+    pub fn unfinished(&self) -> u64 {
+        self.tasks.0.unfinished.load(Ordering::Acquire)
+    }
+
+    /// Waits until every task is done, or `deadline`; returns whether it is.
+    pub fn join_wait(&self, deadline: Option<Deadline>, slice: Duration) -> bool {
+        loop {
+            // SYNC(tasks): read before `unfinished`, as for the ring's eventcounts.
+            let seen = self.tasks.0.joined.load(Ordering::Acquire);
+            if self.unfinished() == 0 {
+                return true;
+            }
+            if deadline.is_some_and(Deadline::passed) {
+                return false;
+            }
+            let Some(expect) = Self::prepare_sleep(&self.tasks.0.joined, seen) else {
+                continue;
+            };
+            let until = deadline
+                .unwrap_or_else(|| Deadline::after(slice))
+                .min_after(slice);
+            futex::wait(&self.tasks.0.joined, expect, Some(until));
         }
     }
 
@@ -271,10 +357,18 @@ impl RingCore {
                 let claimed = pack(pos, BUSY, owner);
                 // Acquire: the previous reader's payload copy-out happened before
                 // its Release free of this slot; we must not overwrite it earlier.
-                if word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                if word
+                    .compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
                     continue;
                 }
-                let _ = self.tail.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                let _ = self.tail.0.compare_exchange(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 // SYNC(close): the RMW orders this claim against `close` (module doc).
                 let ec = self.not_empty.0.fetch_add(EPOCH, Ordering::AcqRel);
                 if ec & CLOSED != 0 {
@@ -288,6 +382,9 @@ impl RingCore {
                     );
                     return Err(PutFail::Closed);
                 }
+                if self.is_joinable() {
+                    self.task_add(1);
+                }
                 if let Some(f) = fill.take() {
                     slots.write(i, f);
                 }
@@ -295,16 +392,26 @@ impl RingCore {
                 // Acquire claim. Fails only if a recoverer revoked our claim
                 // (mistook us for dead); the payload is then lost, counted as
                 // abandoned by that recoverer.
-                let _ = word.compare_exchange(claimed, pack(pos + 1, 0, 0), Ordering::Release, Ordering::Relaxed);
+                let _ = word.compare_exchange(
+                    claimed,
+                    pack(pos + 1, 0, 0),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
                 if ec & SLEEPERS != 0 {
                     self.wake(&self.not_empty.0);
                 }
                 return Ok(());
             }
-            if d == 0 || d > 0 {
+            if d >= 0 {
                 // Claimed by another producer for this lap, or published already:
                 // the hint is behind. Help it along and retry.
-                let _ = self.tail.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                let _ = self.tail.0.compare_exchange(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 continue;
             }
             // The slot still holds the previous lap: full, unless the hint moved.
@@ -314,7 +421,8 @@ impl RingCore {
             if self.is_closed() {
                 return Err(PutFail::Closed);
             }
-            let reader = (w & BUSY != 0 && dist(seq(w), pos) == 1 - self.capacity as i64).then(|| owner_of(w));
+            let reader = (w & BUSY != 0 && dist(seq(w), pos) == 1 - self.capacity as i64)
+                .then(|| owner_of(w));
             return Err(PutFail::Full(reader));
         }
     }
@@ -337,10 +445,20 @@ impl RingCore {
                 if w & POISON != 0 {
                     // A dead or refused writer's slot: free it for the next lap.
                     if word
-                        .compare_exchange(w, pack(pos + self.capacity, 0, 0), Ordering::AcqRel, Ordering::Relaxed)
+                        .compare_exchange(
+                            w,
+                            pack(pos + self.capacity, 0, 0),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
                         .is_ok()
                     {
-                        let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = self.head.0.compare_exchange(
+                            pos,
+                            pos + 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                         self.bump(&self.not_full.0);
                     }
                     continue;
@@ -348,10 +466,18 @@ impl RingCore {
                 if w & BUSY == 0 {
                     let claimed = pack(pos + 1, BUSY, owner);
                     // SYNC(slot): Acquire pairs with the writer's Release publish.
-                    if word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                    if word
+                        .compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed)
+                        .is_err()
+                    {
                         continue;
                     }
-                    let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ = self.head.0.compare_exchange(
+                        pos,
+                        pos + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     let out = match drain.take() {
                         Some(f) => slots.read(i, f),
                         None => continue,
@@ -367,11 +493,21 @@ impl RingCore {
                     return Ok(out);
                 }
                 // Another consumer is reading it: the hint is behind.
-                let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                let _ = self.head.0.compare_exchange(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 continue;
             }
             if d > 0 {
-                let _ = self.head.0.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+                let _ = self.head.0.compare_exchange(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 continue;
             }
             if self.head.0.load(Ordering::Relaxed) != pos {
@@ -380,6 +516,187 @@ impl RingCore {
             let writer = (w & BUSY != 0 && dist(seq(w), pos) == 0).then(|| owner_of(w));
             return Err(GetFail::Empty(writer));
         }
+    }
+
+    /// Puts up to `n` items (at most [`BATCH`]) without waiting: claims as many
+    /// free slots as it can, makes *one* eventcount RMW for all of them, then
+    /// fills slot `j` with `fill(j, ..)` and publishes it. Returns how many were
+    /// put (items `0..k`), `Full` if none fit.
+    pub(crate) fn try_put_many<S: Slots>(
+        &self,
+        slots: &S,
+        owner: u16,
+        n: usize,
+        fill: impl Fn(usize, &mut [u8]),
+    ) -> Result<usize, PutFail> {
+        let n = n.min(BATCH);
+        let mut claimed = [0u64; BATCH];
+        let mut k = 0;
+        while k < n {
+            let pos = self.tail.0.load(Ordering::Relaxed);
+            let word = slots.word(self.index(pos));
+            let w = word.load(Ordering::Acquire);
+            let d = dist(seq(w), pos);
+            if d == 0 && w & (BUSY | POISON) == 0 {
+                // Acquire: as in `try_put`.
+                if word
+                    .compare_exchange(
+                        w,
+                        pack(pos, BUSY, owner),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    let _ = self.tail.0.compare_exchange(
+                        pos,
+                        pos + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    claimed[k] = pos;
+                    k += 1;
+                }
+                continue;
+            }
+            if d >= 0 {
+                let _ = self.tail.0.compare_exchange(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                continue;
+            }
+            if self.tail.0.load(Ordering::Relaxed) != pos {
+                continue;
+            }
+            break;
+        }
+        if k == 0 {
+            return Err(if self.is_closed() {
+                PutFail::Closed
+            } else {
+                PutFail::Full(None)
+            });
+        }
+        // SYNC(close): one RMW orders all k claims against `close`.
+        let ec = self.not_empty.0.fetch_add(EPOCH, Ordering::AcqRel);
+        let closed = ec & CLOSED != 0;
+        if !closed && self.is_joinable() {
+            self.task_add(k as u64);
+        }
+        for (j, &pos) in claimed[..k].iter().enumerate() {
+            let i = self.index(pos);
+            let claimed_word = pack(pos, BUSY, owner);
+            let new = if closed {
+                pack(pos + 1, POISON, 0)
+            } else {
+                slots.write(i, |buf| fill(j, buf));
+                pack(pos + 1, 0, 0)
+            };
+            // SYNC(slot): Release publishes the payload (or the poison).
+            let _ = slots.word(i).compare_exchange(
+                claimed_word,
+                new,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
+        if ec & SLEEPERS != 0 {
+            self.wake(&self.not_empty.0);
+        }
+        if closed { Err(PutFail::Closed) } else { Ok(k) }
+    }
+
+    /// Takes up to `n` items (at most [`BATCH`]) without waiting; `drain(j, ..)`
+    /// reads the `j`-th. One `not_full` RMW for the whole batch. Returns how many
+    /// were taken (0 when empty).
+    pub(crate) fn try_get_many<S: Slots>(
+        &self,
+        slots: &S,
+        owner: u16,
+        n: usize,
+        mut drain: impl FnMut(usize, &[u8]),
+    ) -> usize {
+        let n = n.min(BATCH);
+        let mut claimed = [0u64; BATCH];
+        let mut k = 0;
+        while k < n {
+            let pos = self.head.0.load(Ordering::Relaxed);
+            let word = slots.word(self.index(pos));
+            let w = word.load(Ordering::Acquire);
+            let d = dist(seq(w), pos + 1);
+            if d == 0 && w & POISON != 0 {
+                if word
+                    .compare_exchange(
+                        w,
+                        pack(pos + self.capacity, 0, 0),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    let _ = self.head.0.compare_exchange(
+                        pos,
+                        pos + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                continue;
+            }
+            if d == 0 && w & BUSY == 0 {
+                // SYNC(slot): Acquire pairs with the writer's Release publish.
+                if word
+                    .compare_exchange(
+                        w,
+                        pack(pos + 1, BUSY, owner),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    let _ = self.head.0.compare_exchange(
+                        pos,
+                        pos + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    claimed[k] = pos;
+                    k += 1;
+                }
+                continue;
+            }
+            if d >= 0 {
+                let _ = self.head.0.compare_exchange(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                continue;
+            }
+            if self.head.0.load(Ordering::Relaxed) != pos {
+                continue;
+            }
+            break;
+        }
+        for (j, &pos) in claimed[..k].iter().enumerate() {
+            let i = self.index(pos);
+            slots.read(i, |buf| drain(j, buf));
+            // Release: the copy-out happens before the next writer's claim.
+            let _ = slots.word(i).compare_exchange(
+                pack(pos + 1, BUSY, owner),
+                pack(pos + self.capacity, 0, 0),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
+        if k > 0 {
+            self.bump(&self.not_full.0);
+        }
+        k
     }
 
     /// One RMW bump of an eventcount; wakes sleepers if any were recorded.
@@ -397,16 +714,6 @@ impl RingCore {
         futex::wake(word, u32::MAX);
     }
 
-    /// The eventcount getters wait on.
-    pub(crate) fn getters_word(&self) -> &AtomicU32 {
-        &self.not_empty.0
-    }
-
-    /// The eventcount putters wait on.
-    pub(crate) fn putters_word(&self) -> &AtomicU32 {
-        &self.not_full.0
-    }
-
     /// Prepares to sleep on `word` whose value was `seen` before the ring was
     /// checked: sets `SLEEPERS` if the word is unchanged. Returns the value to
     /// pass to the futex, or `None` if the word moved (re-check the ring).
@@ -416,13 +723,20 @@ impl RingCore {
             return Some(seen);
         }
         // Relaxed: the futex compare re-reads the word in the kernel.
-        word.compare_exchange(seen, want, Ordering::Relaxed, Ordering::Relaxed).ok().map(|_| want)
+        word.compare_exchange(seen, want, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| want)
     }
 
     /// Recovers slot `i` if its word is still `w` and `owner_dead(owner)` says the
     /// owner died: a writer's slot is poisoned, a reader's freed. Returns whether
     /// this call recovered it.
-    pub(crate) fn recover_slot<S: Slots>(&self, slots: &S, i: usize, owner_dead: impl Fn(u16) -> bool) -> bool {
+    pub(crate) fn recover_slot<S: Slots>(
+        &self,
+        slots: &S,
+        i: usize,
+        owner_dead: impl Fn(u16) -> bool,
+    ) -> bool {
         let word = slots.word(i);
         let w = word.load(Ordering::Acquire);
         if w & BUSY == 0 || !owner_dead(owner_of(w)) {
@@ -435,13 +749,23 @@ impl RingCore {
         let (new, counter) = if writing {
             (pack(s + 1, POISON, 0), &self.stats.0.dead_writers)
         } else {
-            (pack(s.wrapping_sub(1).wrapping_add(self.capacity), 0, 0), &self.stats.0.dead_readers)
+            (
+                pack(s.wrapping_sub(1).wrapping_add(self.capacity), 0, 0),
+                &self.stats.0.dead_readers,
+            )
         };
-        if word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        if word
+            .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
             return false;
         }
         counter.fetch_add(1, Ordering::Relaxed);
         self.stats.0.abandoned.fetch_add(1, Ordering::Relaxed);
+        if self.is_joinable() {
+            // The lost message will never be marked done by anyone.
+            self.task_done();
+        }
         if writing {
             // Getters may be waiting on this slot: let them skip it.
             self.not_empty.0.fetch_add(EPOCH, Ordering::AcqRel);
@@ -515,8 +839,12 @@ impl RingCore {
             }
             // A reader mid-copy at the tail frees the slot and then bumps
             // `not_full`, so sleeping with SLEEPERS set is safe here too.
-            let Some(expect) = Self::prepare_sleep(&self.not_full.0, seen) else { continue };
-            let until = deadline.unwrap_or_else(|| Deadline::after(slice)).min_after(slice);
+            let Some(expect) = Self::prepare_sleep(&self.not_full.0, seen) else {
+                continue;
+            };
+            let until = deadline
+                .unwrap_or_else(|| Deadline::after(slice))
+                .min_after(slice);
             futex::wait(&self.not_full.0, expect, Some(until));
         }
     }
@@ -566,8 +894,12 @@ impl RingCore {
             if deadline.is_some_and(Deadline::passed) {
                 return Err(WaitFail::Timeout);
             }
-            let Some(expect) = Self::prepare_sleep(&self.not_empty.0, seen) else { continue };
-            let until = deadline.unwrap_or_else(|| Deadline::after(slice)).min_after(slice);
+            let Some(expect) = Self::prepare_sleep(&self.not_empty.0, seen) else {
+                continue;
+            };
+            let until = deadline
+                .unwrap_or_else(|| Deadline::after(slice))
+                .min_after(slice);
             futex::wait(&self.not_empty.0, expect, Some(until));
         }
     }
@@ -579,6 +911,36 @@ impl RingCore {
         w & BUSY != 0 && dist(seq(w), pos) == 0
     }
 
+    /// Waits until an item can be taken (or the queue is closed), or `deadline`.
+    /// Takes nothing. Returns whether it became readable.
+    pub(crate) fn wait_readable<S: Slots>(
+        &self,
+        slots: &S,
+        deadline: Option<Deadline>,
+        slice: Duration,
+    ) -> bool {
+        loop {
+            let seen = self.not_empty.0.load(Ordering::Acquire);
+            if self.can_get(slots) {
+                return true;
+            }
+            if self.head_in_flight(slots) {
+                self.nap_in_flight(slots);
+                continue;
+            }
+            if deadline.is_some_and(Deadline::passed) {
+                return false;
+            }
+            let Some(expect) = Self::prepare_sleep(&self.not_empty.0, seen) else {
+                continue;
+            };
+            let until = deadline
+                .unwrap_or_else(|| Deadline::after(slice))
+                .min_after(slice);
+            futex::wait(&self.not_empty.0, expect, Some(until));
+        }
+    }
+
     /// Waits briefly for a writer that is copying into the head slot.
     fn nap_in_flight<S: Slots>(&self, slots: &S) {
         spin_loop();
@@ -586,24 +948,13 @@ impl RingCore {
         if !spin_wait(|| !self.head_in_flight(slots)) {
             // Descheduled (or dead: the caller probes again after this nap).
             let seen = self.not_empty.0.load(Ordering::Relaxed);
-            futex::wait(&self.not_empty.0, seen, Some(Deadline::after(IN_FLIGHT_NAP)));
+            futex::wait(
+                &self.not_empty.0,
+                seen,
+                Some(Deadline::after(IN_FLIGHT_NAP)),
+            );
         }
         #[cfg(loom)]
         let _ = slots;
-    }
-
-    /// Index of the slot for position `pos`.
-    pub(crate) fn slot_of(&self, pos: u64) -> usize {
-        self.index(pos)
-    }
-
-    /// The tail hint.
-    pub(crate) fn tail_hint(&self) -> u64 {
-        self.tail.0.load(Ordering::Relaxed)
-    }
-
-    /// The head hint.
-    pub(crate) fn head_hint(&self) -> u64 {
-        self.head.0.load(Ordering::Relaxed)
     }
 }

@@ -115,6 +115,11 @@ impl RegionOptions {
         self.participants = n;
         self
     }
+
+    /// The participant slot count these options ask for.
+    pub(crate) fn participant_count(&self) -> u32 {
+        self.participants
+    }
 }
 
 /// A process-shared mapping with a validated header and a participant table.

@@ -1,0 +1,327 @@
+//! `BytesQueue`: variable-length byte messages up to a fixed slot size.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::ring::{GetFail, PutFail, WaitFail};
+use super::shared::{QueueCore, QueueKind};
+use super::{GetError, PutError, QueueStats};
+use crate::loom::Deadline;
+use crate::region::header::Fnv;
+use crate::{Error, Region, RegionOptions};
+
+pub(crate) struct Bytes;
+
+impl QueueKind for Bytes {
+    const KIND: &'static str = "BytesQueue";
+
+    fn fingerprint() -> u64 {
+        Fnv::new().bytes(b"len:u32le + bytes").finish()
+    }
+}
+
+/// Bytes of the length prefix in each slot.
+const LEN: usize = 4;
+/// The largest slot size (1 GiB).
+const MAX_SLOT: usize = 1 << 30;
+
+fn write_msg(msg: &[u8], buf: &mut [u8]) {
+    let len = msg.len().min(u32::MAX as usize) as u32;
+    if buf.len() < LEN + msg.len() {
+        return; // refused earlier by the TooLarge check; never reached
+    }
+    let (l, rest) = buf.split_at_mut(LEN);
+    l.copy_from_slice(&len.to_le_bytes());
+    if let Some(dst) = rest.get_mut(..msg.len()) {
+        dst.copy_from_slice(msg);
+    }
+}
+
+/// The message in a slot; the stored length is never trusted beyond the slot.
+fn msg_of(buf: &[u8]) -> &[u8] {
+    let mut l = [0u8; LEN];
+    if let Some(src) = buf.get(..LEN) {
+        l.copy_from_slice(src);
+    }
+    let len = (u32::from_le_bytes(l) as usize).min(buf.len().saturating_sub(LEN));
+    buf.get(LEN..LEN + len).unwrap_or(&[])
+}
+
+fn copy_into(buf: &[u8], out: &mut [u8]) -> usize {
+    let msg = msg_of(buf);
+    let n = msg.len().min(out.len());
+    if let (Some(dst), Some(src)) = (out.get_mut(..n), msg.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    n
+}
+
+/// A bounded MPMC queue of byte messages, each at most `slot_size` bytes (fixed
+/// at creation). An oversize message is refused with [`PutError::TooLarge`] and
+/// nothing is written.
+///
+/// ```
+/// use multiproc::{BytesQueue, PutError};
+///
+/// let q = BytesQueue::anonymous(4, 16)?;
+/// q.put(b"hello").unwrap();
+/// assert_eq!(q.get().unwrap(), b"hello");
+/// let big = [0u8; 17];
+/// assert!(matches!(q.put(&big), Err(PutError::TooLarge(_))));
+/// let mut buf = [0u8; 16];
+/// q.put(b"abc").unwrap();
+/// assert_eq!(q.get_into(&mut buf), Ok(3));
+/// assert_eq!(&buf[..3], b"abc");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct BytesQueue {
+    core: QueueCore<Bytes>,
+}
+
+impl fmt::Debug for BytesQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+fn get_error(e: WaitFail) -> GetError {
+    match e {
+        WaitFail::Timeout => GetError::Timeout,
+        WaitFail::Closed => GetError::Closed,
+    }
+}
+
+impl BytesQueue {
+    /// A queue of `capacity` slots (a power of two >= 2) of `slot_size` bytes
+    /// each, in an anonymous shared mapping.
+    pub fn anonymous(capacity: usize, slot_size: usize) -> Result<BytesQueue, Error> {
+        BytesQueue::new(None, capacity, slot_size, RegionOptions::default())
+    }
+
+    /// Creates a byte queue under `name`.
+    pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<BytesQueue, Error> {
+        BytesQueue::new(Some(name), capacity, slot_size, RegionOptions::default())
+    }
+
+    /// [`BytesQueue::create`] with explicit region options.
+    pub fn create_with(
+        name: &str,
+        capacity: usize,
+        slot_size: usize,
+        opts: RegionOptions,
+    ) -> Result<BytesQueue, Error> {
+        BytesQueue::new(Some(name), capacity, slot_size, opts)
+    }
+
+    fn new(
+        name: Option<&str>,
+        capacity: usize,
+        slot_size: usize,
+        opts: RegionOptions,
+    ) -> Result<BytesQueue, Error> {
+        if slot_size == 0 || slot_size > MAX_SLOT {
+            return Err(Error::InvalidParameter("slot size must be 1 byte to 1 GiB"));
+        }
+        let core = QueueCore::create(name, capacity as u64, (slot_size + LEN) as u64, false, opts)?;
+        Ok(BytesQueue { core })
+    }
+
+    /// Opens the byte queue `name`.
+    pub fn open(name: &str) -> Result<BytesQueue, Error> {
+        let core: QueueCore<Bytes> = QueueCore::open(name)?;
+        if core.slot_size() <= LEN {
+            return Err(Error::Corrupted("byte queue slot size"));
+        }
+        Ok(BytesQueue { core })
+    }
+
+    /// The longest message the queue holds.
+    pub fn slot_size(&self) -> usize {
+        self.core.slot_size() - LEN
+    }
+
+    fn put_until<'a>(
+        &self,
+        msg: &'a [u8],
+        deadline: Option<Deadline>,
+    ) -> Result<(), PutError<&'a [u8]>> {
+        if msg.len() > self.slot_size() {
+            return Err(PutError::TooLarge(msg));
+        }
+        self.core
+            .put_bytes(deadline, |buf| write_msg(msg, buf))
+            .map_err(|e| match e {
+                WaitFail::Timeout => PutError::Timeout(msg),
+                WaitFail::Closed => PutError::Closed(msg),
+            })
+    }
+
+    /// Puts a copy of `msg`, blocking while the queue is full.
+    pub fn put<'a>(&self, msg: &'a [u8]) -> Result<(), PutError<&'a [u8]>> {
+        self.put_until(msg, None)
+    }
+
+    /// Puts a copy of `msg`, waiting at most `timeout`.
+    pub fn put_timeout<'a>(
+        &self,
+        msg: &'a [u8],
+        timeout: Duration,
+    ) -> Result<(), PutError<&'a [u8]>> {
+        self.put_until(msg, Some(Deadline::after(timeout)))
+    }
+
+    /// Puts a copy of `msg` if a slot is free now.
+    pub fn try_put<'a>(&self, msg: &'a [u8]) -> Result<(), PutError<&'a [u8]>> {
+        if msg.len() > self.slot_size() {
+            return Err(PutError::TooLarge(msg));
+        }
+        let owner = self.core.owner();
+        match self
+            .core
+            .ring()
+            .try_put(self.core.slots(), owner, |buf| write_msg(msg, buf))
+        {
+            Ok(()) => Ok(()),
+            Err(PutFail::Full(_)) => Err(PutError::Full(msg)),
+            Err(PutFail::Closed) => Err(PutError::Closed(msg)),
+        }
+    }
+
+    pub(crate) fn get_until(&self, deadline: Option<Deadline>) -> Result<Vec<u8>, GetError> {
+        self.core
+            .get_bytes(deadline, |b| msg_of(b).to_vec())
+            .map_err(get_error)
+    }
+
+    pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> bool {
+        self.core
+            .ring()
+            .wait_readable(self.core.slots(), deadline, super::shared::SLICE)
+    }
+
+    pub(crate) fn send_until<'a>(
+        &self,
+        msg: &'a [u8],
+        deadline: Option<Deadline>,
+    ) -> Result<(), PutError<&'a [u8]>> {
+        self.put_until(msg, deadline)
+    }
+
+    /// Takes the oldest message, blocking while empty.
+    pub fn get(&self) -> Result<Vec<u8>, GetError> {
+        self.core
+            .get_bytes(None, |b| msg_of(b).to_vec())
+            .map_err(get_error)
+    }
+
+    /// Takes the oldest message, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
+        self.core
+            .get_bytes(Some(Deadline::after(timeout)), |b| msg_of(b).to_vec())
+            .map_err(get_error)
+    }
+
+    /// Takes the oldest message if there is one now.
+    pub fn try_get(&self) -> Result<Vec<u8>, GetError> {
+        let owner = self.core.owner();
+        let closed = self.core.ring().is_closed();
+        match self
+            .core
+            .ring()
+            .try_get(self.core.slots(), owner, |b| msg_of(b).to_vec())
+        {
+            Ok(v) => Ok(v),
+            Err(GetFail::Empty(None)) if closed => Err(GetError::Closed),
+            Err(GetFail::Empty(_)) => Err(GetError::Empty),
+        }
+    }
+
+    fn check_buf(&self, out: &[u8]) -> Result<(), GetError> {
+        if out.len() < self.slot_size() {
+            return Err(GetError::BufferTooSmall {
+                needed: self.slot_size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies the oldest message into `out` (blocking while empty) and returns
+    /// its length, without allocating. `out` must hold [`BytesQueue::slot_size`]
+    /// bytes ([`GetError::BufferTooSmall`] otherwise, and nothing is taken).
+    pub fn get_into(&self, out: &mut [u8]) -> Result<usize, GetError> {
+        self.check_buf(out)?;
+        self.core
+            .get_bytes(None, |b| copy_into(b, out))
+            .map_err(get_error)
+    }
+
+    /// [`BytesQueue::get_into`], waiting at most `timeout`.
+    pub fn get_into_timeout(&self, out: &mut [u8], timeout: Duration) -> Result<usize, GetError> {
+        self.check_buf(out)?;
+        self.core
+            .get_bytes(Some(Deadline::after(timeout)), |b| copy_into(b, out))
+            .map_err(get_error)
+    }
+
+    /// [`BytesQueue::get_into`] without waiting.
+    pub fn try_get_into(&self, out: &mut [u8]) -> Result<usize, GetError> {
+        self.check_buf(out)?;
+        let owner = self.core.owner();
+        let closed = self.core.ring().is_closed();
+        match self
+            .core
+            .ring()
+            .try_get(self.core.slots(), owner, |b| copy_into(b, out))
+        {
+            Ok(n) => Ok(n),
+            Err(GetFail::Empty(None)) if closed => Err(GetError::Closed),
+            Err(GetFail::Empty(_)) => Err(GetError::Empty),
+        }
+    }
+
+    /// Messages in the queue now (approximate while operations are in flight).
+    pub fn len(&self) -> usize {
+        self.core.ring().len() as usize
+    }
+
+    /// Whether the queue holds no messages now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken now.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// Closes the queue for every process (see [`crate::Queue::close`]).
+    pub fn close(&self) {
+        self.core.ring().close();
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.core.ring().is_closed()
+    }
+
+    /// Counters, including messages lost to crashed processes.
+    pub fn stats(&self) -> QueueStats {
+        self.core.stats()
+    }
+
+    /// Recovers every slot held by a process that died mid-copy.
+    pub fn recover(&self) -> u64 {
+        self.core.recover()
+    }
+
+    /// The region holding the queue.
+    pub fn region(&self) -> &Region {
+        self.core.region()
+    }
+}

@@ -1,0 +1,125 @@
+//! `JoinableQueue<T>`: a [`Queue`] that counts unfinished tasks.
+
+use std::fmt;
+use std::ops::Deref;
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use super::shared::SLICE;
+use super::{Queue, TaskDoneError};
+use crate::loom::Deadline;
+use crate::{Error, RegionOptions};
+
+/// A [`Queue`] with Python's `JoinableQueue` accounting: every put adds an
+/// unfinished task, [`JoinableQueue::task_done`] removes one, and
+/// [`JoinableQueue::join`] blocks until none is left. The counter lives in shared
+/// memory, so producers, consumers and joiners may be in different processes.
+///
+/// All of [`Queue`]'s methods are available through `Deref`.
+///
+/// If a process dies while copying a message in or out, that message's task is
+/// marked done by the survivor that recovers the slot. A task taken by a
+/// consumer that then dies before `task_done` can never be done: use
+/// [`JoinableQueue::join_timeout`] when consumers may crash.
+///
+/// ```
+/// use multiproc::JoinableQueue;
+///
+/// let q: JoinableQueue<u32> = JoinableQueue::anonymous(8)?;
+/// q.put(7).unwrap();
+/// assert_eq!(q.unfinished(), 1);
+/// assert_eq!(q.get(), Ok(7));
+/// q.task_done().unwrap();
+/// q.join();
+/// assert!(q.task_done().is_err()); // once too often
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T: Pod> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl<T> Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T: Pod> JoinableQueue<T> {
+    /// A joinable queue of `capacity` slots in an anonymous shared mapping.
+    pub fn anonymous(capacity: usize) -> Result<JoinableQueue<T>, Error> {
+        Ok(JoinableQueue {
+            queue: Queue::new_kind(None, capacity, RegionOptions::default(), true)?,
+        })
+    }
+
+    /// Creates a joinable queue under `name`.
+    pub fn create(name: &str, capacity: usize) -> Result<JoinableQueue<T>, Error> {
+        JoinableQueue::create_with(name, capacity, RegionOptions::default())
+    }
+
+    /// [`JoinableQueue::create`] with explicit region options.
+    pub fn create_with(
+        name: &str,
+        capacity: usize,
+        opts: RegionOptions,
+    ) -> Result<JoinableQueue<T>, Error> {
+        Ok(JoinableQueue {
+            queue: Queue::new_kind(Some(name), capacity, opts, true)?,
+        })
+    }
+
+    /// Opens the joinable queue `name`.
+    pub fn open(name: &str) -> Result<JoinableQueue<T>, Error> {
+        Ok(JoinableQueue {
+            queue: Queue::open_kind(name, true)?,
+        })
+    }
+
+    /// Marks one task done. Refused with [`TaskDoneError::TooManyCalls`] (and
+    /// nothing changes) when no task is unfinished.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        if self.queue.core().ring().task_done() {
+            Ok(())
+        } else {
+            Err(TaskDoneError::TooManyCalls)
+        }
+    }
+
+    /// Tasks put and not yet done.
+    pub fn unfinished(&self) -> u64 {
+        self.queue.core().ring().unfinished()
+    }
+
+    /// Blocks until every task put so far is done.
+    pub fn join(&self) {
+        while !self.queue.core().ring().join_wait(None, SLICE) {}
+    }
+
+    /// Blocks until every task is done or `timeout` passes; returns whether all
+    /// are done.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.queue
+            .core()
+            .ring()
+            .join_wait(Some(Deadline::after(timeout)), SLICE)
+    }
+}

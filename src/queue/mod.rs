@@ -1,0 +1,127 @@
+//! Queues in shared memory: the process-shared replacement for Python's
+//! pipe-based `multiprocessing.Queue`.
+//!
+//! | type | payload | Python |
+//! |---|---|---|
+//! | [`Queue<T>`] | any `T: Pod`, copied into a slot | `Queue` |
+//! | [`BytesQueue`] | byte messages up to a slot size fixed at creation | `Queue` of `bytes` |
+//! | [`JoinableQueue<T>`] | as `Queue<T>`, plus `task_done`/`join` | `JoinableQueue` |
+//! | [`Pipe`] | two connected duplex ends over byte rings | `Pipe()` |
+//!
+//! All are one lock-free MPMC ring ([`ring`](self) module doc): a put or get with
+//! nobody asleep is a handful of atomic operations and no syscall; blocked callers
+//! spin briefly, then park on a shared futex.
+//!
+//! ## Delivery after a crash
+//!
+//! Delivery is **at-most-once** when a process dies: a producer killed between
+//! claiming a slot and publishing it loses that one message (survivors poison and
+//! skip the slot); a consumer killed while copying a message out loses that one
+//! message (survivors free the slot). Every such loss is counted in
+//! [`QueueStats::abandoned`]. Nothing else is lost and nothing is delivered twice.
+//! A stuck slot is recovered by the next blocking `put`/`get` that waits on it, or
+//! by [`Queue::recover`].
+
+mod bytes;
+mod joinable;
+mod pipe;
+pub(crate) mod ring;
+mod shared;
+mod typed;
+
+#[cfg(feature = "serde")]
+mod serde_queue;
+
+pub use bytes::BytesQueue;
+pub use joinable::JoinableQueue;
+pub use pipe::{Pipe, PipeEnd};
+#[cfg(feature = "serde")]
+pub use serde_queue::{SerdeError, SerdeQueue};
+pub use typed::Queue;
+
+/// Why a put did not happen. The item is handed back in every case.
+#[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PutError<T> {
+    /// `try_put`: no free slot.
+    #[error("the queue is full")]
+    Full(T),
+    /// `put_timeout`: still full when the timeout passed.
+    #[error("timed out waiting for a free slot")]
+    Timeout(T),
+    /// The queue was closed.
+    #[error("the queue is closed")]
+    Closed(T),
+    /// [`BytesQueue`]: the message is longer than the slot size; nothing was written.
+    #[error("the message is larger than the queue's slot size")]
+    TooLarge(T),
+}
+
+impl<T> std::fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PutError::Full(_) => "Full(..)",
+            PutError::Timeout(_) => "Timeout(..)",
+            PutError::Closed(_) => "Closed(..)",
+            PutError::TooLarge(_) => "TooLarge(..)",
+        })
+    }
+}
+
+impl<T> PutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(t)
+            | PutError::Timeout(t)
+            | PutError::Closed(t)
+            | PutError::TooLarge(t) => t,
+        }
+    }
+}
+
+/// Why a get returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// `try_get`: nothing to take right now.
+    #[error("the queue is empty")]
+    Empty,
+    /// `get_timeout`: still empty when the timeout passed.
+    #[error("timed out waiting for an item")]
+    Timeout,
+    /// The queue is closed and drained (Python's `EOFError` on a pipe).
+    #[error("the queue is closed and empty")]
+    Closed,
+    /// [`BytesQueue::get_into`]: the buffer is shorter than the slot size, so a
+    /// message might not fit; nothing was taken.
+    #[error("the buffer is shorter than the queue's slot size ({needed} bytes)")]
+    BufferTooSmall {
+        /// The slot size: the longest message the queue can hold.
+        needed: usize,
+    },
+}
+
+/// Why `task_done` was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskDoneError {
+    /// Called more times than items were put (Python's `ValueError`); nothing changed.
+    #[error("task_done() called more times than there were items")]
+    TooManyCalls,
+}
+
+/// A snapshot of a queue's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Number of slots.
+    pub capacity: u64,
+    /// Items in the queue (approximate while operations are in flight).
+    pub len: u64,
+    /// Messages lost because a process died while copying them in or out.
+    pub abandoned: u64,
+    /// Of those, slots whose writer died (poisoned and skipped).
+    pub dead_writers: u64,
+    /// Of those, slots whose reader died (freed).
+    pub dead_readers: u64,
+}

@@ -1,0 +1,156 @@
+//! `SerdeQueue<T>`: Python's "put any object", for any `Serialize +
+//! DeserializeOwned` type, encoded with postcard into a [`BytesQueue`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{BytesQueue, GetError, PutError};
+use crate::Error;
+
+/// Why a [`SerdeQueue`] operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SerdeError<T> {
+    /// The put did not happen; the value is handed back.
+    #[error("put failed: {0}")]
+    Put(PutError<T>),
+    /// The get did not happen.
+    #[error("get failed: {0}")]
+    Get(#[from] GetError),
+    /// The value could not be encoded (the item is handed back).
+    #[error("could not encode the value: {1}")]
+    Encode(T, postcard::Error),
+    /// A message could not be decoded as `T` (it was taken from the queue).
+    #[error("could not decode a message: {0}")]
+    Decode(postcard::Error),
+}
+
+/// A queue of any serde type, over a [`BytesQueue`] whose slot size bounds the
+/// encoded size (larger values are refused with `PutError::TooLarge`).
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use multiproc::queue::SerdeQueue;
+///
+/// let q: SerdeQueue<(String, Vec<u32>)> = SerdeQueue::anonymous(8, 256)?;
+/// q.put(("job".to_owned(), vec![1, 2, 3])).unwrap();
+/// assert_eq!(q.get().unwrap(), ("job".to_owned(), vec![1, 2, 3]));
+/// # }
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct SerdeQueue<T> {
+    bytes: BytesQueue,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for SerdeQueue<T> {
+    fn clone(&self) -> Self {
+        SerdeQueue {
+            bytes: self.bytes.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SerdeQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SerdeQueue")
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
+    /// A queue of `capacity` slots of `slot_size` encoded bytes each.
+    pub fn anonymous(capacity: usize, slot_size: usize) -> Result<SerdeQueue<T>, Error> {
+        Ok(SerdeQueue {
+            bytes: BytesQueue::anonymous(capacity, slot_size)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Creates a named queue.
+    pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<SerdeQueue<T>, Error> {
+        Ok(SerdeQueue {
+            bytes: BytesQueue::create(name, capacity, slot_size)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens a named queue. The element type is not recorded: opening with
+    /// another `T` yields decode errors, not reinterpretation.
+    pub fn open(name: &str) -> Result<SerdeQueue<T>, Error> {
+        Ok(SerdeQueue {
+            bytes: BytesQueue::open(name)?,
+            _t: PhantomData,
+        })
+    }
+
+    fn encode(item: T) -> Result<(Vec<u8>, T), SerdeError<T>> {
+        match postcard::to_allocvec(&item) {
+            Ok(v) => Ok((v, item)),
+            Err(e) => Err(SerdeError::Encode(item, e)),
+        }
+    }
+
+    /// Puts `item`, blocking while full.
+    pub fn put(&self, item: T) -> Result<(), SerdeError<T>> {
+        let (buf, item) = Self::encode(item)?;
+        self.bytes
+            .put(&buf)
+            .map_err(|e| SerdeError::Put(map_put(e, item)))
+    }
+
+    /// Puts `item`, waiting at most `timeout`.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), SerdeError<T>> {
+        let (buf, item) = Self::encode(item)?;
+        self.bytes
+            .put_timeout(&buf, timeout)
+            .map_err(|e| SerdeError::Put(map_put(e, item)))
+    }
+
+    /// Puts `item` if there is room now.
+    pub fn try_put(&self, item: T) -> Result<(), SerdeError<T>> {
+        let (buf, item) = Self::encode(item)?;
+        self.bytes
+            .try_put(&buf)
+            .map_err(|e| SerdeError::Put(map_put(e, item)))
+    }
+
+    fn decode(buf: Vec<u8>) -> Result<T, SerdeError<T>> {
+        postcard::from_bytes(&buf).map_err(SerdeError::Decode)
+    }
+
+    /// Takes the oldest value, blocking while empty.
+    pub fn get(&self) -> Result<T, SerdeError<T>> {
+        Self::decode(self.bytes.get()?)
+    }
+
+    /// Takes the oldest value, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, SerdeError<T>> {
+        Self::decode(self.bytes.get_timeout(timeout)?)
+    }
+
+    /// Takes the oldest value if there is one now.
+    pub fn try_get(&self) -> Result<T, SerdeError<T>> {
+        Self::decode(self.bytes.try_get()?)
+    }
+
+    /// The underlying byte queue (close, stats, len, ...).
+    pub fn bytes(&self) -> &BytesQueue {
+        &self.bytes
+    }
+}
+
+fn map_put<T>(e: PutError<&[u8]>, item: T) -> PutError<T> {
+    match e {
+        PutError::Full(_) => PutError::Full(item),
+        PutError::Timeout(_) => PutError::Timeout(item),
+        PutError::Closed(_) => PutError::Closed(item),
+        PutError::TooLarge(_) => PutError::TooLarge(item),
+    }
+}

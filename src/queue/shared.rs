@@ -1,0 +1,443 @@
+//! The queue object in a region, and the handle core every queue type shares.
+//!
+//! ```text
+//! payload offset 0   QueueHeader { RingCore, layout fields }
+//!                    owners: [AtomicU32; owners_len]   generation of each participant
+//!                                                      index that used this queue
+//!                    (pad to 128)
+//! slots_offset       slot 0: { word: AtomicU64, payload: [u8; payload] } (stride bytes)
+//!                    slot 1 ...
+//! ```
+//!
+//! Everything a process reads to compute an address (`capacity`, `stride`,
+//! `payload`, `owners_len`, `slots_offset`) is validated on open and then *copied
+//! into the handle*: a peer that later scribbles over the header can make the
+//! queue misbehave, never make this process index outside its mapping.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::QueueStats;
+use super::ring::{MAX_CAPACITY, RingCore, Slots, WaitFail};
+use crate::Error;
+use crate::loom::Deadline;
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::region::participants::{Liveness, Member};
+use crate::region::{Object, Region, RegionOptions, SharedObject};
+
+/// How long a blocked queue operation sleeps before re-checking for dead peers.
+pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// The fixed part of a queue's payload.
+#[repr(C)]
+#[derive(Debug)]
+pub struct QueueHeader {
+    pub(crate) ring: RingCore,
+    owners_len: u64,
+    stride: u64,
+    slots_offset: u64,
+}
+
+/// What a queue is made of; part of its identity on open.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueParams {
+    pub(crate) capacity: u64,
+    pub(crate) payload: u64,
+    pub(crate) participants: u32,
+    pub(crate) joinable: bool,
+}
+
+fn round_up(n: u64, a: u64) -> Option<u64> {
+    n.checked_add(a - 1).map(|v| v & !(a - 1))
+}
+
+/// Offsets derived from the parameters: `(owners_offset, slots_offset, stride, total)`.
+fn layout(capacity: u64, payload: u64, owners: u64) -> Option<(u64, u64, u64, u64)> {
+    let owners_offset = round_up(size_of::<QueueHeader>() as u64, 8)?;
+    let slots_offset = round_up(owners_offset.checked_add(owners.checked_mul(4)?)?, 128)?;
+    let stride = round_up(payload.checked_add(8)?, 8)?;
+    let total = slots_offset.checked_add(capacity.checked_mul(stride)?)?;
+    Some((owners_offset, slots_offset, stride, total))
+}
+
+/// Checks creation parameters: the capacity must be a power of two >= 2.
+pub(crate) fn check_capacity(capacity: u64) -> Result<(), Error> {
+    if capacity < 2 || !capacity.is_power_of_two() {
+        return Err(Error::InvalidParameter(
+            "queue capacity must be a power of two >= 2",
+        ));
+    }
+    if capacity > MAX_CAPACITY {
+        return Err(Error::InvalidParameter("queue capacity too large"));
+    }
+    Ok(())
+}
+
+/// Marker types naming what a queue region holds, for the header's kind and
+/// fingerprint (a `Queue<u64>` cannot be opened as a `Queue<u32>` or a
+/// `BytesQueue`).
+pub(crate) trait QueueKind {
+    const KIND: &'static str;
+    fn fingerprint() -> u64;
+}
+
+/// A queue payload of kind `K` (the type parameter only selects the header
+/// identity; the bytes are a `QueueHeader` and what follows it).
+#[repr(C)]
+pub(crate) struct QueueObject<K> {
+    header: QueueHeader,
+    _k: PhantomData<fn() -> K>,
+}
+
+// SAFETY: repr(C); atomics and immutable integers only, no pointers. `check`
+// validates every field used to compute an address against the payload size.
+unsafe impl<K: QueueKind> SharedObject for QueueObject<K> {
+    const KIND: &'static str = K::KIND;
+    type Params = QueueParams;
+
+    fn fingerprint() -> u64 {
+        crate::region::header::Fnv::new()
+            .u64(K::fingerprint())
+            .u64(size_of::<QueueHeader>() as u64)
+            .u64(align_of::<QueueHeader>() as u64)
+            .finish()
+    }
+
+    fn payload_size(p: &QueueParams) -> Result<usize, Error> {
+        check_capacity(p.capacity)?;
+        let (_, _, _, total) = layout(p.capacity, p.payload, u64::from(p.participants))
+            .ok_or(Error::InvalidParameter("queue size overflows"))?;
+        usize::try_from(total).map_err(|_| Error::InvalidParameter("queue size overflows"))
+    }
+
+    unsafe fn init(this: *mut Self, p: &QueueParams) -> Result<(), Error> {
+        let (owners_offset, slots_offset, stride, _) =
+            layout(p.capacity, p.payload, u64::from(p.participants))
+                .ok_or(Error::InvalidParameter("queue size overflows"))?;
+        let base = this.cast::<u8>();
+        // SAFETY: the caller guarantees `payload_size(p)` zeroed writable bytes at
+        // `this`, aligned for Self; every write below is inside them by `layout`.
+        unsafe {
+            this.cast::<QueueHeader>().write(QueueHeader {
+                ring: RingCore::new(p.capacity, p.payload, p.joinable),
+                owners_len: u64::from(p.participants),
+                stride,
+                slots_offset,
+            });
+            for i in 0..u64::from(p.participants) {
+                base.add((owners_offset + 4 * i) as usize)
+                    .cast::<AtomicU32>()
+                    .write(AtomicU32::new(0));
+            }
+            for i in 0..p.capacity {
+                let w = base
+                    .add((slots_offset + i * stride) as usize)
+                    .cast::<AtomicU64>();
+                w.write(AtomicU64::new(RingCore::initial_word(i)));
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, payload_size: usize) -> Result<(), Error> {
+        if payload_size < size_of::<QueueHeader>() {
+            return Err(Error::Corrupted("payload smaller than the queue header"));
+        }
+        let h = &self.header;
+        let cap = h.ring.capacity();
+        if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+            return Err(Error::Corrupted("queue capacity"));
+        }
+        if h.owners_len > u64::from(crate::region::header::MAX_PARTICIPANTS) {
+            return Err(Error::Corrupted("queue owner table"));
+        }
+        match layout(cap, h.ring.payload(), h.owners_len) {
+            Some((_, slots_offset, stride, total))
+                if slots_offset == h.slots_offset
+                    && stride == h.stride
+                    && total <= payload_size as u64 =>
+            {
+                Ok(())
+            }
+            _ => Err(Error::Corrupted("queue layout")),
+        }
+    }
+}
+
+/// Validated, process-local copies of the layout.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    capacity: usize,
+    payload: usize,
+    stride: usize,
+    owners_offset: usize,
+    owners_len: usize,
+    slots_offset: usize,
+}
+
+/// The slot array of a mapped queue.
+pub(crate) struct ShmSlots {
+    base: *const u8,
+    geo: Geometry,
+}
+
+impl Slots for ShmSlots {
+    #[inline]
+    fn word(&self, i: usize) -> &AtomicU64 {
+        let i = i & (self.geo.capacity - 1);
+        // SAFETY: `i < capacity` (masked with the validated, process-local
+        // capacity); slot `i` lies inside the payload (`check`), 8-aligned
+        // (`slots_offset` is 128-aligned, `stride` a multiple of 8), and the word was
+        // initialized by the creator before READY.
+        unsafe {
+            &*self
+                .base
+                .add(self.geo.slots_offset + i * self.geo.stride)
+                .cast::<AtomicU64>()
+        }
+    }
+
+    #[inline]
+    fn write<R>(&self, i: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let i = i & (self.geo.capacity - 1);
+        // SAFETY: in bounds as in `word`; the caller owns the slot (BUSY, claimed by
+        // CAS), so no other process touches these payload bytes until the
+        // Release publish. Other processes' views are plain bytes, not Rust
+        // references, so the exclusive borrow is sound for the closure's duration.
+        let payload = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base
+                    .add(self.geo.slots_offset + i * self.geo.stride + 8)
+                    .cast_mut(),
+                self.geo.payload,
+            )
+        };
+        f(payload)
+    }
+
+    #[inline]
+    fn read<R>(&self, i: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        let i = i & (self.geo.capacity - 1);
+        // SAFETY: as in `write`; the caller owns the slot for reading.
+        let payload = unsafe {
+            std::slice::from_raw_parts(
+                self.base
+                    .add(self.geo.slots_offset + i * self.geo.stride + 8),
+                self.geo.payload,
+            )
+        };
+        f(payload)
+    }
+}
+
+/// The handle core shared by every queue type: the mapping, the validated
+/// geometry and this process's owner id.
+pub(crate) struct QueueCore<K> {
+    obj: Object<QueueObject<K>>,
+    slots: ShmSlots,
+    /// `fork_epoch << 32 | owner` once registered; process-local.
+    owner: AtomicU64,
+}
+
+// SAFETY: `ShmSlots` holds a pointer into the mapping that `obj` keeps alive; all
+// shared access goes through atomics or owned slots.
+unsafe impl<K> Send for QueueCore<K> {}
+// SAFETY: as above.
+unsafe impl<K> Sync for QueueCore<K> {}
+
+impl<K: QueueKind> fmt::Debug for QueueCore<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("capacity", &self.slots.geo.capacity)
+            .field("slot_size", &self.slots.geo.payload)
+            .field("region", self.obj.region())
+            .finish()
+    }
+}
+
+impl<K: QueueKind> Clone for QueueCore<K> {
+    fn clone(&self) -> Self {
+        QueueCore::from_object(self.obj.clone())
+    }
+}
+
+impl<K: QueueKind> QueueCore<K> {
+    fn from_object(obj: Object<QueueObject<K>>) -> QueueCore<K> {
+        let h = &obj.get().header;
+        let owners_offset =
+            layout(h.ring.capacity(), h.ring.payload(), h.owners_len).map_or(0, |l| l.0 as usize);
+        // Validated by `check` on open, or computed by us on create.
+        let geo = Geometry {
+            capacity: h.ring.capacity() as usize,
+            payload: h.ring.payload() as usize,
+            stride: h.stride as usize,
+            owners_offset,
+            owners_len: h.owners_len as usize,
+            slots_offset: h.slots_offset as usize,
+        };
+        let base = (obj.get() as *const QueueObject<K>).cast::<u8>();
+        QueueCore {
+            obj,
+            slots: ShmSlots { base, geo },
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn create(
+        name: Option<&str>,
+        capacity: u64,
+        payload: u64,
+        joinable: bool,
+        opts: RegionOptions,
+    ) -> Result<QueueCore<K>, Error> {
+        let params = QueueParams {
+            capacity,
+            payload,
+            participants: opts.participant_count(),
+            joinable,
+        };
+        Ok(QueueCore::from_object(Region::create_object(
+            name, opts, &params,
+        )?))
+    }
+
+    pub(crate) fn open(name: &str) -> Result<QueueCore<K>, Error> {
+        Ok(QueueCore::from_object(Region::open_object(name)?))
+    }
+
+    pub(crate) fn ring(&self) -> &RingCore {
+        &self.obj.get().header.ring
+    }
+
+    pub(crate) fn slots(&self) -> &ShmSlots {
+        &self.slots
+    }
+
+    pub(crate) fn region(&self) -> &Region {
+        self.obj.region()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.geo.capacity
+    }
+
+    pub(crate) fn slot_size(&self) -> usize {
+        self.slots.geo.payload
+    }
+
+    fn owners(&self, index: usize) -> Option<&AtomicU32> {
+        if index >= self.slots.geo.owners_len {
+            return None;
+        }
+        // SAFETY: `index < owners_len`; the owner table lies inside the payload
+        // (validated layout) and is 4-aligned.
+        Some(unsafe {
+            &*self
+                .slots
+                .base
+                .add(self.slots.geo.owners_offset + 4 * index)
+                .cast::<AtomicU32>()
+        })
+    }
+
+    /// This process's owner id in the slot words (participant index + 1), joining
+    /// and registering on first use. 0 (anonymous, not recoverable) if the
+    /// participant table is full.
+    #[inline]
+    pub(crate) fn owner(&self) -> u16 {
+        let epoch = u64::from(crate::sys::process::fork_epoch());
+        // Relaxed: process-local cache.
+        let cached = self.owner.load(Ordering::Relaxed);
+        if cached >> 32 == epoch && cached & 0x1_0000 != 0 {
+            return cached as u16;
+        }
+        self.register(epoch)
+    }
+
+    #[cold]
+    fn register(&self, epoch: u64) -> u16 {
+        let owner = match self.obj.region().member() {
+            Some(m) if m.index < 0xffff => {
+                let owner = (m.index + 1) as u16;
+                if let Some(gen_word) = self.owners(m.index as usize) {
+                    if gen_word.load(Ordering::Acquire) != m.generation {
+                        // Busy slots tagged with our index belong to the previous,
+                        // now gone, holder of this participant slot: recover them
+                        // before the tag starts meaning us.
+                        self.ring().recover_all(&self.slots, |o| o == owner);
+                        gen_word.store(m.generation, Ordering::Release);
+                    }
+                    owner
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
+        self.owner
+            .store(epoch << 32 | 0x1_0000 | u64::from(owner), Ordering::Relaxed);
+        owner
+    }
+
+    /// Whether the process that tagged a slot with `owner` is gone.
+    pub(crate) fn owner_dead(&self, owner: u16) -> bool {
+        if owner == 0 {
+            return false;
+        }
+        let index = u32::from(owner) - 1;
+        let Some(gen_word) = self.owners(index as usize) else {
+            return false;
+        };
+        let generation = gen_word.load(Ordering::Acquire);
+        if generation == 0 {
+            return false;
+        }
+        // Gone: left normally or the slot was reused, so whoever tagged the slot
+        // cannot finish it either.
+        matches!(
+            self.obj.region().probe(Member { index, generation }),
+            Liveness::Dead | Liveness::Gone
+        )
+    }
+
+    pub(crate) fn put_bytes(
+        &self,
+        deadline: Option<Deadline>,
+        fill: impl Fn(&mut [u8]),
+    ) -> Result<(), WaitFail> {
+        let owner = self.owner();
+        self.ring()
+            .put_wait(&self.slots, owner, deadline, SLICE, fill, |o| {
+                self.owner_dead(o)
+            })
+    }
+
+    pub(crate) fn get_bytes<R>(
+        &self,
+        deadline: Option<Deadline>,
+        drain: impl FnMut(&[u8]) -> R,
+    ) -> Result<R, WaitFail> {
+        let owner = self.owner();
+        self.ring()
+            .get_wait(&self.slots, owner, deadline, SLICE, drain, |o| {
+                self.owner_dead(o)
+            })
+    }
+
+    /// Recovers every slot held by a dead process; returns how many.
+    pub(crate) fn recover(&self) -> u64 {
+        self.ring().recover_all(&self.slots, |o| self.owner_dead(o))
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        let s = &self.ring().stats.0;
+        QueueStats {
+            capacity: self.capacity() as u64,
+            len: self.ring().len(),
+            abandoned: s.abandoned.load(Ordering::Relaxed),
+            dead_writers: s.dead_writers.load(Ordering::Relaxed),
+            dead_readers: s.dead_readers.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! `Queue<T>`: a bounded MPMC queue of plain-old-data items.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use super::ring::{BATCH, GetFail, PutFail, WaitFail};
+use super::shared::{QueueCore, QueueKind};
+use super::{GetError, PutError, QueueStats};
+use crate::loom::Deadline;
+use crate::region::header::Fnv;
+use crate::{Error, Region, RegionOptions};
+
+pub(crate) struct Typed<T>(PhantomData<T>);
+
+impl<T: Pod> QueueKind for Typed<T> {
+    const KIND: &'static str = "Queue";
+
+    fn fingerprint() -> u64 {
+        Fnv::new()
+            .bytes(std::any::type_name::<T>().as_bytes())
+            .u64(size_of::<T>() as u64)
+            .u64(align_of::<T>() as u64)
+            .finish()
+    }
+}
+
+pub(crate) fn write_item<T: Pod>(item: &T, buf: &mut [u8]) {
+    let src = bytemuck::bytes_of(item);
+    if let Some(dst) = buf.get_mut(..src.len()) {
+        dst.copy_from_slice(src);
+    }
+}
+
+pub(crate) fn read_item<T: Pod>(buf: &[u8]) -> T {
+    // The slot is exactly `size_of::<T>()` bytes (validated layout), so this
+    // always succeeds; a short slice would yield zeroes rather than panic.
+    buf.get(..size_of::<T>())
+        .map_or_else(T::zeroed, bytemuck::pod_read_unaligned)
+}
+
+/// A bounded multi-producer multi-consumer queue of `T: Pod` items in shared
+/// memory, like Python's `multiprocessing.Queue` without the pipe, the feeder
+/// thread and the pickling.
+///
+/// Items are copied into fixed-size slots. A put that does not happen hands the
+/// item back in the error. After [`Queue::close`], getters drain what is left and
+/// then get [`GetError::Closed`].
+///
+/// The element type is part of the queue's identity: opening a `Queue<u32>` as a
+/// `Queue<u64>` (or under another type name) is [`Error::LayoutMismatch`].
+///
+/// ```
+/// use multiproc::{Queue, GetError, PutError};
+///
+/// let q: Queue<u64> = Queue::anonymous(2)?;
+/// q.put(1).unwrap();
+/// q.try_put(2).unwrap();
+/// assert_eq!(q.try_put(3), Err(PutError::Full(3)));
+/// assert_eq!(q.get(), Ok(1));
+/// q.close();
+/// assert_eq!(q.put(4), Err(PutError::Closed(4)));
+/// assert_eq!(q.get(), Ok(2)); // drained after close
+/// assert_eq!(q.get(), Err(GetError::Closed));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Queue<T> {
+    core: QueueCore<Typed<T>>,
+}
+
+impl<T: Pod> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+fn put_error<T>(e: WaitFail, item: T) -> PutError<T> {
+    match e {
+        WaitFail::Timeout => PutError::Timeout(item),
+        WaitFail::Closed => PutError::Closed(item),
+    }
+}
+
+fn get_error(e: WaitFail) -> GetError {
+    match e {
+        WaitFail::Timeout => GetError::Timeout,
+        WaitFail::Closed => GetError::Closed,
+    }
+}
+
+impl<T: Pod> Queue<T> {
+    /// A queue of `capacity` slots (a power of two, at least 2) in an anonymous
+    /// shared mapping, inherited by forked children.
+    pub fn anonymous(capacity: usize) -> Result<Queue<T>, Error> {
+        Queue::new(None, capacity, RegionOptions::default())
+    }
+
+    /// Creates a queue under `name`; fails if the name exists.
+    pub fn create(name: &str, capacity: usize) -> Result<Queue<T>, Error> {
+        Queue::new(Some(name), capacity, RegionOptions::default())
+    }
+
+    /// [`Queue::create`] with explicit region options.
+    pub fn create_with(
+        name: &str,
+        capacity: usize,
+        opts: RegionOptions,
+    ) -> Result<Queue<T>, Error> {
+        Queue::new(Some(name), capacity, opts)
+    }
+
+    fn new(name: Option<&str>, capacity: usize, opts: RegionOptions) -> Result<Queue<T>, Error> {
+        Queue::new_kind(name, capacity, opts, false)
+    }
+
+    pub(crate) fn new_kind(
+        name: Option<&str>,
+        capacity: usize,
+        opts: RegionOptions,
+        joinable: bool,
+    ) -> Result<Queue<T>, Error> {
+        let core = QueueCore::create(name, capacity as u64, size_of::<T>() as u64, joinable, opts)?;
+        Ok(Queue { core })
+    }
+
+    /// Opens the queue `name`, checking that it holds `T`s.
+    pub fn open(name: &str) -> Result<Queue<T>, Error> {
+        Queue::open_kind(name, false)
+    }
+
+    pub(crate) fn open_kind(name: &str, joinable: bool) -> Result<Queue<T>, Error> {
+        let core: QueueCore<Typed<T>> = QueueCore::open(name)?;
+        if core.slot_size() != size_of::<T>() {
+            return Err(Error::Corrupted("queue slot size does not match its type"));
+        }
+        if core.ring().is_joinable() != joinable {
+            let (expected, found) = if joinable {
+                ("JoinableQueue", "Queue")
+            } else {
+                ("Queue", "JoinableQueue")
+            };
+            return Err(Error::TypeMismatch {
+                expected: expected.to_owned(),
+                found: found.to_owned(),
+            });
+        }
+        Ok(Queue { core })
+    }
+
+    pub(crate) fn core(&self) -> &QueueCore<Typed<T>> {
+        &self.core
+    }
+
+    fn put_until(&self, item: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
+        self.core
+            .put_bytes(deadline, |buf| write_item(&item, buf))
+            .map_err(|e| put_error(e, item))
+    }
+
+    /// Puts `item`, blocking while the queue is full. Fails only when the queue
+    /// is closed ([`PutError::Closed`], with the item).
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_until(item, None)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for a free slot.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_until(item, Some(Deadline::after(timeout)))
+    }
+
+    /// Puts `item` if a slot is free now ([`PutError::Full`] otherwise).
+    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        let owner = self.core.owner();
+        match self
+            .core
+            .ring()
+            .try_put(self.core.slots(), owner, |buf| write_item(&item, buf))
+        {
+            Ok(()) => Ok(()),
+            Err(PutFail::Full(_)) => Err(PutError::Full(item)),
+            Err(PutFail::Closed) => Err(PutError::Closed(item)),
+        }
+    }
+
+    /// Takes the oldest item, blocking while the queue is empty; after `close`
+    /// and once drained, [`GetError::Closed`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.core.get_bytes(None, read_item::<T>).map_err(get_error)
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.core
+            .get_bytes(Some(Deadline::after(timeout)), read_item::<T>)
+            .map_err(get_error)
+    }
+
+    /// Takes the oldest item if there is one now ([`GetError::Empty`] otherwise,
+    /// [`GetError::Closed`] if closed and drained).
+    pub fn try_get(&self) -> Result<T, GetError> {
+        let owner = self.core.owner();
+        let closed = self.core.ring().is_closed();
+        match self
+            .core
+            .ring()
+            .try_get(self.core.slots(), owner, read_item::<T>)
+        {
+            Ok(t) => Ok(t),
+            Err(GetFail::Empty(None)) if closed => Err(GetError::Closed),
+            Err(GetFail::Empty(_)) => Err(GetError::Empty),
+        }
+    }
+
+    /// Puts as many items from the front of `items` as fit now, without
+    /// blocking, and returns how many. Each batch of up to 64 items costs one
+    /// eventcount update instead of one per item. 0 when full or closed.
+    pub fn put_many(&self, items: &[T]) -> usize {
+        let owner = self.core.owner();
+        let mut done = 0;
+        while done < items.len() {
+            let rest = &items[done..];
+            let n = rest.len().min(BATCH);
+            let r = self
+                .core
+                .ring()
+                .try_put_many(self.core.slots(), owner, n, |j, buf| {
+                    if let Some(item) = rest.get(j) {
+                        write_item(item, buf);
+                    }
+                });
+            match r {
+                Ok(k) => {
+                    done += k;
+                    if k < n {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        done
+    }
+
+    /// Takes as many items as are available now, up to `out.len()`, into the
+    /// front of `out`, and returns how many. Never blocks.
+    pub fn get_many(&self, out: &mut [T]) -> usize {
+        let owner = self.core.owner();
+        let mut done = 0;
+        while done < out.len() {
+            let rest = &mut out[done..];
+            let n = rest.len().min(BATCH);
+            let k = self
+                .core
+                .ring()
+                .try_get_many(self.core.slots(), owner, n, |j, buf| {
+                    if let Some(slot) = rest.get_mut(j) {
+                        *slot = read_item(buf);
+                    }
+                });
+            done += k;
+            if k < n {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Items in the queue now (approximate while operations are in flight).
+    pub fn len(&self) -> usize {
+        self.core.ring().len() as usize
+    }
+
+    /// Whether the queue holds no items now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken now.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// Closes the queue for every process: puts fail with
+    /// [`PutError::Closed`]; gets drain what is left, then fail with
+    /// [`GetError::Closed`]. Wakes every waiter.
+    pub fn close(&self) {
+        self.core.ring().close();
+    }
+
+    /// Whether [`Queue::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.core.ring().is_closed()
+    }
+
+    /// Counters, including messages lost to crashed processes.
+    pub fn stats(&self) -> QueueStats {
+        self.core.stats()
+    }
+
+    /// Recovers every slot held by a process that died mid-copy (normally done
+    /// on demand by blocked callers); returns how many slots were recovered.
+    pub fn recover(&self) -> u64 {
+        self.core.recover()
+    }
+
+    /// The region holding the queue.
+    pub fn region(&self) -> &Region {
+        self.core.region()
+    }
+}
