@@ -212,3 +212,43 @@ fn named_regions_get_the_requested_mode() {
         .mode();
     assert_eq!(mode & 0o777, 0o640);
 }
+
+#[test]
+fn queue_bad_parameters_and_mismatched_opens_are_typed_errors() {
+    use multiproc::{BytesQueue, JoinableQueue, PutError, Queue, TaskDoneError};
+    for cap in [0usize, 1, 3, 6, 1 << 40] {
+        assert!(matches!(Queue::<u64>::anonymous(cap), Err(Error::InvalidParameter(_))), "{cap}");
+    }
+    assert!(matches!(BytesQueue::anonymous(4, 0), Err(Error::InvalidParameter(_))));
+
+    let name = unique_name("q");
+    let _u = Unlink(name.clone());
+    let q = Queue::<u64>::create(&name, 4).unwrap();
+    q.put(7).unwrap();
+    assert!(matches!(Queue::<u32>::open(&name), Err(Error::LayoutMismatch { .. })));
+    assert!(matches!(Queue::<i64>::open(&name), Err(Error::LayoutMismatch { .. })), "same size, other type");
+    assert!(matches!(BytesQueue::open(&name), Err(Error::TypeMismatch { .. })));
+    assert!(matches!(JoinableQueue::<u64>::open(&name), Err(Error::TypeMismatch { .. })));
+    assert!(matches!(Lock::open(&name), Err(Error::TypeMismatch { .. })));
+    assert!(matches!(Queue::<u64>::create(&name, 8), Err(Error::AlreadyExists(_))));
+    // Nothing changed: the right type still opens and finds the item.
+    assert_eq!(Queue::<u64>::open(&name).unwrap().try_get(), Ok(7));
+
+    let b = BytesQueue::anonymous(2, 8).unwrap();
+    let big = [1u8; 9];
+    assert_eq!(b.put(&big), Err(PutError::TooLarge(&big[..])));
+    assert_eq!(b.try_put(&big), Err(PutError::TooLarge(&big[..])));
+    assert!(b.is_empty(), "nothing written");
+    b.put(&big[..8]).unwrap();
+    let mut short = [0u8; 4];
+    assert_eq!(b.get_into(&mut short), Err(multiproc::GetError::BufferTooSmall { needed: 8 }));
+    assert_eq!(b.len(), 1, "nothing taken");
+
+    let j = JoinableQueue::<u8>::anonymous(2).unwrap();
+    assert_eq!(j.task_done(), Err(TaskDoneError::TooManyCalls));
+    j.put(1).unwrap();
+    j.get().unwrap();
+    j.task_done().unwrap();
+    assert_eq!(j.task_done(), Err(TaskDoneError::TooManyCalls));
+    assert_eq!(j.unfinished(), 0);
+}
