@@ -63,6 +63,7 @@ pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
 #[cfg(loom)]
+#[allow(dead_code, reason = "under loom only the ring core is modelled")]
 mod queue;
 #[cfg(not(loom))]
 pub mod region;
@@ -85,6 +86,8 @@ pub use sync::{BarrierError, BarrierWaitResult, LockError, ReleaseError};
 #[doc(hidden)]
 #[cfg(loom)]
 pub mod __loom {
+    pub use crate::queue::ring::model::LoomRing;
+    pub use crate::queue::ring::{GetFail, PutFail, WaitFail};
     pub use crate::sync::{
         How, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore,
     };

@@ -22,21 +22,30 @@
 //! A stuck slot is recovered by the next blocking `put`/`get` that waits on it, or
 //! by [`Queue::recover`].
 
+#[cfg(not(loom))]
 mod bytes;
+#[cfg(not(loom))]
 mod joinable;
+#[cfg(not(loom))]
 mod pipe;
 pub(crate) mod ring;
+#[cfg(not(loom))]
 mod shared;
+#[cfg(not(loom))]
 mod typed;
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 mod serde_queue;
 
+#[cfg(not(loom))]
 pub use bytes::BytesQueue;
+#[cfg(not(loom))]
 pub use joinable::JoinableQueue;
+#[cfg(not(loom))]
 pub use pipe::{Pipe, PipeEnd};
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 pub use serde_queue::{SerdeError, SerdeQueue};
+#[cfg(not(loom))]
 pub use typed::Queue;
 
 /// Why a put did not happen. The item is handed back in every case.

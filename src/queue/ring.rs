@@ -90,6 +90,24 @@ pub(crate) const BATCH: usize = 64;
 /// absurd capacity must be refused up front rather than exhaust memory.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 28;
 
+/// Moves a `head`/`tail` hint from `pos` to `pos + 1` if nobody did already.
+///
+/// SYNC(hint): Release, paired with the Acquire in [`hint`]: a thread that
+/// learns a position from the hint also learns every claim made before the
+/// hint moved past it, so a getter that synchronizes with a later producer
+/// cannot see an earlier claimed slot as free (loom found the Relaxed version
+/// losing a wake-up behind a dead writer's claim).
+#[inline]
+fn advance(h: &AtomicU64, pos: u64) {
+    let _ = h.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed);
+}
+
+/// Reads a `head`/`tail` hint (Acquire: see [`advance`]).
+#[inline]
+fn hint(h: &AtomicU64) -> u64 {
+    h.load(Ordering::Acquire)
+}
+
 #[inline]
 fn pack(pos: u64, flags: u64, owner: u16) -> u64 {
     ((pos & SEQ_MASK) << SEQ_SHIFT) | flags | u64::from(owner)
@@ -124,7 +142,7 @@ pub(crate) trait Slots {
 
 /// Why a non-blocking put did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PutFail {
+pub enum PutFail {
     /// No free slot at the tail. `Some(owner)` when the slot is held by a reader
     /// (who may have died).
     Full(Option<u16>),
@@ -134,7 +152,7 @@ pub(crate) enum PutFail {
 
 /// Why a non-blocking get did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum GetFail {
+pub enum GetFail {
     /// Nothing at the head. `Some(owner)` when a writer holds the head slot (an
     /// item is on its way, unless that writer died).
     Empty(Option<u16>),
@@ -142,7 +160,7 @@ pub(crate) enum GetFail {
 
 /// Why a blocking operation gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WaitFail {
+pub enum WaitFail {
     /// The deadline passed.
     Timeout,
     /// The queue is closed (and, for getters, drained).
@@ -333,8 +351,8 @@ impl RingCore {
     /// Approximate number of items (exact when nobody is mid-operation).
     pub fn len(&self) -> u64 {
         // Relaxed: a snapshot; the hints may lag by the operations in flight.
-        let tail = self.tail.0.load(Ordering::Relaxed);
-        let head = self.head.0.load(Ordering::Relaxed);
+        let tail = hint(&self.tail.0);
+        let head = hint(&self.head.0);
         tail.saturating_sub(head).min(self.capacity)
     }
 
@@ -345,10 +363,16 @@ impl RingCore {
         owner: u16,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), PutFail> {
+        // Refuse before claiming when the close is already visible, so a refused
+        // put leaves no poisoned slot (and `len` stays exact); a put racing the
+        // close is still caught by the RMW below.
+        if self.is_closed() {
+            return Err(PutFail::Closed);
+        }
         let mut fill = Some(fill);
         loop {
             // Relaxed: a hint; the slot word's Acquire load below is what counts.
-            let pos = self.tail.0.load(Ordering::Relaxed);
+            let pos = hint(&self.tail.0);
             let i = self.index(pos);
             let word = slots.word(i);
             let w = word.load(Ordering::Acquire);
@@ -357,18 +381,17 @@ impl RingCore {
                 let claimed = pack(pos, BUSY, owner);
                 // Acquire: the previous reader's payload copy-out happened before
                 // its Release free of this slot; we must not overwrite it earlier.
+                // Release: SYNC(claim) anyone who sees this claim and then bumps
+                // an eventcount passes it on, so a getter that synchronizes with
+                // that bump cannot see this slot as free (found by loom: a getter
+                // slept on a slot a dead writer had claimed).
                 if word
-                    .compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(w, claimed, Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
                     continue;
                 }
-                let _ = self.tail.0.compare_exchange(
-                    pos,
-                    pos + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                advance(&self.tail.0, pos);
                 // SYNC(close): the RMW orders this claim against `close` (module doc).
                 let ec = self.not_empty.0.fetch_add(EPOCH, Ordering::AcqRel);
                 if ec & CLOSED != 0 {
@@ -406,16 +429,11 @@ impl RingCore {
             if d >= 0 {
                 // Claimed by another producer for this lap, or published already:
                 // the hint is behind. Help it along and retry.
-                let _ = self.tail.0.compare_exchange(
-                    pos,
-                    pos + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                advance(&self.tail.0, pos);
                 continue;
             }
             // The slot still holds the previous lap: full, unless the hint moved.
-            if self.tail.0.load(Ordering::Relaxed) != pos {
+            if hint(&self.tail.0) != pos {
                 continue;
             }
             if self.is_closed() {
@@ -436,7 +454,7 @@ impl RingCore {
     ) -> Result<R, GetFail> {
         let mut drain = Some(drain);
         loop {
-            let pos = self.head.0.load(Ordering::Relaxed);
+            let pos = hint(&self.head.0);
             let i = self.index(pos);
             let word = slots.word(i);
             let w = word.load(Ordering::Acquire);
@@ -453,31 +471,22 @@ impl RingCore {
                         )
                         .is_ok()
                     {
-                        let _ = self.head.0.compare_exchange(
-                            pos,
-                            pos + 1,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
+                        advance(&self.head.0, pos);
                         self.bump(&self.not_full.0);
                     }
                     continue;
                 }
                 if w & BUSY == 0 {
                     let claimed = pack(pos + 1, BUSY, owner);
-                    // SYNC(slot): Acquire pairs with the writer's Release publish.
+                    // SYNC(slot): Acquire pairs with the writer's Release publish;
+                    // Release for SYNC(claim), as in `try_put`.
                     if word
-                        .compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed)
+                        .compare_exchange(w, claimed, Ordering::AcqRel, Ordering::Relaxed)
                         .is_err()
                     {
                         continue;
                     }
-                    let _ = self.head.0.compare_exchange(
-                        pos,
-                        pos + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+                    advance(&self.head.0, pos);
                     let out = match drain.take() {
                         Some(f) => slots.read(i, f),
                         None => continue,
@@ -493,24 +502,14 @@ impl RingCore {
                     return Ok(out);
                 }
                 // Another consumer is reading it: the hint is behind.
-                let _ = self.head.0.compare_exchange(
-                    pos,
-                    pos + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                advance(&self.head.0, pos);
                 continue;
             }
             if d > 0 {
-                let _ = self.head.0.compare_exchange(
-                    pos,
-                    pos + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                advance(&self.head.0, pos);
                 continue;
             }
-            if self.head.0.load(Ordering::Relaxed) != pos {
+            if hint(&self.head.0) != pos {
                 continue;
             }
             let writer = (w & BUSY != 0 && dist(seq(w), pos) == 0).then(|| owner_of(w));
@@ -529,11 +528,14 @@ impl RingCore {
         n: usize,
         fill: impl Fn(usize, &mut [u8]),
     ) -> Result<usize, PutFail> {
+        if self.is_closed() {
+            return Err(PutFail::Closed);
+        }
         let n = n.min(BATCH);
         let mut claimed = [0u64; BATCH];
         let mut k = 0;
         while k < n {
-            let pos = self.tail.0.load(Ordering::Relaxed);
+            let pos = hint(&self.tail.0);
             let word = slots.word(self.index(pos));
             let w = word.load(Ordering::Acquire);
             let d = dist(seq(w), pos);
@@ -543,32 +545,22 @@ impl RingCore {
                     .compare_exchange(
                         w,
                         pack(pos, BUSY, owner),
-                        Ordering::Acquire,
+                        Ordering::AcqRel,
                         Ordering::Relaxed,
                     )
                     .is_ok()
                 {
-                    let _ = self.tail.0.compare_exchange(
-                        pos,
-                        pos + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+                    advance(&self.tail.0, pos);
                     claimed[k] = pos;
                     k += 1;
                 }
                 continue;
             }
             if d >= 0 {
-                let _ = self.tail.0.compare_exchange(
-                    pos,
-                    pos + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                advance(&self.tail.0, pos);
                 continue;
             }
-            if self.tail.0.load(Ordering::Relaxed) != pos {
+            if hint(&self.tail.0) != pos {
                 continue;
             }
             break;
@@ -623,7 +615,7 @@ impl RingCore {
         let mut claimed = [0u64; BATCH];
         let mut k = 0;
         while k < n {
-            let pos = self.head.0.load(Ordering::Relaxed);
+            let pos = hint(&self.head.0);
             let word = slots.word(self.index(pos));
             let w = word.load(Ordering::Acquire);
             let d = dist(seq(w), pos + 1);
@@ -637,12 +629,7 @@ impl RingCore {
                     )
                     .is_ok()
                 {
-                    let _ = self.head.0.compare_exchange(
-                        pos,
-                        pos + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+                    advance(&self.head.0, pos);
                 }
                 continue;
             }
@@ -652,32 +639,22 @@ impl RingCore {
                     .compare_exchange(
                         w,
                         pack(pos + 1, BUSY, owner),
-                        Ordering::Acquire,
+                        Ordering::AcqRel,
                         Ordering::Relaxed,
                     )
                     .is_ok()
                 {
-                    let _ = self.head.0.compare_exchange(
-                        pos,
-                        pos + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+                    advance(&self.head.0, pos);
                     claimed[k] = pos;
                     k += 1;
                 }
                 continue;
             }
             if d >= 0 {
-                let _ = self.head.0.compare_exchange(
-                    pos,
-                    pos + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                advance(&self.head.0, pos);
                 continue;
             }
-            if self.head.0.load(Ordering::Relaxed) != pos {
+            if hint(&self.head.0) != pos {
                 continue;
             }
             break;
@@ -790,14 +767,14 @@ impl RingCore {
 
     /// Whether the slot at the tail hint is free for writing (a peek).
     fn can_put<S: Slots>(&self, slots: &S) -> bool {
-        let pos = self.tail.0.load(Ordering::Relaxed);
+        let pos = hint(&self.tail.0);
         let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
         dist(seq(w), pos) >= 0 || self.is_closed()
     }
 
     /// Whether the slot at the head hint holds something to take (a peek).
     fn can_get<S: Slots>(&self, slots: &S) -> bool {
-        let pos = self.head.0.load(Ordering::Relaxed);
+        let pos = hint(&self.head.0);
         let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
         (dist(seq(w), pos + 1) >= 0 && w & BUSY == 0) || self.is_closed()
     }
@@ -822,7 +799,7 @@ impl RingCore {
                 Ok(()) => return Ok(()),
                 Err(PutFail::Closed) => return Err(WaitFail::Closed),
                 Err(PutFail::Full(Some(reader))) if reader != 0 && owner_dead(reader) => {
-                    let i = self.index(self.tail.0.load(Ordering::Relaxed));
+                    let i = self.index(hint(&self.tail.0));
                     self.recover_slot(slots, i, |o| o == reader);
                     continue;
                 }
@@ -867,7 +844,7 @@ impl RingCore {
                 Ok(r) => return Ok(r),
                 Err(GetFail::Empty(Some(writer))) => {
                     if writer != 0 && owner_dead(writer) {
-                        let i = self.index(self.head.0.load(Ordering::Relaxed));
+                        let i = self.index(hint(&self.head.0));
                         self.recover_slot(slots, i, |o| o == writer);
                     } else {
                         // The writer bumped `not_empty` before publishing, so it
@@ -906,7 +883,7 @@ impl RingCore {
 
     /// Whether a writer is copying into the slot at the head hint.
     fn head_in_flight<S: Slots>(&self, slots: &S) -> bool {
-        let pos = self.head.0.load(Ordering::Relaxed);
+        let pos = hint(&self.head.0);
         let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
         w & BUSY != 0 && dist(seq(w), pos) == 0
     }
@@ -956,5 +933,170 @@ impl RingCore {
         }
         #[cfg(loom)]
         let _ = slots;
+    }
+}
+
+/// Loom only: a ring with heap slots of one `u64` each, and the operations the
+/// models drive (including "claim and die" to model a SIGKILL mid-copy).
+#[cfg(loom)]
+pub mod model {
+    use super::*;
+    use crate::loom::cell::UnsafeCell;
+
+    /// Heap slots for loom.
+    #[derive(Debug)]
+    pub struct HeapSlots {
+        words: Vec<AtomicU64>,
+        data: Vec<UnsafeCell<[u8; 8]>>,
+    }
+
+    impl Slots for HeapSlots {
+        fn word(&self, i: usize) -> &AtomicU64 {
+            &self.words[i % self.words.len()]
+        }
+
+        fn write<R>(&self, i: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+            let n = self.data.len();
+            // SAFETY: the caller owns slot `i` (claimed by CAS); loom checks that no
+            // other access to this cell races with ours.
+            self.data[i % n].with_mut(|p| f(unsafe { &mut *p }))
+        }
+
+        fn read<R>(&self, i: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+            let n = self.data.len();
+            // SAFETY: as in `write`, for reading.
+            self.data[i % n].with(|p| f(unsafe { &*p }))
+        }
+    }
+
+    /// A ring plus its slots.
+    #[derive(Debug)]
+    pub struct LoomRing {
+        core: RingCore,
+        slots: HeapSlots,
+    }
+
+    fn to_u64(b: &[u8]) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(a)
+    }
+
+    impl LoomRing {
+        /// A ring of `capacity` u64 slots.
+        pub fn new(capacity: u64) -> LoomRing {
+            LoomRing {
+                core: RingCore::new(capacity, 8, false),
+                slots: HeapSlots {
+                    words: (0..capacity)
+                        .map(|i| AtomicU64::new(RingCore::initial_word(i)))
+                        .collect(),
+                    data: (0..capacity).map(|_| UnsafeCell::new([0; 8])).collect(),
+                },
+            }
+        }
+
+        /// `try_put`.
+        pub fn try_put(&self, owner: u16, v: u64) -> Result<(), PutFail> {
+            self.core
+                .try_put(&self.slots, owner, |b| b.copy_from_slice(&v.to_le_bytes()))
+        }
+
+        /// `try_get`.
+        pub fn try_get(&self, owner: u16) -> Result<u64, GetFail> {
+            self.core.try_get(&self.slots, owner, to_u64)
+        }
+
+        /// Blocking put; `dead` says which owners died.
+        pub fn put(&self, owner: u16, v: u64, dead: impl Fn(u16) -> bool) -> Result<(), WaitFail> {
+            let fill = |b: &mut [u8]| b.copy_from_slice(&v.to_le_bytes());
+            self.core.put_wait(
+                &self.slots,
+                owner,
+                None,
+                Duration::from_millis(20),
+                fill,
+                dead,
+            )
+        }
+
+        /// Blocking get; `dead` says which owners died.
+        pub fn get(&self, owner: u16, dead: impl Fn(u16) -> bool) -> Result<u64, WaitFail> {
+            self.core.get_wait(
+                &self.slots,
+                owner,
+                None,
+                Duration::from_millis(20),
+                to_u64,
+                dead,
+            )
+        }
+
+        /// Batch put of `vs`.
+        pub fn put_many(&self, owner: u16, vs: &[u64]) -> Result<usize, PutFail> {
+            self.core
+                .try_put_many(&self.slots, owner, vs.len(), |j, b| {
+                    b.copy_from_slice(&vs[j].to_le_bytes())
+                })
+        }
+
+        /// Batch get into `out`.
+        pub fn get_many(&self, owner: u16, out: &mut [u64]) -> usize {
+            let n = out.len();
+            self.core
+                .try_get_many(&self.slots, owner, n, |j, b| out[j] = to_u64(b))
+        }
+
+        /// Closes the ring.
+        pub fn close(&self) {
+            self.core.close();
+        }
+
+        /// Claims the tail slot for writing and "dies" (never publishes).
+        pub fn claim_for_write_and_die(&self, owner: u16) -> bool {
+            let pos = hint(&self.core.tail.0);
+            let word = self.slots.word(self.core.index(pos));
+            let w = word.load(Ordering::Acquire);
+            let claimed = dist(seq(w), pos) == 0
+                && w & (BUSY | POISON) == 0
+                && word
+                    .compare_exchange(
+                        w,
+                        pack(pos, BUSY, owner),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok();
+            if claimed {
+                advance(&self.core.tail.0, pos);
+            }
+            claimed
+        }
+
+        /// Claims the head slot for reading and "dies" (never frees it).
+        pub fn claim_for_read_and_die(&self, owner: u16) -> bool {
+            let pos = hint(&self.core.head.0);
+            let word = self.slots.word(self.core.index(pos));
+            let w = word.load(Ordering::Acquire);
+            let claimed = dist(seq(w), pos + 1) == 0
+                && w & (BUSY | POISON) == 0
+                && word
+                    .compare_exchange(
+                        w,
+                        pack(pos + 1, BUSY, owner),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok();
+            if claimed {
+                advance(&self.core.head.0, pos);
+            }
+            claimed
+        }
+
+        /// Messages recovered from dead owners.
+        pub fn abandoned(&self) -> u64 {
+            self.core.stats.0.abandoned.load(Ordering::Relaxed)
+        }
     }
 }
