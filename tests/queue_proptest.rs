@@ -240,7 +240,6 @@ fn run_queue(
             Op::IsFull => {
                 prop_assert_eq!(q.is_full(), m.full(), "step {}", step);
             }
-            Op::Len | Op::IsEmpty | Op::IsFull => {}
             Op::IsClosed => prop_assert_eq!(q.is_closed(), m.closed, "step {}", step),
             Op::TaskDone => {
                 if let Some(jq) = jq {
@@ -570,7 +569,6 @@ proptest! {
                 BOp::Len => {
                     prop_assert_eq!(q.len(), m.items.len(), "step {}", step);
                 }
-                BOp::Len => {}
             }
             prop_assert_eq!(q.len(), m.items.len(), "len after step {}: {:?}", step, op);
             prop_assert_eq!(q.is_empty(), m.items.is_empty(), "after step {}", step);

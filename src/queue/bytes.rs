@@ -225,14 +225,13 @@ impl BytesQueue {
     /// Takes the oldest message if there is one now.
     pub fn try_get(&self) -> Result<Vec<u8>, GetError> {
         let owner = self.core.owner();
-        let closed = self.core.ring().is_closed();
         match self
             .core
             .ring()
-            .try_get(self.core.slots(), owner, |b| msg_of(b).to_vec())
+            .try_get_or_closed(self.core.slots(), owner, |b| msg_of(b).to_vec())
         {
-            Ok(v) => Ok(v),
-            Err(GetFail::Empty(None)) if closed => Err(GetError::Closed),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(())) => Err(GetError::Closed),
             Err(GetFail::Empty(_)) => Err(GetError::Empty),
         }
     }
@@ -268,14 +267,13 @@ impl BytesQueue {
     pub fn try_get_into(&self, out: &mut [u8]) -> Result<usize, GetError> {
         self.check_buf(out)?;
         let owner = self.core.owner();
-        let closed = self.core.ring().is_closed();
         match self
             .core
             .ring()
-            .try_get(self.core.slots(), owner, |b| copy_into(b, out))
+            .try_get_or_closed(self.core.slots(), owner, |b| copy_into(b, out))
         {
-            Ok(n) => Ok(n),
-            Err(GetFail::Empty(None)) if closed => Err(GetError::Closed),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(())) => Err(GetError::Closed),
             Err(GetFail::Empty(_)) => Err(GetError::Empty),
         }
     }

@@ -676,6 +676,30 @@ impl RingCore {
         k
     }
 
+    /// `try_get`, telling a closed and drained queue (`Ok(Err(()))`) from a
+    /// merely empty one (`Err(..)`). Reads `CLOSED` only after finding the ring
+    /// empty, then looks once more, so the fast path touches no eventcount.
+    pub(crate) fn try_get_or_closed<S: Slots, R>(
+        &self,
+        slots: &S,
+        owner: u16,
+        mut drain: impl FnMut(&[u8]) -> R,
+    ) -> Result<Result<R, ()>, GetFail> {
+        match self.try_get(slots, owner, &mut drain) {
+            Ok(r) => Ok(Ok(r)),
+            Err(GetFail::Empty(None)) if self.is_closed() => {
+                // CLOSED was read (Acquire) before this second look: if the ring
+                // is still empty here, nothing more can be published.
+                match self.try_get(slots, owner, &mut drain) {
+                    Ok(r) => Ok(Ok(r)),
+                    Err(GetFail::Empty(None)) => Ok(Err(())),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// One RMW bump of an eventcount; wakes sleepers if any were recorded.
     fn bump(&self, word: &AtomicU32) {
         // AcqRel: the release half publishes the slot change to a getter/putter
@@ -791,6 +815,13 @@ impl RingCore {
         fill: impl Fn(&mut [u8]),
         owner_dead: impl Fn(u16) -> bool,
     ) -> Result<(), WaitFail> {
+        // Fast path first: `not_full` is written by every get, so reading it
+        // before each put would cost a cache-line transfer per item.
+        match self.try_put(slots, owner, &fill) {
+            Ok(()) => return Ok(()),
+            Err(PutFail::Closed) => return Err(WaitFail::Closed),
+            Err(PutFail::Full(_)) => {}
+        }
         let mut spun = false;
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).
@@ -836,6 +867,10 @@ impl RingCore {
         mut drain: impl FnMut(&[u8]) -> R,
         owner_dead: impl Fn(u16) -> bool,
     ) -> Result<R, WaitFail> {
+        // Fast path first, for the same reason as in `put_wait`.
+        if let Ok(r) = self.try_get(slots, owner, &mut drain) {
+            return Ok(r);
+        }
         let mut spun = false;
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).

@@ -209,14 +209,13 @@ impl<T: Pod> Queue<T> {
     /// [`GetError::Closed`] if closed and drained).
     pub fn try_get(&self) -> Result<T, GetError> {
         let owner = self.core.owner();
-        let closed = self.core.ring().is_closed();
         match self
             .core
             .ring()
-            .try_get(self.core.slots(), owner, read_item::<T>)
+            .try_get_or_closed(self.core.slots(), owner, read_item::<T>)
         {
-            Ok(t) => Ok(t),
-            Err(GetFail::Empty(None)) if closed => Err(GetError::Closed),
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(())) => Err(GetError::Closed),
             Err(GetFail::Empty(_)) => Err(GetError::Empty),
         }
     }

@@ -1,0 +1,1637 @@
+//! Criterion benchmarks for `multiproc`'s queues, measured between processes.
+//!
+//! * [`ping_pong`]: round-trip latency of one 8-byte message between this
+//!   process and one forked child: two `Queue<u64>` (spinning `try_get`, and
+//!   blocking `get`), two pipes, a Unix socket pair, and the physical floor (one
+//!   cache line bounced through a shared atomic).
+//! * [`throughput`]: one-way messages per second, one producer process to one
+//!   consumer process, for 8-, 64- and 1024-byte messages: `BytesQueue`,
+//!   `Queue<u64>` (single and batched), length-prefixed frames over a pipe and a
+//!   Unix socket, a bare SPSC ring in shared memory (the ceiling), and
+//!   `crossbeam_queue::ArrayQueue` between two threads (the in-process
+//!   reference).
+//! * [`mpmc`]: two producer processes and two consumer processes on one
+//!   `Queue<u64>`, against `ArrayQueue<u64>` with two plus two threads.
+//!
+//! Every benchmark function forks its children once (not per sample), runs
+//! criterion's samples through `iter_custom`, then stops its children and reaps
+//! them; a child that exits with anything but 0 fails the run. Consumers verify
+//! every payload (consecutive sequence numbers, or exactly-once tallies for
+//! `mpmc`) and report a mismatch through a shared control block, so the parent
+//! panics with the details instead of timing garbage. Children die with the
+//! parent (`PR_SET_PDEATHSIG`), and a watchdog thread aborts the run if a
+//! benchmark function completes no iteration for 30 s (a hang).
+//!
+//! Run with `cargo bench --bench queue -- --noplot`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    reason = "a benchmark has no caller to hand errors to; the std atomics here live in \
+              the bench's own mappings, outside the crate's loom-modelled code"
+)]
+
+use criterion::{criterion_group, criterion_main};
+
+mod common {
+    //! Plumbing shared by every group: shared mappings, fork and reap, raw file
+    //! descriptors, a spin-then-yield-then-sleep backoff, the consumer's control
+    //! block and a hang watchdog.
+
+    use std::marker::PhantomData;
+    use std::ops::Deref;
+    use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use multiproc::process::{self, Child};
+
+    pub type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+    /// The value (or sequence number) telling an echo child or a consumer to exit.
+    pub const STOP: u64 = u64::MAX;
+
+    /// A `MAP_SHARED | MAP_ANONYMOUS` mapping, zero-filled and page-aligned,
+    /// shared with every child forked after its creation.
+    pub struct Shm {
+        ptr: NonNull<u8>,
+        len: usize,
+    }
+
+    impl Shm {
+        pub fn new(len: usize) -> Shm {
+            // SAFETY: a fresh anonymous mapping with no address hint touches no
+            // existing memory; the result is checked below.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert!(
+                p != libc::MAP_FAILED,
+                "mmap: {}",
+                std::io::Error::last_os_error()
+            );
+            Shm {
+                ptr: NonNull::new(p.cast()).expect("mmap returned null"),
+                len,
+            }
+        }
+
+        pub fn as_ptr(&self) -> *mut u8 {
+            self.ptr.as_ptr()
+        }
+
+        pub fn len(&self) -> usize {
+            self.len
+        }
+    }
+
+    impl Drop for Shm {
+        fn drop(&mut self) {
+            // SAFETY: `ptr..ptr+len` is the mapping `new` created; nothing borrows
+            // it any more (borrows are tied to `&self`). Children have their own.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+
+    /// Types placed in a [`Shared`] mapping.
+    ///
+    /// # Safety
+    ///
+    /// All-zero bytes must be a valid value, and every field must be an atomic
+    /// (so that concurrent access from several processes is sound).
+    pub unsafe trait ZeroShared: Sync {}
+
+    /// A `T` living in its own shared mapping (zero-initialized).
+    pub struct Shared<T: ZeroShared> {
+        shm: Shm,
+        _t: PhantomData<T>,
+    }
+
+    impl<T: ZeroShared> Shared<T> {
+        pub fn new() -> Shared<T> {
+            assert!(align_of::<T>() <= 4096, "page alignment suffices");
+            Shared {
+                shm: Shm::new(size_of::<T>().max(1)),
+                _t: PhantomData,
+            }
+        }
+    }
+
+    impl<T: ZeroShared> Deref for Shared<T> {
+        type Target = T;
+
+        fn deref(&self) -> &T {
+            // SAFETY: the mapping is page-aligned (enough for `T`), at least
+            // `size_of::<T>()` bytes, zero-filled by the kernel, and zero is a
+            // valid `T` whose fields are all atomics (`ZeroShared`); it lives as
+            // long as `self`.
+            unsafe { &*self.shm.as_ptr().cast::<T>() }
+        }
+    }
+
+    /// One atomic word alone on a 128-byte line (adjacent-line prefetch pairs
+    /// 64-byte lines).
+    #[repr(C, align(128))]
+    pub struct Line(pub AtomicU64);
+
+    /// Why a consumer gave up (its exit code too).
+    pub const RECV_FAILED: i32 = 10;
+    pub const BAD_LEN: i32 = 11;
+    pub const BAD_SEQ: i32 = 12;
+    pub const BAD_TAIL: i32 = 13;
+    pub const BAD_END: i32 = 14;
+    pub const BAD_PRODUCER: i32 = 15;
+    pub const OUT_OF_ORDER: i32 = 16;
+    pub const SEND_FAILED: i32 = 17;
+
+    fn code_name(code: u64) -> &'static str {
+        match code as i32 {
+            RECV_FAILED => "receive failed (closed, EOF or error)",
+            BAD_LEN => "wrong message length",
+            BAD_SEQ => "sequence number in the first 8 bytes not consecutive",
+            BAD_TAIL => "sequence number in the last 8 bytes differs (torn copy)",
+            BAD_END => "stop message arrived mid-round",
+            BAD_PRODUCER => "value names no producer",
+            OUT_OF_ORDER => "a producer's values arrived out of order",
+            SEND_FAILED => "send failed (full, closed or error)",
+            _ => "?",
+        }
+    }
+
+    /// The control block between a parent and its consumer(s).
+    #[repr(C)]
+    pub struct Ctl {
+        /// Rounds (of `throughput::N` messages) the consumer has fully received.
+        pub done: Line,
+        /// 0 while all is well, else the consumer's failure code.
+        pub failed: Line,
+        pub expected: Line,
+        pub got: Line,
+    }
+
+    // SAFETY: atomics only; zero is a valid `AtomicU64`.
+    unsafe impl ZeroShared for Ctl {}
+
+    impl Ctl {
+        /// Records a failure (for the parent to report) and returns `code`.
+        pub fn fail(&self, code: i32, expected: u64, got: u64) -> i32 {
+            self.expected.0.store(expected, Ordering::Relaxed);
+            self.got.0.store(got, Ordering::Relaxed);
+            // Release: publishes `expected` and `got` with the code.
+            self.failed.0.store(code as u64, Ordering::Release);
+            code
+        }
+
+        pub fn describe(&self) -> String {
+            let code = self.failed.0.load(Ordering::Acquire);
+            format!(
+                "consumer failure code {code} ({}): expected {:#x}, got {:#x}",
+                code_name(code),
+                self.expected.0.load(Ordering::Relaxed),
+                self.got.0.load(Ordering::Relaxed),
+            )
+        }
+
+        /// Panics if a consumer reported a failure.
+        pub fn check(&self) {
+            if self.failed.0.load(Ordering::Acquire) != 0 {
+                panic!("{}", self.describe());
+            }
+        }
+
+        /// Waits until the consumer has received `round` full rounds.
+        pub fn wait_done(&self, round: u64) {
+            let mut b = Backoff::new();
+            while self.done.0.load(Ordering::Acquire) < round {
+                if b.check_due() {
+                    self.check();
+                }
+                b.snooze();
+            }
+        }
+    }
+
+    /// Waiting for a peer: spin first, then yield the CPU, then sleep 20 µs at a
+    /// time (a descheduled peer on 2 vCPUs needs our CPU; between rounds an idle
+    /// consumer should not burn one). Used by the throughput and mpmc loops;
+    /// the ping-pong spinners spin purely, as specified.
+    pub struct Backoff(u32);
+
+    const SPINS: u32 = 1 << 10;
+    const YIELDS: u32 = 1 << 8;
+
+    impl Backoff {
+        pub fn new() -> Backoff {
+            Backoff(0)
+        }
+
+        /// A backoff that sleeps from the first snooze (pollers that must not
+        /// compete with the workers for the CPU).
+        pub fn sleepy() -> Backoff {
+            Backoff(SPINS + YIELDS)
+        }
+
+        pub fn snooze(&mut self) {
+            if self.0 < SPINS {
+                std::hint::spin_loop();
+            } else if self.0 < SPINS + YIELDS {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            self.0 = self.0.saturating_add(1);
+        }
+
+        /// Whether to look for a peer's failure now (every 256th snooze).
+        pub fn check_due(&self) -> bool {
+            self.0 % 256 == 255
+        }
+    }
+
+    /// Forks a child running `f`. The child is killed if this process dies, so
+    /// a failing benchmark leaves no spinning orphans.
+    pub fn spawn(f: impl FnOnce() -> i32) -> Child {
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        process::fork(move || {
+            // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory involved.
+            unsafe {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                )
+            };
+            // SAFETY: getppid has no preconditions.
+            if unsafe { libc::getppid() } != parent {
+                return 99; // the parent died before the prctl
+            }
+            f()
+        })
+        .expect("fork")
+    }
+
+    /// Reaps `child`, panicking unless it exited with code 0.
+    pub fn reap(child: Child, what: &str) {
+        let status = child.wait().expect("wait for child");
+        assert!(status.success(), "{what}: child ended with {status:?}");
+    }
+
+    /// A new pipe as `(write end, read end)`.
+    pub fn pipe() -> (libc::c_int, libc::c_int) {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid, writable array of two ints, as `pipe` needs.
+        let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
+        assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
+        (fds[1], fds[0])
+    }
+
+    /// A connected `AF_UNIX`/`SOCK_STREAM` socket pair.
+    pub fn socketpair() -> (libc::c_int, libc::c_int) {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid, writable array of two ints, as `socketpair`
+        // needs.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
+        (fds[0], fds[1])
+    }
+
+    /// Closes descriptors this process opened and no longer uses.
+    pub fn close(fds: &[libc::c_int]) {
+        for &fd in fds {
+            // SAFETY: the caller owns `fd` and closes it exactly once.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    fn interrupted() -> bool {
+        std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    }
+
+    /// Writes all of `buf` (one `write` call unless it is cut short). `false` on
+    /// an error such as `EPIPE` (the reader is gone). Allocation-free.
+    pub fn write_all(fd: libc::c_int, mut buf: &[u8]) -> bool {
+        while !buf.is_empty() {
+            // SAFETY: `buf` is valid, readable memory of `buf.len()` bytes.
+            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+            if n < 0 {
+                if interrupted() {
+                    continue;
+                }
+                return false;
+            }
+            buf = &buf[n as usize..];
+        }
+        true
+    }
+
+    /// Fills all of `buf`; `false` on end of file or an error. Allocation-free.
+    pub fn read_exact(fd: libc::c_int, mut buf: &mut [u8]) -> bool {
+        while !buf.is_empty() {
+            // SAFETY: `buf` is valid, writable memory of `buf.len()` bytes.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                if interrupted() {
+                    continue;
+                }
+                return false;
+            }
+            if n == 0 {
+                return false;
+            }
+            buf = &mut buf[n as usize..];
+        }
+        true
+    }
+
+    pub mod watchdog {
+        //! Aborts the run (children die with it) when the armed benchmark
+        //! function makes no progress ([`tick`]) for [`STALL`], or runs longer
+        //! than [`LIMIT`] in all: a hang is reported instead of waited out, and a
+        //! run slowed down by other load is not mistaken for one.
+
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::{Mutex, Once, PoisonError};
+        use std::time::{Duration, Instant};
+
+        const STALL: Duration = Duration::from_secs(30);
+        const LIMIT: Duration = Duration::from_secs(600);
+
+        /// Completed iterations or rounds; written by the benchmark thread only.
+        static PROGRESS: AtomicU64 = AtomicU64::new(0);
+        static ARMED: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+        static START: Once = Once::new();
+
+        /// Disarms the watchdog when dropped.
+        pub struct Armed;
+
+        impl Drop for Armed {
+            fn drop(&mut self) {
+                *ARMED.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            }
+        }
+
+        /// Records progress. Only the benchmark thread calls it, so a plain load
+        /// and store (no locked RMW, ~1 ns) suffice.
+        #[inline]
+        pub fn tick() {
+            PROGRESS.store(
+                PROGRESS.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        }
+
+        fn watch() {
+            let mut last = (PROGRESS.load(Ordering::Relaxed), Instant::now());
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = PROGRESS.load(Ordering::Relaxed);
+                if now != last.0 {
+                    last = (now, Instant::now());
+                }
+                let armed = ARMED.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some((what, since)) = &*armed else {
+                    last.1 = Instant::now();
+                    continue;
+                };
+                let idle = last.1.elapsed().min(since.elapsed());
+                if idle > STALL || since.elapsed() > LIMIT {
+                    eprintln!(
+                        "watchdog: {what}: no progress for {idle:?} ({:?} since it \
+                         started): hung, aborting",
+                        since.elapsed()
+                    );
+                    std::process::abort();
+                }
+            }
+        }
+
+        /// Starts watching benchmark function `what`.
+        pub fn arm(what: &str) -> Armed {
+            START.call_once(|| {
+                std::thread::Builder::new()
+                    .name("watchdog".into())
+                    .spawn(watch)
+                    .expect("spawn watchdog");
+            });
+            *ARMED.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((what.to_owned(), Instant::now()));
+            Armed
+        }
+    }
+}
+
+mod ping_pong {
+    //! Group `ping_pong`: round-trip latency of one 8-byte message.
+    //!
+    //! Method: one child is forked per benchmark function and echoes every
+    //! value `v` it receives as `v + 1`; `iter_custom` times `iters` round trips
+    //! (parent sends `v`, waits for `v + 1`, checks it, then uses `v + 2`), so
+    //! the reported time is one round trip. `u64::MAX` tells the child to exit;
+    //! the parent then reaps it. A child whose send or receive fails records it
+    //! in a shared control block and closes the queues (or exits, closing its
+    //! descriptors), so the parent fails with the details instead of waiting.
+    //!
+    //! * `queue_spin`: two `Queue<u64>` of capacity 2 (request, response);
+    //!   `try_put`, and a getter looping on `try_get` + `spin_loop()` (with a
+    //!   `sched_yield` every 256 fruitless tries, see [`spin`]).
+    //! * `queue_blocking`: the same queues with `put` and blocking `get` (which
+    //!   spins ~20 µs, then parks on the queue's futex).
+    //! * `pipe`: two pipes, one 8-byte `write`/`read` each way.
+    //! * `unix_socket`: one `AF_UNIX`/`SOCK_STREAM` socket pair, one 8-byte
+    //!   `write`/`read` each way.
+    //! * `shared_atomic_floor`: the physical floor. One `AtomicU64` in a
+    //!   `MAP_SHARED` mapping; the parent stores `v`, the child spins (as in
+    //!   `queue_spin`) until the word changes and stores `v + 1`, the parent spins
+    //!   until it sees it. One cache line crosses between the cores twice per
+    //!   round trip.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use criterion::Criterion;
+    use multiproc::{GetError, Queue};
+
+    use crate::common::{
+        Ctl, Group, RECV_FAILED, SEND_FAILED, STOP, Shared, Shm, close, pipe, read_exact, reap,
+        socketpair, spawn, watchdog, write_all,
+    };
+
+    /// Runs the group.
+    pub fn bench(c: &mut Criterion) {
+        let mut g = c.benchmark_group("ping_pong");
+        g.measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_secs(1))
+            .sample_size(20);
+
+        let req = Queue::<u64>::anonymous(2).expect("create request queue");
+        let resp = Queue::<u64>::anonymous(2).expect("create response queue");
+        run(
+            &mut g,
+            "queue_spin",
+            QueueSpin {
+                tx: &req,
+                rx: &resp,
+            },
+            QueueSpin {
+                tx: &resp,
+                rx: &req,
+            },
+            || {},
+        );
+        let req = Queue::<u64>::anonymous(2).expect("create request queue");
+        let resp = Queue::<u64>::anonymous(2).expect("create response queue");
+        run(
+            &mut g,
+            "queue_blocking",
+            QueueBlocking {
+                tx: &req,
+                rx: &resp,
+            },
+            QueueBlocking {
+                tx: &resp,
+                rx: &req,
+            },
+            || {},
+        );
+
+        let (to_child, from_parent) = pipe();
+        let (to_parent, from_child) = pipe();
+        run(
+            &mut g,
+            "pipe",
+            Fd {
+                w: to_child,
+                r: from_child,
+            },
+            Fd {
+                w: to_parent,
+                r: from_parent,
+            },
+            || close(&[from_parent, to_parent]),
+        );
+        close(&[to_child, from_child]);
+
+        let (mine, theirs) = socketpair();
+        run(
+            &mut g,
+            "unix_socket",
+            Fd { w: mine, r: mine },
+            Fd {
+                w: theirs,
+                r: theirs,
+            },
+            || close(&[theirs]),
+        );
+        close(&[mine]);
+
+        let shm = Shm::new(4096);
+        // SAFETY: offset 0 of a fresh page-aligned mapping of 4096 zeroed bytes;
+        // zero is a valid `AtomicU64`, and the word is only accessed atomically
+        // (here and in the child). The mapping outlives every use (`run` returns
+        // before `shm` drops).
+        let word = unsafe { &*shm.as_ptr().cast::<AtomicU64>() };
+        run(
+            &mut g,
+            "shared_atomic_floor",
+            Floor { word, last: 0 },
+            Floor { word, last: 0 },
+            || {},
+        );
+        drop(shm);
+
+        g.finish();
+    }
+
+    /// One step of a spin-wait: `spin_loop()`, except that every 256th step
+    /// yields the CPU. A reply that comes from another core arrives long before
+    /// the first yield; the yield only matters when the peer is waiting for our
+    /// CPU (2 vCPUs and a third busy process), where pure spinning would make a
+    /// round trip cost a scheduler time slice (milliseconds).
+    fn spin(spins: &mut u32) {
+        *spins = spins.wrapping_add(1);
+        if *spins % 256 == 0 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// One side of a ping-pong transport.
+    trait End {
+        /// Sends `v`; `false` on failure.
+        fn send(&mut self, v: u64) -> bool;
+        /// Receives the next value; `None` on failure.
+        fn recv(&mut self) -> Option<u64>;
+        /// After a failure: make the peer's wait end, if the transport can.
+        fn abort(&self) {}
+    }
+
+    struct QueueSpin<'a> {
+        tx: &'a Queue<u64>,
+        rx: &'a Queue<u64>,
+    }
+
+    impl End for QueueSpin<'_> {
+        fn send(&mut self, v: u64) -> bool {
+            // At most one value is ever in flight, so `Full` would be a bug.
+            self.tx.try_put(v).is_ok()
+        }
+
+        fn recv(&mut self) -> Option<u64> {
+            let mut spins = 0;
+            loop {
+                match self.rx.try_get() {
+                    Ok(v) => return Some(v),
+                    Err(GetError::Empty) => spin(&mut spins),
+                    Err(_) => return None,
+                }
+            }
+        }
+
+        fn abort(&self) {
+            self.tx.close();
+            self.rx.close();
+        }
+    }
+
+    struct QueueBlocking<'a> {
+        tx: &'a Queue<u64>,
+        rx: &'a Queue<u64>,
+    }
+
+    impl End for QueueBlocking<'_> {
+        fn send(&mut self, v: u64) -> bool {
+            self.tx.put(v).is_ok()
+        }
+
+        fn recv(&mut self) -> Option<u64> {
+            self.rx.get().ok()
+        }
+
+        fn abort(&self) {
+            self.tx.close();
+            self.rx.close();
+        }
+    }
+
+    /// A pipe pair or a socket (`w == r`).
+    struct Fd {
+        w: libc::c_int,
+        r: libc::c_int,
+    }
+
+    impl End for Fd {
+        fn send(&mut self, v: u64) -> bool {
+            write_all(self.w, &v.to_ne_bytes())
+        }
+
+        fn recv(&mut self) -> Option<u64> {
+            let mut b = [0u8; 8];
+            read_exact(self.r, &mut b).then(|| u64::from_ne_bytes(b))
+        }
+    }
+
+    /// Both sides share one word; each waits for it to differ from what it last
+    /// stored (values are never repeated: the parent steps by 2).
+    struct Floor<'a> {
+        word: &'a AtomicU64,
+        last: u64,
+    }
+
+    impl End for Floor<'_> {
+        fn send(&mut self, v: u64) -> bool {
+            self.last = v;
+            // Release/Acquire as a real message would need (free on x86).
+            self.word.store(v, Ordering::Release);
+            true
+        }
+
+        fn recv(&mut self) -> Option<u64> {
+            let mut spins = 0;
+            loop {
+                let v = self.word.load(Ordering::Acquire);
+                if v != self.last {
+                    return Some(v);
+                }
+                spin(&mut spins);
+            }
+        }
+    }
+
+    /// The child: echo `v + 1` until `STOP`. A failure is recorded in `ctl`
+    /// and the transport aborted, so the parent's wait ends and it can report.
+    fn echo<E: End>(mut end: E, ctl: &Ctl) -> i32 {
+        let mut last = 0;
+        loop {
+            let Some(v) = end.recv() else {
+                end.abort();
+                return ctl.fail(RECV_FAILED, last, 0);
+            };
+            if v == STOP {
+                return 0;
+            }
+            if !end.send(v + 1) {
+                end.abort();
+                return ctl.fail(SEND_FAILED, v + 1, 0);
+            }
+            last = v;
+        }
+    }
+
+    fn run<E: End>(
+        g: &mut Group<'_>,
+        name: &str,
+        mut parent: E,
+        child: E,
+        after_fork: impl FnOnce(),
+    ) {
+        let _armed = watchdog::arm(&format!("ping_pong/{name}"));
+        let ctl = Shared::<Ctl>::new();
+        let ctl_ref: &Ctl = &ctl;
+        let proc = spawn(move || echo(child, ctl_ref));
+        after_fork();
+        let mut v = 1u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    assert!(parent.send(v), "{name}: send failed; {}", ctl.describe());
+                    let r = parent.recv();
+                    assert_eq!(
+                        r,
+                        Some(v + 1),
+                        "{name}: wrong or no reply; {}",
+                        ctl.describe()
+                    );
+                    v += 2;
+                    watchdog::tick();
+                }
+                start.elapsed()
+            });
+        });
+        assert!(parent.send(STOP), "{name}: send stop failed");
+        reap(proc, name);
+    }
+}
+
+mod throughput {
+    //! Group `throughput`: one-way messages per second, one producer to one
+    //! consumer.
+    //!
+    //! Method: one consumer (a forked child, or a thread for `crossbeam_threads`)
+    //! per benchmark function; the parent produces. One iteration moves
+    //! [`N`] messages: the clock starts before the first send and stops when the
+    //! consumer has received and checked all of them (it bumps a round counter in
+    //! a shared control block; the parent spins on it). Every message carries a
+    //! sequence number in its first 8 bytes, and for 64 and 1024 bytes also in
+    //! its last 8 (a torn copy shows); the consumer checks that they are
+    //! consecutive and the length is right. On a mismatch it records what it
+    //! expected and got in the control block, closes the queue if there is one,
+    //! and exits non-zero; the parent then panics with the details (it checks the
+    //! block while waiting, a closed queue fails its `put`, a gone reader fails
+    //! its `write` with `EPIPE`). A message with sequence number `u64::MAX` stops
+    //! the consumer, which the parent then reaps.
+    //!
+    //! * `bytes_queue/{8,64,1024}`: `BytesQueue` (capacity 1024, slot size = the
+    //!   message size), blocking `put` and `get_into`.
+    //! * `queue_u64/8`: `Queue<u64>` (capacity 1024), blocking `put` and `get`.
+    //! * `queue_u64_batch64/8`: the same queue with `put_many`/`get_many` in
+    //!   batches of 64, backing off (spin, yield, sleep) when they move nothing.
+    //! * `pipe/{8,64,1024}`: a pipe carrying frames of a 4-byte little-endian
+    //!   length plus the payload, each frame in one `write`; the reader reads the
+    //!   header, then exactly the payload (two `read`s per message, like Python's
+    //!   `Connection.recv_bytes`).
+    //! * `unix_socket/{8,64,1024}`: the same framing over an `AF_UNIX`/
+    //!   `SOCK_STREAM` socket pair.
+    //! * `spsc_ring/{8,64,1024}`: the ceiling, a bare single-producer
+    //!   single-consumer ring in a `MAP_SHARED` mapping: `head` and `tail` on
+    //!   separate 128-byte lines, 1024 slots of the message size, each side caching
+    //!   the other's index and reloading it only when the ring looks full/empty.
+    //! * `crossbeam_threads/{8,64,1024}`: `crossbeam_queue::ArrayQueue<[u8; S]>`
+    //!   (capacity 1024) between two threads of this process: the in-process
+    //!   reference. Items move by value (into the queue, out of it, into the
+    //!   consumer's buffer), so for 1024 bytes it copies more than the others.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+    use crossbeam_queue::ArrayQueue;
+    use multiproc::{BytesQueue, Queue};
+
+    use crate::common::{
+        BAD_END, BAD_LEN, BAD_SEQ, BAD_TAIL, Backoff, Ctl, Group, RECV_FAILED, STOP, Shared, Shm,
+        close, pipe, read_exact, reap, socketpair, spawn, watchdog, write_all,
+    };
+
+    /// Messages per iteration.
+    pub const N: u64 = 100_000;
+    const SIZES: [usize; 3] = [8, 64, 1024];
+    /// The largest message.
+    const MAX: usize = 1024;
+    /// Frame header bytes (pipes and sockets).
+    const HDR: usize = 4;
+    /// Slots in every queue and ring.
+    const CAP: usize = 1024;
+
+    /// Runs the group.
+    pub fn bench(c: &mut Criterion) {
+        let mut g = c.benchmark_group("throughput");
+        g.measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_secs(1))
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .throughput(Throughput::Elements(N));
+        for size in SIZES {
+            bytes_queue(&mut g, size);
+            if size == 8 {
+                queue_u64(&mut g);
+                queue_u64_batch(&mut g);
+            }
+            fds(&mut g, "pipe", size);
+            fds(&mut g, "unix_socket", size);
+            spsc_ring(&mut g, size);
+            match size {
+                8 => crossbeam_threads::<8>(&mut g),
+                64 => crossbeam_threads::<64>(&mut g),
+                1024 => crossbeam_threads::<1024>(&mut g),
+                _ => unreachable!("sizes are 8, 64 and 1024"),
+            }
+        }
+        g.finish();
+    }
+
+    /// The producer side of a transport. Panics on failure, with the consumer's
+    /// report if it made one.
+    trait Tx {
+        fn send(&mut self, msg: &[u8], ctl: &Ctl);
+
+        /// Sends one round of `N` messages numbered from `*seq`.
+        fn send_round(&mut self, buf: &mut [u8; MAX], size: usize, seq: &mut u64, ctl: &Ctl) {
+            for _ in 0..N {
+                stamp(buf, *seq, size);
+                self.send(&buf[..size], ctl);
+                *seq += 1;
+            }
+        }
+    }
+
+    /// The consumer side of a transport. Allocation-free (it runs in forked
+    /// children).
+    trait Rx {
+        /// Receives the next message into `buf`; its length, or a failure code.
+        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32>;
+
+        /// After a failure: make the producer's next send fail, if possible.
+        fn abort(&self) {}
+    }
+
+    /// Writes `seq` into the first 8 bytes of the message and, if it is at least
+    /// 16 bytes long, into its last 8.
+    fn stamp(buf: &mut [u8; MAX], seq: u64, size: usize) {
+        buf[..8].copy_from_slice(&seq.to_le_bytes());
+        if size >= 16 {
+            buf[size - 8..size].copy_from_slice(&seq.to_le_bytes());
+        }
+    }
+
+    fn le(b: &[u8]) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(a)
+    }
+
+    /// The consumer loop: checks every message, reports each finished round in
+    /// `ctl.done`, returns 0 on the stop message.
+    fn consume<R: Rx>(mut rx: R, size: usize, ctl: &Ctl) -> i32 {
+        let mut buf = [0u8; MAX];
+        let mut expected = 0u64;
+        let fail = |rx: &R, code, want, got| {
+            rx.abort();
+            ctl.fail(code, want, got)
+        };
+        loop {
+            let len = match rx.recv(&mut buf) {
+                Ok(len) => len,
+                Err(code) => return fail(&rx, code, expected, 0),
+            };
+            if len != size {
+                return fail(&rx, BAD_LEN, size as u64, len as u64);
+            }
+            let head = le(&buf[..8]);
+            if head == STOP {
+                if expected % N != 0 {
+                    return fail(&rx, BAD_END, expected, head);
+                }
+                return 0;
+            }
+            if head != expected {
+                return fail(&rx, BAD_SEQ, expected, head);
+            }
+            if size >= 16 {
+                let tail = le(&buf[size - 8..size]);
+                if tail != expected {
+                    return fail(&rx, BAD_TAIL, expected, tail);
+                }
+            }
+            expected += 1;
+            if expected % N == 0 {
+                // Release: the parent may start the next round.
+                ctl.done.0.store(expected / N, Ordering::Release);
+            }
+        }
+    }
+
+    /// The producer side of one benchmark function: criterion's iterations, then
+    /// the stop message.
+    fn drive<T: Tx>(g: &mut Group<'_>, id: BenchmarkId, size: usize, tx: &mut T, ctl: &Ctl) {
+        let mut buf = [0xa5u8; MAX];
+        let mut seq = 0u64;
+        let mut round = 0u64;
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    tx.send_round(&mut buf, size, &mut seq, ctl);
+                    round += 1;
+                    ctl.wait_done(round);
+                    watchdog::tick();
+                }
+                start.elapsed()
+            });
+        });
+        ctl.check();
+        stamp(&mut buf, STOP, size);
+        tx.send(&buf[..size], ctl);
+    }
+
+    /// Forks a consumer running `rx`, calls `after_fork` in the parent, drives
+    /// `tx`, reaps the consumer.
+    fn procs<T: Tx, R: Rx>(
+        g: &mut Group<'_>,
+        name: &str,
+        size: usize,
+        mut tx: T,
+        rx: R,
+        after_fork: impl FnOnce(),
+    ) {
+        let what = format!("throughput/{name}/{size}");
+        let _armed = watchdog::arm(&what);
+        let ctl = Shared::<Ctl>::new();
+        let ctl_ref: &Ctl = &ctl;
+        let child = spawn(move || consume(rx, size, ctl_ref));
+        after_fork();
+        drive(g, BenchmarkId::new(name, size), size, &mut tx, &ctl);
+        reap(child, &what);
+    }
+
+    struct BytesTx<'a>(&'a BytesQueue);
+
+    impl Tx for BytesTx<'_> {
+        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
+            if let Err(e) = self.0.put(msg) {
+                panic!("BytesQueue::put: {e}; {}", ctl.describe());
+            }
+        }
+    }
+
+    struct BytesRx<'a>(&'a BytesQueue);
+
+    impl Rx for BytesRx<'_> {
+        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
+            self.0.get_into(buf).map_err(|_| RECV_FAILED)
+        }
+
+        fn abort(&self) {
+            self.0.close();
+        }
+    }
+
+    fn bytes_queue(g: &mut Group<'_>, size: usize) {
+        let q = BytesQueue::anonymous(CAP, size).expect("create BytesQueue");
+        procs(g, "bytes_queue", size, BytesTx(&q), BytesRx(&q), || {});
+    }
+
+    struct U64Tx<'a>(&'a Queue<u64>);
+
+    impl Tx for U64Tx<'_> {
+        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
+            if let Err(e) = self.0.put(le(msg)) {
+                panic!("Queue::put: {e}; {}", ctl.describe());
+            }
+        }
+    }
+
+    struct U64Rx<'a>(&'a Queue<u64>);
+
+    impl Rx for U64Rx<'_> {
+        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
+            let v = self.0.get().map_err(|_| RECV_FAILED)?;
+            buf[..8].copy_from_slice(&v.to_le_bytes());
+            Ok(8)
+        }
+
+        fn abort(&self) {
+            self.0.close();
+        }
+    }
+
+    fn queue_u64(g: &mut Group<'_>) {
+        let q = Queue::<u64>::anonymous(CAP).expect("create Queue<u64>");
+        procs(g, "queue_u64", 8, U64Tx(&q), U64Rx(&q), || {});
+    }
+
+    const BATCH: usize = 64;
+
+    struct BatchTx<'a>(&'a Queue<u64>);
+
+    impl BatchTx<'_> {
+        /// Puts all of `items`, backing off while the queue is full.
+        fn put_all(&self, items: &[u64], ctl: &Ctl) {
+            let mut done = 0;
+            let mut b = Backoff::new();
+            while done < items.len() {
+                let k = self.0.put_many(&items[done..]);
+                if k > 0 {
+                    done += k;
+                    continue;
+                }
+                if self.0.is_closed() {
+                    panic!("Queue::put_many: queue closed; {}", ctl.describe());
+                }
+                if b.check_due() {
+                    ctl.check();
+                }
+                b.snooze();
+            }
+        }
+    }
+
+    impl Tx for BatchTx<'_> {
+        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
+            self.put_all(&[le(msg)], ctl);
+        }
+
+        fn send_round(&mut self, _: &mut [u8; MAX], _: usize, seq: &mut u64, ctl: &Ctl) {
+            let mut batch = [0u64; BATCH];
+            let mut left = N;
+            while left > 0 {
+                let m = left.min(BATCH as u64) as usize;
+                for (j, slot) in batch[..m].iter_mut().enumerate() {
+                    *slot = *seq + j as u64;
+                }
+                self.put_all(&batch[..m], ctl);
+                *seq += m as u64;
+                left -= m as u64;
+            }
+        }
+    }
+
+    struct BatchRx<'a> {
+        q: &'a Queue<u64>,
+        buf: [u64; BATCH],
+        pos: usize,
+        len: usize,
+    }
+
+    impl Rx for BatchRx<'_> {
+        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
+            let mut b = Backoff::new();
+            while self.pos == self.len {
+                self.pos = 0;
+                self.len = self.q.get_many(&mut self.buf);
+                if self.len == 0 {
+                    if self.q.is_closed() {
+                        return Err(RECV_FAILED);
+                    }
+                    b.snooze();
+                }
+            }
+            buf[..8].copy_from_slice(&self.buf[self.pos].to_le_bytes());
+            self.pos += 1;
+            Ok(8)
+        }
+
+        fn abort(&self) {
+            self.q.close();
+        }
+    }
+
+    fn queue_u64_batch(g: &mut Group<'_>) {
+        let q = Queue::<u64>::anonymous(CAP).expect("create Queue<u64>");
+        let rx = BatchRx {
+            q: &q,
+            buf: [0; BATCH],
+            pos: 0,
+            len: 0,
+        };
+        procs(g, "queue_u64_batch64", 8, BatchTx(&q), rx, || {});
+    }
+
+    /// Length-prefixed frames, each written with one `write`.
+    struct FdTx {
+        fd: libc::c_int,
+        frame: [u8; HDR + MAX],
+    }
+
+    impl Tx for FdTx {
+        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
+            self.frame[..HDR].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+            self.frame[HDR..HDR + msg.len()].copy_from_slice(msg);
+            if !write_all(self.fd, &self.frame[..HDR + msg.len()]) {
+                panic!(
+                    "write: {}; {}",
+                    std::io::Error::last_os_error(),
+                    ctl.describe()
+                );
+            }
+        }
+    }
+
+    /// Reads the header, then exactly the payload.
+    struct FdRx(libc::c_int);
+
+    impl Rx for FdRx {
+        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
+            let mut hdr = [0u8; HDR];
+            if !read_exact(self.0, &mut hdr) {
+                return Err(RECV_FAILED);
+            }
+            let len = u32::from_le_bytes(hdr) as usize;
+            if len > MAX {
+                return Err(BAD_LEN);
+            }
+            if !read_exact(self.0, &mut buf[..len]) {
+                return Err(RECV_FAILED);
+            }
+            Ok(len)
+        }
+    }
+
+    fn fds(g: &mut Group<'_>, name: &str, size: usize) {
+        let (w, r, close_after_fork, close_at_end) = if name == "pipe" {
+            let (w, r) = pipe();
+            (w, r, r, w)
+        } else {
+            let (a, b) = socketpair();
+            (a, b, b, a)
+        };
+        let tx = FdTx {
+            fd: w,
+            frame: [0; HDR + MAX],
+        };
+        // The parent closes its copy of the read end after the fork, so a
+        // consumer that exits makes the next `write` fail with EPIPE.
+        procs(g, name, size, tx, FdRx(r), || close(&[close_after_fork]));
+        close(&[close_at_end]);
+    }
+
+    /// A bare SPSC ring: `head` (consumer position) at offset 0, `tail`
+    /// (producer position) at 128, `CAP` slots of `slot` bytes from 256.
+    struct Spsc {
+        shm: Shm,
+        slot: usize,
+    }
+
+    const HEAD: usize = 0;
+    const TAIL: usize = 128;
+    const SLOTS: usize = 256;
+
+    impl Spsc {
+        fn new(slot: usize) -> Spsc {
+            Spsc {
+                shm: Shm::new(SLOTS + CAP * slot),
+                slot,
+            }
+        }
+
+        fn index(&self, off: usize) -> &AtomicU64 {
+            assert!(off + 8 <= SLOTS);
+            // SAFETY: `off` is HEAD or TAIL, 8-aligned inside the mapping's
+            // zero-filled first 256 bytes (zero is a valid `AtomicU64`); the word
+            // is only accessed atomically and lives as long as `self`.
+            unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU64>() }
+        }
+
+        fn slot(&self, pos: u64) -> *mut u8 {
+            let i = pos as usize % CAP;
+            debug_assert!(SLOTS + (i + 1) * self.slot <= self.shm.len());
+            // SAFETY: `i < CAP`, so the slot lies inside the mapping.
+            unsafe { self.shm.as_ptr().add(SLOTS + i * self.slot) }
+        }
+    }
+
+    struct SpscTx<'a> {
+        ring: &'a Spsc,
+        tail: u64,
+        head_cache: u64,
+    }
+
+    impl Tx for SpscTx<'_> {
+        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
+            assert_eq!(msg.len(), self.ring.slot);
+            let mut b = Backoff::new();
+            while self.tail - self.head_cache == CAP as u64 {
+                // Acquire: the consumer copied the slot out before freeing it.
+                self.head_cache = self.ring.index(HEAD).load(Ordering::Acquire);
+                if self.tail - self.head_cache == CAP as u64 {
+                    if b.check_due() {
+                        ctl.check();
+                    }
+                    b.snooze();
+                }
+            }
+            // SAFETY: the slot at `tail` is free (tail - head < CAP) and only the
+            // producer writes it until the Release store below publishes it; the
+            // source is `msg`, `slot` bytes long.
+            unsafe {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.slot(self.tail), msg.len());
+            }
+            self.tail += 1;
+            self.ring.index(TAIL).store(self.tail, Ordering::Release);
+        }
+    }
+
+    struct SpscRx<'a> {
+        ring: &'a Spsc,
+        head: u64,
+        tail_cache: u64,
+    }
+
+    impl Rx for SpscRx<'_> {
+        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
+            let mut b = Backoff::new();
+            while self.head == self.tail_cache {
+                // Acquire: pairs with the producer's Release publish.
+                self.tail_cache = self.ring.index(TAIL).load(Ordering::Acquire);
+                if self.head == self.tail_cache {
+                    b.snooze();
+                }
+            }
+            let n = self.ring.slot;
+            // SAFETY: the slot at `head` was published (head < tail) and the
+            // producer does not touch it until the Release store below frees it;
+            // `buf` holds `MAX >= slot` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.ring.slot(self.head), buf.as_mut_ptr(), n);
+            }
+            self.head += 1;
+            self.ring.index(HEAD).store(self.head, Ordering::Release);
+            Ok(n)
+        }
+    }
+
+    fn spsc_ring(g: &mut Group<'_>, size: usize) {
+        let ring = Spsc::new(size);
+        let tx = SpscTx {
+            ring: &ring,
+            tail: 0,
+            head_cache: 0,
+        };
+        let rx = SpscRx {
+            ring: &ring,
+            head: 0,
+            tail_cache: 0,
+        };
+        procs(g, "spsc_ring", size, tx, rx, || {});
+    }
+
+    struct CbTx<'a, const S: usize>(&'a ArrayQueue<[u8; S]>);
+
+    impl<const S: usize> Tx for CbTx<'_, S> {
+        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
+            let mut item: [u8; S] = msg.try_into().expect("message of the queue's size");
+            let mut b = Backoff::new();
+            while let Err(back) = self.0.push(item) {
+                item = back;
+                if b.check_due() {
+                    ctl.check();
+                }
+                b.snooze();
+            }
+        }
+    }
+
+    struct CbRx<'a, const S: usize>(&'a ArrayQueue<[u8; S]>);
+
+    impl<const S: usize> Rx for CbRx<'_, S> {
+        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
+            let mut b = Backoff::new();
+            loop {
+                if let Some(item) = self.0.pop() {
+                    buf[..S].copy_from_slice(&item);
+                    return Ok(S);
+                }
+                b.snooze();
+            }
+        }
+    }
+
+    fn crossbeam_threads<const S: usize>(g: &mut Group<'_>) {
+        let what = format!("throughput/crossbeam_threads/{S}");
+        let _armed = watchdog::arm(&what);
+        let q = ArrayQueue::<[u8; S]>::new(CAP);
+        let ctl = Shared::<Ctl>::new();
+        let ctl_ref: &Ctl = &ctl;
+        std::thread::scope(|s| {
+            let consumer = s.spawn(|| consume(CbRx(&q), S, ctl_ref));
+            drive(
+                g,
+                BenchmarkId::new("crossbeam_threads", S),
+                S,
+                &mut CbTx(&q),
+                ctl_ref,
+            );
+            let code = consumer.join().expect("consumer thread panicked");
+            assert_eq!(code, 0, "{what}: {}", ctl_ref.describe());
+        });
+    }
+}
+
+mod mpmc {
+    //! Group `mpmc`: two producers and two consumers on one queue.
+    //!
+    //! Method: four workers per benchmark function. One iteration moves [`N`]
+    //! items: the parent lets each producer put `N / 2` items, then polls (sleeping
+    //! 20 µs between looks, so it does not compete with the workers for the 2
+    //! vCPUs) until the consumers' published counts reach the round's total.
+    //! Producer `p` puts `p << 48 | k` with its own counter `k = 1, 2, …`
+    //! (continuing across rounds). Each consumer checks that every producer's
+    //! values reach it in increasing order (FIFO), and tallies per producer the
+    //! count, sum and sum of squares of `k`. At the end the parent checks that,
+    //! per producer, the tallies of both consumers add up to exactly
+    //! `1 + 2 + … + K` and `1² + … + K²` over `K` items: every item arrived exactly
+    //! once.
+    //!
+    //! * `queue_u64_2p2c_processes`: one `Queue<u64>` (capacity 1024), four forked
+    //!   processes with blocking `put`/`get`. The parent starts a round by putting
+    //!   a token in each producer's own start `Queue<u64>` (blocking `get` there);
+    //!   at the end it puts a stop token in each, reaps the producers, closes the queue (the
+    //!   consumers drain it, get `Closed`, store their tallies and exit) and reaps
+    //!   the consumers. `QueueStats::abandoned` must stay 0.
+    //! * `crossbeam_2p2c_threads`: `crossbeam_queue::ArrayQueue<u64>` (capacity
+    //!   1024) and four threads that back off (spin, yield, sleep) on a full or
+    //!   empty queue; a shared round counter starts the producers, a stop flag
+    //!   (set after the producers are joined) ends the consumers once the queue is
+    //!   empty.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use criterion::{Criterion, SamplingMode, Throughput};
+    use crossbeam_queue::ArrayQueue;
+    use multiproc::{GetError, Queue};
+
+    use crate::common::{
+        BAD_PRODUCER, Backoff, Ctl, Group, Line, OUT_OF_ORDER, STOP, Shared, ZeroShared, reap,
+        spawn, watchdog,
+    };
+
+    /// Items per iteration (half from each producer).
+    const N: u64 = 100_000;
+    const HALF: u64 = N / 2;
+    const SHIFT: u32 = 48;
+    const CAP: usize = 1024;
+
+    /// Runs the group.
+    pub fn bench(c: &mut Criterion) {
+        let mut g = c.benchmark_group("mpmc");
+        g.measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_secs(1))
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .throughput(Throughput::Elements(N));
+        processes(&mut g);
+        threads(&mut g);
+        g.finish();
+    }
+
+    /// One consumer's final tallies, per producer.
+    #[repr(C, align(128))]
+    struct TallyLine {
+        count: [AtomicU64; 2],
+        sum: [AtomicU64; 2],
+        sumsq: [AtomicU64; 2],
+    }
+
+    #[repr(C)]
+    struct MpmcCtl {
+        /// Items each consumer has taken so far (progress, Relaxed).
+        live: [Line; 2],
+        tally: [TallyLine; 2],
+        /// Threads only: the round producers may run (`STOP` = exit).
+        go: Line,
+        /// Threads only: producers are done, consumers exit once the queue is empty.
+        stop: Line,
+        ctl: Ctl,
+    }
+
+    // SAFETY: atomics only; zero is a valid `AtomicU64`.
+    unsafe impl ZeroShared for MpmcCtl {}
+
+    /// A consumer's running tallies.
+    #[derive(Default)]
+    struct Tally {
+        last: [u64; 2],
+        count: [u64; 2],
+        sum: [u64; 2],
+        sumsq: [u64; 2],
+        total: u64,
+    }
+
+    impl Tally {
+        /// Accounts for item `v`; a failure code if it is malformed or out of
+        /// order.
+        fn take(&mut self, v: u64, ctl: &Ctl) -> Result<(), i32> {
+            let p = (v >> SHIFT) as usize;
+            let k = v & ((1 << SHIFT) - 1);
+            if p >= 2 {
+                return Err(ctl.fail(BAD_PRODUCER, 1, v));
+            }
+            if k <= self.last[p] {
+                return Err(ctl.fail(OUT_OF_ORDER, self.last[p], v));
+            }
+            self.last[p] = k;
+            self.count[p] += 1;
+            self.sum[p] = self.sum[p].wrapping_add(k);
+            self.sumsq[p] = self.sumsq[p].wrapping_add(k.wrapping_mul(k));
+            self.total += 1;
+            Ok(())
+        }
+
+        fn publish(&self, line: &TallyLine) {
+            for p in 0..2 {
+                line.count[p].store(self.count[p], Ordering::Relaxed);
+                line.sum[p].store(self.sum[p], Ordering::Relaxed);
+                line.sumsq[p].store(self.sumsq[p], Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits (sleeping) until the consumers have taken `target` items in all.
+    fn wait_taken(m: &MpmcCtl, target: u64) {
+        let mut b = Backoff::sleepy();
+        loop {
+            let taken: u64 = m.live.iter().map(|l| l.0.load(Ordering::Relaxed)).sum();
+            if taken >= target {
+                return;
+            }
+            m.ctl.check();
+            b.snooze();
+        }
+    }
+
+    /// Checks that every item of `rounds` rounds arrived exactly once. The
+    /// tallies must have been published (consumers reaped or joined).
+    fn verify(m: &MpmcCtl, rounds: u64, what: &str) {
+        m.ctl.check();
+        let k = u128::from(rounds * HALF);
+        let want_sum = (k * (k + 1) / 2) as u64;
+        let want_sumsq = (k * (k + 1) * (2 * k + 1) / 6) as u64;
+        for p in 0..2 {
+            let t = &m.tally;
+            let count =
+                t[0].count[p].load(Ordering::Relaxed) + t[1].count[p].load(Ordering::Relaxed);
+            let sum = t[0].sum[p]
+                .load(Ordering::Relaxed)
+                .wrapping_add(t[1].sum[p].load(Ordering::Relaxed));
+            let sumsq = t[0].sumsq[p]
+                .load(Ordering::Relaxed)
+                .wrapping_add(t[1].sumsq[p].load(Ordering::Relaxed));
+            assert_eq!(count as u128, k, "{what}: producer {p}: items received");
+            assert_eq!(sum, want_sum, "{what}: producer {p}: sum of items");
+            assert_eq!(sumsq, want_sumsq, "{what}: producer {p}: sum of squares");
+        }
+    }
+
+    fn processes(g: &mut Group<'_>) {
+        let name = "queue_u64_2p2c_processes";
+        let what = format!("mpmc/{name}");
+        let _armed = watchdog::arm(&what);
+        let q = Queue::<u64>::anonymous(CAP).expect("create queue");
+        // One start queue per producer, so each moves exactly `HALF` per round.
+        let go = [0, 1].map(|_| Queue::<u64>::anonymous(2).expect("create go queue"));
+        let m = Shared::<MpmcCtl>::new();
+        let (qr, mr): (&Queue<u64>, &MpmcCtl) = (&q, &m);
+
+        let producers = [0u64, 1].map(|p| {
+            let gor = &go[p as usize];
+            spawn(move || {
+                let mut k = 0u64;
+                loop {
+                    match gor.get() {
+                        Ok(STOP) => return 0,
+                        Ok(_) => {}
+                        Err(_) => return 20,
+                    }
+                    for _ in 0..HALF {
+                        k += 1;
+                        if qr.put(p << SHIFT | k).is_err() {
+                            return 21;
+                        }
+                    }
+                }
+            })
+        });
+        let consumers = [0usize, 1].map(|c| {
+            spawn(move || {
+                let mut t = Tally::default();
+                loop {
+                    match qr.get() {
+                        Ok(v) => {
+                            if let Err(code) = t.take(v, &mr.ctl) {
+                                qr.close();
+                                return code;
+                            }
+                            mr.live[c].0.store(t.total, Ordering::Relaxed);
+                        }
+                        Err(GetError::Closed) => {
+                            t.publish(&mr.tally[c]);
+                            return 0;
+                        }
+                        Err(_) => return 22,
+                    }
+                }
+            })
+        });
+
+        let mut rounds = 0u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    rounds += 1;
+                    for go in &go {
+                        go.put(rounds).expect("start a producer");
+                    }
+                    wait_taken(&m, rounds * N);
+                    watchdog::tick();
+                }
+                start.elapsed()
+            });
+        });
+
+        for go in &go {
+            go.put(STOP).expect("stop a producer");
+        }
+        for (p, child) in producers.into_iter().enumerate() {
+            reap(child, &format!("{what} producer {p}"));
+        }
+        q.close();
+        for (c, child) in consumers.into_iter().enumerate() {
+            reap(child, &format!("{what} consumer {c}"));
+        }
+        verify(&m, rounds, &what);
+        let stats = q.stats();
+        assert_eq!(stats.abandoned, 0, "{what}: {stats:?}");
+        assert!(q.is_empty(), "{what}: items left over: {stats:?}");
+    }
+
+    fn threads(g: &mut Group<'_>) {
+        let name = "crossbeam_2p2c_threads";
+        let what = format!("mpmc/{name}");
+        let _armed = watchdog::arm(&what);
+        let q = ArrayQueue::<u64>::new(CAP);
+        let m = Shared::<MpmcCtl>::new();
+        let (q, mr): (&ArrayQueue<u64>, &MpmcCtl) = (&q, &m);
+
+        std::thread::scope(|s| {
+            let producers = [0u64, 1].map(|p| {
+                s.spawn(move || {
+                    let mut k = 0u64;
+                    let mut seen = 0u64;
+                    loop {
+                        let mut b = Backoff::new();
+                        let round = loop {
+                            let r = mr.go.0.load(Ordering::Acquire);
+                            if r != seen {
+                                break r;
+                            }
+                            b.snooze();
+                        };
+                        if round == STOP {
+                            return;
+                        }
+                        seen = round;
+                        for _ in 0..HALF {
+                            k += 1;
+                            let mut b = Backoff::new();
+                            while q.push(p << SHIFT | k).is_err() {
+                                b.snooze();
+                            }
+                        }
+                    }
+                })
+            });
+            let consumers = [0usize, 1].map(|c| {
+                s.spawn(move || {
+                    let mut t = Tally::default();
+                    let mut b = Backoff::new();
+                    loop {
+                        let v = match q.pop() {
+                            Some(v) => v,
+                            // Stop is set after the producers were joined: once
+                            // it is seen, an empty queue stays empty.
+                            None if mr.stop.0.load(Ordering::Acquire) != 0 => match q.pop() {
+                                Some(v) => v,
+                                None => {
+                                    t.publish(&mr.tally[c]);
+                                    return 0;
+                                }
+                            },
+                            None => {
+                                b.snooze();
+                                continue;
+                            }
+                        };
+                        b = Backoff::new();
+                        if let Err(code) = t.take(v, &mr.ctl) {
+                            return code;
+                        }
+                        mr.live[c].0.store(t.total, Ordering::Relaxed);
+                    }
+                })
+            });
+
+            let mut rounds = 0u64;
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        rounds += 1;
+                        mr.go.0.store(rounds, Ordering::Release);
+                        wait_taken(mr, rounds * N);
+                        watchdog::tick();
+                    }
+                    start.elapsed()
+                });
+            });
+
+            mr.go.0.store(STOP, Ordering::Release);
+            for h in producers {
+                h.join().expect("producer thread panicked");
+            }
+            mr.stop.0.store(1, Ordering::Release);
+            for h in consumers {
+                let code = h.join().expect("consumer thread panicked");
+                assert_eq!(code, 0, "{what}: {}", mr.ctl.describe());
+            }
+            verify(mr, rounds, &what);
+            assert!(q.is_empty(), "{what}: items left over");
+        });
+    }
+}
+
+criterion_group!(benches, ping_pong::bench, throughput::bench, mpmc::bench);
+criterion_main!(benches);
