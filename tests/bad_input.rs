@@ -217,20 +217,44 @@ fn named_regions_get_the_requested_mode() {
 fn queue_bad_parameters_and_mismatched_opens_are_typed_errors() {
     use multiproc::{BytesQueue, JoinableQueue, PutError, Queue, TaskDoneError};
     for cap in [0usize, 1, 3, 6, 1 << 40] {
-        assert!(matches!(Queue::<u64>::anonymous(cap), Err(Error::InvalidParameter(_))), "{cap}");
+        assert!(
+            matches!(
+                Queue::<u64>::anonymous(cap),
+                Err(Error::InvalidParameter(_))
+            ),
+            "{cap}"
+        );
     }
-    assert!(matches!(BytesQueue::anonymous(4, 0), Err(Error::InvalidParameter(_))));
+    assert!(matches!(
+        BytesQueue::anonymous(4, 0),
+        Err(Error::InvalidParameter(_))
+    ));
 
     let name = unique_name("q");
     let _u = Unlink(name.clone());
     let q = Queue::<u64>::create(&name, 4).unwrap();
     q.put(7).unwrap();
-    assert!(matches!(Queue::<u32>::open(&name), Err(Error::LayoutMismatch { .. })));
-    assert!(matches!(Queue::<i64>::open(&name), Err(Error::LayoutMismatch { .. })), "same size, other type");
-    assert!(matches!(BytesQueue::open(&name), Err(Error::TypeMismatch { .. })));
-    assert!(matches!(JoinableQueue::<u64>::open(&name), Err(Error::TypeMismatch { .. })));
+    assert!(matches!(
+        Queue::<u32>::open(&name),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(
+        matches!(Queue::<i64>::open(&name), Err(Error::LayoutMismatch { .. })),
+        "same size, other type"
+    );
+    assert!(matches!(
+        BytesQueue::open(&name),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        JoinableQueue::<u64>::open(&name),
+        Err(Error::TypeMismatch { .. })
+    ));
     assert!(matches!(Lock::open(&name), Err(Error::TypeMismatch { .. })));
-    assert!(matches!(Queue::<u64>::create(&name, 8), Err(Error::AlreadyExists(_))));
+    assert!(matches!(
+        Queue::<u64>::create(&name, 8),
+        Err(Error::AlreadyExists(_))
+    ));
     // Nothing changed: the right type still opens and finds the item.
     assert_eq!(Queue::<u64>::open(&name).unwrap().try_get(), Ok(7));
 
@@ -241,7 +265,10 @@ fn queue_bad_parameters_and_mismatched_opens_are_typed_errors() {
     assert!(b.is_empty(), "nothing written");
     b.put(&big[..8]).unwrap();
     let mut short = [0u8; 4];
-    assert_eq!(b.get_into(&mut short), Err(multiproc::GetError::BufferTooSmall { needed: 8 }));
+    assert_eq!(
+        b.get_into(&mut short),
+        Err(multiproc::GetError::BufferTooSmall { needed: 8 })
+    );
     assert_eq!(b.len(), 1, "nothing taken");
 
     let j = JoinableQueue::<u8>::anonymous(2).unwrap();

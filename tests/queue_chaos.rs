@@ -8,7 +8,12 @@
 //!   just taken and not yet recorded), and the queue's `abandoned` counter never
 //!   exceeds the items actually lost;
 //! - no hang: every wait is under a watchdog.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_types, reason = "tests: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    reason = "tests: a panic is the failure report"
+)]
 
 mod common;
 
@@ -36,7 +41,9 @@ fn check_of(id: u64) -> u64 {
 }
 
 fn set(mem: &Scratch, base: usize, id: u64) -> bool {
-    let old = mem.atomic(base + (id / 64) as usize).fetch_or(1 << (id % 64), Ordering::SeqCst);
+    let old = mem
+        .atomic(base + (id / 64) as usize)
+        .fetch_or(1 << (id % 64), Ordering::SeqCst);
     old & (1 << (id % 64)) != 0
 }
 
@@ -110,7 +117,11 @@ fn sigkill_chaos_loses_at_most_one_item_per_kill_and_never_wedges() {
         let victim = pool.swap_remove((pick / 2) as usize % pool.len());
         common::kill(victim);
         *kills += 1;
-        pool.push(if pick % 2 == 0 { spawn_producer() } else { spawn_consumer() });
+        pool.push(if pick % 2 == 0 {
+            spawn_producer()
+        } else {
+            spawn_consumer()
+        });
     }
     mem.atomic(STOP).store(1, Ordering::SeqCst);
     for p in producers {
@@ -123,8 +134,16 @@ fn sigkill_chaos_loses_at_most_one_item_per_kill_and_never_wedges() {
 
     let kills = producer_kills + consumer_kills;
     assert!(kills >= 50);
-    assert_eq!(mem.atomic(DUPLICATES).load(Ordering::SeqCst), 0, "an item was delivered twice");
-    assert_eq!(mem.atomic(CORRUPT).load(Ordering::SeqCst), 0, "an item arrived corrupted");
+    assert_eq!(
+        mem.atomic(DUPLICATES).load(Ordering::SeqCst),
+        0,
+        "an item was delivered twice"
+    );
+    assert_eq!(
+        mem.atomic(CORRUPT).load(Ordering::SeqCst),
+        0,
+        "an item arrived corrupted"
+    );
     let word = |base: usize, i: usize| mem.atomic(base + i).load(Ordering::SeqCst);
     let (mut attempted, mut received, mut lost, mut confirmed_missing) = (0u64, 0u64, 0u64, 0u64);
     for i in 0..BITMAP_WORDS {
@@ -143,8 +162,15 @@ fn sigkill_chaos_loses_at_most_one_item_per_kill_and_never_wedges() {
     assert!(received > 0 && attempted > 0);
     assert!(lost <= kills, "{lost} items lost for {kills} kills");
     // A confirmed item can only go missing with a consumer that died holding it.
-    assert!(confirmed_missing <= consumer_kills, "{confirmed_missing} confirmed items lost");
-    assert!(stats.abandoned <= lost, "abandoned {} > lost {lost}", stats.abandoned);
+    assert!(
+        confirmed_missing <= consumer_kills,
+        "{confirmed_missing} confirmed items lost"
+    );
+    assert!(
+        stats.abandoned <= lost,
+        "abandoned {} > lost {lost}",
+        stats.abandoned
+    );
     assert!(stats.dead_writers <= producer_kills);
     assert!(stats.dead_readers <= consumer_kills);
     assert_eq!(received + lost, attempted);

@@ -1,6 +1,11 @@
 //! Queues between real processes: exact accounting with many producers and
 //! consumers, byte messages with checksums, pipes, joinable queues.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_types, reason = "tests: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    reason = "tests: a panic is the failure report"
+)]
 
 mod common;
 
@@ -45,7 +50,10 @@ fn four_by_four_processes_move_a_million_items_exactly_once_in_order() {
                 loop {
                     match q.get() {
                         Ok(v) => {
-                            let (p, seq) = ((v >> PRODUCER_SHIFT) as usize, v & ((1 << PRODUCER_SHIFT) - 1));
+                            let (p, seq) = (
+                                (v >> PRODUCER_SHIFT) as usize,
+                                v & ((1 << PRODUCER_SHIFT) - 1),
+                            );
                             if p >= PRODUCERS as usize || seq == 0 || seq > PER_PRODUCER {
                                 return 2; // corrupt
                             }
@@ -75,10 +83,22 @@ fn four_by_four_processes_move_a_million_items_exactly_once_in_order() {
     join_all_ok(consumers);
     let n = PER_PRODUCER;
     for p in 0..PRODUCERS as usize {
-        assert_eq!(mem.atomic(3 * p).load(Ordering::SeqCst), n, "count, producer {p}");
-        assert_eq!(mem.atomic(3 * p + 1).load(Ordering::SeqCst), n * (n + 1) / 2, "sum, producer {p}");
+        assert_eq!(
+            mem.atomic(3 * p).load(Ordering::SeqCst),
+            n,
+            "count, producer {p}"
+        );
+        assert_eq!(
+            mem.atomic(3 * p + 1).load(Ordering::SeqCst),
+            n * (n + 1) / 2,
+            "sum, producer {p}"
+        );
         let squares = (1..=n).fold(0u64, |a, s| a.wrapping_add(s * s));
-        assert_eq!(mem.atomic(3 * p + 2).load(Ordering::SeqCst), squares, "squares, producer {p}");
+        assert_eq!(
+            mem.atomic(3 * p + 2).load(Ordering::SeqCst),
+            squares,
+            "squares, producer {p}"
+        );
     }
     assert_eq!(q.stats().abandoned, 0);
     assert!(q.is_empty());
@@ -93,7 +113,9 @@ fn rng(state: &mut u64) -> u64 {
 }
 
 fn checksum(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Byte messages of random length (0..=200) with a header (producer, sequence,
@@ -170,7 +192,10 @@ fn bytes_queue_random_lengths_with_checksums_across_processes() {
     let n = u64::from(PER_PRODUCER);
     for p in 0..PRODUCERS as usize {
         assert_eq!(mem.atomic(2 * p).load(Ordering::SeqCst), n);
-        assert_eq!(mem.atomic(2 * p + 1).load(Ordering::SeqCst), n * (n + 1) / 2);
+        assert_eq!(
+            mem.atomic(2 * p + 1).load(Ordering::SeqCst),
+            n * (n + 1) / 2
+        );
     }
 }
 

@@ -35,7 +35,11 @@ fn uncontended_operations_make_no_futex_syscalls() {
     assert_eq!(q.put_many(&[1, 2, 3]), 3);
     let mut out = [0u64; 3];
     assert_eq!(q.get_many(&mut out), 3);
-    assert_eq!(futex_syscalls() - before, 0, "a fast path made a futex syscall");
+    assert_eq!(
+        futex_syscalls() - before,
+        0,
+        "a fast path made a futex syscall"
+    );
 
     // The counter does count: a timed wait on an empty queue must sleep.
     let before = futex_syscalls();
