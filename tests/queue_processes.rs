@@ -119,11 +119,12 @@ fn checksum(bytes: &[u8]) -> u32 {
 }
 
 /// Byte messages of random length (0..=200) with a header (producer, sequence,
-/// checksum of the body): 2 x 2 processes, every message intact, exactly once.
+/// checksum of the body): 4 x 4 processes, 1,000,000 messages, every message
+/// intact, exactly once, in order per producer.
 #[test]
 fn bytes_queue_random_lengths_with_checksums_across_processes() {
-    const PRODUCERS: u32 = 2;
-    const PER_PRODUCER: u32 = 50_000;
+    const PRODUCERS: u32 = 4;
+    const PER_PRODUCER: u32 = 250_000;
     const SLOT: usize = 212;
     let q = BytesQueue::anonymous(32, SLOT).unwrap();
     let mem = Scratch::new(2 * PRODUCERS as usize);
@@ -150,7 +151,7 @@ fn bytes_queue_random_lengths_with_checksums_across_processes() {
             })
         })
         .collect();
-    let consumers: Vec<_> = (0..2)
+    let consumers: Vec<_> = (0..4)
         .map(|_| {
             spawn(|| {
                 let mut buf = [0u8; SLOT];
