@@ -186,10 +186,10 @@ impl Slots for ShmSlots {
     #[inline]
     fn word(&self, i: usize) -> &AtomicU64 {
         let i = i & (self.geo.capacity - 1);
-        // SAFETY: `i < capacity` (masked with the validated, process-local
-        // capacity); slot `i` lies inside the payload (`check`), 8-aligned
-        // (`slots_offset` is 128-aligned, `stride` a multiple of 8), and the word was
-        // initialized by the creator before READY.
+        // Slot `i` (masked by the validated, process-local capacity) lies inside
+        // the payload (`check`); `slots_offset` is 128-aligned, `stride` a multiple
+        // of 8; the creator initialized every word before READY.
+        // SAFETY: in bounds, aligned and initialized, as just argued.
         unsafe {
             &*self
                 .base
@@ -201,10 +201,10 @@ impl Slots for ShmSlots {
     #[inline]
     fn write<R>(&self, i: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         let i = i & (self.geo.capacity - 1);
-        // SAFETY: in bounds as in `word`; the caller owns the slot (BUSY, claimed by
-        // CAS), so no other process touches these payload bytes until the
-        // Release publish. Other processes' views are plain bytes, not Rust
-        // references, so the exclusive borrow is sound for the closure's duration.
+        // The caller owns the slot (BUSY, claimed by CAS): no other process touches
+        // these bytes until the Release publish, and other processes hold no Rust
+        // references to them.
+        // SAFETY: in bounds as in `word`; exclusive for the closure's duration.
         let payload = unsafe {
             std::slice::from_raw_parts_mut(
                 self.base

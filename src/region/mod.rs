@@ -518,10 +518,9 @@ pub(crate) fn leave_all() {
         if a == 0 {
             continue;
         }
-        // SAFETY: entries are added by `member()` on a `Region` inside an `Arc` and
-        // removed first thing in its `Drop`, before the mapping goes away, so a
-        // non-zero entry names a live `Region`. This runs in a forked child, which
-        // has a single thread, so no `Drop` can run concurrently.
+        // Entries are added by `member()` on a `Region` inside an `Arc` and removed
+        // first thing in its `Drop`; this runs in a single-threaded forked child.
+        // SAFETY: so a non-zero entry names a live `Region` no `Drop` can race.
         let region = unsafe { &*(a as *const Region) };
         region.leave();
     }

@@ -45,10 +45,10 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) 
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a live, 4-byte aligned u32 for the duration of the call (the
-    // reference guarantees it); `ts_ptr` is null or points at `ts`, which outlives the
-    // call. FUTEX_WAIT_BITSET only reads both. The shared variant is intended: the
-    // word is in MAP_SHARED memory and waiters may be in other processes.
+    // The shared (non-private) variant is intended: the word is in MAP_SHARED
+    // memory and waiters may be in other processes.
+    // SAFETY: `word` is a live, aligned u32 (the reference guarantees it); `ts_ptr`
+    // is null or points at `ts`, which outlives the call; the kernel only reads both.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
