@@ -58,6 +58,8 @@ pub(crate) mod loom;
 )]
 pub(crate) mod sys;
 
+pub mod dict;
+
 #[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]
@@ -69,6 +71,9 @@ mod queue;
 pub mod region;
 pub mod sync;
 
+pub use dict::{DictError, FixedBytes, FixedStr, TooLong};
+#[cfg(not(loom))]
+pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
 #[cfg(not(loom))]
 pub use queue::{
@@ -86,6 +91,7 @@ pub use sync::{BarrierError, BarrierWaitResult, LockError, ReleaseError};
 #[doc(hidden)]
 #[cfg(loom)]
 pub mod __loom {
+    pub use crate::dict::table::model::LoomDict;
     pub use crate::queue::ring::model::LoomRing;
     pub use crate::queue::ring::{GetFail, PutFail, WaitFail};
     pub use crate::sync::{

@@ -88,11 +88,18 @@ pub(crate) mod atomic {
 
     atomic!(AtomicU32, u32);
     atomic!(AtomicU64, u64);
+
+    /// A memory fence (seqlocks need one on each side of their data).
+    #[inline]
+    #[allow(dead_code, reason = "used by the seqlocked layers")]
+    pub(crate) fn fence(o: Ordering) {
+        core::sync::atomic::fence(o);
+    }
 }
 
 #[cfg(loom)]
 pub(crate) mod atomic {
-    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 }
 
 /// `UnsafeCell` reachable only through closures, so loom can see every access.

@@ -1,0 +1,851 @@
+//! The dict algorithm: open addressing with linear probing over an array of
+//! 64-bit words, a seqlock per slot for lock-free readers, one robust writer
+//! lock, and a one-slot undo journal that makes every write crash-atomic.
+//!
+//! # Layout
+//!
+//! `slots` (a power of two) slots of `stride` words each, then one journal slot:
+//!
+//! ```text
+//! slot i:  [ seq | tag | key words (kw) | value words (vw) ]
+//! tag:     hash & !3 | state        state: EMPTY 0, FULL 1, TOMB 2
+//! ```
+//!
+//! Keys and values are copied in and out as little-endian words (the last one
+//! zero-padded), so neither needs any alignment and every access is atomic: a
+//! reader racing a writer sees stale or new words, never undefined behaviour, and
+//! the seqlock tells it to retry.
+//!
+//! # Protocol
+//!
+//! Readers: load `seq` (Acquire); odd means a write is in progress, so wait (and
+//! if it stays odd, take the writer lock, which repairs a dead writer's slot);
+//! read the tag, key and value words (Relaxed); `fence(Acquire)`; re-load `seq`;
+//! a different value means the slot changed underneath, so read it again.
+//!
+//! Writers hold the lock. To change slot `i` they copy its words into the journal
+//! slot, publish `journal = SLOT | i` (Release), then `seq += 1` (odd),
+//! `fence(Release)`, write the words, `seq += 1` (even, Release), and clear the
+//! journal. The two fences are the standard seqlock pairing: a reader whose
+//! relaxed loads saw any word written after the writer's Release fence also sees,
+//! after its own Acquire fence, the odd `seq` stored before it, so it retries.
+//!
+//! # Crash recovery
+//!
+//! A writer killed anywhere leaves the robust lock owner-died. The next acquirer
+//! (writer, or a reader that found a slot stuck odd) runs `recover` before doing
+//! anything else: it rolls the journaled slot back to its old words (or finishes
+//! an interrupted `clear`), makes every odd `seq` even (the only other writes are
+//! single-word tag changes, old or new both valid), recounts `len` from the slots,
+//! and marks the lock consistent. So after a crash every key maps to its old or
+//! its new value, never a mix, and `len` matches the entries.
+//!
+//! # Removal without tombstone build-up
+//!
+//! Removing slot `i` leaves a tombstone unless slot `i + 1` is empty, in which
+//! case slot `i` becomes empty and so do the tombstones just before it. This is
+//! safe for concurrent readers: a key at `j` with home `h` has every slot in
+//! `h..j` non-empty, so a slot followed by an empty one lies on no key's probe
+//! path.
+
+use bytemuck::Pod;
+
+use crate::loom::atomic::{AtomicU64, Ordering, fence};
+use crate::loom::hint::spin_wait;
+use crate::loom::{Acquired, MutexError};
+use crate::sync::{How, RawLock};
+
+const EMPTY: u64 = 0;
+const FULL: u64 = 1;
+const TOMB: u64 = 2;
+const STATE: u64 = 3;
+
+/// `RawDict::journal`: idle.
+const JOURNAL_IDLE: u64 = 0;
+/// `RawDict::journal`: the journal slot holds the old words of slot `low bits`.
+const JOURNAL_SLOT: u64 = 1 << 63;
+/// `RawDict::journal`: a `clear` is in progress (recovery finishes it).
+const JOURNAL_CLEAR: u64 = 1 << 62;
+
+/// The largest slot count (2^31): keeps indices in `u32` and sizes sane.
+pub(crate) const MAX_SLOTS: u64 = 1 << 31;
+
+/// Why a dict operation failed. `Full` hands back what was not inserted.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DictError<T = ()> {
+    /// The dict holds `capacity` entries already; the key and value are handed
+    /// back, nothing was overwritten.
+    #[error("the dict is full")]
+    Full(T),
+    /// The writer lock cannot be repaired (only possible if something other than
+    /// this crate released it while inconsistent).
+    #[error("the dict's writer lock is not recoverable")]
+    NotRecoverable,
+    /// The robust mutex reported an unexpected errno (a scribbled-over region).
+    #[error("the dict's writer lock failed with errno {0}")]
+    Os(i32),
+}
+
+impl<T> DictError<T> {
+    /// The same error without the handed-back item.
+    pub fn without_item(self) -> DictError {
+        match self {
+            DictError::Full(_) => DictError::Full(()),
+            DictError::NotRecoverable => DictError::NotRecoverable,
+            DictError::Os(e) => DictError::Os(e),
+        }
+    }
+
+    /// The item a `Full` error handed back.
+    pub fn into_inner(self) -> Option<T> {
+        match self {
+            DictError::Full(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> DictError<U> {
+        match self {
+            DictError::Full(t) => DictError::Full(f(t)),
+            DictError::NotRecoverable => DictError::NotRecoverable,
+            DictError::Os(e) => DictError::Os(e),
+        }
+    }
+}
+
+/// The dict's shared header; the slot words follow it in the payload.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawDict {
+    /// Serializes writers; owner-died triggers `recover`.
+    lock: RawLock,
+    /// `JOURNAL_*`; written by the lock holder only.
+    journal: AtomicU64,
+    /// Entries; written by the lock holder only, read Relaxed by `len()`.
+    len: AtomicU64,
+    /// Times a dead writer's state was repaired.
+    recoveries: AtomicU64,
+    capacity: u64,
+    slots: u64,
+    key_size: u64,
+    value_size: u64,
+    k0: u64,
+    k1: u64,
+}
+
+/// Process-local, validated geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geo {
+    pub(crate) capacity: usize,
+    pub(crate) slots: usize,
+    pub(crate) stride: usize,
+    pub(crate) key_words: usize,
+    pub(crate) value_words: usize,
+    pub(crate) k0: u64,
+    pub(crate) k1: u64,
+}
+
+impl Geo {
+    /// The geometry for `capacity` entries of these sizes: slots are the
+    /// smallest power of two with `capacity <= 3/4 * slots` (load factor at most
+    /// 75%, and at least one empty slot). `None` if out of range.
+    pub(crate) fn plan(capacity: u64, key_size: u64, value_size: u64, k0: u64, k1: u64) -> Option<Geo> {
+        if capacity == 0 {
+            return None;
+        }
+        let min_slots = capacity.checked_mul(4)?.div_ceil(3).max(2);
+        let slots = min_slots.checked_next_power_of_two()?;
+        if slots > MAX_SLOTS {
+            return None;
+        }
+        let key_words = key_size.div_ceil(8);
+        let value_words = value_size.div_ceil(8);
+        let stride = key_words.checked_add(value_words)?.checked_add(2)?;
+        // The word count must fit comfortably: (slots + 1) * stride * 8 bytes.
+        (slots + 1).checked_mul(stride)?.checked_mul(8)?;
+        Some(Geo {
+            capacity: usize::try_from(capacity).ok()?,
+            slots: usize::try_from(slots).ok()?,
+            stride: usize::try_from(stride).ok()?,
+            key_words: usize::try_from(key_words).ok()?,
+            value_words: usize::try_from(value_words).ok()?,
+            k0,
+            k1,
+        })
+    }
+
+    /// Number of words in the slot array including the journal slot.
+    pub(crate) fn words(&self) -> usize {
+        (self.slots + 1) * self.stride
+    }
+}
+
+impl RawDict {
+    /// The header for `geo` (loom builds it on the heap; shared memory writes it
+    /// in place through `init`).
+    #[cfg(loom)]
+    pub(crate) fn new(geo: &Geo, key_size: u64, value_size: u64) -> RawDict {
+        RawDict {
+            lock: RawLock::new(),
+            journal: AtomicU64::new(JOURNAL_IDLE),
+            len: AtomicU64::new(0),
+            recoveries: AtomicU64::new(0),
+            capacity: geo.capacity as u64,
+            slots: geo.slots as u64,
+            key_size,
+            value_size,
+            k0: geo.k0,
+            k1: geo.k1,
+        }
+    }
+
+    /// Writes a fresh header.
+    ///
+    /// # Safety
+    ///
+    /// `this` must be valid for writes, aligned, zeroed and unused by anyone.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn init(
+        this: *mut RawDict,
+        geo: &Geo,
+        key_size: u64,
+        value_size: u64,
+    ) -> std::io::Result<()> {
+        use std::ptr::addr_of_mut;
+        // SAFETY: the caller guarantees `this` is valid, aligned and unused; the
+        // atomics are zero-initialized (zeroed memory), which is JOURNAL_IDLE / 0.
+        unsafe {
+            addr_of_mut!((*this).capacity).write(geo.capacity as u64);
+            addr_of_mut!((*this).slots).write(geo.slots as u64);
+            addr_of_mut!((*this).key_size).write(key_size);
+            addr_of_mut!((*this).value_size).write(value_size);
+            addr_of_mut!((*this).k0).write(geo.k0);
+            addr_of_mut!((*this).k1).write(geo.k1);
+            RawLock::init(addr_of_mut!((*this).lock))
+        }
+    }
+
+    /// Re-derives the geometry from the header, checking it against the sizes the
+    /// caller expects. `None` if anything is inconsistent.
+    pub(crate) fn geometry(&self, key_size: usize, value_size: usize) -> Option<Geo> {
+        if self.key_size != key_size as u64 || self.value_size != value_size as u64 {
+            return None;
+        }
+        let geo = Geo::plan(self.capacity, self.key_size, self.value_size, self.k0, self.k1)?;
+        (geo.slots as u64 == self.slots).then_some(geo)
+    }
+
+    /// Number of repairs after a dead writer.
+    pub(crate) fn recoveries(&self) -> u64 {
+        self.recoveries.load(Ordering::Relaxed)
+    }
+
+    /// Loom only: the writer holding the lock "dies".
+    #[cfg(loom)]
+    pub(crate) fn simulate_writer_death(&self) {
+        self.lock.simulate_owner_death();
+    }
+}
+
+/// What a reader found.
+enum Read<T> {
+    Done(T),
+    /// A slot stayed odd past the spin window: settle through the lock.
+    Stuck,
+}
+
+/// Where a key is, for a writer.
+enum Locate {
+    Found(usize),
+    /// Absent; the first reusable slot on its probe path, if any.
+    Vacant(Option<usize>),
+}
+
+/// The dict algorithm over a header and its slot words.
+pub(crate) struct Table<'a> {
+    raw: &'a RawDict,
+    words: &'a [AtomicU64],
+    geo: Geo,
+}
+
+/// Holds the writer lock; releases it on drop.
+struct Writer<'a> {
+    lock: &'a RawLock,
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // Fails only if this thread does not hold the lock, which `Writer`'s
+        // existence rules out.
+        let _ = self.lock.release();
+    }
+}
+
+/// Word `i` of `bytes` as a little-endian, zero-padded `u64`.
+#[inline]
+fn word_of(bytes: &[u8], i: usize) -> u64 {
+    let start = i * 8;
+    let mut w = [0u8; 8];
+    if start < bytes.len() {
+        let end = (start + 8).min(bytes.len());
+        w[..end - start].copy_from_slice(&bytes[start..end]);
+    }
+    u64::from_le_bytes(w)
+}
+
+impl<'a> Table<'a> {
+    /// The table over `words`, which must hold exactly `geo.words()` words (every
+    /// index below is `< geo.words()` by construction from the validated `geo`).
+    pub(crate) fn new(raw: &'a RawDict, words: &'a [AtomicU64], geo: Geo) -> Table<'a> {
+        debug_assert_eq!(words.len(), geo.words());
+        Table { raw, words, geo }
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.geo.slots - 1
+    }
+
+    #[inline]
+    fn base(&self, i: usize) -> usize {
+        (i & self.mask()) * self.geo.stride
+    }
+
+    #[inline]
+    fn journal_base(&self) -> usize {
+        self.geo.slots * self.geo.stride
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        super::hash::sip13(self.geo.k0, self.geo.k1, key)
+    }
+
+    #[inline]
+    fn tag_for(h: u64) -> u64 {
+        (h & !STATE) | FULL
+    }
+
+    /// Whether the key words at `base + 2` equal `key`.
+    #[inline]
+    fn key_eq(&self, base: usize, key: &[u8]) -> bool {
+        (0..self.geo.key_words)
+            .all(|k| self.words[base + 2 + k].load(Ordering::Relaxed) == word_of(key, k))
+    }
+
+    /// Copies `words[from..]` into `out`'s bytes.
+    #[inline]
+    fn read_into<T: Pod>(&self, from: usize) -> T {
+        let mut out = T::zeroed();
+        for (k, chunk) in bytemuck::bytes_of_mut(&mut out).chunks_mut(8).enumerate() {
+            let w = self.words[from + k].load(Ordering::Relaxed).to_le_bytes();
+            chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+        out
+    }
+
+    /// An even `seq` for the slot at `base`, waiting out a write in progress;
+    /// `None` if it stays odd past the spin window.
+    #[inline]
+    fn stable_seq(&self, base: usize) -> Option<u64> {
+        // SYNC(seqlock): Acquire pairs with the writer's final Release store.
+        let s = self.words[base].load(Ordering::Acquire);
+        if s & 1 == 0 {
+            return Some(s);
+        }
+        let mut seen = s;
+        spin_wait(|| {
+            seen = self.words[base].load(Ordering::Acquire);
+            seen & 1 == 0
+        })
+        .then_some(seen)
+    }
+
+    /// Whether the slot at `base` still has `seq == s` after the relaxed reads.
+    #[inline]
+    fn validate(&self, base: usize, s: u64) -> bool {
+        // SYNC(seqlock): pairs with the writer's Release fence after its odd store.
+        fence(Ordering::Acquire);
+        self.words[base].load(Ordering::Relaxed) == s
+    }
+
+    // ---- readers (no lock) ----
+
+    /// The value for `key`.
+    pub(crate) fn get<K: Pod, V: Pod>(&self, key: &K) -> Result<Option<V>, DictError> {
+        let kb = bytemuck::bytes_of(key);
+        let h = self.hash(kb);
+        loop {
+            match self.read_lookup::<V>(kb, h) {
+                Read::Done(r) => return Ok(r),
+                Read::Stuck => self.settle()?,
+            }
+        }
+    }
+
+    fn read_lookup<V: Pod>(&self, kb: &[u8], h: u64) -> Read<Option<V>> {
+        let want = Self::tag_for(h);
+        let mut i = h as usize;
+        for _ in 0..self.geo.slots {
+            let base = self.base(i);
+            loop {
+                let Some(s) = self.stable_seq(base) else {
+                    return Read::Stuck;
+                };
+                let tag = self.words[base + 1].load(Ordering::Relaxed);
+                let found = if tag & STATE == EMPTY {
+                    Some(None)
+                } else if tag == want && self.key_eq(base, kb) {
+                    Some(Some(self.read_into::<V>(base + 2 + self.geo.key_words)))
+                } else {
+                    None
+                };
+                if !self.validate(base, s) {
+                    continue;
+                }
+                match found {
+                    Some(r) => return Read::Done(r),
+                    None => break,
+                }
+            }
+            i = i.wrapping_add(1);
+        }
+        Read::Done(None)
+    }
+
+    /// Every entry, each read consistently (the set is not one atomic snapshot
+    /// when writers run concurrently).
+    pub(crate) fn entries<K: Pod, V: Pod>(&self) -> Result<Vec<(K, V)>, DictError> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.geo.slots {
+            let base = self.base(i);
+            let Some(s) = self.stable_seq(base) else {
+                self.settle()?;
+                continue;
+            };
+            let tag = self.words[base + 1].load(Ordering::Relaxed);
+            let entry = (tag & STATE == FULL).then(|| {
+                (
+                    self.read_into::<K>(base + 2),
+                    self.read_into::<V>(base + 2 + self.geo.key_words),
+                )
+            });
+            if !self.validate(base, s) {
+                continue;
+            }
+            out.extend(entry);
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// Number of entries (exact when no write is in flight).
+    pub(crate) fn len(&self) -> usize {
+        // Relaxed: a count, ordered with nothing else.
+        (self.raw.len.load(Ordering::Relaxed) as usize).min(self.geo.capacity)
+    }
+
+    /// Waits for the writer lock (repairing a dead writer's state) and releases it.
+    fn settle(&self) -> Result<(), DictError> {
+        self.lock().map(drop)
+    }
+
+    // ---- writers (under the lock) ----
+
+    fn lock(&self) -> Result<Writer<'_>, DictError> {
+        match self.raw.lock.acquire(How::Block) {
+            Ok(Acquired::Clean) => Ok(Writer {
+                lock: &self.raw.lock,
+            }),
+            Ok(Acquired::OwnerDied) => {
+                let w = Writer {
+                    lock: &self.raw.lock,
+                };
+                self.recover();
+                // Cannot fail: we hold the lock and it is inconsistent.
+                let _ = self.raw.lock.mark_consistent();
+                Ok(w)
+            }
+            Err(MutexError::NotRecoverable) => Err(DictError::NotRecoverable),
+            Err(MutexError::Os(e)) => Err(DictError::Os(e)),
+            Err(_) => Err(DictError::Os(0)),
+        }
+    }
+
+    /// Repairs what a dead writer left; the caller holds the lock.
+    fn recover(&self) {
+        let j = self.raw.journal.load(Ordering::Acquire);
+        if j & JOURNAL_CLEAR != 0 {
+            for i in 0..self.geo.slots {
+                self.write_slot(i, |s| s[0].store(EMPTY, Ordering::Relaxed));
+            }
+        } else if j & JOURNAL_SLOT != 0 {
+            // Masked: a scribbled journal word still names a slot in bounds.
+            let i = (j as usize) & self.mask();
+            let jb = self.journal_base();
+            self.write_slot(i, |s| {
+                for (k, w) in s.iter().enumerate() {
+                    w.store(
+                        self.words[jb + 1 + k].load(Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    );
+                }
+            });
+        }
+        let mut len = 0u64;
+        for i in 0..self.geo.slots {
+            let base = self.base(i);
+            let s = self.words[base].load(Ordering::Relaxed);
+            if s & 1 == 1 {
+                // An interrupted single-word tag change: old or new tag, both valid.
+                self.words[base].store(s.wrapping_add(1), Ordering::Release);
+            }
+            if self.words[base + 1].load(Ordering::Relaxed) & STATE == FULL {
+                len += 1;
+            }
+        }
+        self.raw.len.store(len, Ordering::Relaxed);
+        self.raw.journal.store(JOURNAL_IDLE, Ordering::Release);
+        self.raw.recoveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Seqlock write of slot `i`'s words after `seq` (tag, key, value).
+    fn write_slot(&self, i: usize, f: impl FnOnce(&[AtomicU64])) {
+        let base = self.base(i);
+        // A dead writer may have left `seq` odd: keep it odd, then make it even.
+        let odd = self.words[base].load(Ordering::Relaxed) | 1;
+        self.words[base].store(odd, Ordering::Relaxed);
+        // SYNC(seqlock): orders the odd store before the data stores for readers
+        // that pair with an Acquire fence.
+        fence(Ordering::Release);
+        f(&self.words[base + 1..base + self.geo.stride]);
+        // SYNC(seqlock): publishes the data with the even `seq`.
+        self.words[base].store(odd.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Saves slot `i`'s words in the journal and arms it.
+    fn journal(&self, i: usize) {
+        let base = self.base(i);
+        let jb = self.journal_base();
+        for k in 1..self.geo.stride {
+            self.words[jb + k].store(
+                self.words[base + k].load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+        }
+        // Release: a recoverer that sees the armed journal sees its words (it also
+        // synchronizes through the robust mutex; this keeps the order explicit).
+        self.raw
+            .journal
+            .store(JOURNAL_SLOT | (i & self.mask()) as u64, Ordering::Release);
+    }
+
+    fn journal_done(&self) {
+        self.raw.journal.store(JOURNAL_IDLE, Ordering::Release);
+    }
+
+    /// Finds `key` under the lock (no seqlock needed: only we write).
+    fn locate(&self, kb: &[u8], h: u64) -> Locate {
+        let want = Self::tag_for(h);
+        let mut free = None;
+        let mut i = h as usize & self.mask();
+        for _ in 0..self.geo.slots {
+            let tag = self.words[self.base(i) + 1].load(Ordering::Relaxed);
+            match tag & STATE {
+                EMPTY => return Locate::Vacant(free.or(Some(i))),
+                FULL => {
+                    if tag == want && self.key_eq(self.base(i), kb) {
+                        return Locate::Found(i);
+                    }
+                }
+                // TOMB, or a scribbled state: reusable.
+                _ => {
+                    free.get_or_insert(i);
+                }
+            }
+            i = (i + 1) & self.mask();
+        }
+        Locate::Vacant(free)
+    }
+
+    fn value_at<V: Pod>(&self, i: usize) -> V {
+        self.read_into(self.base(i) + 2 + self.geo.key_words)
+    }
+
+    fn set_value(&self, i: usize, vb: &[u8]) {
+        self.journal(i);
+        let kw = self.geo.key_words;
+        let vw = self.geo.value_words;
+        self.write_slot(i, |s| {
+            for k in 0..vw {
+                s[1 + kw + k].store(word_of(vb, k), Ordering::Relaxed);
+            }
+        });
+        self.journal_done();
+    }
+
+    /// Inserts a new key at `free`; the caller holds the lock and checked absence.
+    fn put_new(&self, free: Option<usize>, h: u64, kb: &[u8], vb: &[u8]) -> Result<(), ()> {
+        let len = self.raw.len.load(Ordering::Relaxed);
+        if len >= self.geo.capacity as u64 {
+            return Err(());
+        }
+        // With fewer than `capacity < slots` entries there is always a free slot;
+        // `None` only on a scribbled table.
+        let i = free.ok_or(())?;
+        self.journal(i);
+        let kw = self.geo.key_words;
+        let vw = self.geo.value_words;
+        self.write_slot(i, |s| {
+            s[0].store(Self::tag_for(h), Ordering::Relaxed);
+            for k in 0..kw {
+                s[1 + k].store(word_of(kb, k), Ordering::Relaxed);
+            }
+            for k in 0..vw {
+                s[1 + kw + k].store(word_of(vb, k), Ordering::Relaxed);
+            }
+        });
+        self.raw.len.store(len + 1, Ordering::Relaxed);
+        self.journal_done();
+        Ok(())
+    }
+
+    /// Inserts or replaces; the old value if there was one.
+    pub(crate) fn insert<K: Pod, V: Pod>(
+        &self,
+        key: K,
+        value: V,
+    ) -> Result<Option<V>, DictError<(K, V)>> {
+        let kb = bytemuck::bytes_of(&key);
+        let h = self.hash(kb);
+        let _w = self.lock().map_err(|e| e.map(|()| (key, value)))?;
+        match self.locate(kb, h) {
+            Locate::Found(i) => {
+                let old = self.value_at::<V>(i);
+                self.set_value(i, bytemuck::bytes_of(&value));
+                Ok(Some(old))
+            }
+            Locate::Vacant(free) => match self.put_new(free, h, kb, bytemuck::bytes_of(&value)) {
+                Ok(()) => Ok(None),
+                Err(()) => Err(DictError::Full((key, value))),
+            },
+        }
+    }
+
+    /// The value for `key`, inserting `value` first if the key is absent.
+    pub(crate) fn get_or_insert<K: Pod, V: Pod>(
+        &self,
+        key: K,
+        value: V,
+    ) -> Result<V, DictError<(K, V)>> {
+        let kb = bytemuck::bytes_of(&key);
+        let h = self.hash(kb);
+        let _w = self.lock().map_err(|e| e.map(|()| (key, value)))?;
+        match self.locate(kb, h) {
+            Locate::Found(i) => Ok(self.value_at::<V>(i)),
+            Locate::Vacant(free) => match self.put_new(free, h, kb, bytemuck::bytes_of(&value)) {
+                Ok(()) => Ok(value),
+                Err(()) => Err(DictError::Full((key, value))),
+            },
+        }
+    }
+
+    /// Applies `f` to the value of `key` atomically; `None` if absent.
+    pub(crate) fn update<K: Pod, V: Pod, R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<Option<R>, DictError> {
+        let kb = bytemuck::bytes_of(key);
+        let h = self.hash(kb);
+        let _w = self.lock()?;
+        match self.locate(kb, h) {
+            Locate::Found(i) => {
+                let mut v = self.value_at::<V>(i);
+                // `f` runs before anything is journaled: if it panics, the guard
+                // releases the lock and nothing changed.
+                let r = f(&mut v);
+                self.set_value(i, bytemuck::bytes_of(&v));
+                Ok(Some(r))
+            }
+            Locate::Vacant(_) => Ok(None),
+        }
+    }
+
+    /// Applies `f` to the value of `key`, inserting `default` first if absent.
+    pub(crate) fn update_or_insert<K: Pod, V: Pod, R>(
+        &self,
+        key: K,
+        default: V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<R, DictError<(K, V)>> {
+        let kb = bytemuck::bytes_of(&key);
+        let h = self.hash(kb);
+        let _w = self.lock().map_err(|e| e.map(|()| (key, default)))?;
+        match self.locate(kb, h) {
+            Locate::Found(i) => {
+                let mut v = self.value_at::<V>(i);
+                let r = f(&mut v);
+                self.set_value(i, bytemuck::bytes_of(&v));
+                Ok(r)
+            }
+            Locate::Vacant(free) => {
+                let mut v = default;
+                let r = f(&mut v);
+                match self.put_new(free, h, kb, bytemuck::bytes_of(&v)) {
+                    Ok(()) => Ok(r),
+                    Err(()) => Err(DictError::Full((key, default))),
+                }
+            }
+        }
+    }
+
+    /// Removes `key`; its value if it was present.
+    pub(crate) fn remove<K: Pod, V: Pod>(&self, key: &K) -> Result<Option<V>, DictError> {
+        let kb = bytemuck::bytes_of(key);
+        let h = self.hash(kb);
+        let _w = self.lock()?;
+        let Locate::Found(i) = self.locate(kb, h) else {
+            return Ok(None);
+        };
+        let old = self.value_at::<V>(i);
+        let next_empty = self.state(i + 1) == EMPTY;
+        self.journal(i);
+        let tag = if next_empty { EMPTY } else { TOMB };
+        self.write_slot(i, |s| s[0].store(tag, Ordering::Relaxed));
+        let len = self.raw.len.load(Ordering::Relaxed);
+        self.raw.len.store(len.saturating_sub(1), Ordering::Relaxed);
+        self.journal_done();
+        if next_empty {
+            // Tombstones now followed by an empty slot lie on no probe path.
+            let mut j = i.wrapping_sub(1) & self.mask();
+            for _ in 1..self.geo.slots {
+                if self.state(j) != TOMB {
+                    break;
+                }
+                self.write_slot(j, |s| s[0].store(EMPTY, Ordering::Relaxed));
+                j = j.wrapping_sub(1) & self.mask();
+            }
+        }
+        Ok(Some(old))
+    }
+
+    fn state(&self, i: usize) -> u64 {
+        self.words[self.base(i) + 1].load(Ordering::Relaxed) & STATE
+    }
+
+    /// Removes every entry.
+    pub(crate) fn clear(&self) -> Result<(), DictError> {
+        let _w = self.lock()?;
+        self.raw.journal.store(JOURNAL_CLEAR, Ordering::Release);
+        for i in 0..self.geo.slots {
+            if self.state(i) != EMPTY {
+                self.write_slot(i, |s| s[0].store(EMPTY, Ordering::Relaxed));
+            }
+        }
+        self.raw.len.store(0, Ordering::Relaxed);
+        self.journal_done();
+        Ok(())
+    }
+
+    /// Loom and fault-injection tests: begin a write of `value` to `key`'s slot
+    /// and stop halfway (journal armed, `seq` odd, first value word written), as a
+    /// writer killed at that instruction would. The caller then "dies".
+    #[cfg(loom)]
+    pub(crate) fn begin_torn_write<K: Pod, V: Pod>(&self, key: &K, value: &V) -> bool {
+        let kb = bytemuck::bytes_of(key);
+        let h = self.hash(kb);
+        let Ok(w) = self.lock() else {
+            return false;
+        };
+        // The "dying" writer never releases.
+        std::mem::forget(w);
+        let Locate::Found(i) = self.locate(kb, h) else {
+            return false;
+        };
+        self.journal(i);
+        let base = self.base(i);
+        let odd = self.words[base].load(Ordering::Relaxed) | 1;
+        self.words[base].store(odd, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let vb = bytemuck::bytes_of(value);
+        self.words[base + 2 + self.geo.key_words].store(word_of(vb, 0), Ordering::Relaxed);
+        true
+    }
+}
+
+/// Loom model: a dict on the heap.
+#[cfg(loom)]
+pub mod model {
+    use super::{DictError, Geo, RawDict, Table};
+    use crate::loom::atomic::AtomicU64;
+
+    /// A `u64 -> u64` dict for loom models.
+    #[derive(Debug)]
+    pub struct LoomDict {
+        raw: RawDict,
+        words: Vec<AtomicU64>,
+        geo: Geo,
+    }
+
+    impl LoomDict {
+        /// A dict with room for `capacity` entries.
+        pub fn new(capacity: u64) -> LoomDict {
+            let geo = Geo::plan(capacity, 8, 8, 0, 0).expect("small capacity");
+            let words = (0..geo.words()).map(|_| AtomicU64::new(0)).collect();
+            LoomDict {
+                raw: RawDict::new(&geo, 8, 8),
+                words,
+                geo,
+            }
+        }
+
+        fn table(&self) -> Table<'_> {
+            Table::new(&self.raw, &self.words, self.geo)
+        }
+
+        /// See `SharedDict::get`.
+        pub fn get(&self, k: u64) -> Result<Option<u64>, DictError> {
+            self.table().get::<u64, u64>(&k)
+        }
+
+        /// See `SharedDict::insert`.
+        pub fn insert(&self, k: u64, v: u64) -> Result<Option<u64>, DictError<(u64, u64)>> {
+            self.table().insert(k, v)
+        }
+
+        /// See `SharedDict::update`.
+        pub fn update(&self, k: u64, f: impl FnOnce(&mut u64)) -> Result<bool, DictError> {
+            Ok(self.table().update::<u64, u64, ()>(&k, f)?.is_some())
+        }
+
+        /// See `SharedDict::remove`.
+        pub fn remove(&self, k: u64) -> Result<Option<u64>, DictError> {
+            self.table().remove::<u64, u64>(&k)
+        }
+
+        /// See `SharedDict::len`.
+        pub fn len(&self) -> usize {
+            self.table().len()
+        }
+
+        /// Whether the model is empty.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Number of dead-writer repairs.
+        pub fn recoveries(&self) -> u64 {
+            self.raw.recoveries()
+        }
+
+        /// Begins a write of `v` to `k` and stops halfway, holding the lock; then
+        /// the calling thread "dies" (see `RawLock::simulate_owner_death`).
+        pub fn die_while_writing(&self, k: u64, v: u64) {
+            assert!(self.table().begin_torn_write(&k, &v), "key present");
+            self.raw.simulate_writer_death();
+        }
+    }
+}
