@@ -77,6 +77,32 @@ pub enum Error {
     /// A creation parameter is out of range (zero parties, zero slots, ...).
     #[error("invalid parameter: {0}")]
     InvalidParameter(&'static str),
+    /// A [`crate::Manager`] has no room left for the object.
+    #[error("manager region is out of space: {needed} bytes needed, {available} available")]
+    OutOfSpace {
+        /// Bytes the object needs (including alignment).
+        needed: usize,
+        /// Bytes still free in the manager's arena.
+        available: usize,
+    },
+    /// A [`crate::Manager`]'s directory has no free entry.
+    #[error("manager directory is full ({entries} objects)")]
+    DirectoryFull {
+        /// The directory's size.
+        entries: usize,
+    },
+    /// An object name inside a [`crate::Manager`] breaks the rules (1 to 63
+    /// bytes, no NUL).
+    #[error("invalid object name {name:?}: {reason}")]
+    InvalidObjectName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The manager's directory lock cannot be repaired.
+    #[error("the manager's directory lock is not recoverable")]
+    NotRecoverable,
     /// Any other operating-system error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -61,6 +61,8 @@ pub(crate) mod sys;
 pub mod dict;
 
 #[cfg(not(loom))]
+pub mod manager;
+#[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
@@ -70,11 +72,15 @@ mod queue;
 #[cfg(not(loom))]
 pub mod region;
 pub mod sync;
+#[cfg(not(loom))]
+pub mod value;
 
 pub use dict::{DictError, FixedBytes, FixedStr, TooLong};
 #[cfg(not(loom))]
 pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
+#[cfg(not(loom))]
+pub use manager::{Manager, ManagerOptions, ObjectInfo};
 #[cfg(not(loom))]
 pub use queue::{
     BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,
@@ -86,6 +92,8 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
 };
 pub use sync::{BarrierError, BarrierWaitResult, LockError, ReleaseError};
+#[cfg(not(loom))]
+pub use value::{Array, AtomicElement, Counter, Value, ValueError};
 
 /// Raw algorithms and the mocked robust mutex, for `tests/loom.rs` (loom builds only).
 #[doc(hidden)]

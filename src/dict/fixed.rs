@@ -173,7 +173,13 @@ mod tests {
         let s = FixedStr::<8>::try_new("héllo").expect("fits");
         assert_eq!(s.as_str(), "héllo");
         assert_eq!(s, "héllo");
-        assert_eq!(FixedStr::<8>::try_new("123456789"), Err(TooLong { len: 9, capacity: 8 }));
+        assert_eq!(
+            FixedStr::<8>::try_new("123456789"),
+            Err(TooLong {
+                len: 9,
+                capacity: 8
+            })
+        );
         assert!(FixedStr::<0>::try_new("").is_ok());
         assert_eq!(size_of::<FixedStr<6>>(), 8);
     }

@@ -92,7 +92,10 @@ mod tests {
         let data: Vec<u8> = (0u8..=64).collect();
         for len in 0..data.len() {
             for (k0, k1) in [(0, 0), (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908)] {
-                assert_eq!(sip::<2, 4>(k0, k1, &data[..len]), std_sip24(k0, k1, &data[..len]));
+                assert_eq!(
+                    sip::<2, 4>(k0, k1, &data[..len]),
+                    std_sip24(k0, k1, &data[..len])
+                );
             }
         }
     }

@@ -93,13 +93,18 @@ mod handle {
     }
 
     fn plan<K, V>(p: &DictParams) -> Result<Geo, Error> {
-        Geo::plan(p.capacity, size_of::<K>() as u64, size_of::<V>() as u64, p.k0, p.k1).ok_or(
-            if p.capacity == 0 {
-                Error::InvalidParameter("dict capacity must be at least 1")
-            } else {
-                Error::InvalidParameter("dict capacity too large")
-            },
+        Geo::plan(
+            p.capacity,
+            size_of::<K>() as u64,
+            size_of::<V>() as u64,
+            p.k0,
+            p.k1,
         )
+        .ok_or(if p.capacity == 0 {
+            Error::InvalidParameter("dict capacity must be at least 1")
+        } else {
+            Error::InvalidParameter("dict capacity too large")
+        })
     }
 
     // SAFETY: repr(C); a robust mutex, atomics and immutable integers; `check`
@@ -358,7 +363,11 @@ mod handle {
         /// (other writers wait; readers see the old or the new value). Returns
         /// `f`'s result, or `None` if the key is absent. `f` runs under the
         /// dict's writer lock: keep it short and do not touch the dict from it.
-        pub fn update<R>(&self, key: &K, f: impl FnOnce(&mut V) -> R) -> Result<Option<R>, DictError> {
+        pub fn update<R>(
+            &self,
+            key: &K,
+            f: impl FnOnce(&mut V) -> R,
+        ) -> Result<Option<R>, DictError> {
             self.table().update(key, f)
         }
 

@@ -150,7 +150,13 @@ impl Geo {
     /// The geometry for `capacity` entries of these sizes: slots are the
     /// smallest power of two with `capacity <= 3/4 * slots` (load factor at most
     /// 75%, and at least one empty slot). `None` if out of range.
-    pub(crate) fn plan(capacity: u64, key_size: u64, value_size: u64, k0: u64, k1: u64) -> Option<Geo> {
+    pub(crate) fn plan(
+        capacity: u64,
+        key_size: u64,
+        value_size: u64,
+        k0: u64,
+        k1: u64,
+    ) -> Option<Geo> {
         if capacity == 0 {
             return None;
         }
@@ -232,7 +238,13 @@ impl RawDict {
         if self.key_size != key_size as u64 || self.value_size != value_size as u64 {
             return None;
         }
-        let geo = Geo::plan(self.capacity, self.key_size, self.value_size, self.k0, self.k1)?;
+        let geo = Geo::plan(
+            self.capacity,
+            self.key_size,
+            self.value_size,
+            self.k0,
+            self.k1,
+        )?;
         (geo.slots as u64 == self.slots).then_some(geo)
     }
 

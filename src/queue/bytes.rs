@@ -120,16 +120,26 @@ impl BytesQueue {
         slot_size: usize,
         opts: RegionOptions,
     ) -> Result<BytesQueue, Error> {
+        let payload = BytesQueue::payload_for(slot_size)?;
+        let core = QueueCore::create(name, capacity as u64, payload as u64, false, opts)?;
+        Ok(BytesQueue { core })
+    }
+
+    /// Slot payload bytes for messages of up to `slot_size` bytes.
+    pub(crate) fn payload_for(slot_size: usize) -> Result<usize, Error> {
         if slot_size == 0 || slot_size > MAX_SLOT {
             return Err(Error::InvalidParameter("slot size must be 1 byte to 1 GiB"));
         }
-        let core = QueueCore::create(name, capacity as u64, (slot_size + LEN) as u64, false, opts)?;
-        Ok(BytesQueue { core })
+        Ok(slot_size + LEN)
     }
 
     /// Opens the byte queue `name`.
     pub fn open(name: &str) -> Result<BytesQueue, Error> {
-        let core: QueueCore<Bytes> = QueueCore::open(name)?;
+        BytesQueue::from_core(QueueCore::open(name)?)
+    }
+
+    /// Wraps a queue core after checking its slot size.
+    pub(crate) fn from_core(core: QueueCore<Bytes>) -> Result<BytesQueue, Error> {
         if core.slot_size() <= LEN {
             return Err(Error::Corrupted("byte queue slot size"));
         }

@@ -64,6 +64,11 @@ impl<T> Deref for JoinableQueue<T> {
 }
 
 impl<T: Pod> JoinableQueue<T> {
+    /// Wraps a joinable queue placed by the manager.
+    pub(crate) fn from_queue(queue: Queue<T>) -> JoinableQueue<T> {
+        JoinableQueue { queue }
+    }
+
     /// A joinable queue of `capacity` slots in an anonymous shared mapping.
     pub fn anonymous(capacity: usize) -> Result<JoinableQueue<T>, Error> {
         Ok(JoinableQueue {

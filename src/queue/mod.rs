@@ -46,6 +46,8 @@ pub use pipe::{Pipe, PipeEnd};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use serde_queue::{SerdeError, SerdeQueue};
 #[cfg(not(loom))]
+pub(crate) use shared::{QueueCore, QueueParams};
+#[cfg(not(loom))]
 pub use typed::Queue;
 
 /// Why a put did not happen. The item is handed back in every case.

@@ -263,7 +263,7 @@ impl<K: QueueKind> Clone for QueueCore<K> {
 }
 
 impl<K: QueueKind> QueueCore<K> {
-    fn from_object(obj: Object<QueueObject<K>>) -> QueueCore<K> {
+    pub(crate) fn from_object(obj: Object<QueueObject<K>>) -> QueueCore<K> {
         let h = &obj.get().header;
         let owners_offset =
             layout(h.ring.capacity(), h.ring.payload(), h.owners_len).map_or(0, |l| l.0 as usize);

@@ -139,7 +139,11 @@ impl<T: Pod> Queue<T> {
     }
 
     pub(crate) fn open_kind(name: &str, joinable: bool) -> Result<Queue<T>, Error> {
-        let core: QueueCore<Typed<T>> = QueueCore::open(name)?;
+        Queue::from_core(QueueCore::open(name)?, joinable)
+    }
+
+    /// Wraps a queue core after checking its slot size and kind.
+    pub(crate) fn from_core(core: QueueCore<Typed<T>>, joinable: bool) -> Result<Queue<T>, Error> {
         if core.slot_size() != size_of::<T>() {
             return Err(Error::Corrupted("queue slot size does not match its type"));
         }

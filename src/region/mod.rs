@@ -282,6 +282,11 @@ impl Region {
     }
 
     /// Probes member `m`.
+    /// Number of participant slots in the table.
+    pub(crate) fn participant_slots(&self) -> u32 {
+        self.layout.participants_len
+    }
+
     pub(crate) fn probe(&self, m: Member) -> Liveness {
         self.table().probe(m)
     }
@@ -564,5 +569,24 @@ impl<T: SharedObject> Object<T> {
     /// The region holding the object.
     pub(crate) fn region(&self) -> &Region {
         &self.region
+    }
+
+    /// Offset of the object from the start of the mapping.
+    pub(crate) fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Another object in the same region, at `offset` from the mapping's start.
+    ///
+    /// # Safety
+    ///
+    /// `offset` must lie in this region's payload, be aligned for `U`, and hold
+    /// an initialized `U` whose `check` passed for the bytes that follow it.
+    pub(crate) unsafe fn sibling<U>(&self, offset: usize) -> Object<U> {
+        Object {
+            region: Arc::clone(&self.region),
+            offset,
+            _t: PhantomData,
+        }
     }
 }

@@ -313,6 +313,11 @@ mod handle {
     }
 
     impl Barrier {
+        /// Wraps an object placed by the manager.
+        pub(crate) fn from_object(obj: Object<RawBarrier>) -> Barrier {
+            Barrier { obj }
+        }
+
         /// A barrier for `parties` (1 to 65535) in an anonymous shared mapping.
         pub fn anonymous(parties: u32) -> Result<Barrier, Error> {
             Ok(Barrier {

@@ -180,6 +180,11 @@ mod handle {
     type Guarded<'a, T> = Result<T, LockError<LockGuard<'a>>>;
 
     impl Condition {
+        /// Wraps an object placed by the manager.
+        pub(crate) fn from_object(obj: Object<RawCondition>) -> Condition {
+            Condition { obj }
+        }
+
         /// A new condition in an anonymous shared mapping.
         pub fn anonymous() -> Result<Condition, Error> {
             Ok(Condition {

@@ -144,6 +144,11 @@ mod handle {
     }
 
     impl Event {
+        /// Wraps an object placed by the manager.
+        pub(crate) fn from_object(obj: Object<RawEvent>) -> Event {
+            Event { obj }
+        }
+
         /// A clear event in an anonymous shared mapping.
         pub fn anonymous() -> Result<Event, Error> {
             Ok(Event {

@@ -447,6 +447,11 @@ pub(crate) mod handle {
     }
 
     impl Lock {
+        /// Wraps an object placed by the manager.
+        pub(crate) fn from_object(obj: Object<RawLock>) -> Lock {
+            Lock { obj }
+        }
+
         /// A new lock in an anonymous shared mapping, inherited by forked children.
         pub fn anonymous() -> Result<Lock, Error> {
             Ok(Lock {

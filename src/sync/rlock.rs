@@ -242,6 +242,11 @@ mod handle {
     }
 
     impl RLock {
+        /// Wraps an object placed by the manager.
+        pub(crate) fn from_object(obj: Object<RawRLock>) -> RLock {
+            RLock { obj }
+        }
+
         /// A new re-entrant lock in an anonymous shared mapping.
         pub fn anonymous() -> Result<RLock, Error> {
             Ok(RLock {

@@ -271,14 +271,14 @@ mod handle {
             }
 
             impl $name {
-                fn params(value: u32) -> SemParams {
+                pub(crate) fn params(value: u32) -> SemParams {
                     SemParams {
                         value,
                         bound: if $bounded { Some(value) } else { None },
                     }
                 }
 
-                fn from_obj(obj: Object<RawSemaphore>) -> Result<$name, Error> {
+                pub(crate) fn from_obj(obj: Object<RawSemaphore>) -> Result<$name, Error> {
                     let bounded = obj.get().bound().is_some();
                     if bounded != $bounded {
                         return Err(Error::TypeMismatch {
