@@ -49,12 +49,11 @@
 
 mod fixed;
 mod hash;
+#[cfg_attr(
+    loom,
+    allow(dead_code, reason = "loom models a subset of the operations")
+)]
 pub(crate) mod table;
-
-use std::fmt;
-use std::marker::PhantomData;
-
-use bytemuck::Pod;
 
 pub use fixed::{FixedBytes, FixedStr, TooLong};
 pub use table::DictError;
@@ -67,6 +66,11 @@ pub use handle::{DictOptions, DictStats, SharedDict};
 
 #[cfg(not(loom))]
 mod handle {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use bytemuck::Pod;
+
     use super::*;
     use crate::Error;
     use crate::loom::atomic::AtomicU64;

@@ -794,7 +794,10 @@ pub mod model {
     use super::{DictError, Geo, RawDict, Table};
     use crate::loom::atomic::AtomicU64;
 
-    /// A `u64 -> u64` dict for loom models.
+    /// A two-word value, so a torn read is observable.
+    pub type Pair = [u64; 2];
+
+    /// A `u64 -> [u64; 2]` dict for loom models.
     #[derive(Debug)]
     pub struct LoomDict {
         raw: RawDict,
@@ -803,12 +806,15 @@ pub mod model {
     }
 
     impl LoomDict {
-        /// A dict with room for `capacity` entries.
+        /// A dict with room for `capacity` entries (small: it is a model).
         pub fn new(capacity: u64) -> LoomDict {
-            let geo = Geo::plan(capacity, 8, 8, 0, 0).expect("small capacity");
+            let geo = match Geo::plan(capacity, 8, 16, 0, 0) {
+                Some(g) => g,
+                None => panic!("loom models use small capacities"),
+            };
             let words = (0..geo.words()).map(|_| AtomicU64::new(0)).collect();
             LoomDict {
-                raw: RawDict::new(&geo, 8, 8),
+                raw: RawDict::new(&geo, 8, 16),
                 words,
                 geo,
             }
@@ -819,23 +825,23 @@ pub mod model {
         }
 
         /// See `SharedDict::get`.
-        pub fn get(&self, k: u64) -> Result<Option<u64>, DictError> {
-            self.table().get::<u64, u64>(&k)
+        pub fn get(&self, k: u64) -> Result<Option<Pair>, DictError> {
+            self.table().get::<u64, Pair>(&k)
         }
 
         /// See `SharedDict::insert`.
-        pub fn insert(&self, k: u64, v: u64) -> Result<Option<u64>, DictError<(u64, u64)>> {
+        pub fn insert(&self, k: u64, v: Pair) -> Result<Option<Pair>, DictError<(u64, Pair)>> {
             self.table().insert(k, v)
         }
 
         /// See `SharedDict::update`.
-        pub fn update(&self, k: u64, f: impl FnOnce(&mut u64)) -> Result<bool, DictError> {
-            Ok(self.table().update::<u64, u64, ()>(&k, f)?.is_some())
+        pub fn update(&self, k: u64, f: impl FnOnce(&mut Pair)) -> Result<bool, DictError> {
+            Ok(self.table().update::<u64, Pair, ()>(&k, f)?.is_some())
         }
 
         /// See `SharedDict::remove`.
-        pub fn remove(&self, k: u64) -> Result<Option<u64>, DictError> {
-            self.table().remove::<u64, u64>(&k)
+        pub fn remove(&self, k: u64) -> Result<Option<Pair>, DictError> {
+            self.table().remove::<u64, Pair>(&k)
         }
 
         /// See `SharedDict::len`.
@@ -853,11 +859,14 @@ pub mod model {
             self.raw.recoveries()
         }
 
-        /// Begins a write of `v` to `k` and stops halfway, holding the lock; then
-        /// the calling thread "dies" (see `RawLock::simulate_owner_death`).
-        pub fn die_while_writing(&self, k: u64, v: u64) {
-            assert!(self.table().begin_torn_write(&k, &v), "key present");
+        /// Begins a write of `v` to the present key `k` and stops halfway (journal
+        /// armed, `seq` odd, first value word written), holding the lock; then the
+        /// calling thread "dies" (see `RawLock::simulate_owner_death`). Returns
+        /// whether the key was present.
+        pub fn die_while_writing(&self, k: u64, v: Pair) -> bool {
+            let started = self.table().begin_torn_write(&k, &v);
             self.raw.simulate_writer_death();
+            started
         }
     }
 }
