@@ -59,6 +59,7 @@ pub(crate) mod loom;
 pub(crate) mod sys;
 
 pub mod dict;
+pub(crate) mod words;
 
 #[cfg(not(loom))]
 pub mod manager;

@@ -38,12 +38,12 @@ use std::marker::PhantomData;
 use bytemuck::Pod;
 
 use crate::Error;
-use crate::loom::atomic::{AtomicU64, Ordering, fence};
-use crate::loom::hint::spin_wait;
-use crate::loom::{Acquired, MutexError};
+use crate::loom::MutexError;
+use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::region::header::Fnv;
 use crate::region::{Object, Region, RegionOptions, SharedObject};
-use crate::sync::{How, RawLock};
+use crate::sync::{Held, RawLock};
+use crate::words::{self, read_begin, read_pod, read_validate, seq_settle, seq_write};
 
 /// Why a [`Value`] or [`Array`] operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -314,11 +314,7 @@ unsafe impl<T: Pod> SharedObject for CellsObject<T> {
         };
         let elem = usize::try_from(p.elem_size).unwrap_or(usize::MAX).max(1);
         for (i, bytes) in p.initial.chunks(elem).take(geo.len).enumerate() {
-            for (k, chunk) in bytes.chunks(8).enumerate() {
-                let mut b = [0u8; 8];
-                b[..chunk.len()].copy_from_slice(chunk);
-                words[geo.record(i) + 1 + k].store(u64::from_le_bytes(b), Ordering::Relaxed);
-            }
+            words::write_bytes(&words[geo.record(i) + 1..], bytes);
         }
         Ok(())
     }
@@ -331,19 +327,6 @@ unsafe impl<T: Pod> SharedObject for CellsObject<T> {
             Some(g) if g.bytes() <= payload_size => Ok(()),
             _ => Err(Error::Corrupted("array larger than its region")),
         }
-    }
-}
-
-/// Holds the writer lock; releases it on drop.
-struct Writer<'a> {
-    lock: &'a RawLock,
-}
-
-impl Drop for Writer<'_> {
-    fn drop(&mut self) {
-        // Fails only if this thread does not hold the lock, which `Writer`'s
-        // existence rules out.
-        let _ = self.lock.release();
     }
 }
 
@@ -421,108 +404,76 @@ impl<T: Pod> Cells<T> {
         }
     }
 
-    fn read_words(&self, from: usize) -> T {
-        let w = self.words();
-        let mut out = T::zeroed();
-        for (k, chunk) in bytemuck::bytes_of_mut(&mut out).chunks_mut(8).enumerate() {
-            let b = w[from + k].load(Ordering::Relaxed).to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
-        out
+    /// The data words of element `i` (in bounds).
+    fn data(&self, i: usize) -> &[AtomicU64] {
+        let rec = self.geo.record(i) + 1;
+        &self.words()[rec..rec + self.geo.elem_words]
     }
 
-    fn write_words(&self, to: usize, v: &T) {
-        let w = self.words();
-        for (k, chunk) in bytemuck::bytes_of(v).chunks(8).enumerate() {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            w[to + k].store(u64::from_le_bytes(b), Ordering::Relaxed);
-        }
+    /// The journal words of element `i` (in bounds).
+    fn journal_words(&self, i: usize) -> &[AtomicU64] {
+        let j = self.geo.journal(i);
+        &self.words()[j..j + self.geo.elem_words]
+    }
+
+    fn seq(&self, i: usize) -> &AtomicU64 {
+        &self.words()[self.geo.record(i)]
     }
 
     /// Lock-free read of element `i` (in bounds).
     fn load(&self, i: usize) -> Result<T, ValueError> {
-        let rec = self.geo.record(i);
-        let w = self.words();
         loop {
-            // SYNC(seqlock): Acquire pairs with the writer's final Release store.
-            let mut s = w[rec].load(Ordering::Acquire);
-            if s & 1 == 1
-                && !spin_wait(|| {
-                    s = w[rec].load(Ordering::Acquire);
-                    s & 1 == 0
-                })
-            {
+            let Some(s) = read_begin(self.seq(i)) else {
                 // A writer is slow or dead: wait for the lock, which repairs.
                 drop(self.lock()?);
                 continue;
-            }
-            let v = self.read_words(rec + 1);
-            // SYNC(seqlock): pairs with the writer's Release fence.
-            fence(Ordering::Acquire);
-            if w[rec].load(Ordering::Relaxed) == s {
+            };
+            let v = read_pod::<T>(self.data(i));
+            if read_validate(self.seq(i), s) {
                 return Ok(v);
             }
         }
     }
 
-    fn lock(&self) -> Result<Writer<'_>, ValueError> {
-        let lock = &self.raw().lock;
-        match lock.acquire(How::Block) {
-            Ok(Acquired::Clean) => Ok(Writer { lock }),
-            Ok(Acquired::OwnerDied) => {
-                let w = Writer { lock };
-                self.recover();
-                // Cannot fail: we hold the lock and it is inconsistent.
-                let _ = lock.mark_consistent();
-                Ok(w)
-            }
-            Err(MutexError::NotRecoverable) => Err(ValueError::NotRecoverable),
-            Err(MutexError::Os(e)) => Err(ValueError::Os(e)),
-            Err(_) => Err(ValueError::Os(0)),
-        }
+    fn lock(&self) -> Result<Held<'_>, ValueError> {
+        self.raw()
+            .lock
+            .lock_repairing(|| self.recover())
+            .map_err(|e| match e {
+                MutexError::NotRecoverable => ValueError::NotRecoverable,
+                MutexError::Os(e) => ValueError::Os(e),
+                // Not returned by a blocking acquire.
+                _ => ValueError::Os(0),
+            })
     }
 
     /// Restores the journal if a dead writer armed it and evens every seq.
     fn recover(&self) {
         let j = self.raw().journal.load(Ordering::Acquire);
-        let w = self.words();
         for i in 0..self.geo.len {
-            let rec = self.geo.record(i);
             // JOURNAL_ALL restores everything, `k + 1` element `k` only; any other
             // (scribbled) value restores nothing.
             if j == JOURNAL_ALL || j == i as u64 + 1 {
-                let old = self.read_words(self.geo.journal(i));
+                let old: T = read_pod(self.journal_words(i));
                 self.seq_write(i, &old);
             }
-            let s = w[rec].load(Ordering::Relaxed);
-            if s & 1 == 1 {
-                w[rec].store(s.wrapping_add(1), Ordering::Release);
-            }
+            seq_settle(self.seq(i));
         }
         self.raw().journal.store(JOURNAL_IDLE, Ordering::Release);
         self.raw().recoveries.fetch_add(1, Ordering::Relaxed);
     }
 
     fn seq_write(&self, i: usize, v: &T) {
-        let rec = self.geo.record(i);
-        let w = self.words();
-        let odd = w[rec].load(Ordering::Relaxed) | 1;
-        w[rec].store(odd, Ordering::Relaxed);
-        // SYNC(seqlock): orders the odd store before the data stores.
-        fence(Ordering::Release);
-        self.write_words(rec + 1, v);
-        // SYNC(seqlock): publishes the data with the even seq.
-        w[rec].store(odd.wrapping_add(1), Ordering::Release);
+        seq_write(self.seq(i), || {
+            words::write_bytes(self.data(i), bytemuck::bytes_of(v))
+        });
     }
 
     /// Under the lock: journals every element, lets `f` edit a copy, writes back
     /// the elements that changed.
     fn update<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R, ValueError> {
         let _w = self.lock()?;
-        let old: Vec<T> = (0..self.geo.len)
-            .map(|i| self.read_words(self.geo.record(i) + 1))
-            .collect();
+        let old: Vec<T> = (0..self.geo.len).map(|i| read_pod(self.data(i))).collect();
         let mut new = old.clone();
         // `f` runs before anything is journaled: if it panics, nothing changed.
         let r = f(&mut new);
@@ -533,7 +484,7 @@ impl<T: Pod> Cells<T> {
     /// Writes `new` over `old` through the journal (the caller holds the lock).
     fn commit(&self, old: &[T], new: &[T]) {
         for (i, v) in old.iter().enumerate() {
-            self.write_words(self.geo.journal(i), v);
+            words::write_bytes(self.journal_words(i), bytemuck::bytes_of(v));
         }
         // Release: the journal words before the armed flag.
         self.raw().journal.store(JOURNAL_ALL, Ordering::Release);
@@ -548,8 +499,8 @@ impl<T: Pod> Cells<T> {
     /// Under the lock: replaces element `i` (in bounds), returning the old value.
     fn store(&self, i: usize, v: T) -> Result<T, ValueError> {
         let _w = self.lock()?;
-        let old = self.read_words(self.geo.record(i) + 1);
-        self.write_words(self.geo.journal(i), &old);
+        let old: T = read_pod(self.data(i));
+        words::write_bytes(self.journal_words(i), bytemuck::bytes_of(&old));
         // Release: the journal words before the armed flag naming element `i`.
         self.raw().journal.store(i as u64 + 1, Ordering::Release);
         self.seq_write(i, &v);

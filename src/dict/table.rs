@@ -50,10 +50,14 @@
 
 use bytemuck::Pod;
 
-use crate::loom::atomic::{AtomicU64, Ordering, fence};
-use crate::loom::hint::spin_wait;
-use crate::loom::{Acquired, MutexError};
-use crate::sync::{How, RawLock};
+use crate::loom::MutexError;
+#[cfg(loom)]
+use crate::loom::atomic::fence;
+use crate::loom::atomic::{AtomicU64, Ordering};
+use crate::sync::{Held, RawLock};
+#[cfg(loom)]
+use crate::words::word_of;
+use crate::words::{self, eq_bytes, read_begin, read_pod, read_validate, seq_settle, seq_write};
 
 const EMPTY: u64 = 0;
 const FULL: u64 = 1;
@@ -281,31 +285,6 @@ pub(crate) struct Table<'a> {
     geo: Geo,
 }
 
-/// Holds the writer lock; releases it on drop.
-struct Writer<'a> {
-    lock: &'a RawLock,
-}
-
-impl Drop for Writer<'_> {
-    fn drop(&mut self) {
-        // Fails only if this thread does not hold the lock, which `Writer`'s
-        // existence rules out.
-        let _ = self.lock.release();
-    }
-}
-
-/// Word `i` of `bytes` as a little-endian, zero-padded `u64`.
-#[inline]
-fn word_of(bytes: &[u8], i: usize) -> u64 {
-    let start = i * 8;
-    let mut w = [0u8; 8];
-    if start < bytes.len() {
-        let end = (start + 8).min(bytes.len());
-        w[..end - start].copy_from_slice(&bytes[start..end]);
-    }
-    u64::from_le_bytes(w)
-}
-
 impl<'a> Table<'a> {
     /// The table over `words`, which must hold exactly `geo.words()` words (every
     /// index below is `< geo.words()` by construction from the validated `geo`).
@@ -339,47 +318,27 @@ impl<'a> Table<'a> {
         (h & !STATE) | FULL
     }
 
-    /// Whether the key words at `base + 2` equal `key`.
+    /// Words `from..from + n` (in bounds: `from` is a slot base plus an offset
+    /// inside the stride).
+    #[inline]
+    fn span(&self, from: usize, n: usize) -> &[AtomicU64] {
+        &self.words[from..from + n]
+    }
+
+    /// Whether the key words of the slot at `base` equal `key`.
     #[inline]
     fn key_eq(&self, base: usize, key: &[u8]) -> bool {
-        (0..self.geo.key_words)
-            .all(|k| self.words[base + 2 + k].load(Ordering::Relaxed) == word_of(key, k))
+        eq_bytes(self.span(base + 2, self.geo.key_words), key)
     }
 
-    /// Copies `words[from..]` into `out`'s bytes.
     #[inline]
-    fn read_into<T: Pod>(&self, from: usize) -> T {
-        let mut out = T::zeroed();
-        for (k, chunk) in bytemuck::bytes_of_mut(&mut out).chunks_mut(8).enumerate() {
-            let w = self.words[from + k].load(Ordering::Relaxed).to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-        out
+    fn key_at<K: Pod>(&self, base: usize) -> K {
+        read_pod(self.span(base + 2, self.geo.key_words))
     }
 
-    /// An even `seq` for the slot at `base`, waiting out a write in progress;
-    /// `None` if it stays odd past the spin window.
     #[inline]
-    fn stable_seq(&self, base: usize) -> Option<u64> {
-        // SYNC(seqlock): Acquire pairs with the writer's final Release store.
-        let s = self.words[base].load(Ordering::Acquire);
-        if s & 1 == 0 {
-            return Some(s);
-        }
-        let mut seen = s;
-        spin_wait(|| {
-            seen = self.words[base].load(Ordering::Acquire);
-            seen & 1 == 0
-        })
-        .then_some(seen)
-    }
-
-    /// Whether the slot at `base` still has `seq == s` after the relaxed reads.
-    #[inline]
-    fn validate(&self, base: usize, s: u64) -> bool {
-        // SYNC(seqlock): pairs with the writer's Release fence after its odd store.
-        fence(Ordering::Acquire);
-        self.words[base].load(Ordering::Relaxed) == s
+    fn value_words(&self, base: usize) -> &[AtomicU64] {
+        self.span(base + 2 + self.geo.key_words, self.geo.value_words)
     }
 
     // ---- readers (no lock) ----
@@ -402,18 +361,18 @@ impl<'a> Table<'a> {
         for _ in 0..self.geo.slots {
             let base = self.base(i);
             loop {
-                let Some(s) = self.stable_seq(base) else {
+                let Some(s) = read_begin(&self.words[base]) else {
                     return Read::Stuck;
                 };
                 let tag = self.words[base + 1].load(Ordering::Relaxed);
                 let found = if tag & STATE == EMPTY {
                     Some(None)
                 } else if tag == want && self.key_eq(base, kb) {
-                    Some(Some(self.read_into::<V>(base + 2 + self.geo.key_words)))
+                    Some(Some(read_pod::<V>(self.value_words(base))))
                 } else {
                     None
                 };
-                if !self.validate(base, s) {
+                if !read_validate(&self.words[base], s) {
                     continue;
                 }
                 match found {
@@ -433,18 +392,18 @@ impl<'a> Table<'a> {
         let mut i = 0;
         while i < self.geo.slots {
             let base = self.base(i);
-            let Some(s) = self.stable_seq(base) else {
+            let Some(s) = read_begin(&self.words[base]) else {
                 self.settle()?;
                 continue;
             };
             let tag = self.words[base + 1].load(Ordering::Relaxed);
             let entry = (tag & STATE == FULL).then(|| {
                 (
-                    self.read_into::<K>(base + 2),
-                    self.read_into::<V>(base + 2 + self.geo.key_words),
+                    self.key_at::<K>(base),
+                    read_pod::<V>(self.value_words(base)),
                 )
             });
-            if !self.validate(base, s) {
+            if !read_validate(&self.words[base], s) {
                 continue;
             }
             out.extend(entry);
@@ -466,24 +425,16 @@ impl<'a> Table<'a> {
 
     // ---- writers (under the lock) ----
 
-    fn lock(&self) -> Result<Writer<'_>, DictError> {
-        match self.raw.lock.acquire(How::Block) {
-            Ok(Acquired::Clean) => Ok(Writer {
-                lock: &self.raw.lock,
-            }),
-            Ok(Acquired::OwnerDied) => {
-                let w = Writer {
-                    lock: &self.raw.lock,
-                };
-                self.recover();
-                // Cannot fail: we hold the lock and it is inconsistent.
-                let _ = self.raw.lock.mark_consistent();
-                Ok(w)
-            }
-            Err(MutexError::NotRecoverable) => Err(DictError::NotRecoverable),
-            Err(MutexError::Os(e)) => Err(DictError::Os(e)),
-            Err(_) => Err(DictError::Os(0)),
-        }
+    fn lock(&self) -> Result<Held<'_>, DictError> {
+        self.raw
+            .lock
+            .lock_repairing(|| self.recover())
+            .map_err(|e| match e {
+                MutexError::NotRecoverable => DictError::NotRecoverable,
+                MutexError::Os(e) => DictError::Os(e),
+                // Not returned by a blocking acquire.
+                _ => DictError::Os(0),
+            })
     }
 
     /// Repairs what a dead writer left; the caller holds the lock.
@@ -509,11 +460,8 @@ impl<'a> Table<'a> {
         let mut len = 0u64;
         for i in 0..self.geo.slots {
             let base = self.base(i);
-            let s = self.words[base].load(Ordering::Relaxed);
-            if s & 1 == 1 {
-                // An interrupted single-word tag change: old or new tag, both valid.
-                self.words[base].store(s.wrapping_add(1), Ordering::Release);
-            }
+            // An interrupted single-word tag change: old or new tag, both valid.
+            seq_settle(&self.words[base]);
             if self.words[base + 1].load(Ordering::Relaxed) & STATE == FULL {
                 len += 1;
             }
@@ -526,15 +474,9 @@ impl<'a> Table<'a> {
     /// Seqlock write of slot `i`'s words after `seq` (tag, key, value).
     fn write_slot(&self, i: usize, f: impl FnOnce(&[AtomicU64])) {
         let base = self.base(i);
-        // A dead writer may have left `seq` odd: keep it odd, then make it even.
-        let odd = self.words[base].load(Ordering::Relaxed) | 1;
-        self.words[base].store(odd, Ordering::Relaxed);
-        // SYNC(seqlock): orders the odd store before the data stores for readers
-        // that pair with an Acquire fence.
-        fence(Ordering::Release);
-        f(&self.words[base + 1..base + self.geo.stride]);
-        // SYNC(seqlock): publishes the data with the even `seq`.
-        self.words[base].store(odd.wrapping_add(1), Ordering::Release);
+        seq_write(&self.words[base], || {
+            f(self.span(base + 1, self.geo.stride - 1));
+        });
     }
 
     /// Saves slot `i`'s words in the journal and arms it.
@@ -583,18 +525,13 @@ impl<'a> Table<'a> {
     }
 
     fn value_at<V: Pod>(&self, i: usize) -> V {
-        self.read_into(self.base(i) + 2 + self.geo.key_words)
+        read_pod(self.value_words(self.base(i)))
     }
 
     fn set_value(&self, i: usize, vb: &[u8]) {
         self.journal(i);
         let kw = self.geo.key_words;
-        let vw = self.geo.value_words;
-        self.write_slot(i, |s| {
-            for k in 0..vw {
-                s[1 + kw + k].store(word_of(vb, k), Ordering::Relaxed);
-            }
-        });
+        self.write_slot(i, |s| words::write_bytes(&s[1 + kw..], vb));
         self.journal_done();
     }
 
@@ -609,15 +546,10 @@ impl<'a> Table<'a> {
         let i = free.ok_or(())?;
         self.journal(i);
         let kw = self.geo.key_words;
-        let vw = self.geo.value_words;
         self.write_slot(i, |s| {
             s[0].store(Self::tag_for(h), Ordering::Relaxed);
-            for k in 0..kw {
-                s[1 + k].store(word_of(kb, k), Ordering::Relaxed);
-            }
-            for k in 0..vw {
-                s[1 + kw + k].store(word_of(vb, k), Ordering::Relaxed);
-            }
+            words::write_bytes(&s[1..], kb);
+            words::write_bytes(&s[1 + kw..], vb);
         });
         self.raw.len.store(len + 1, Ordering::Relaxed);
         self.journal_done();

@@ -49,13 +49,13 @@ use bytemuck::Pod;
 
 use crate::Error;
 use crate::dict::{DictObject, DictOptions, SharedDict};
+use crate::loom::MutexError;
 use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::loom::{Acquired, MutexError};
 use crate::queue::{BytesQueue, JoinableQueue, Queue};
 use crate::region::header::Fnv;
 use crate::region::{Object, Region, RegionOptions, SharedObject};
 use crate::sync::{
-    Barrier, BoundedSemaphore, Condition, Event, How, Lock, RLock, RawLock, Semaphore,
+    Barrier, BoundedSemaphore, Condition, Event, Held, Lock, RLock, RawLock, Semaphore,
 };
 use crate::value::{Array, CellsObject, CellsParams, Counter, RawCounter, Value};
 
@@ -270,19 +270,6 @@ fn check_object_name(name: &str) -> Result<(), Error> {
     })
 }
 
-/// Releases the directory lock on drop.
-struct DirGuard<'a> {
-    lock: &'a RawLock,
-}
-
-impl Drop for DirGuard<'_> {
-    fn drop(&mut self) {
-        // Fails only if this thread does not hold the lock, which the guard's
-        // existence rules out.
-        let _ = self.lock.release();
-    }
-}
-
 impl Manager {
     /// A manager with `arena` bytes for objects in an anonymous shared mapping,
     /// inherited by forked children.
@@ -398,21 +385,16 @@ impl Manager {
         self.obj.region()
     }
 
-    fn lock_dir(&self) -> Result<DirGuard<'_>, Error> {
-        let lock = &self.dir().lock;
-        match lock.acquire(How::Block) {
-            Ok(Acquired::Clean) => Ok(DirGuard { lock }),
-            Ok(Acquired::OwnerDied) => {
-                let g = DirGuard { lock };
-                self.recover();
-                // Cannot fail: we hold the lock and it is inconsistent.
-                let _ = lock.mark_consistent();
-                Ok(g)
-            }
-            Err(MutexError::NotRecoverable) => Err(Error::NotRecoverable),
-            Err(MutexError::Os(e)) => Err(Error::Io(std::io::Error::from_raw_os_error(e))),
-            Err(_) => Err(Error::Corrupted("manager lock")),
-        }
+    fn lock_dir(&self) -> Result<Held<'_>, Error> {
+        self.dir()
+            .lock
+            .lock_repairing(|| self.recover())
+            .map_err(|e| match e {
+                MutexError::NotRecoverable => Error::NotRecoverable,
+                MutexError::Os(e) => Error::Io(std::io::Error::from_raw_os_error(e)),
+                // Not returned by a blocking acquire.
+                _ => Error::Corrupted("manager lock"),
+            })
     }
 
     /// A creator died holding the lock: only published entries count.

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use super::ring::{GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
-use super::{GetError, PutError, QueueStats};
+use super::{GetError, PutError};
 use crate::loom::Deadline;
 use crate::region::header::Fnv;
-use crate::{Error, Region, RegionOptions};
+use crate::{Error, RegionOptions};
 
 pub(crate) struct Bytes;
 
@@ -288,48 +288,5 @@ impl BytesQueue {
         }
     }
 
-    /// Messages in the queue now (approximate while operations are in flight).
-    pub fn len(&self) -> usize {
-        self.core.ring().len() as usize
-    }
-
-    /// Whether the queue holds no messages now.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether every slot is taken now.
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
-
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.core.capacity()
-    }
-
-    /// Closes the queue for every process (see [`crate::Queue::close`]).
-    pub fn close(&self) {
-        self.core.ring().close();
-    }
-
-    /// Whether the queue was closed.
-    pub fn is_closed(&self) -> bool {
-        self.core.ring().is_closed()
-    }
-
-    /// Counters, including messages lost to crashed processes.
-    pub fn stats(&self) -> QueueStats {
-        self.core.stats()
-    }
-
-    /// Recovers every slot held by a process that died mid-copy.
-    pub fn recover(&self) -> u64 {
-        self.core.recover()
-    }
-
-    /// The region holding the queue.
-    pub fn region(&self) -> &Region {
-        self.core.region()
-    }
+    super::shared::queue_common_methods!("messages");
 }

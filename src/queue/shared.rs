@@ -441,3 +441,59 @@ impl<K: QueueKind> QueueCore<K> {
         }
     }
 }
+
+/// The inspection and shutdown methods every queue handle has, delegated to its
+/// `core: QueueCore<_>` field. `$what` names what the queue holds in the docs.
+macro_rules! queue_common_methods {
+    ($what:literal) => {
+        #[doc = concat!("Number of ", $what, " in the queue now (approximate while operations are in flight).")]
+        pub fn len(&self) -> usize {
+            self.core.ring().len() as usize
+        }
+
+        #[doc = concat!("Whether the queue holds no ", $what, " now.")]
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether every slot is taken now.
+        pub fn is_full(&self) -> bool {
+            self.len() >= self.capacity()
+        }
+
+        /// Number of slots.
+        pub fn capacity(&self) -> usize {
+            self.core.capacity()
+        }
+
+        /// Closes the queue for every process: puts fail with
+        /// [`PutError::Closed`](crate::PutError::Closed); gets drain what is
+        /// left, then fail with [`GetError::Closed`](crate::GetError::Closed).
+        /// Wakes every waiter.
+        pub fn close(&self) {
+            self.core.ring().close();
+        }
+
+        /// Whether the queue was closed.
+        pub fn is_closed(&self) -> bool {
+            self.core.ring().is_closed()
+        }
+
+        #[doc = concat!("Counters, including ", $what, " lost to crashed processes.")]
+        pub fn stats(&self) -> crate::QueueStats {
+            self.core.stats()
+        }
+
+        /// Recovers every slot held by a process that died mid-copy (normally
+        /// done on demand by blocked callers); returns how many were recovered.
+        pub fn recover(&self) -> u64 {
+            self.core.recover()
+        }
+
+        /// The region holding the queue.
+        pub fn region(&self) -> &crate::Region {
+            self.core.region()
+        }
+    };
+}
+pub(crate) use queue_common_methods;

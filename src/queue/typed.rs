@@ -8,10 +8,10 @@ use bytemuck::Pod;
 
 use super::ring::{BATCH, GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
-use super::{GetError, PutError, QueueStats};
+use super::{GetError, PutError};
 use crate::loom::Deadline;
 use crate::region::header::Fnv;
-use crate::{Error, Region, RegionOptions};
+use crate::{Error, RegionOptions};
 
 pub(crate) struct Typed<T>(PhantomData<T>);
 
@@ -278,51 +278,5 @@ impl<T: Pod> Queue<T> {
         done
     }
 
-    /// Items in the queue now (approximate while operations are in flight).
-    pub fn len(&self) -> usize {
-        self.core.ring().len() as usize
-    }
-
-    /// Whether the queue holds no items now.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether every slot is taken now.
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
-
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.core.capacity()
-    }
-
-    /// Closes the queue for every process: puts fail with
-    /// [`PutError::Closed`]; gets drain what is left, then fail with
-    /// [`GetError::Closed`]. Wakes every waiter.
-    pub fn close(&self) {
-        self.core.ring().close();
-    }
-
-    /// Whether [`Queue::close`] was called.
-    pub fn is_closed(&self) -> bool {
-        self.core.ring().is_closed()
-    }
-
-    /// Counters, including messages lost to crashed processes.
-    pub fn stats(&self) -> QueueStats {
-        self.core.stats()
-    }
-
-    /// Recovers every slot held by a process that died mid-copy (normally done
-    /// on demand by blocked callers); returns how many slots were recovered.
-    pub fn recover(&self) -> u64 {
-        self.core.recover()
-    }
-
-    /// The region holding the queue.
-    pub fn region(&self) -> &Region {
-        self.core.region()
-    }
+    super::shared::queue_common_methods!("items");
 }

@@ -310,6 +310,34 @@ impl RawLock {
     }
 }
 
+/// A [`RawLock`] held by crate-internal code; released on drop.
+pub(crate) struct Held<'a>(&'a RawLock);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Fails only if this thread does not hold the lock, which `Held`'s
+        // existence rules out.
+        let _ = self.0.release();
+    }
+}
+
+impl RawLock {
+    /// Blocks until acquired. If the previous holder died, runs `repair` while
+    /// holding the lock and marks it consistent, so the caller always holds a
+    /// consistent lock. For state whose repair the crate itself knows how to do
+    /// (journals), where no user decision is needed.
+    pub(crate) fn lock_repairing(&self, repair: impl FnOnce()) -> Result<Held<'_>, MutexError> {
+        let acquired = self.acquire(How::Block)?;
+        let held = Held(self);
+        if acquired == Acquired::OwnerDied {
+            repair();
+            // Cannot fail: we hold the lock and it is inconsistent.
+            let _ = self.mark_consistent();
+        }
+        Ok(held)
+    }
+}
+
 #[cfg(loom)]
 impl Default for RawLock {
     fn default() -> Self {

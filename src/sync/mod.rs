@@ -45,12 +45,11 @@ pub use condition::RawCondition;
 pub use event::RawEvent;
 #[cfg(loom)]
 pub use lock::How;
-#[cfg(not(loom))]
-pub(crate) use lock::How;
 #[cfg(loom)]
 pub use lock::RawLock;
 #[cfg(not(loom))]
 pub(crate) use lock::RawLock;
+pub(crate) use lock::Held;
 #[cfg(loom)]
 pub use rlock::RawRLock;
 #[cfg(loom)]
