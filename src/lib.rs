@@ -125,6 +125,50 @@ pub mod __private {
         crate::region::header::parse(bytes, mapping_len, expect).is_ok()
     }
 
+    /// Scribbles `data` over a fresh dict's shared words (journal, `len`, slots),
+    /// runs the crash repair, then every operation; the fuzz target. Returns how
+    /// many operations succeeded. Never panics or hangs.
+    pub fn fuzz_dict(data: &[u8]) -> usize {
+        let Ok(d) = crate::SharedDict::<u64, [u64; 2]>::anonymous(6) else {
+            return 0;
+        };
+        let mut ok = usize::from(d.fuzz_scribble(data).is_ok());
+        for k in 0..12u64 {
+            ok += usize::from(matches!(d.get(&k), Ok(Some(_))));
+            ok += usize::from(d.insert(k, [k, k]).is_ok());
+            ok += usize::from(matches!(d.update(&k, |v| v[0] ^= 1), Ok(Some(()))));
+            ok += usize::from(d.iter().is_ok_and(|it| it.count() <= d.capacity()));
+            if k % 3 == 0 {
+                ok += usize::from(matches!(d.remove(&k), Ok(Some(_))));
+            }
+        }
+        ok += usize::from(d.clear().is_ok() && d.is_empty());
+        ok
+    }
+
+    /// Scribbles `data` over a fresh manager's directory, repairs it, then
+    /// lists and gets-or-creates objects; the fuzz target. Returns how many
+    /// objects it could use. Never panics or hangs.
+    pub fn fuzz_manager(data: &[u8]) -> usize {
+        let opts = crate::ManagerOptions::new().entries(8);
+        let Ok(m) = crate::Manager::anonymous_with(1 << 16, opts) else {
+            return 0;
+        };
+        if m.fuzz_scribble(data).is_err() {
+            return 0;
+        }
+        let mut ok = m.names().len() + m.objects().len() + m.available() % 2;
+        ok += usize::from(m.counter("c", 1).is_ok_and(|c| c.fetch_add(1) >= 0));
+        ok += usize::from(
+            m.dict::<u64, u64>("d", 4)
+                .is_ok_and(|d| d.insert(1, 1).is_ok()),
+        );
+        ok += usize::from(m.queue::<u64>("q", 4).is_ok_and(|q| q.try_put(1).is_ok()));
+        ok += usize::from(m.lock("l").is_ok_and(|l| l.try_lock().is_ok()));
+        ok += usize::from(m.value("v", [1u8; 3]).is_ok_and(|v| v.load().is_ok()));
+        ok
+    }
+
     /// Futex syscalls made by this process so far.
     pub fn futex_syscalls() -> u64 {
         crate::sys::futex::syscall_count()

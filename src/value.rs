@@ -424,8 +424,11 @@ impl<T: Pod> Cells<T> {
     fn load(&self, i: usize) -> Result<T, ValueError> {
         loop {
             let Some(s) = read_begin(self.seq(i)) else {
-                // A writer is slow or dead: wait for the lock, which repairs.
-                drop(self.lock()?);
+                // A writer is slow or dead: wait for the lock, which repairs. With
+                // the lock held no write is in progress, so a seq still odd was
+                // scribbled over: make it even rather than spin forever.
+                let _w = self.lock()?;
+                seq_settle(self.seq(i));
                 continue;
             };
             let v = read_pod::<T>(self.data(i));

@@ -441,5 +441,10 @@ mod handle {
         pub fn region(&self) -> &Region {
             self.obj.region()
         }
+
+        /// Fuzzing: scribbles `data` over the shared state, then repairs.
+        pub(crate) fn fuzz_scribble(&self, data: &[u8]) -> Result<(), DictError> {
+            self.table().fuzz_scribble(data)
+        }
     }
 }

@@ -267,8 +267,9 @@ impl RawDict {
 /// What a reader found.
 enum Read<T> {
     Done(T),
-    /// A slot stayed odd past the spin window: settle through the lock.
-    Stuck,
+    /// The slot at this base stayed odd past the spin window: settle it
+    /// through the lock.
+    Stuck(usize),
 }
 
 /// Where a key is, for a writer.
@@ -350,7 +351,7 @@ impl<'a> Table<'a> {
         loop {
             match self.read_lookup::<V>(kb, h) {
                 Read::Done(r) => return Ok(r),
-                Read::Stuck => self.settle()?,
+                Read::Stuck(base) => self.settle(base)?,
             }
         }
     }
@@ -362,7 +363,7 @@ impl<'a> Table<'a> {
             let base = self.base(i);
             loop {
                 let Some(s) = read_begin(&self.words[base]) else {
-                    return Read::Stuck;
+                    return Read::Stuck(base);
                 };
                 let tag = self.words[base + 1].load(Ordering::Relaxed);
                 let found = if tag & STATE == EMPTY {
@@ -393,7 +394,7 @@ impl<'a> Table<'a> {
         while i < self.geo.slots {
             let base = self.base(i);
             let Some(s) = read_begin(&self.words[base]) else {
-                self.settle()?;
+                self.settle(base)?;
                 continue;
             };
             let tag = self.words[base + 1].load(Ordering::Relaxed);
@@ -418,9 +419,13 @@ impl<'a> Table<'a> {
         (self.raw.len.load(Ordering::Relaxed) as usize).min(self.geo.capacity)
     }
 
-    /// Waits for the writer lock (repairing a dead writer's state) and releases it.
-    fn settle(&self) -> Result<(), DictError> {
-        self.lock().map(drop)
+    /// Waits for the writer lock (repairing a dead writer's state) and releases
+    /// it. Holding the lock, no write is in progress, so a slot still odd then
+    /// was scribbled over: making it even lets readers go on instead of hanging.
+    fn settle(&self, base: usize) -> Result<(), DictError> {
+        let _w = self.lock()?;
+        seq_settle(&self.words[base]);
+        Ok(())
     }
 
     // ---- writers (under the lock) ----
@@ -691,6 +696,26 @@ impl<'a> Table<'a> {
         }
         self.raw.len.store(0, Ordering::Relaxed);
         self.journal_done();
+        Ok(())
+    }
+
+    /// Fuzzing: overwrites the journal word, `len` and the slot words with
+    /// `data` (as a peer scribbling over the region would), then runs the
+    /// crash repair under the lock as the next writer after a death would.
+    #[cfg(not(loom))]
+    pub(crate) fn fuzz_scribble(&self, data: &[u8]) -> Result<(), DictError> {
+        let mut words = data.chunks(8).map(|c| words::word_of(c, 0));
+        if let Some(j) = words.next() {
+            self.raw.journal.store(j, Ordering::Relaxed);
+        }
+        if let Some(l) = words.next() {
+            self.raw.len.store(l, Ordering::Relaxed);
+        }
+        for (w, v) in self.words.iter().zip(words) {
+            w.store(v, Ordering::Relaxed);
+        }
+        let _w = self.lock()?;
+        self.recover();
         Ok(())
     }
 

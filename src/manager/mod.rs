@@ -409,6 +409,35 @@ impl Manager {
         self.dir().recoveries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Fuzzing: scribbles `data` over the entry count, the bump pointer and the
+    /// entry table (as a peer could), then runs the repair a creator's death
+    /// would trigger.
+    pub(crate) fn fuzz_scribble(&self, data: &[u8]) -> Result<(), Error> {
+        let word = |c: &[u8]| crate::words::word_of(c, 0);
+        let mut chunks = data.chunks(8);
+        if let Some(c) = chunks.next() {
+            self.dir().count.store(word(c), Ordering::Relaxed);
+        }
+        if let Some(c) = chunks.next() {
+            self.dir().next.store(word(c), Ordering::Relaxed);
+        }
+        let rest = data.get(16..).unwrap_or_default();
+        let table = self.geometry().0 * ENTRY_SIZE;
+        let n = rest.len().min(table);
+        let base = (self.dir() as *const Directory).cast::<u8>().cast_mut();
+        {
+            let _g = self.lock_dir()?;
+            // SAFETY: `n` bytes from the entry table's start stay inside the table
+            // (`n <= max_entries * ENTRY_SIZE`), which lies in the payload; entries
+            // are plain bytes, and this process is the only one using the region.
+            unsafe {
+                std::ptr::copy_nonoverlapping(rest.as_ptr(), base.add(ENTRIES_OFFSET), n);
+            }
+            self.recover();
+        }
+        Ok(())
+    }
+
     fn hosted_fingerprint<T: SharedObject>(size: usize) -> u64 {
         Fnv::new().u64(T::fingerprint()).u64(size as u64).finish()
     }

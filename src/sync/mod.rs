@@ -43,13 +43,13 @@ pub use barrier::RawBarrier;
 pub use condition::RawCondition;
 #[cfg(loom)]
 pub use event::RawEvent;
+pub(crate) use lock::Held;
 #[cfg(loom)]
 pub use lock::How;
 #[cfg(loom)]
 pub use lock::RawLock;
 #[cfg(not(loom))]
 pub(crate) use lock::RawLock;
-pub(crate) use lock::Held;
 #[cfg(loom)]
 pub use rlock::RawRLock;
 #[cfg(loom)]
