@@ -12,8 +12,12 @@
 //! Each element is stored as 64-bit words behind its own sequence counter (a
 //! seqlock), so readers take no lock and retry if a write raced them. Writers
 //! take one robust lock and first copy what they are about to change into a
-//! journal. If a writer is killed mid-write, the next process to take the lock
-//! restores the journal: every element then holds its old or its new value.
+//! journal, a redo log of the new values, before touching any element. If a
+//! writer is killed mid-write, the next process to take the lock re-applies the
+//! journal, completing the update. So every element holds its old value (the
+//! writer died before arming the journal) or its new one, a multi-element
+//! `with_lock` update is all-or-nothing, and a value a reader has seen is never
+//! rolled back.
 //!
 //! ```
 //! use multiproc::{Array, Counter, Value};
@@ -193,7 +197,7 @@ impl Counter {
 
 /// `RawCells::journal`: nothing to restore.
 const JOURNAL_IDLE: u64 = 0;
-/// `RawCells::journal`: every element's old value is in the journal.
+/// `RawCells::journal`: the journal holds every element's new value.
 const JOURNAL_ALL: u64 = u64::MAX;
 
 /// Offset of the words from the start of the cells object.
@@ -450,15 +454,15 @@ impl<T: Pod> Cells<T> {
             })
     }
 
-    /// Restores the journal if a dead writer armed it and evens every seq.
+    /// Re-applies the journal if a dead writer armed it and evens every seq.
     fn recover(&self) {
         let j = self.raw().journal.load(Ordering::Acquire);
         for i in 0..self.geo.len {
             // JOURNAL_ALL restores everything, `k + 1` element `k` only; any other
             // (scribbled) value restores nothing.
             if j == JOURNAL_ALL || j == i as u64 + 1 {
-                let old: T = read_pod(self.journal_words(i));
-                self.seq_write(i, &old);
+                let new: T = read_pod(self.journal_words(i));
+                self.seq_write(i, &new);
             }
             seq_settle(self.seq(i));
         }
@@ -486,7 +490,7 @@ impl<T: Pod> Cells<T> {
 
     /// Writes `new` over `old` through the journal (the caller holds the lock).
     fn commit(&self, old: &[T], new: &[T]) {
-        for (i, v) in old.iter().enumerate() {
+        for (i, v) in new.iter().enumerate() {
             words::write_bytes(self.journal_words(i), bytemuck::bytes_of(v));
         }
         // Release: the journal words before the armed flag.
@@ -503,7 +507,7 @@ impl<T: Pod> Cells<T> {
     fn store(&self, i: usize, v: T) -> Result<T, ValueError> {
         let _w = self.lock()?;
         let old: T = read_pod(self.data(i));
-        words::write_bytes(self.journal_words(i), bytemuck::bytes_of(&old));
+        words::write_bytes(self.journal_words(i), bytemuck::bytes_of(&v));
         // Release: the journal words before the armed flag naming element `i`.
         self.raw().journal.store(i as u64 + 1, Ordering::Release);
         self.seq_write(i, &v);
@@ -594,7 +598,9 @@ impl<T: Pod> Value<T> {
     }
 
     /// Runs `f` on the value under the value's lock: an atomic read-modify-write.
-    /// If the process dies inside, the value keeps its old contents.
+    /// If the process dies while `f` runs, the value keeps its old contents; if
+    /// it dies while the result is being written, the next process to take the
+    /// lock completes the write (never a torn mix).
     pub fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, ValueError> {
         self.cells.update(|s| f(&mut s[0]))
     }
@@ -663,8 +669,8 @@ atomic_element!(u8 => u8, u16 => u16, u32 => u32, u64 => u64, i8 => u8, i16 => u
 /// - [`get`](Array::get) and [`to_vec`](Array::to_vec) read without a lock,
 ///   never torn.
 /// - [`set`](Array::set) and [`with_lock`](Array::with_lock) take the array's
-///   robust lock and are crash-atomic (a writer killed inside leaves the old
-///   contents).
+///   robust lock and are crash-atomic: a writer killed inside leaves the old
+///   contents, or the new ones completed from the journal by the next writer.
 /// - For integer elements, [`fetch_add`](Array::fetch_add),
 ///   [`compare_exchange`](Array::compare_exchange) and friends are single
 ///   lock-free atomic operations on the element. They do not take the lock, so

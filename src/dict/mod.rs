@@ -29,7 +29,8 @@
 //!   `benches/dict.rs` measures the cost under two writing processes.
 //! - **Crash consistency**: a writer killed at any instruction leaves the lock
 //!   owner-died; the next writer (or a reader that finds a slot stuck mid-write)
-//!   rolls the journaled slot back, recounts `len`, and goes on. Every key then
+//!   rolls back the journaled slot if its write was cut short (a finished
+//!   write, which readers may have seen, is kept), recounts `len`, and goes on. Every key then
 //!   maps to its old or its new value, never a torn mix. [`DictStats::recoveries`]
 //!   counts the repairs.
 //! - **Tombstones** from `remove` are reused by later inserts, and a removal next

@@ -34,8 +34,9 @@
 //!
 //! A writer killed anywhere leaves the robust lock owner-died. The next acquirer
 //! (writer, or a reader that found a slot stuck odd) runs `recover` before doing
-//! anything else: it rolls the journaled slot back to its old words (or finishes
-//! an interrupted `clear`), makes every odd `seq` even (the only other writes are
+//! anything else: it rolls the journaled slot back to its old words if the write
+//! was cut short (`seq` odd; a finished write is kept, since readers may have
+//! seen it), finishes an interrupted `clear`, makes every odd `seq` even (the only other writes are
 //! single-word tag changes, old or new both valid), recounts `len` from the slots,
 //! and marks the lock consistent. So after a crash every key maps to its old or
 //! its new value, never a mix, and `len` matches the entries.
@@ -453,14 +454,19 @@ impl<'a> Table<'a> {
             // Masked: a scribbled journal word still names a slot in bounds.
             let i = (j as usize) & self.mask();
             let jb = self.journal_base();
-            self.write_slot(i, |s| {
-                for (k, w) in s.iter().enumerate() {
-                    w.store(
-                        self.words[jb + 1 + k].load(Ordering::Relaxed),
-                        Ordering::Relaxed,
-                    );
-                }
-            });
+            // Roll back only a write that did not finish (`seq` odd). A finished
+            // one (`seq` even) may already have been read: keeping it means no
+            // reader ever sees a value go new -> old (found by tests/dict_kill.rs).
+            if self.words[self.base(i)].load(Ordering::Relaxed) & 1 == 1 {
+                self.write_slot(i, |s| {
+                    for (k, w) in s.iter().enumerate() {
+                        w.store(
+                            self.words[jb + 1 + k].load(Ordering::Relaxed),
+                            Ordering::Relaxed,
+                        );
+                    }
+                });
+            }
         }
         let mut len = 0u64;
         for i in 0..self.geo.slots {
@@ -540,9 +546,14 @@ impl<'a> Table<'a> {
         self.journal_done();
     }
 
+    /// `len` as stored (the lock holder's exact count).
+    fn len_raw(&self) -> u64 {
+        self.raw.len.load(Ordering::Relaxed)
+    }
+
     /// Inserts a new key at `free`; the caller holds the lock and checked absence.
     fn put_new(&self, free: Option<usize>, h: u64, kb: &[u8], vb: &[u8]) -> Result<(), ()> {
-        let len = self.raw.len.load(Ordering::Relaxed);
+        let len = self.len_raw();
         if len >= self.geo.capacity as u64 {
             return Err(());
         }
@@ -641,6 +652,10 @@ impl<'a> Table<'a> {
                 Ok(r)
             }
             Locate::Vacant(free) => {
+                // Refuse before running `f`: a full dict runs no closure.
+                if free.is_none() || self.len_raw() >= self.geo.capacity as u64 {
+                    return Err(DictError::Full((key, default)));
+                }
                 let mut v = default;
                 let r = f(&mut v);
                 match self.put_new(free, h, kb, bytemuck::bytes_of(&v)) {
