@@ -133,3 +133,28 @@ fn dict_dead_writer_is_rolled_back() {
         assert_eq!(d.len(), 2);
     });
 }
+
+/// A writer that dies after its write finished (readers may have seen the new
+/// value) but before it cleared the journal: the repair keeps the new value, so
+/// no reader ever sees the key go back to the old one.
+#[test]
+fn dict_finished_write_survives_its_writers_death() {
+    loom::model(|| {
+        let d = Arc::new(LoomDict::new(2));
+        assert_eq!(d.insert(1, [5, 5]), Ok(None));
+        let reader = {
+            let d = Arc::clone(&d);
+            thread::spawn(move || {
+                let first = d.get(1).expect("repairable").expect("key present");
+                let second = d.get(1).expect("repairable").expect("key present");
+                assert!(first == [5, 5] || first == [9, 9], "torn read {first:?}");
+                assert!(!(first == [9, 9] && second == [5, 5]), "write rolled back");
+            })
+        };
+        assert!(d.die_after_writing(1, [9, 9]));
+        reader.join().expect("reader");
+        assert_eq!(d.get(1), Ok(Some([9, 9])));
+        assert_eq!(d.insert(2, [6, 6]), Ok(None));
+        assert_eq!(d.len(), 2);
+    });
+}

@@ -734,6 +734,27 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
+    /// Loom: write `value` to `key`'s slot completely (readers can see it) but
+    /// die before clearing the journal. The caller then "dies".
+    #[cfg(loom)]
+    pub(crate) fn finish_write_then_stop<K: Pod, V: Pod>(&self, key: &K, value: &V) -> bool {
+        let kb = bytemuck::bytes_of(key);
+        let h = self.hash(kb);
+        let Ok(w) = self.lock() else {
+            return false;
+        };
+        std::mem::forget(w);
+        let Locate::Found(i) = self.locate(kb, h) else {
+            return false;
+        };
+        self.journal(i);
+        let kw = self.geo.key_words;
+        self.write_slot(i, |s| {
+            words::write_bytes(&s[1 + kw..], bytemuck::bytes_of(value))
+        });
+        true
+    }
+
     /// Loom and fault-injection tests: begin a write of `value` to `key`'s slot
     /// and stop halfway (journal armed, `seq` odd, first value word written), as a
     /// writer killed at that instruction would. The caller then "dies".
@@ -829,6 +850,14 @@ pub mod model {
         /// Number of dead-writer repairs.
         pub fn recoveries(&self) -> u64 {
             self.raw.recoveries()
+        }
+
+        /// Writes `v` to the present key `k` completely, then "dies" before
+        /// clearing the journal. Returns whether the key was present.
+        pub fn die_after_writing(&self, k: u64, v: Pair) -> bool {
+            let done = self.table().finish_write_then_stop(&k, &v);
+            self.raw.simulate_writer_death();
+            done
         }
 
         /// Begins a write of `v` to the present key `k` and stops halfway (journal
