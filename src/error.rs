@@ -80,7 +80,7 @@ pub enum Error {
     /// A [`crate::Manager`] has no room left for the object.
     #[error("manager region is out of space: {needed} bytes needed, {available} available")]
     OutOfSpace {
-        /// Bytes the object needs (including alignment).
+        /// Bytes the object needs.
         needed: usize,
         /// Bytes still free in the manager's arena.
         available: usize,

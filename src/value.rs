@@ -16,8 +16,10 @@
 //! writer is killed mid-write, the next process to take the lock re-applies the
 //! journal, completing the update. So every element holds its old value (the
 //! writer died before arming the journal) or its new one, a multi-element
-//! `with_lock` update is all-or-nothing, and a value a reader has seen is never
-//! rolled back.
+//! `with_lock` update ends up applied completely (by its writer or by the
+//! repair), and a value a reader has seen is never rolled back. Lock-free reads
+//! of several elements (`to_vec`) can see part of an update while it is being
+//! applied; use `with_lock` for a snapshot of the whole array.
 //!
 //! ```
 //! use multiproc::{Array, Counter, Value};
@@ -61,6 +63,10 @@ pub enum ValueError {
         /// The array's length.
         len: usize,
     },
+    /// Called from inside this object's own `with_lock` closure, which holds
+    /// its lock: waiting would deadlock.
+    #[error("called from inside the same object's with_lock")]
+    WouldDeadlock,
     /// The writer lock cannot be repaired.
     #[error("the value's writer lock is not recoverable")]
     NotRecoverable,
@@ -197,14 +203,16 @@ impl Counter {
 
 /// `RawCells::journal`: nothing to restore.
 const JOURNAL_IDLE: u64 = 0;
-/// `RawCells::journal`: the journal holds every element's new value.
+/// `RawCells::journal`: the journal holds the new value of every element whose
+/// bit is set in the changed-bitmap.
 const JOURNAL_ALL: u64 = u64::MAX;
 
 /// Offset of the words from the start of the cells object.
 const WORDS_OFFSET: usize = size_of::<RawCells>().next_multiple_of(128);
 
 /// Header of a seqlocked array; the words follow it:
-/// `len` records of `[seq, data words]`, then `len * data words` of journal.
+/// `len` records of `[seq, data words]`, then `len * data words` of journal,
+/// then a bitmap of the elements a multi-element update changes.
 #[repr(C)]
 pub(crate) struct RawCells {
     lock: RawLock,
@@ -247,15 +255,16 @@ impl CellGeo {
     fn plan(len: u64, elem_size: u64) -> Option<CellGeo> {
         let elem_words = usize::try_from(elem_size.div_ceil(8)).ok()?;
         let len = usize::try_from(len).ok()?;
-        // Records plus journal, in bytes, must not overflow.
+        // Records, journal and changed-bitmap, in bytes, must not overflow.
         len.checked_mul(2 * elem_words + 1)?
+            .checked_add(len.div_ceil(64))?
             .checked_mul(8)?
             .checked_add(WORDS_OFFSET)?;
         Some(CellGeo { len, elem_words })
     }
 
     fn words(&self) -> usize {
-        self.len * (2 * self.elem_words + 1)
+        self.len * (2 * self.elem_words + 1) + self.len.div_ceil(64)
     }
 
     fn bytes(&self) -> usize {
@@ -268,6 +277,11 @@ impl CellGeo {
 
     fn journal(&self, i: usize) -> usize {
         self.len * (self.elem_words + 1) + i * self.elem_words
+    }
+
+    /// The word of the changed-bitmap holding element `i`'s bit.
+    fn changed(&self, i: usize) -> usize {
+        self.len * (2 * self.elem_words + 1) + i / 64
     }
 }
 
@@ -443,6 +457,10 @@ impl<T: Pod> Cells<T> {
     }
 
     fn lock(&self) -> Result<Held<'_>, ValueError> {
+        // Only this thread can have stored its own token: a reliable check.
+        if self.raw().lock.is_owned_by_me() {
+            return Err(ValueError::WouldDeadlock);
+        }
         self.raw()
             .lock
             .lock_repairing(|| self.recover())
@@ -460,7 +478,12 @@ impl<T: Pod> Cells<T> {
         for i in 0..self.geo.len {
             // JOURNAL_ALL restores everything, `k + 1` element `k` only; any other
             // (scribbled) value restores nothing.
-            if j == JOURNAL_ALL || j == i as u64 + 1 {
+            let redo = if j == JOURNAL_ALL {
+                self.is_changed(i)
+            } else {
+                j == i as u64 + 1
+            };
+            if redo {
                 let new: T = read_pod(self.journal_words(i));
                 self.seq_write(i, &new);
             }
@@ -488,17 +511,28 @@ impl<T: Pod> Cells<T> {
         Ok(r)
     }
 
+    fn is_changed(&self, i: usize) -> bool {
+        self.words()[self.geo.changed(i)].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+    }
+
     /// Writes `new` over `old` through the journal (the caller holds the lock).
+    /// Only the elements that differ are journaled, marked and written, so the
+    /// repair after a crash re-applies exactly those and never touches an
+    /// element the update left alone (whose lock-free atomics must survive).
     fn commit(&self, old: &[T], new: &[T]) {
-        for (i, v) in new.iter().enumerate() {
-            words::write_bytes(self.journal_words(i), bytemuck::bytes_of(v));
+        let w = self.words();
+        for word in 0..self.geo.len.div_ceil(64) {
+            w[self.geo.changed(word * 64)].store(0, Ordering::Relaxed);
         }
-        // Release: the journal words before the armed flag.
+        let changed = |i: usize| bytemuck::bytes_of(&old[i]) != bytemuck::bytes_of(&new[i]);
+        for (i, v) in new.iter().enumerate().filter(|&(i, _)| changed(i)) {
+            words::write_bytes(self.journal_words(i), bytemuck::bytes_of(v));
+            w[self.geo.changed(i)].fetch_or(1 << (i % 64), Ordering::Relaxed);
+        }
+        // Release: the journal words and bitmap before the armed flag.
         self.raw().journal.store(JOURNAL_ALL, Ordering::Release);
-        for (i, (o, n)) in old.iter().zip(new).enumerate() {
-            if bytemuck::bytes_of(o) != bytemuck::bytes_of(n) {
-                self.seq_write(i, n);
-            }
+        for (i, v) in new.iter().enumerate().filter(|&(i, _)| changed(i)) {
+            self.seq_write(i, v);
         }
         self.raw().journal.store(JOURNAL_IDLE, Ordering::Release);
     }

@@ -367,7 +367,8 @@ mod handle {
         /// Applies `f` to the value of `key` as one atomic read-modify-write
         /// (other writers wait; readers see the old or the new value). Returns
         /// `f`'s result, or `None` if the key is absent. `f` runs under the
-        /// dict's writer lock: keep it short and do not touch the dict from it.
+        /// dict's writer lock: keep it short; a writing call on the same dict
+        /// from inside `f` returns [`DictError::WouldDeadlock`].
         pub fn update<R>(
             &self,
             key: &K,

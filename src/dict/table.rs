@@ -83,6 +83,10 @@ pub enum DictError<T = ()> {
     /// back, nothing was overwritten.
     #[error("the dict is full")]
     Full(T),
+    /// Called from inside this dict's own `update` closure, which holds the
+    /// writer lock: waiting would deadlock.
+    #[error("called from inside the same dict's update closure")]
+    WouldDeadlock,
     /// The writer lock cannot be repaired (only possible if something other than
     /// this crate released it while inconsistent).
     #[error("the dict's writer lock is not recoverable")]
@@ -97,6 +101,7 @@ impl<T> DictError<T> {
     pub fn without_item(self) -> DictError {
         match self {
             DictError::Full(_) => DictError::Full(()),
+            DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
             DictError::Os(e) => DictError::Os(e),
         }
@@ -113,6 +118,7 @@ impl<T> DictError<T> {
     fn map<U>(self, f: impl FnOnce(T) -> U) -> DictError<U> {
         match self {
             DictError::Full(t) => DictError::Full(f(t)),
+            DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
             DictError::Os(e) => DictError::Os(e),
         }
@@ -432,6 +438,10 @@ impl<'a> Table<'a> {
     // ---- writers (under the lock) ----
 
     fn lock(&self) -> Result<Held<'_>, DictError> {
+        // Only this thread can have stored its own token: a reliable check.
+        if self.raw.lock.is_owned_by_me() {
+            return Err(DictError::WouldDeadlock);
+        }
         self.raw
             .lock
             .lock_repairing(|| self.recover())

@@ -306,6 +306,10 @@ impl RawLock {
     /// hook marks it owner-died and wakes one waiter).
     #[cfg(loom)]
     pub fn simulate_owner_death(&self) {
+        // A dead process's token stays in the word, harmlessly, since tokens are
+        // unique per thread. Models let the "dead" thread go on as another
+        // process, so it must not keep recognising the lock as its own.
+        self.owner.store(0, Ordering::Relaxed);
         self.core.simulate_owner_death();
     }
 }
