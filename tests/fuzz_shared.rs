@@ -5,7 +5,10 @@
 //! error or a value) without panicking or hanging, and the structure stays
 //! usable.
 
-#![allow(clippy::unwrap_used, reason = "test helpers read the checked-in corpus")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers read the checked-in corpus"
+)]
 
 use multiproc::__private::{fuzz_dict, fuzz_manager};
 use proptest::prelude::*;
