@@ -154,6 +154,10 @@ pub(crate) mod hint {
     #[cfg(not(loom))]
     pub(crate) const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(20);
 
+    /// Rounds of 32 `pause`s before the spin starts yielding the CPU.
+    #[cfg(not(loom))]
+    const PURE_SPIN_ROUNDS: u32 = 4;
+
     /// A CPU relax hint (`pause`), or a loom yield.
     #[inline]
     pub(crate) fn spin_loop() {
@@ -173,6 +177,7 @@ pub(crate) mod hint {
         #[cfg(not(loom))]
         {
             let until = crate::sys::time::Deadline::after(SPIN_TIME);
+            let mut rounds = 0u32;
             loop {
                 for _ in 0..32 {
                     core::hint::spin_loop();
@@ -182,6 +187,14 @@ pub(crate) mod hint {
                 }
                 if until.passed() {
                     return false;
+                }
+                // Past the first few rounds (~1-2 us), give the CPU away between
+                // checks: a peer that shares this CPU gets to run and answer
+                // (pure spinning would burn our whole time slice while it
+                // waits), and with a CPU to itself `sched_yield` returns at once.
+                rounds += 1;
+                if rounds > PURE_SPIN_ROUNDS {
+                    std::thread::yield_now();
                 }
             }
         }
