@@ -1,7 +1,7 @@
 //! Loom models of every primitive's algorithm.
 //!
 //! Run with:
-//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom`
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --test loom`
 //!
 //! Under `--cfg loom` the crate's facade swaps atomics for loom's, the futex for a
 //! model with the kernel's compare-and-sleep guarantee (timed waits block until
@@ -362,10 +362,12 @@ fn ring_model(bound: usize, f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-// The full 2 producers x 2 consumers model on a two-slot ring does not finish in
-// hours even with one preemption (five threads, retry loops and the futex
-// model). It is split into the two halves below, each exhaustive under the
-// suite's bound; the 4 x 4 process test covers the combination at scale.
+// With the blocking entry points, a 2 producers x 2 consumers model on a two-slot
+// ring does not finish in hours even with one preemption (five threads, retry
+// loops and the futex model). The two halves below check each side with more
+// items per thread and through `get`'s sleep path; the combination is modelled
+// with the non-blocking entry points further down, and the 4 x 4 process test
+// covers it at scale.
 
 #[test]
 fn ring_two_producers_fifo_per_producer_exactly_once() {
@@ -418,6 +420,150 @@ fn ring_two_consumers_take_each_item_exactly_once() {
         all.push(ring.try_get(5).unwrap());
         all.sort_unstable();
         assert_eq!(all, vec![1, 2, 3]);
+    });
+}
+
+// ---- 2 producers x 2 consumers on a capacity-2 ring -------------------------
+//
+// P1 puts a1 then a2, P2 puts b1, C1 takes up to two items, the main thread (C2)
+// up to one. Three items through two slots: the third put needs a slot freed by
+// a get (wrap-around) while the consumers race each other and the producers.
+//
+// Loom-sized how:
+// - Non-blocking entry points only (`try_put`/`try_get`), with
+//   `thread::yield_now` between attempts: no futex model, no in-flight nap.
+// - At most `RING_2X2_TRIES` attempts per operation. Two threads retrying with
+//   yields can hand the CPU back and forth forever without a preemption (loom
+//   charges none for leaving a yielding thread) and blow loom's branch limit.
+//   A thread out of attempts stops and leaves the rest of its work (its
+//   unput items, its untaken count) to the main thread, which after the joins
+//   puts the leftovers in order, draining as needed, and drains the ring. The
+//   scheduler can still delay a last attempt arbitrarily, so every placement of
+//   a successful put or get against the other threads' steps (within the
+//   preemption bound) is explored; only runs with more failed attempts in a row
+//   are cut (a failed attempt only reads, or moves a lagging hint as the next
+//   attempt would).
+// - Preemption bound 1, like the other models with more than two threads:
+//   ~1 min at 1 (release, 2 cores); at bound 2 it did not finish in 10 min, and
+//   3 tries per operation at bound 1 take ~6x longer.
+//
+// What it checks:
+// - Exactly once: a bitmask of items whose get has returned (a duplicate
+//   panics at once), then the multiset of everything taken equals what was put
+//   and the ring is empty.
+// - FIFO per producer, in the real-time form linearizability gives: put(a1)
+//   returns before put(a2) begins (same thread, or main after the joins), so a
+//   get that *begins* after a get of a2 has *returned* must not return a1.
+//   Within one consumer this is "a1 before a2"; across consumers it rules out a
+//   later get finding a1 still queued once a2 is out. Overlapping gets may
+//   finish in either order, so nothing stronger is observable from outside.
+//   The mask lives in a `std` mutex outside the model: loom runs one thread at a
+//   time and switches only at modelled operations, so it records the explored
+//   schedule's real-time order exactly, adds no branches, and creates no
+//   happens-before edge that could hide an ordering bug in the ring.
+
+/// Attempts per operation in the 2 x 2 model (see above).
+const RING_2X2_TRIES: usize = 2;
+
+use std::sync::PoisonError;
+
+/// Items whose get has returned, one bit each (see [`item_bit`]).
+type Returned = std::sync::Mutex<u32>;
+
+/// Item `p << 4 | seq` (producer `p` in 1..=2, `seq` in 1..=7) as one bit.
+fn item_bit(v: u64) -> u32 {
+    1 << ((v >> 4) * 8 + (v & 7))
+}
+
+/// Puts `items` in order, `RING_2X2_TRIES` attempts each; returns how many.
+fn put_some(ring: &LoomRing, me: u16, items: &[u64]) -> usize {
+    for (n, &v) in items.iter().enumerate() {
+        let mut tries = RING_2X2_TRIES;
+        loop {
+            match ring.try_put(me, v) {
+                Ok(()) => break,
+                Err(PutFail::Full(_)) if tries > 1 => {
+                    tries -= 1;
+                    thread::yield_now();
+                }
+                Err(PutFail::Full(_)) => return n,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    items.len()
+}
+
+/// One `try_get`, checked against the items already returned.
+fn take_one(ring: &LoomRing, returned: &Returned, me: u16) -> Option<u64> {
+    let before = *returned.lock().unwrap_or_else(PoisonError::into_inner);
+    let v = ring.try_get(me).ok()?;
+    let mut now = returned.lock().unwrap_or_else(PoisonError::into_inner);
+    assert_eq!(*now & item_bit(v), 0, "{v:#x} delivered twice");
+    if let Some(l) = (v + 1..=(v | 7)).find(|&l| before & item_bit(l) != 0) {
+        panic!(
+            "{v:#x} taken by a get that began after a get of {l:#x} (same producer, later) returned"
+        );
+    }
+    *now |= item_bit(v);
+    Some(v)
+}
+
+/// Takes up to `n` items, `RING_2X2_TRIES` attempts each; stops at the first
+/// item it cannot get.
+fn take_some(ring: &LoomRing, returned: &Returned, me: u16, n: usize) -> Vec<u64> {
+    let mut got = Vec::new();
+    'items: while got.len() < n {
+        for t in 0..RING_2X2_TRIES {
+            if t > 0 {
+                thread::yield_now();
+            }
+            if let Some(v) = take_one(ring, returned, me) {
+                got.push(v);
+                continue 'items;
+            }
+        }
+        break;
+    }
+    got
+}
+
+#[test]
+fn ring_two_producers_two_consumers_exactly_once_fifo_per_producer() {
+    ring_model(1, || {
+        const A: [u64; 2] = [0x11, 0x12];
+        const B: [u64; 1] = [0x21];
+        let ring = Arc::new(LoomRing::new(2));
+        let returned = std::sync::Arc::new(Returned::new(0));
+        let p1 = {
+            let ring = ring.clone();
+            thread::spawn(move || put_some(&ring, 1, &A))
+        };
+        let p2 = {
+            let ring = ring.clone();
+            thread::spawn(move || put_some(&ring, 2, &B))
+        };
+        let c1 = {
+            let (ring, returned) = (ring.clone(), returned.clone());
+            thread::spawn(move || take_some(&ring, &returned, 3, 2))
+        };
+        let mut all = take_some(&ring, &returned, 4, 1);
+        let leftovers = [(1, &A[p1.join().unwrap()..]), (2, &B[p2.join().unwrap()..])];
+        all.extend(c1.join().unwrap());
+        // Alone now: finish the producers' work in order, then drain.
+        for (me, items) in leftovers {
+            for &v in items {
+                while ring.try_put(me, v).is_err() {
+                    all.push(take_one(&ring, &returned, 5).expect("a full ring yields an item"));
+                }
+            }
+        }
+        while let Some(v) = take_one(&ring, &returned, 5) {
+            all.push(v);
+        }
+        all.sort_unstable();
+        assert_eq!(all, [0x11, 0x12, 0x21]);
+        assert_eq!(ring.try_get(5), Err(GetFail::Empty(None)));
     });
 }
 
