@@ -17,6 +17,7 @@
 
 use super::lock::{How, RawLock, ReleaseError};
 use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::hint::spin_wait;
 use crate::loom::{Acquired, Deadline, MutexError, WaitResult, futex};
 
 /// The condition's shared state.
@@ -76,19 +77,35 @@ impl RawCondition {
         self.waiters.fetch_add(1, Ordering::Relaxed);
         let seq = self.seq.load(Ordering::Relaxed);
         self.lock.release()?;
-        let notified = loop {
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            let r = futex::wait(&self.seq, seq, Some(until));
-            if self.seq.load(Ordering::Relaxed) != seq || r == WaitResult::Changed {
-                break true;
+        // A notify usually follows quickly (the notifier is running): spin on
+        // `seq` first, so the common hand-off costs no sleep and wake-up.
+        let notified = spin_wait(|| self.seq.load(Ordering::Relaxed) != seq)
+            || loop {
+                let until = deadline
+                    .unwrap_or_else(|| Deadline::after(slice))
+                    .min_after(slice);
+                let r = futex::wait(&self.seq, seq, Some(until));
+                if self.seq.load(Ordering::Relaxed) != seq || r == WaitResult::Changed {
+                    break true;
+                }
+                if deadline.is_some_and(Deadline::passed) {
+                    break false;
+                }
+            };
+        // The notifier still holds the lock for a moment: try for it while
+        // spinning before blocking, so a quick release costs no futex sleep.
+        let mut tried = None;
+        spin_wait(|| match self.lock.acquire(How::Try) {
+            Err(MutexError::WouldBlock) => false,
+            r => {
+                tried = Some(r);
+                true
             }
-            if deadline.is_some_and(Deadline::passed) {
-                break false;
-            }
+        });
+        let relocked = match tried {
+            Some(r) => r,
+            None => self.lock.acquire(How::Block),
         };
-        let relocked = self.lock.acquire(How::Block);
         if relocked.is_ok() {
             // Saturating: a dead waiter may have left the count off; never wrap.
             let w = self.waiters.load(Ordering::Relaxed);
