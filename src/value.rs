@@ -564,6 +564,11 @@ impl<T: Pod> Cells<T> {
 /// One shared `Pod` value: lock-free [`load`](Value::load), and locked,
 /// crash-atomic [`store`](Value::store) and [`with_lock`](Value::with_lock)
 /// (Python's `with v.get_lock(): v.value += 1`, as one call).
+///
+/// A `Value<T>` is stored as an [`Array<T>`] of length 1: its region (or
+/// [`crate::Manager`] entry) has the kind `"Array"`, and opening it as an
+/// `Array<T>` gives the same element. Opening a longer array as a `Value` is a
+/// [`Error::TypeMismatch`].
 pub struct Value<T> {
     cells: Cells<T>,
 }

@@ -6,7 +6,7 @@
 //! - **Fixed capacity**, chosen at creation: the table has the smallest power of
 //!   two of slots such that `capacity` entries fill at most 75% of them. A full
 //!   dict refuses new keys with [`DictError::Full`], handing the pair back.
-//! - **Open addressing, linear probing**; keys and values are [`Pod`], copied
+//! - **Open addressing, linear probing**; keys and values are [`Pod`](bytemuck::Pod), copied
 //!   in and out as words, so no pointer ever lives in the region.
 //! - **Stable hashing**: SipHash-1-3 keyed by two words stored in the region,
 //!   identical in every process. By default the key is fixed, so the layout is
