@@ -254,10 +254,17 @@ fn random_kills(
         ExitStatus::Code(0),
         "reader saw a torn value"
     );
-    // Still fully usable after all the kills.
+    // Still fully usable after all the kills. The last victim may have died
+    // with its update journaled but not yet visible: the repair run by this
+    // update completes it first (a redo log), so the result is `before + 1`
+    // or `before + 2`.
     let before = read().unwrap();
-    assert_eq!(update(), Some(before + 1));
-    assert_eq!(read(), Some(before + 1));
+    let after = update().unwrap();
+    assert!(
+        after == before + 1 || after == before + 2,
+        "update after the kills: {before} -> {after}"
+    );
+    assert_eq!(read(), Some(after));
     eprintln!(
         "{kills} kills: {} repairs, {reached_in_flight} times the in-flight value survived, \
          reader: {} loads, {} times backwards",
