@@ -8,11 +8,16 @@
 //! |---|---|
 //! | `seq` | futex word, bumped by every notify that finds waiters |
 //! | `waiters` | threads between "registered in `wait`" and "re-acquired the lock"; a hint (a dead waiter leaves it one too high, which costs an extra wake, never a lost one) |
+//! | `sleepers` | waiters about to enter or inside `FUTEX_WAIT` (same hint rules) |
 //!
-//! `wait` registers and reads `seq` under the lock, releases it, and sleeps while
-//! `seq` is unchanged; a notify after the release changes `seq` before waking, so
-//! the kernel's compare-and-sleep makes a lost wake-up impossible. `notify` with
-//! `waiters == 0` makes no syscall. Spurious wake-ups are possible (as with every
+//! `wait` registers and reads `seq` under the lock, releases it, spins briefly
+//! for `seq` to change, then sleeps while `seq` is unchanged; a notify after the
+//! release changes `seq` before waking, so the kernel's compare-and-sleep makes a
+//! lost wake-up impossible. `notify` with `waiters == 0` does nothing, and with
+//! only spinning waiters (`sleepers == 0`) makes no syscall: a waiter increments
+//! `sleepers` and then re-reads `seq` before sleeping, a notifier bumps `seq` and
+//! then reads `sleepers`, all with read-modify-writes, so at least one of them
+//! sees the other (the waiter then skips the sleep, or the notifier wakes it). Spurious wake-ups are possible (as with every
 //! condition variable); loop on your predicate or use `wait_while`.
 
 use super::lock::{How, RawLock, ReleaseError};
@@ -29,6 +34,9 @@ pub struct RawCondition {
     /// it for lock holders; sleepers compare it in the kernel.
     seq: AtomicU32,
     waiters: AtomicU32,
+    /// Waiters committed to `FUTEX_WAIT`; changed by waiters outside the lock
+    /// (RMWs only: the Dekker pairing with `notify` in the module doc).
+    sleepers: AtomicU32,
 }
 
 impl RawCondition {
@@ -39,6 +47,7 @@ impl RawCondition {
             lock: RawLock::new(),
             seq: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
         }
     }
 
@@ -53,6 +62,7 @@ impl RawCondition {
         unsafe {
             std::ptr::addr_of_mut!((*this).seq).write(AtomicU32::new(0));
             std::ptr::addr_of_mut!((*this).waiters).write(AtomicU32::new(0));
+            std::ptr::addr_of_mut!((*this).sleepers).write(AtomicU32::new(0));
             RawLock::init(std::ptr::addr_of_mut!((*this).lock))
         }
     }
@@ -84,7 +94,14 @@ impl RawCondition {
                 let until = deadline
                     .unwrap_or_else(|| Deadline::after(slice))
                     .min_after(slice);
-                let r = futex::wait(&self.seq, seq, Some(until));
+                // SYNC(sleepers): RMW, then an RMW read of `seq` (see `notify`).
+                self.sleepers.fetch_add(1, Ordering::AcqRel);
+                let r = if self.seq.fetch_add(0, Ordering::AcqRel) == seq {
+                    futex::wait(&self.seq, seq, Some(until))
+                } else {
+                    WaitResult::Changed
+                };
+                self.sleepers.fetch_sub(1, Ordering::Relaxed);
                 if self.seq.load(Ordering::Relaxed) != seq || r == WaitResult::Changed {
                     break true;
                 }
@@ -122,8 +139,16 @@ impl RawCondition {
         if n == 0 || self.waiters.load(Ordering::Relaxed) == 0 {
             return Ok(());
         }
-        self.seq.fetch_add(1, Ordering::Relaxed);
-        futex::wake(&self.seq, n);
+        // SYNC(sleepers): a Dekker pair with `wait`, made of RMWs rather than
+        // loads: an RMW reads the latest value in the word's modification order,
+        // so if this read of `sleepers` precedes a waiter's increment, that
+        // increment synchronizes with it and the waiter's later RMW read of `seq`
+        // sees our bump (it then skips the sleep). No store-load fence needed,
+        // and loom (which models SeqCst as AcqRel) can check it.
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        if self.sleepers.fetch_add(0, Ordering::AcqRel) != 0 {
+            futex::wake(&self.seq, n);
+        }
         Ok(())
     }
 }
