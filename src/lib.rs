@@ -91,6 +91,7 @@ pub use region::{Region, RegionOptions};
 #[cfg(not(loom))]
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
+    SemaphorePermit,
 };
 pub use sync::{BarrierError, BarrierWaitResult, LockError, ReleaseError};
 #[cfg(not(loom))]

@@ -35,7 +35,7 @@ pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]
-pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};
 
 #[cfg(loom)]
 pub use barrier::RawBarrier;

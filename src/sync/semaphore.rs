@@ -210,7 +210,7 @@ impl RawSemaphore {
 }
 
 #[cfg(not(loom))]
-pub use handle::{BoundedSemaphore, Semaphore};
+pub use handle::{BoundedSemaphore, Semaphore, SemaphorePermit};
 
 #[cfg(not(loom))]
 mod handle {
@@ -246,6 +246,30 @@ mod handle {
             // SAFETY: the caller guarantees `this` is valid, aligned and unused.
             unsafe { this.write(RawSemaphore::new(p.value, p.bound)) };
             Ok(())
+        }
+    }
+
+    /// A permit taken with [`Semaphore::permit`] (or the bounded variant's),
+    /// returned when dropped: Python's `with sem:`.
+    ///
+    /// A process that dies holding a permit does not return it (see the
+    /// semaphore's docs).
+    #[must_use = "the permit is returned as soon as it is dropped"]
+    pub struct SemaphorePermit<'a> {
+        raw: &'a RawSemaphore,
+    }
+
+    impl fmt::Debug for SemaphorePermit<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SemaphorePermit").finish_non_exhaustive()
+        }
+    }
+
+    impl Drop for SemaphorePermit<'_> {
+        fn drop(&mut self) {
+            // Cannot exceed a bound: this permit was taken from the semaphore.
+            // (Extra `release` calls by others could; nothing to do in drop.)
+            let _ = self.raw.release();
         }
     }
 
@@ -335,6 +359,40 @@ mod handle {
                 /// Takes a permit if one is available now.
                 pub fn try_acquire(&self) -> bool {
                     self.obj.get().try_acquire()
+                }
+
+                /// Takes a permit, blocking while none is available, and returns
+                /// it when the guard drops.
+                ///
+                /// ```
+                #[doc = concat!("let sem = multiproc::", stringify!($name), "::anonymous(1)?;")]
+                /// {
+                ///     let _permit = sem.permit();
+                ///     assert_eq!(sem.value(), 0);
+                ///     assert!(sem.try_permit().is_none());
+                /// }
+                /// assert_eq!(sem.value(), 1);
+                /// # Ok::<(), multiproc::Error>(())
+                /// ```
+                pub fn permit(&self) -> SemaphorePermit<'_> {
+                    self.acquire();
+                    SemaphorePermit {
+                        raw: self.obj.get(),
+                    }
+                }
+
+                /// [`Self::permit`] if a permit is available now.
+                pub fn try_permit(&self) -> Option<SemaphorePermit<'_>> {
+                    self.try_acquire().then(|| SemaphorePermit {
+                        raw: self.obj.get(),
+                    })
+                }
+
+                /// [`Self::permit`], waiting at most `timeout`.
+                pub fn permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
+                    self.acquire_timeout(timeout).then(|| SemaphorePermit {
+                        raw: self.obj.get(),
+                    })
                 }
 
                 /// Takes a permit, waiting at most `timeout`; `false` on timeout.
