@@ -144,7 +144,8 @@ impl RawCondition {
         // so if this read of `sleepers` precedes a waiter's increment, that
         // increment synchronizes with it and the waiter's later RMW read of `seq`
         // sees our bump (it then skips the sleep). No store-load fence needed,
-        // and loom (which models SeqCst as AcqRel) can check it.
+        // and loom can check it (loom lets SeqCst loads miss SeqCst stores in
+        // this store-buffer shape: tokio-rs/loom#180).
         self.seq.fetch_add(1, Ordering::AcqRel);
         if self.sleepers.fetch_add(0, Ordering::AcqRel) != 0 {
             futex::wake(&self.seq, n);
