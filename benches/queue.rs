@@ -34,16 +34,17 @@
 
 use criterion::{criterion_group, criterion_main};
 
+/// Shared with the comparison program, so both measure with the same plumbing.
+#[path = "../examples/compare/plumbing.rs"]
+#[allow(dead_code, reason = "the bench uses part of the comparison's plumbing")]
+mod plumbing;
+
 mod common {
     //! Plumbing shared by every group: shared mappings, fork and reap, raw file
     //! descriptors, a spin-then-yield-then-sleep backoff, the consumer's control
     //! block and a hang watchdog.
 
-    use std::marker::PhantomData;
-    use std::ops::Deref;
-    use std::ptr::NonNull;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
+    use std::sync::atomic::Ordering;
 
     use multiproc::process::{self, Child};
 
@@ -52,95 +53,9 @@ mod common {
     /// The value (or sequence number) telling an echo child or a consumer to exit.
     pub const STOP: u64 = u64::MAX;
 
-    /// A `MAP_SHARED | MAP_ANONYMOUS` mapping, zero-filled and page-aligned,
-    /// shared with every child forked after its creation.
-    pub struct Shm {
-        ptr: NonNull<u8>,
-        len: usize,
-    }
-
-    impl Shm {
-        pub fn new(len: usize) -> Shm {
-            // SAFETY: a fresh anonymous mapping with no address hint touches no
-            // existing memory; the result is checked below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert!(
-                p != libc::MAP_FAILED,
-                "mmap: {}",
-                std::io::Error::last_os_error()
-            );
-            Shm {
-                ptr: NonNull::new(p.cast()).expect("mmap returned null"),
-                len,
-            }
-        }
-
-        pub fn as_ptr(&self) -> *mut u8 {
-            self.ptr.as_ptr()
-        }
-
-        pub fn len(&self) -> usize {
-            self.len
-        }
-    }
-
-    impl Drop for Shm {
-        fn drop(&mut self) {
-            // SAFETY: `ptr..ptr+len` is the mapping `new` created; nothing borrows
-            // it any more (borrows are tied to `&self`). Children have their own.
-            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-        }
-    }
-
-    /// Types placed in a [`Shared`] mapping.
-    ///
-    /// # Safety
-    ///
-    /// All-zero bytes must be a valid value, and every field must be an atomic
-    /// (so that concurrent access from several processes is sound).
-    pub unsafe trait ZeroShared: Sync {}
-
-    /// A `T` living in its own shared mapping (zero-initialized).
-    pub struct Shared<T: ZeroShared> {
-        shm: Shm,
-        _t: PhantomData<T>,
-    }
-
-    impl<T: ZeroShared> Shared<T> {
-        pub fn new() -> Shared<T> {
-            assert!(align_of::<T>() <= 4096, "page alignment suffices");
-            Shared {
-                shm: Shm::new(size_of::<T>().max(1)),
-                _t: PhantomData,
-            }
-        }
-    }
-
-    impl<T: ZeroShared> Deref for Shared<T> {
-        type Target = T;
-
-        fn deref(&self) -> &T {
-            // SAFETY: the mapping is page-aligned (enough for `T`), at least
-            // `size_of::<T>()` bytes, zero-filled by the kernel, and zero is a
-            // valid `T` whose fields are all atomics (`ZeroShared`); it lives as
-            // long as `self`.
-            unsafe { &*self.shm.as_ptr().cast::<T>() }
-        }
-    }
-
-    /// One atomic word alone on a 128-byte line (adjacent-line prefetch pairs
-    /// 64-byte lines).
-    #[repr(C, align(128))]
-    pub struct Line(pub AtomicU64);
+    // The shared mappings, control-word lines, backoff and fd helpers are the
+    // comparison program's (one implementation, included below as `plumbing`).
+    pub use super::plumbing::{Backoff, Line, Shared, Shm, ZeroShared, read_exact, write_all};
 
     /// Why a consumer gave up (its exit code too).
     pub const RECV_FAILED: i32 = 10;
@@ -219,43 +134,6 @@ mod common {
         }
     }
 
-    /// Waiting for a peer: spin first, then yield the CPU, then sleep 20 µs at a
-    /// time (a descheduled peer on 2 vCPUs needs our CPU; between rounds an idle
-    /// consumer should not burn one). Used by the throughput and mpmc loops;
-    /// the ping-pong spinners spin purely, as specified.
-    pub struct Backoff(u32);
-
-    const SPINS: u32 = 1 << 10;
-    const YIELDS: u32 = 1 << 8;
-
-    impl Backoff {
-        pub fn new() -> Backoff {
-            Backoff(0)
-        }
-
-        /// A backoff that sleeps from the first snooze (pollers that must not
-        /// compete with the workers for the CPU).
-        pub fn sleepy() -> Backoff {
-            Backoff(SPINS + YIELDS)
-        }
-
-        pub fn snooze(&mut self) {
-            if self.0 < SPINS {
-                std::hint::spin_loop();
-            } else if self.0 < SPINS + YIELDS {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(20));
-            }
-            self.0 = self.0.saturating_add(1);
-        }
-
-        /// Whether to look for a peer's failure now (every 256th snooze).
-        pub fn check_due(&self) -> bool {
-            self.0 % 256 == 255
-        }
-    }
-
     /// Forks a child running `f`. The child is killed if this process dies, so
     /// a failing benchmark leaves no spinning orphans.
     pub fn spawn(f: impl FnOnce() -> i32) -> Child {
@@ -312,46 +190,6 @@ mod common {
             // SAFETY: the caller owns `fd` and closes it exactly once.
             unsafe { libc::close(fd) };
         }
-    }
-
-    fn interrupted() -> bool {
-        std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-    }
-
-    /// Writes all of `buf` (one `write` call unless it is cut short). `false` on
-    /// an error such as `EPIPE` (the reader is gone). Allocation-free.
-    pub fn write_all(fd: libc::c_int, mut buf: &[u8]) -> bool {
-        while !buf.is_empty() {
-            // SAFETY: `buf` is valid, readable memory of `buf.len()` bytes.
-            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-            if n < 0 {
-                if interrupted() {
-                    continue;
-                }
-                return false;
-            }
-            buf = &buf[n as usize..];
-        }
-        true
-    }
-
-    /// Fills all of `buf`; `false` on end of file or an error. Allocation-free.
-    pub fn read_exact(fd: libc::c_int, mut buf: &mut [u8]) -> bool {
-        while !buf.is_empty() {
-            // SAFETY: `buf` is valid, writable memory of `buf.len()` bytes.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                if interrupted() {
-                    continue;
-                }
-                return false;
-            }
-            if n == 0 {
-                return false;
-            }
-            buf = &mut buf[n as usize..];
-        }
-        true
     }
 
     pub mod watchdog {
@@ -535,7 +373,7 @@ mod ping_pong {
         );
         close(&[mine]);
 
-        let shm = Shm::new(4096);
+        let shm = Shm::new(4096).expect("map shared memory");
         // SAFETY: offset 0 of a fresh page-aligned mapping of 4096 zeroed bytes;
         // zero is a valid `AtomicU64`, and the word is only accessed atomically
         // (here and in the child). The mapping outlives every use (`run` returns
@@ -553,19 +391,7 @@ mod ping_pong {
         g.finish();
     }
 
-    /// One step of a spin-wait: `spin_loop()`, except that every 256th step
-    /// yields the CPU. A reply that comes from another core arrives long before
-    /// the first yield; the yield only matters when the peer is waiting for our
-    /// CPU (2 vCPUs and a third busy process), where pure spinning would make a
-    /// round trip cost a scheduler time slice (milliseconds).
-    fn spin(spins: &mut u32) {
-        *spins = spins.wrapping_add(1);
-        if *spins % 256 == 0 {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+    use crate::plumbing::spin;
 
     /// One side of a ping-pong transport.
     trait End {
@@ -697,7 +523,7 @@ mod ping_pong {
         after_fork: impl FnOnce(),
     ) {
         let _armed = watchdog::arm(&format!("ping_pong/{name}"));
-        let ctl = Shared::<Ctl>::new();
+        let ctl = Shared::<Ctl>::new().expect("map the control block");
         let ctl_ref: &Ctl = &ctl;
         let proc = spawn(move || echo(child, ctl_ref));
         after_fork();
@@ -928,7 +754,7 @@ mod throughput {
     ) {
         let what = format!("throughput/{name}/{size}");
         let _armed = watchdog::arm(&what);
-        let ctl = Shared::<Ctl>::new();
+        let ctl = Shared::<Ctl>::new().expect("map the control block");
         let ctl_ref: &Ctl = &ctl;
         let child = spawn(move || consume(rx, size, ctl_ref));
         after_fork();
@@ -1151,7 +977,7 @@ mod throughput {
     impl Spsc {
         fn new(slot: usize) -> Spsc {
             Spsc {
-                shm: Shm::new(SLOTS + CAP * slot),
+                shm: Shm::new(SLOTS + CAP * slot).expect("map the bare ring"),
                 slot,
             }
         }
@@ -1282,7 +1108,7 @@ mod throughput {
         let what = format!("throughput/crossbeam_threads/{S}");
         let _armed = watchdog::arm(&what);
         let q = ArrayQueue::<[u8; S]>::new(CAP);
-        let ctl = Shared::<Ctl>::new();
+        let ctl = Shared::<Ctl>::new().expect("map the control block");
         let ctl_ref: &Ctl = &ctl;
         std::thread::scope(|s| {
             let consumer = s.spawn(|| consume(CbRx(&q), S, ctl_ref));
@@ -1462,7 +1288,7 @@ mod mpmc {
         let q = Queue::<u64>::anonymous(CAP).expect("create queue");
         // One start queue per producer, so each moves exactly `HALF` per round.
         let go = [0, 1].map(|_| Queue::<u64>::anonymous(2).expect("create go queue"));
-        let m = Shared::<MpmcCtl>::new();
+        let m = Shared::<MpmcCtl>::new().expect("map the control block");
         let (qr, mr): (&Queue<u64>, &MpmcCtl) = (&q, &m);
 
         let producers = [0u64, 1].map(|p| {
@@ -1543,7 +1369,7 @@ mod mpmc {
         let what = format!("mpmc/{name}");
         let _armed = watchdog::arm(&what);
         let q = ArrayQueue::<u64>::new(CAP);
-        let m = Shared::<MpmcCtl>::new();
+        let m = Shared::<MpmcCtl>::new().expect("map the control block");
         let (q, mr): (&ArrayQueue<u64>, &MpmcCtl) = (&q, &m);
 
         std::thread::scope(|s| {

@@ -744,20 +744,27 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
+    /// Loom: takes the lock for good (the caller is about to "die" holding it),
+    /// finds the present `key` and arms the journal for its slot.
+    #[cfg(loom)]
+    fn lock_forever_and_journal<K: Pod>(&self, key: &K) -> Option<usize> {
+        let kb = bytemuck::bytes_of(key);
+        // The "dying" writer never releases.
+        std::mem::forget(self.lock().ok()?);
+        let Locate::Found(i) = self.locate(kb, self.hash(kb)) else {
+            return None;
+        };
+        self.journal(i);
+        Some(i)
+    }
+
     /// Loom: write `value` to `key`'s slot completely (readers can see it) but
     /// die before clearing the journal. The caller then "dies".
     #[cfg(loom)]
     pub(crate) fn finish_write_then_stop<K: Pod, V: Pod>(&self, key: &K, value: &V) -> bool {
-        let kb = bytemuck::bytes_of(key);
-        let h = self.hash(kb);
-        let Ok(w) = self.lock() else {
+        let Some(i) = self.lock_forever_and_journal(key) else {
             return false;
         };
-        std::mem::forget(w);
-        let Locate::Found(i) = self.locate(kb, h) else {
-            return false;
-        };
-        self.journal(i);
         let kw = self.geo.key_words;
         self.write_slot(i, |s| {
             words::write_bytes(&s[1 + kw..], bytemuck::bytes_of(value))
@@ -770,17 +777,9 @@ impl<'a> Table<'a> {
     /// writer killed at that instruction would. The caller then "dies".
     #[cfg(loom)]
     pub(crate) fn begin_torn_write<K: Pod, V: Pod>(&self, key: &K, value: &V) -> bool {
-        let kb = bytemuck::bytes_of(key);
-        let h = self.hash(kb);
-        let Ok(w) = self.lock() else {
+        let Some(i) = self.lock_forever_and_journal(key) else {
             return false;
         };
-        // The "dying" writer never releases.
-        std::mem::forget(w);
-        let Locate::Found(i) = self.locate(kb, h) else {
-            return false;
-        };
-        self.journal(i);
         let base = self.base(i);
         let odd = self.words[base].load(Ordering::Relaxed) | 1;
         self.words[base].store(odd, Ordering::Relaxed);

@@ -508,11 +508,12 @@ impl Manager {
             });
         };
         let base = (self.dir() as *const Directory).cast::<u8>().cast_mut();
-        // SAFETY: `offset..end` lies in the arena past every published object
-        // (`next` covers them all, recomputed after a crash), inside the payload;
-        // we hold the lock, so nobody else writes it, and nobody reads it before
-        // the entry is published. A dead creator may have left bytes: zero them,
-        // as `init` expects. `offset` is aligned for `T`.
+        // `offset..end` lies in the arena past every published object (`next`
+        // covers them all, recomputed after a crash), inside the payload, and is
+        // aligned for `T`. A dead creator may have left bytes: zero them, as
+        // `init` expects.
+        // SAFETY: in bounds and aligned as above; we hold the lock and the entry
+        // is unpublished, so no other process reads or writes these bytes.
         unsafe {
             let p = base.add(offset);
             std::ptr::write_bytes(p, 0, size);
