@@ -157,18 +157,27 @@ mod handle {
         }
 
         fn check(&self, payload_size: usize) -> Result<(), Error> {
-            let geo = self
-                .raw
-                .geometry(size_of::<K>(), size_of::<V>())
-                .ok_or(Error::Corrupted("dict geometry"))?;
-            let need = geo
-                .words()
-                .checked_mul(8)
-                .and_then(|b| b.checked_add(WORDS_OFFSET));
-            match need {
-                Some(n) if n <= payload_size => Ok(()),
-                _ => Err(Error::Corrupted("dict larger than its region")),
-            }
+            validate::<K, V>(&self.raw, payload_size).map(|_| ())
+        }
+    }
+
+    /// Reads the dict's geometry from its header once and checks that the slot
+    /// words fit in the `payload_size` bytes the object owns: the geometry a
+    /// handle keeps for life.
+    fn validate<K, V>(raw: &RawDict, payload_size: usize) -> Result<Geo, Error> {
+        if payload_size < WORDS_OFFSET {
+            return Err(Error::Corrupted("payload smaller than the dict header"));
+        }
+        let geo = raw
+            .geometry(size_of::<K>(), size_of::<V>())
+            .ok_or(Error::Corrupted("dict geometry"))?;
+        let need = geo
+            .words()
+            .checked_mul(8)
+            .and_then(|b| b.checked_add(WORDS_OFFSET));
+        match need {
+            Some(n) if n <= payload_size => Ok(geo),
+            _ => Err(Error::Corrupted("dict larger than its region")),
         }
     }
 
@@ -320,13 +329,12 @@ mod handle {
         pub(crate) fn from_object(
             obj: Object<DictObject<K, V>>,
         ) -> Result<SharedDict<K, V>, Error> {
-            let geo = obj
-                .get()
-                .raw
-                .geometry(size_of::<K>(), size_of::<V>())
-                .ok_or(Error::Corrupted("dict geometry"))?;
-            // SAFETY: the object is followed by its words at WORDS_OFFSET, inside
-            // the payload (`check`, or planned by us); 128 keeps them 8-aligned.
+            // Validated here, against the bytes the object owns, not taken from
+            // an earlier `check`: a peer may have changed the header since.
+            let geo = validate::<K, V>(&obj.get().raw, obj.size())?;
+            // SAFETY: the object is followed by its `geo.words()` words at
+            // WORDS_OFFSET, inside its bytes (just validated); 128 keeps them
+            // 8-aligned.
             let words = unsafe {
                 (obj.get() as *const DictObject<K, V>)
                     .cast::<u8>()

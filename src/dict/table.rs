@@ -51,11 +51,11 @@
 
 use bytemuck::Pod;
 
-use crate::loom::MutexError;
 #[cfg(loom)]
 use crate::loom::atomic::fence;
 use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::sync::{Held, RawLock};
+use crate::loom::{Acquired, Deadline, MutexError};
+use crate::sync::{Held, How, RawLock};
 #[cfg(loom)]
 use crate::words::word_of;
 use crate::words::{self, eq_bytes, read_begin, read_pod, read_validate, seq_settle, seq_write};
@@ -94,7 +94,25 @@ pub enum DictError<T = ()> {
     /// The robust mutex reported an unexpected errno (a scribbled-over region).
     #[error("the dict's writer lock failed with errno {0}")]
     Os(i32),
+    /// A lock-free read (`get`, `contains_key`, `iter`, ...) found an entry
+    /// mid-write and could not get past it within [`READ_PATIENCE`]: the slot
+    /// stayed odd (or kept changing) while another process held the writer lock.
+    /// A sound writer holds the lock for nanoseconds and a dead one's lock is
+    /// repaired at once, so this means a writer stalled for that long or a peer
+    /// scribbled over the region. Nothing was read; retrying is safe.
+    #[error("a read waited {READ_PATIENCE:?} for an entry another process is writing")]
+    Timeout,
 }
+
+/// How long a lock-free reader waits, at most, for an entry that stays
+/// mid-write before it gives up with [`DictError::Timeout`]. Readers spin
+/// briefly, then wait for the writer lock (which repairs a dead writer's slot)
+/// with this deadline: they never wait unboundedly, whatever the region holds.
+pub const READ_PATIENCE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Consecutive failed validations of one slot before a reader treats it as
+/// stuck (a slot rewritten faster than it can be read, or scribbled).
+const READ_RETRIES: u32 = 64;
 
 impl<T> DictError<T> {
     /// The same error without the handed-back item.
@@ -104,6 +122,7 @@ impl<T> DictError<T> {
             DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
             DictError::Os(e) => DictError::Os(e),
+            DictError::Timeout => DictError::Timeout,
         }
     }
 
@@ -121,6 +140,7 @@ impl<T> DictError<T> {
             DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
             DictError::Os(e) => DictError::Os(e),
+            DictError::Timeout => DictError::Timeout,
         }
     }
 }
@@ -245,18 +265,20 @@ impl RawDict {
 
     /// Re-derives the geometry from the header, checking it against the sizes the
     /// caller expects. `None` if anything is inconsistent.
+    ///
+    /// Each field is read once (a peer may be writing them), so the geometry
+    /// returned is consistent with what was checked.
     pub(crate) fn geometry(&self, key_size: usize, value_size: usize) -> Option<Geo> {
-        if self.key_size != key_size as u64 || self.value_size != value_size as u64 {
+        // SAFETY: aligned `u64` fields of a live object; volatile reads take
+        // whatever a peer left there, and only the checked copies are used.
+        let read = |f: &u64| unsafe { std::ptr::read_volatile(f) };
+        let (capacity, slots) = (read(&self.capacity), read(&self.slots));
+        let (k0, k1) = (read(&self.k0), read(&self.k1));
+        if read(&self.key_size) != key_size as u64 || read(&self.value_size) != value_size as u64 {
             return None;
         }
-        let geo = Geo::plan(
-            self.capacity,
-            self.key_size,
-            self.value_size,
-            self.k0,
-            self.k1,
-        )?;
-        (geo.slots as u64 == self.slots).then_some(geo)
+        let geo = Geo::plan(capacity, key_size as u64, value_size as u64, k0, k1)?;
+        (geo.slots as u64 == slots).then_some(geo)
     }
 
     /// Number of repairs after a dead writer.
@@ -268,6 +290,23 @@ impl RawDict {
     #[cfg(loom)]
     pub(crate) fn simulate_writer_death(&self) {
         self.lock.simulate_owner_death();
+    }
+}
+
+/// A lock-free reader's time budget for slots stuck mid-write: starts at the
+/// first stuck slot, so the fast path reads no clock.
+#[derive(Default)]
+struct Patience(Option<Deadline>);
+
+impl Patience {
+    /// The deadline for waiting on the writer lock; `Timeout` once it passed (a
+    /// slot kept coming back stuck after being settled).
+    fn deadline(&mut self) -> Result<Deadline, DictError> {
+        match self.0 {
+            Some(d) if d.passed() => Err(DictError::Timeout),
+            Some(d) => Ok(d),
+            None => Ok(*self.0.insert(Deadline::after(READ_PATIENCE))),
+        }
     }
 }
 
@@ -355,10 +394,11 @@ impl<'a> Table<'a> {
     pub(crate) fn get<K: Pod, V: Pod>(&self, key: &K) -> Result<Option<V>, DictError> {
         let kb = bytemuck::bytes_of(key);
         let h = self.hash(kb);
+        let mut patience = Patience::default();
         loop {
             match self.read_lookup::<V>(kb, h) {
                 Read::Done(r) => return Ok(r),
-                Read::Stuck(base) => self.settle(base)?,
+                Read::Stuck(base) => self.settle(base, patience.deadline()?)?,
             }
         }
     }
@@ -368,6 +408,7 @@ impl<'a> Table<'a> {
         let mut i = h as usize;
         for _ in 0..self.geo.slots {
             let base = self.base(i);
+            let mut retries = 0;
             loop {
                 let Some(s) = read_begin(&self.words[base]) else {
                     return Read::Stuck(base);
@@ -381,6 +422,10 @@ impl<'a> Table<'a> {
                     None
                 };
                 if !read_validate(&self.words[base], s) {
+                    retries += 1;
+                    if retries >= READ_RETRIES {
+                        return Read::Stuck(base);
+                    }
                     continue;
                 }
                 match found {
@@ -398,10 +443,12 @@ impl<'a> Table<'a> {
     pub(crate) fn entries<K: Pod, V: Pod>(&self) -> Result<Vec<(K, V)>, DictError> {
         let mut out = Vec::new();
         let mut i = 0;
+        let mut patience = Patience::default();
+        let mut retries = 0;
         while i < self.geo.slots {
             let base = self.base(i);
             let Some(s) = read_begin(&self.words[base]) else {
-                self.settle(base)?;
+                self.settle(base, patience.deadline()?)?;
                 continue;
             };
             let tag = self.words[base + 1].load(Ordering::Relaxed);
@@ -412,8 +459,14 @@ impl<'a> Table<'a> {
                 )
             });
             if !read_validate(&self.words[base], s) {
+                retries += 1;
+                if retries >= READ_RETRIES {
+                    retries = 0;
+                    self.settle(base, patience.deadline()?)?;
+                }
                 continue;
             }
+            retries = 0;
             out.extend(entry);
             i += 1;
         }
@@ -429,9 +482,32 @@ impl<'a> Table<'a> {
     /// Waits for the writer lock (repairing a dead writer's state) and releases
     /// it. Holding the lock, no write is in progress, so a slot still odd then
     /// was scribbled over: making it even lets readers go on instead of hanging.
-    fn settle(&self, base: usize) -> Result<(), DictError> {
-        let _w = self.lock()?;
+    ///
+    /// Bounded by `deadline`: a reader never waits for the lock past it (the
+    /// holder may be alive and stalled, or the lock word scribbled), and then
+    /// fails with [`DictError::Timeout`].
+    fn settle(&self, base: usize, deadline: Deadline) -> Result<(), DictError> {
+        if self.raw.lock.is_owned_by_me() {
+            return Err(DictError::WouldDeadlock);
+        }
+        let acquired = self
+            .raw
+            .lock
+            .acquire(How::Until(deadline))
+            .map_err(|e| match e {
+                MutexError::TimedOut | MutexError::WouldBlock => DictError::Timeout,
+                MutexError::NotRecoverable => DictError::NotRecoverable,
+                MutexError::Os(e) => DictError::Os(e),
+                _ => DictError::Os(0),
+            })?;
+        if acquired == Acquired::OwnerDied {
+            self.recover();
+            // Cannot fail: we hold the lock and it is inconsistent.
+            let _ = self.raw.lock.mark_consistent();
+        }
         seq_settle(&self.words[base]);
+        // Cannot fail: this thread holds the lock.
+        let _ = self.raw.lock.release();
         Ok(())
     }
 

@@ -176,13 +176,46 @@ unsafe impl SharedObject for Directory {
     }
 
     fn check(&self, payload_size: usize) -> Result<(), Error> {
-        let entries = usize::try_from(self.max_entries)
+        self.geometry(payload_size).map(|_| ())
+    }
+}
+
+/// The directory's geometry, validated once against the bytes the manager owns
+/// and kept in the handle: a peer that later raises `max_entries` or `total`
+/// cannot make this process index past its mapping.
+#[derive(Clone, Copy, Debug)]
+struct DirGeo {
+    /// Directory entries.
+    entries: usize,
+    /// Arena start, from the directory's start.
+    start: usize,
+    /// Bytes of the whole payload (directory, entries, arena).
+    total: usize,
+}
+
+impl Directory {
+    /// Reads `max_entries` and `total` once each and checks them against
+    /// `payload_size`.
+    fn geometry(&self, payload_size: usize) -> Result<DirGeo, Error> {
+        // SAFETY: aligned `u64` fields of a live object; a peer may be writing
+        // them, so each is read once and only the checked copy is used.
+        let (max_entries, total) = unsafe {
+            (
+                std::ptr::read_volatile(&self.max_entries),
+                std::ptr::read_volatile(&self.total),
+            )
+        };
+        let entries = usize::try_from(max_entries)
             .ok()
             .filter(|&e| e > 0 && e <= MAX_ENTRIES)
             .ok_or(Error::Corrupted("manager entry count"))?;
         let start = DirParams::arena_start(entries).ok_or(Error::Corrupted("manager layout"))?;
-        match usize::try_from(self.total) {
-            Ok(t) if t >= start && t <= payload_size => Ok(()),
+        match usize::try_from(total) {
+            Ok(total) if total >= start && total <= payload_size => Ok(DirGeo {
+                entries,
+                start,
+                total,
+            }),
             _ => Err(Error::Corrupted("manager larger than its region")),
         }
     }
@@ -242,6 +275,7 @@ pub struct ObjectInfo {
 #[derive(Clone)]
 pub struct Manager {
     obj: Object<Directory>,
+    geo: DirGeo,
 }
 
 impl fmt::Debug for Manager {
@@ -295,9 +329,12 @@ impl Manager {
 
     /// Opens the manager `name` created by any process.
     pub fn open(name: &str) -> Result<Manager, Error> {
-        Ok(Manager {
-            obj: Region::open_object(name)?,
-        })
+        Manager::from_object(Region::open_object(name)?)
+    }
+
+    fn from_object(obj: Object<Directory>) -> Result<Manager, Error> {
+        let geo = obj.get().geometry(obj.size())?;
+        Ok(Manager { obj, geo })
     }
 
     fn build(name: Option<&str>, arena: usize, opts: ManagerOptions) -> Result<Manager, Error> {
@@ -305,29 +342,25 @@ impl Manager {
             entries: opts.entries,
             arena,
         };
-        Ok(Manager {
-            obj: Region::create_object(name, opts.region, &params)?,
-        })
+        Manager::from_object(Region::create_object(name, opts.region, &params)?)
     }
 
     fn dir(&self) -> &Directory {
         self.obj.get()
     }
 
-    /// Validated process-local copies of the directory's geometry.
+    /// The validated, process-local directory geometry:
+    /// `(entries, arena start, total)`.
     fn geometry(&self) -> (usize, usize, usize) {
-        let d = self.dir();
-        // Checked on open (`check`) or set by us on create.
-        let entries = (d.max_entries as usize).min(MAX_ENTRIES);
-        let start = DirParams::arena_start(entries).unwrap_or(usize::MAX);
-        (entries, start, d.total as usize)
+        (self.geo.entries, self.geo.start, self.geo.total)
     }
 
     fn entry(&self, i: usize) -> Entry {
         let base = (self.dir() as *const Directory).cast::<u8>();
-        // SAFETY: `i < max_entries`, so the entry lies inside the table that
-        // `check` bounded by the payload; `Entry` is plain bytes (any bit pattern
-        // is valid), read by copy; published entries are immutable.
+        let i = i.min(self.geo.entries - 1);
+        // SAFETY: `i < entries` (clamped just above; `entries >= 1`), so the entry
+        // lies inside the table that `geometry` bounded by the bytes the object
+        // owns; `Entry` is plain bytes (any bit pattern is valid), read by copy.
         unsafe {
             base.add(ENTRIES_OFFSET + i * ENTRY_SIZE)
                 .cast::<Entry>()
@@ -471,7 +504,7 @@ impl Manager {
         // SAFETY: `offset..offset + size` lies in the payload (bounded by `total`,
         // which `check` bounded by the payload), is aligned for `T`, and holds a
         // `T` initialized before its entry was published; `check` runs next.
-        let obj: Object<T> = unsafe { self.obj.sibling(self.obj.offset() + offset) };
+        let obj: Object<T> = unsafe { self.obj.sibling(self.obj.offset() + offset, size) };
         obj.get().check(size)?;
         Ok(obj)
     }
@@ -497,7 +530,11 @@ impl Manager {
         if count >= entries {
             return Err(Error::DirectoryFull { entries });
         }
-        let next = self.dir().next.load(Ordering::Relaxed) as usize;
+        // `next` is shared: clamp it to the arena (a peer may have lowered it
+        // into the entry table, or raised it past `usize`).
+        let next = usize::try_from(self.dir().next.load(Ordering::Relaxed))
+            .unwrap_or(usize::MAX)
+            .max(self.geo.start);
         let align = OBJECT_ALIGN.max(align_of::<T>());
         let offset = next.checked_next_multiple_of(align).unwrap_or(usize::MAX);
         let end = offset.checked_add(size).filter(|&e| e <= total);
@@ -538,7 +575,7 @@ impl Manager {
         // SYNC(directory): Release publishes the entry and the object's contents.
         self.dir().count.store(count as u64 + 1, Ordering::Release);
         // SAFETY: as in `open_entry`: in bounds, aligned, initialized.
-        Ok(unsafe { self.obj.sibling(self.obj.offset() + offset) })
+        Ok(unsafe { self.obj.sibling(self.obj.offset() + offset, size) })
     }
 
     /// The dict `name` (created for `capacity` entries if absent).
@@ -579,7 +616,7 @@ impl Manager {
     pub fn queue<T: Pod>(&self, name: &str, capacity: usize) -> Result<Queue<T>, Error> {
         let p = self.queue_params(capacity, size_of::<T>(), false);
         Queue::from_core(
-            crate::queue::QueueCore::from_object(self.get_or_create(name, &p)?),
+            crate::queue::QueueCore::from_object(self.get_or_create(name, &p)?)?,
             false,
         )
     }
@@ -592,7 +629,7 @@ impl Manager {
     ) -> Result<JoinableQueue<T>, Error> {
         let p = self.queue_params(capacity, size_of::<T>(), true);
         let q = Queue::from_core(
-            crate::queue::QueueCore::from_object(self.get_or_create(name, &p)?),
+            crate::queue::QueueCore::from_object(self.get_or_create(name, &p)?)?,
             true,
         )?;
         Ok(JoinableQueue::from_queue(q))
@@ -610,7 +647,7 @@ impl Manager {
         let p = self.queue_params(capacity, payload, false);
         BytesQueue::from_core(crate::queue::QueueCore::from_object(
             self.get_or_create(name, &p)?,
-        ))
+        )?)
     }
 
     /// The lock `name`.

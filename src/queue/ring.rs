@@ -90,7 +90,7 @@ pub(crate) const BATCH: usize = 64;
 /// absurd capacity must be refused up front rather than exhaust memory.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 28;
 
-/// Moves a `head`/`tail` hint from `pos` to `pos + 1` if nobody did already.
+/// Moves a `head`/`tail` hint from `pos` to `pos.wrapping_add(1)` if nobody did already.
 ///
 /// SYNC(hint): Release, paired with the Acquire in [`hint`]: a thread that
 /// learns a position from the hint also learns every claim made before the
@@ -99,13 +99,37 @@ pub(crate) const MAX_CAPACITY: u64 = 1 << 28;
 /// losing a wake-up behind a dead writer's claim).
 #[inline]
 fn advance(h: &AtomicU64, pos: u64) {
-    let _ = h.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed);
+    let _ = h.compare_exchange(
+        pos,
+        pos.wrapping_add(1),
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
 }
 
 /// Reads a `head`/`tail` hint (Acquire: see [`advance`]).
 #[inline]
 fn hint(h: &AtomicU64) -> u64 {
     h.load(Ordering::Acquire)
+}
+
+/// The slot index of position `pos` (masked by the handle's capacity).
+#[inline]
+fn index<S: Slots>(slots: &S, pos: u64) -> usize {
+    (pos & slots.capacity().wrapping_sub(1)) as usize
+}
+
+/// How many times one non-blocking call may go round its claim loop before it
+/// reports the ring full (or empty). In a sound ring each round is progress: a
+/// lost CAS means another process claimed a slot, and the hint lags by at most
+/// the number of claimers in flight. A ring a peer scribbled over (sequence
+/// numbers far ahead of the hints, say) could otherwise keep a caller advancing
+/// hints for 2^46 rounds; with the budget it costs a few microseconds and the
+/// operation's own error (`Full`/`Empty`, so a blocking call sleeps a slice and
+/// looks again, never past its deadline).
+#[inline]
+fn budget<S: Slots>(slots: &S) -> u32 {
+    (slots.capacity().min(1 << 14) as u32) * 2 + 1024
 }
 
 #[inline]
@@ -131,7 +155,12 @@ fn dist(seq: u64, pos: u64) -> i64 {
 
 /// Where the payload bytes of each slot live. The real queue points into a
 /// region; loom tests use a heap array of loom cells.
+///
+/// The slot count comes from here, never from the shared [`RingCore`]: the real
+/// queue's handle validated it against its mapping once at open and keeps it.
 pub(crate) trait Slots {
+    /// Number of slots: a power of two >= 2, fixed for the handle's life.
+    fn capacity(&self) -> u64;
     /// The slot word of slot `i` (`i < capacity`).
     fn word(&self, i: usize) -> &AtomicU64;
     /// Runs `f` with slot `i`'s payload for writing. The caller owns the slot.
@@ -314,23 +343,19 @@ impl RingCore {
         pack(i, 0, 0)
     }
 
-    /// Number of slots.
-    pub fn capacity(&self) -> u64 {
-        self.capacity
+    /// The slot count as stored in shared memory. Untrusted: read only to
+    /// validate a region at open; every operation uses the capacity the handle
+    /// validated and keeps ([`Slots::capacity`]).
+    pub fn stored_capacity(&self) -> u64 {
+        // SAFETY: `self.capacity` is a plain, aligned field of a live object; a
+        // volatile read takes whatever a peer left there, which is then checked.
+        unsafe { std::ptr::read_volatile(&self.capacity) }
     }
 
-    /// Payload bytes per slot.
-    pub fn payload(&self) -> u64 {
-        self.payload
-    }
-
-    fn mask(&self) -> u64 {
-        self.capacity.wrapping_sub(1)
-    }
-
-    fn index(&self, pos: u64) -> usize {
-        // Bounded by `capacity`, which the handle checked against the mapping.
-        (pos & self.mask()) as usize
+    /// Payload bytes per slot as stored (untrusted, as [`Self::stored_capacity`]).
+    pub fn stored_payload(&self) -> u64 {
+        // SAFETY: as in `stored_capacity`.
+        unsafe { std::ptr::read_volatile(&self.payload) }
     }
 
     /// Whether `close` was called.
@@ -349,11 +374,14 @@ impl RingCore {
     }
 
     /// Approximate number of items (exact when nobody is mid-operation).
-    pub fn len(&self) -> u64 {
-        // Relaxed: a snapshot; the hints may lag by the operations in flight.
+    ///
+    /// Clamped to `capacity` (the handle's), so hints a peer scribbled over never
+    /// make it exceed the slot count.
+    pub fn len(&self, capacity: u64) -> u64 {
+        // A snapshot; the hints may lag by the operations in flight.
         let tail = hint(&self.tail.0);
         let head = hint(&self.head.0);
-        tail.saturating_sub(head).min(self.capacity)
+        tail.saturating_sub(head).min(capacity)
     }
 
     /// Tries to put one item, written by `fill` into the claimed slot.
@@ -370,10 +398,10 @@ impl RingCore {
             return Err(PutFail::Closed);
         }
         let mut fill = Some(fill);
-        loop {
+        for _ in 0..budget(slots) {
             // Relaxed: a hint; the slot word's Acquire load below is what counts.
             let pos = hint(&self.tail.0);
-            let i = self.index(pos);
+            let i = index(slots, pos);
             let word = slots.word(i);
             let w = word.load(Ordering::Acquire);
             let d = dist(seq(w), pos);
@@ -399,7 +427,7 @@ impl RingCore {
                     // recoverer already did (it thought we were dead).
                     let _ = word.compare_exchange(
                         claimed,
-                        pack(pos + 1, POISON, 0),
+                        pack(pos.wrapping_add(1), POISON, 0),
                         Ordering::Release,
                         Ordering::Relaxed,
                     );
@@ -417,7 +445,7 @@ impl RingCore {
                 // abandoned by that recoverer.
                 let _ = word.compare_exchange(
                     claimed,
-                    pack(pos + 1, 0, 0),
+                    pack(pos.wrapping_add(1), 0, 0),
                     Ordering::Release,
                     Ordering::Relaxed,
                 );
@@ -439,10 +467,12 @@ impl RingCore {
             if self.is_closed() {
                 return Err(PutFail::Closed);
             }
-            let reader = (w & BUSY != 0 && dist(seq(w), pos) == 1 - self.capacity as i64)
+            let reader = (w & BUSY != 0 && dist(seq(w), pos) == 1 - slots.capacity() as i64)
                 .then(|| owner_of(w));
             return Err(PutFail::Full(reader));
         }
+        // Out of budget: only a scribbled ring gets here (see `budget`).
+        Err(PutFail::Full(None))
     }
 
     /// Tries to take one item, read by `drain` from the claimed slot.
@@ -453,19 +483,19 @@ impl RingCore {
         drain: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetFail> {
         let mut drain = Some(drain);
-        loop {
+        for _ in 0..budget(slots) {
             let pos = hint(&self.head.0);
-            let i = self.index(pos);
+            let i = index(slots, pos);
             let word = slots.word(i);
             let w = word.load(Ordering::Acquire);
-            let d = dist(seq(w), pos + 1);
+            let d = dist(seq(w), pos.wrapping_add(1));
             if d == 0 {
                 if w & POISON != 0 {
                     // A dead or refused writer's slot: free it for the next lap.
                     if word
                         .compare_exchange(
                             w,
-                            pack(pos + self.capacity, 0, 0),
+                            pack(pos.wrapping_add(slots.capacity()), 0, 0),
                             Ordering::AcqRel,
                             Ordering::Relaxed,
                         )
@@ -477,7 +507,7 @@ impl RingCore {
                     continue;
                 }
                 if w & BUSY == 0 {
-                    let claimed = pack(pos + 1, BUSY, owner);
+                    let claimed = pack(pos.wrapping_add(1), BUSY, owner);
                     // SYNC(slot): Acquire pairs with the writer's Release publish;
                     // Release for SYNC(claim), as in `try_put`.
                     if word
@@ -494,7 +524,7 @@ impl RingCore {
                     // Release: our copy-out happens before the next writer's claim.
                     let _ = word.compare_exchange(
                         claimed,
-                        pack(pos + self.capacity, 0, 0),
+                        pack(pos.wrapping_add(slots.capacity()), 0, 0),
                         Ordering::Release,
                         Ordering::Relaxed,
                     );
@@ -515,6 +545,8 @@ impl RingCore {
             let writer = (w & BUSY != 0 && dist(seq(w), pos) == 0).then(|| owner_of(w));
             return Err(GetFail::Empty(writer));
         }
+        // Out of budget: only a scribbled ring gets here (see `budget`).
+        Err(GetFail::Empty(None))
     }
 
     /// Puts up to `n` items (at most [`BATCH`]) without waiting: claims as many
@@ -534,9 +566,11 @@ impl RingCore {
         let n = n.min(BATCH);
         let mut claimed = [0u64; BATCH];
         let mut k = 0;
-        while k < n {
+        let mut rounds = budget(slots);
+        while k < n && rounds > 0 {
+            rounds -= 1;
             let pos = hint(&self.tail.0);
-            let word = slots.word(self.index(pos));
+            let word = slots.word(index(slots, pos));
             let w = word.load(Ordering::Acquire);
             let d = dist(seq(w), pos);
             if d == 0 && w & (BUSY | POISON) == 0 {
@@ -579,13 +613,13 @@ impl RingCore {
             self.task_add(k as u64);
         }
         for (j, &pos) in claimed[..k].iter().enumerate() {
-            let i = self.index(pos);
+            let i = index(slots, pos);
             let claimed_word = pack(pos, BUSY, owner);
             let new = if closed {
-                pack(pos + 1, POISON, 0)
+                pack(pos.wrapping_add(1), POISON, 0)
             } else {
                 slots.write(i, |buf| fill(j, buf));
-                pack(pos + 1, 0, 0)
+                pack(pos.wrapping_add(1), 0, 0)
             };
             // SYNC(slot): Release publishes the payload (or the poison).
             let _ = slots.word(i).compare_exchange(
@@ -614,16 +648,18 @@ impl RingCore {
         let n = n.min(BATCH);
         let mut claimed = [0u64; BATCH];
         let mut k = 0;
-        while k < n {
+        let mut rounds = budget(slots);
+        while k < n && rounds > 0 {
+            rounds -= 1;
             let pos = hint(&self.head.0);
-            let word = slots.word(self.index(pos));
+            let word = slots.word(index(slots, pos));
             let w = word.load(Ordering::Acquire);
-            let d = dist(seq(w), pos + 1);
+            let d = dist(seq(w), pos.wrapping_add(1));
             if d == 0 && w & POISON != 0 {
                 if word
                     .compare_exchange(
                         w,
-                        pack(pos + self.capacity, 0, 0),
+                        pack(pos.wrapping_add(slots.capacity()), 0, 0),
                         Ordering::AcqRel,
                         Ordering::Relaxed,
                     )
@@ -638,7 +674,7 @@ impl RingCore {
                 if word
                     .compare_exchange(
                         w,
-                        pack(pos + 1, BUSY, owner),
+                        pack(pos.wrapping_add(1), BUSY, owner),
                         Ordering::AcqRel,
                         Ordering::Relaxed,
                     )
@@ -660,12 +696,12 @@ impl RingCore {
             break;
         }
         for (j, &pos) in claimed[..k].iter().enumerate() {
-            let i = self.index(pos);
+            let i = index(slots, pos);
             slots.read(i, |buf| drain(j, buf));
             // Release: the copy-out happens before the next writer's claim.
             let _ = slots.word(i).compare_exchange(
-                pack(pos + 1, BUSY, owner),
-                pack(pos + self.capacity, 0, 0),
+                pack(pos.wrapping_add(1), BUSY, owner),
+                pack(pos.wrapping_add(slots.capacity()), 0, 0),
                 Ordering::Release,
                 Ordering::Relaxed,
             );
@@ -746,12 +782,15 @@ impl RingCore {
         // A slot at lap position p is free/being written at seq p and full/being
         // read at p+1; the index tells which: (p & mask) == i.
         let s = seq(w);
-        let writing = (s & self.mask()) as usize == i;
+        let writing = index(slots, s) == i;
         let (new, counter) = if writing {
-            (pack(s + 1, POISON, 0), &self.stats.0.dead_writers)
+            (
+                pack(s.wrapping_add(1), POISON, 0),
+                &self.stats.0.dead_writers,
+            )
         } else {
             (
-                pack(s.wrapping_sub(1).wrapping_add(self.capacity), 0, 0),
+                pack(s.wrapping_sub(1).wrapping_add(slots.capacity()), 0, 0),
                 &self.stats.0.dead_readers,
             )
         };
@@ -781,7 +820,7 @@ impl RingCore {
     /// Scans every slot and recovers those held by dead owners; returns how many.
     pub(crate) fn recover_all<S: Slots>(&self, slots: &S, owner_dead: impl Fn(u16) -> bool) -> u64 {
         let mut n = 0;
-        for i in 0..self.capacity as usize {
+        for i in 0..slots.capacity() as usize {
             if self.recover_slot(slots, i, &owner_dead) {
                 n += 1;
             }
@@ -792,15 +831,15 @@ impl RingCore {
     /// Whether the slot at the tail hint is free for writing (a peek).
     fn can_put<S: Slots>(&self, slots: &S) -> bool {
         let pos = hint(&self.tail.0);
-        let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
+        let w = slots.word(index(slots, pos)).load(Ordering::Relaxed);
         dist(seq(w), pos) >= 0 || self.is_closed()
     }
 
     /// Whether the slot at the head hint holds something to take (a peek).
     fn can_get<S: Slots>(&self, slots: &S) -> bool {
         let pos = hint(&self.head.0);
-        let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
-        (dist(seq(w), pos + 1) >= 0 && w & BUSY == 0) || self.is_closed()
+        let w = slots.word(index(slots, pos)).load(Ordering::Relaxed);
+        (dist(seq(w), pos.wrapping_add(1)) >= 0 && w & BUSY == 0) || self.is_closed()
     }
 
     /// Puts one item, waiting while the queue is full, until `deadline`.
@@ -830,8 +869,11 @@ impl RingCore {
                 Ok(()) => return Ok(()),
                 Err(PutFail::Closed) => return Err(WaitFail::Closed),
                 Err(PutFail::Full(Some(reader))) if reader != 0 && owner_dead(reader) => {
-                    let i = self.index(hint(&self.tail.0));
+                    let i = index(slots, hint(&self.tail.0));
                     self.recover_slot(slots, i, |o| o == reader);
+                    if deadline.is_some_and(Deadline::passed) {
+                        return Err(WaitFail::Timeout);
+                    }
                     continue;
                 }
                 Err(PutFail::Full(_)) => {}
@@ -879,7 +921,7 @@ impl RingCore {
                 Ok(r) => return Ok(r),
                 Err(GetFail::Empty(Some(writer))) => {
                     if writer != 0 && owner_dead(writer) {
-                        let i = self.index(hint(&self.head.0));
+                        let i = index(slots, hint(&self.head.0));
                         self.recover_slot(slots, i, |o| o == writer);
                     } else {
                         // The writer bumped `not_empty` before publishing, so it
@@ -919,7 +961,7 @@ impl RingCore {
     /// Whether a writer is copying into the slot at the head hint.
     fn head_in_flight<S: Slots>(&self, slots: &S) -> bool {
         let pos = hint(&self.head.0);
-        let w = slots.word(self.index(pos)).load(Ordering::Relaxed);
+        let w = slots.word(index(slots, pos)).load(Ordering::Relaxed);
         w & BUSY != 0 && dist(seq(w), pos) == 0
     }
 
@@ -938,6 +980,9 @@ impl RingCore {
             }
             if self.head_in_flight(slots) {
                 self.nap_in_flight(slots);
+                if deadline.is_some_and(Deadline::passed) {
+                    return false;
+                }
                 continue;
             }
             if deadline.is_some_and(Deadline::passed) {
@@ -986,6 +1031,10 @@ pub mod model {
     }
 
     impl Slots for HeapSlots {
+        fn capacity(&self) -> u64 {
+            self.words.len() as u64
+        }
+
         fn word(&self, i: usize) -> &AtomicU64 {
             &self.words[i % self.words.len()]
         }
@@ -1090,7 +1139,7 @@ pub mod model {
         /// Claims the tail slot for writing and "dies" (never publishes).
         pub fn claim_for_write_and_die(&self, owner: u16) -> bool {
             let pos = hint(&self.core.tail.0);
-            let word = self.slots.word(self.core.index(pos));
+            let word = self.slots.word(index(&self.slots, pos));
             let w = word.load(Ordering::Acquire);
             let claimed = dist(seq(w), pos) == 0
                 && w & (BUSY | POISON) == 0
@@ -1111,14 +1160,14 @@ pub mod model {
         /// Claims the head slot for reading and "dies" (never frees it).
         pub fn claim_for_read_and_die(&self, owner: u16) -> bool {
             let pos = hint(&self.core.head.0);
-            let word = self.slots.word(self.core.index(pos));
+            let word = self.slots.word(index(&self.slots, pos));
             let w = word.load(Ordering::Acquire);
-            let claimed = dist(seq(w), pos + 1) == 0
+            let claimed = dist(seq(w), pos.wrapping_add(1)) == 0
                 && w & (BUSY | POISON) == 0
                 && word
                     .compare_exchange(
                         w,
-                        pack(pos + 1, BUSY, owner),
+                        pack(pos.wrapping_add(1), BUSY, owner),
                         Ordering::AcqRel,
                         Ordering::Relaxed,
                     )

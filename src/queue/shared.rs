@@ -141,27 +141,49 @@ unsafe impl<K: QueueKind> SharedObject for QueueObject<K> {
     }
 
     fn check(&self, payload_size: usize) -> Result<(), Error> {
-        if payload_size < size_of::<QueueHeader>() {
-            return Err(Error::Corrupted("payload smaller than the queue header"));
+        validate(&self.header, payload_size).map(|_| ())
+    }
+}
+
+/// Reads a plain header field once (a peer may be writing it: whatever it holds
+/// is then validated, and only the validated copy is ever used).
+fn stored(field: &u64) -> u64 {
+    // SAFETY: `field` is an aligned `u64` of a live object in the mapping.
+    unsafe { std::ptr::read_volatile(field) }
+}
+
+/// Reads the layout fields of `h` once each and checks them against the
+/// `payload_size` bytes the object owns: the geometry a handle keeps for life.
+fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
+    if payload_size < size_of::<QueueHeader>() {
+        return Err(Error::Corrupted("payload smaller than the queue header"));
+    }
+    let cap = h.ring.stored_capacity();
+    let payload = h.ring.stored_payload();
+    let owners_len = stored(&h.owners_len);
+    let stride = stored(&h.stride);
+    let slots_offset = stored(&h.slots_offset);
+    if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+        return Err(Error::Corrupted("queue capacity"));
+    }
+    if owners_len > u64::from(crate::region::header::MAX_PARTICIPANTS) {
+        return Err(Error::Corrupted("queue owner table"));
+    }
+    match layout(cap, payload, owners_len) {
+        Some((owners_offset, so, st, total))
+            if so == slots_offset && st == stride && total <= payload_size as u64 =>
+        {
+            // Every value is now bounded by `payload_size`, a `usize`.
+            Ok(Geometry {
+                capacity: cap as usize,
+                payload: payload as usize,
+                stride: stride as usize,
+                owners_offset: owners_offset as usize,
+                owners_len: owners_len as usize,
+                slots_offset: slots_offset as usize,
+            })
         }
-        let h = &self.header;
-        let cap = h.ring.capacity();
-        if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
-            return Err(Error::Corrupted("queue capacity"));
-        }
-        if h.owners_len > u64::from(crate::region::header::MAX_PARTICIPANTS) {
-            return Err(Error::Corrupted("queue owner table"));
-        }
-        match layout(cap, h.ring.payload(), h.owners_len) {
-            Some((_, slots_offset, stride, total))
-                if slots_offset == h.slots_offset
-                    && stride == h.stride
-                    && total <= payload_size as u64 =>
-            {
-                Ok(())
-            }
-            _ => Err(Error::Corrupted("queue layout")),
-        }
+        _ => Err(Error::Corrupted("queue layout")),
     }
 }
 
@@ -183,6 +205,11 @@ pub(crate) struct ShmSlots {
 }
 
 impl Slots for ShmSlots {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.geo.capacity as u64
+    }
+
     #[inline]
     fn word(&self, i: usize) -> &AtomicU64 {
         let i = i & (self.geo.capacity - 1);
@@ -258,30 +285,30 @@ impl<K: QueueKind> fmt::Debug for QueueCore<K> {
 
 impl<K: QueueKind> Clone for QueueCore<K> {
     fn clone(&self) -> Self {
-        QueueCore::from_object(self.obj.clone())
+        // The geometry is copied, never re-read: a peer that scribbled over the
+        // header since this handle was made cannot change what a clone indexes.
+        QueueCore {
+            obj: self.obj.clone(),
+            slots: ShmSlots {
+                base: self.slots.base,
+                geo: self.slots.geo,
+            },
+            owner: AtomicU64::new(0),
+        }
     }
 }
 
 impl<K: QueueKind> QueueCore<K> {
-    pub(crate) fn from_object(obj: Object<QueueObject<K>>) -> QueueCore<K> {
-        let h = &obj.get().header;
-        let owners_offset =
-            layout(h.ring.capacity(), h.ring.payload(), h.owners_len).map_or(0, |l| l.0 as usize);
-        // Validated by `check` on open, or computed by us on create.
-        let geo = Geometry {
-            capacity: h.ring.capacity() as usize,
-            payload: h.ring.payload() as usize,
-            stride: h.stride as usize,
-            owners_offset,
-            owners_len: h.owners_len as usize,
-            slots_offset: h.slots_offset as usize,
-        };
+    /// The handle for a queue object, validating its geometry against the bytes
+    /// the object owns (once; the handle keeps the result).
+    pub(crate) fn from_object(obj: Object<QueueObject<K>>) -> Result<QueueCore<K>, Error> {
+        let geo = validate(&obj.get().header, obj.size())?;
         let base = (obj.get() as *const QueueObject<K>).cast::<u8>();
-        QueueCore {
+        Ok(QueueCore {
             obj,
             slots: ShmSlots { base, geo },
             owner: AtomicU64::new(0),
-        }
+        })
     }
 
     pub(crate) fn create(
@@ -297,13 +324,11 @@ impl<K: QueueKind> QueueCore<K> {
             participants: opts.participant_count(),
             joinable,
         };
-        Ok(QueueCore::from_object(Region::create_object(
-            name, opts, &params,
-        )?))
+        QueueCore::from_object(Region::create_object(name, opts, &params)?)
     }
 
     pub(crate) fn open(name: &str) -> Result<QueueCore<K>, Error> {
-        Ok(QueueCore::from_object(Region::open_object(name)?))
+        QueueCore::from_object(Region::open_object(name)?)
     }
 
     pub(crate) fn ring(&self) -> &RingCore {
@@ -434,7 +459,7 @@ impl<K: QueueKind> QueueCore<K> {
         let s = &self.ring().stats.0;
         QueueStats {
             capacity: self.capacity() as u64,
-            len: self.ring().len(),
+            len: self.ring().len(self.capacity() as u64),
             abandoned: s.abandoned.load(Ordering::Relaxed),
             dead_writers: s.dead_writers.load(Ordering::Relaxed),
             dead_readers: s.dead_readers.load(Ordering::Relaxed),
@@ -448,7 +473,7 @@ macro_rules! queue_common_methods {
     ($what:literal) => {
         #[doc = concat!("Number of ", $what, " in the queue now (approximate while operations are in flight).")]
         pub fn len(&self) -> usize {
-            self.core.ring().len() as usize
+            self.core.ring().len(self.core.capacity() as u64) as usize
         }
 
         #[doc = concat!("Whether the queue holds no ", $what, " now.")]

@@ -381,6 +381,7 @@ impl Region {
         Ok(Object {
             region,
             offset: layout.payload_offset,
+            size: layout.payload_size,
             _t: PhantomData,
         })
     }
@@ -452,9 +453,11 @@ impl Region {
             return Err(Error::Corrupted("payload misaligned for the object"));
         }
         let offset = region.layout.payload_offset;
+        let size = region.layout.payload_size;
         let object: Object<T> = Object {
             region: Arc::new(region),
             offset,
+            size,
             _t: PhantomData,
         };
         object.get().check(object.region.layout.payload_size)?;
@@ -535,6 +538,10 @@ pub(crate) fn leave_all() {
 pub(crate) struct Object<T> {
     region: Arc<Region>,
     offset: usize,
+    /// Bytes from `offset` that belong to the object (the region's payload, or
+    /// the manager entry's size): validated, process-local, the bound every
+    /// geometry read from the object is checked against.
+    size: usize,
     _t: PhantomData<T>,
 }
 
@@ -543,6 +550,7 @@ impl<T> Clone for Object<T> {
         Object {
             region: Arc::clone(&self.region),
             offset: self.offset,
+            size: self.size,
             _t: PhantomData,
         }
     }
@@ -576,16 +584,25 @@ impl<T: SharedObject> Object<T> {
         self.offset
     }
 
-    /// Another object in the same region, at `offset` from the mapping's start.
+    /// Bytes from the object's start that belong to it (validated when the
+    /// handle was made; never re-read from shared memory).
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Another object in the same region, at `offset` from the mapping's start,
+    /// owning `size` bytes.
     ///
     /// # Safety
     ///
-    /// `offset` must lie in this region's payload, be aligned for `U`, and hold
-    /// an initialized `U` whose `check` passed for the bytes that follow it.
-    pub(crate) unsafe fn sibling<U>(&self, offset: usize) -> Object<U> {
+    /// `offset..offset + size` must lie in this region's payload, `offset` be
+    /// aligned for `U`, and hold an initialized `U` whose `check` passed for
+    /// those `size` bytes.
+    pub(crate) unsafe fn sibling<U>(&self, offset: usize, size: usize) -> Object<U> {
         Object {
             region: Arc::clone(&self.region),
             offset,
+            size,
             _t: PhantomData,
         }
     }
