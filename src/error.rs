@@ -68,6 +68,31 @@ pub enum Error {
         /// Bytes needed.
         needed: usize,
     },
+    /// `open` of a region file owned by another user. Whoever owns the file
+    /// can rewrite it at any time (including shrinking it, which kills every
+    /// process using it with `SIGBUS`); opening one is refused unless
+    /// [`crate::RegionOptions::allow_foreign_owner`] says otherwise.
+    #[error(
+        "shared memory object {name:?} is owned by uid {owner}, not by this process (euid {euid})"
+    )]
+    ForeignOwner {
+        /// The region's name.
+        name: String,
+        /// The file's owner.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// `open` of a region file that its group or other users may write, so any
+    /// of them could scribble over it or shrink it; refused unless
+    /// [`crate::RegionOptions::allow_shared_write`] says otherwise.
+    #[error("shared memory object {name:?} has mode {mode:#o}: writable by group or others")]
+    InsecureMode {
+        /// The region's name.
+        name: String,
+        /// The file's permission bits.
+        mode: u32,
+    },
     /// A header or object field holds an impossible value.
     #[error("region is corrupted: {0}")]
     Corrupted(&'static str),

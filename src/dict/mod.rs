@@ -322,8 +322,19 @@ mod handle {
         }
 
         /// Opens the dict `name`, checking that it holds `K -> V`.
+        ///
+        /// Refuses a region file owned by another user or writable by group
+        /// or others ([`Error::ForeignOwner`], [`Error::InsecureMode`]); see
+        /// [`SharedDict::open_with`].
         pub fn open(name: &str) -> Result<SharedDict<K, V>, Error> {
-            SharedDict::from_object(Region::open_object(name)?)
+            SharedDict::open_with(name, RegionOptions::default())
+        }
+
+        /// [`SharedDict::open`] with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<SharedDict<K, V>, Error> {
+            SharedDict::from_object(Region::open_object_with(name, opts)?)
         }
 
         pub(crate) fn from_object(

@@ -328,8 +328,19 @@ impl Manager {
     }
 
     /// Opens the manager `name` created by any process.
+    ///
+    /// Refuses a region file owned by another user or writable by group or
+    /// others ([`Error::ForeignOwner`], [`Error::InsecureMode`]); see
+    /// [`Manager::open_with`].
     pub fn open(name: &str) -> Result<Manager, Error> {
-        Manager::from_object(Region::open_object(name)?)
+        Manager::open_with(name, RegionOptions::default())
+    }
+
+    /// [`Manager::open`] with the trust options of `opts`
+    /// ([`RegionOptions::allow_foreign_owner`],
+    /// [`RegionOptions::allow_shared_write`]).
+    pub fn open_with(name: &str, opts: RegionOptions) -> Result<Manager, Error> {
+        Manager::from_object(Region::open_object_with(name, opts)?)
     }
 
     fn from_object(obj: Object<Directory>) -> Result<Manager, Error> {

@@ -134,8 +134,19 @@ impl BytesQueue {
     }
 
     /// Opens the byte queue `name`.
+    ///
+    /// Refuses a region file owned by another user or writable by group or
+    /// others ([`Error::ForeignOwner`], [`Error::InsecureMode`]); see
+    /// [`BytesQueue::open_with`].
     pub fn open(name: &str) -> Result<BytesQueue, Error> {
-        BytesQueue::from_core(QueueCore::open(name)?)
+        BytesQueue::open_with(name, RegionOptions::default())
+    }
+
+    /// [`BytesQueue::open`] with the trust options of `opts`
+    /// ([`RegionOptions::allow_foreign_owner`],
+    /// [`RegionOptions::allow_shared_write`]).
+    pub fn open_with(name: &str, opts: RegionOptions) -> Result<BytesQueue, Error> {
+        BytesQueue::from_core(QueueCore::open(name, opts)?)
     }
 
     /// Wraps a queue core after checking its slot size.

@@ -93,9 +93,17 @@ impl<T: Pod> JoinableQueue<T> {
     }
 
     /// Opens the joinable queue `name`.
+    ///
+    /// Refuses a region file owned by another user or writable by group or
+    /// others, as [`Queue::open`] does.
     pub fn open(name: &str) -> Result<JoinableQueue<T>, Error> {
+        JoinableQueue::open_with(name, RegionOptions::default())
+    }
+
+    /// [`JoinableQueue::open`] with the trust options of `opts`.
+    pub fn open_with(name: &str, opts: RegionOptions) -> Result<JoinableQueue<T>, Error> {
         Ok(JoinableQueue {
-            queue: Queue::open_kind(name, true)?,
+            queue: Queue::open_kind(name, true, opts)?,
         })
     }
 

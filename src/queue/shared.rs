@@ -327,8 +327,8 @@ impl<K: QueueKind> QueueCore<K> {
         QueueCore::from_object(Region::create_object(name, opts, &params)?)
     }
 
-    pub(crate) fn open(name: &str) -> Result<QueueCore<K>, Error> {
-        QueueCore::from_object(Region::open_object(name)?)
+    pub(crate) fn open(name: &str, opts: RegionOptions) -> Result<QueueCore<K>, Error> {
+        QueueCore::from_object(Region::open_object_with(name, opts)?)
     }
 
     pub(crate) fn ring(&self) -> &RingCore {

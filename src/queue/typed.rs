@@ -134,12 +134,27 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Opens the queue `name`, checking that it holds `T`s.
+    ///
+    /// Refuses a region file owned by another user or writable by group or
+    /// others ([`Error::ForeignOwner`], [`Error::InsecureMode`]); see
+    /// [`Queue::open_with`].
     pub fn open(name: &str) -> Result<Queue<T>, Error> {
-        Queue::open_kind(name, false)
+        Queue::open_kind(name, false, RegionOptions::default())
     }
 
-    pub(crate) fn open_kind(name: &str, joinable: bool) -> Result<Queue<T>, Error> {
-        Queue::from_core(QueueCore::open(name)?, joinable)
+    /// [`Queue::open`] with the trust options of `opts`
+    /// ([`RegionOptions::allow_foreign_owner`],
+    /// [`RegionOptions::allow_shared_write`]).
+    pub fn open_with(name: &str, opts: RegionOptions) -> Result<Queue<T>, Error> {
+        Queue::open_kind(name, false, opts)
+    }
+
+    pub(crate) fn open_kind(
+        name: &str,
+        joinable: bool,
+        opts: RegionOptions,
+    ) -> Result<Queue<T>, Error> {
+        Queue::from_core(QueueCore::open(name, opts)?, joinable)
     }
 
     /// Wraps a queue core after checking its slot size and kind.

@@ -81,11 +81,35 @@ pub(crate) unsafe trait SharedObject: Sync + Sized {
     }
 }
 
-/// Options for creating a region.
+/// Options for creating and opening a region.
+///
+/// Creating uses `mode` and `participants`; opening by name uses the two
+/// trust options. By default `open` accepts only a region file owned by this
+/// process's effective uid and writable by nobody else (no group or other
+/// write bit): whoever can write the file can scribble over every object in it
+/// or shrink it under the mappings of its users (see the README's trust
+/// boundary). A region created with a wider mode (`mode(0o660)`, to share it
+/// with a group) must therefore be opened with
+/// [`allow_shared_write(true)`](RegionOptions::allow_shared_write), even by
+/// its creator's uid: the choice to trust the group is made explicitly on both
+/// sides.
+///
+/// ```no_run
+/// use multiproc::{Queue, RegionOptions};
+///
+/// // Shared with a group: the creator widens the mode...
+/// let opts = RegionOptions::new().mode(0o660);
+/// let q = Queue::<u64>::create_with("/team-jobs", 64, opts)?;
+/// // ...and every opener says it trusts the group's writers.
+/// let q2 = Queue::<u64>::open_with("/team-jobs", RegionOptions::new().allow_shared_write(true))?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct RegionOptions {
     mode: u32,
     participants: u32,
+    allow_foreign_owner: bool,
+    allow_shared_write: bool,
 }
 
 impl Default for RegionOptions {
@@ -93,6 +117,8 @@ impl Default for RegionOptions {
         RegionOptions {
             mode: 0o600,
             participants: DEFAULT_PARTICIPANTS,
+            allow_foreign_owner: false,
+            allow_shared_write: false,
         }
     }
 }
@@ -113,6 +139,22 @@ impl RegionOptions {
     /// Number of participant slots (1 to 4096).
     pub fn participants(mut self, n: u32) -> RegionOptions {
         self.participants = n;
+        self
+    }
+
+    /// `open`: accept a region file owned by another user (default `false`:
+    /// [`Error::ForeignOwner`]). Only for a peer you trust as much as your own
+    /// process: the owner can change the file's contents and size at will.
+    pub fn allow_foreign_owner(mut self, yes: bool) -> RegionOptions {
+        self.allow_foreign_owner = yes;
+        self
+    }
+
+    /// `open`: accept a region file whose group or other users may write it
+    /// (default `false`: [`Error::InsecureMode`]), such as one created with
+    /// `mode(0o660)` to share it with a group.
+    pub fn allow_shared_write(mut self, yes: bool) -> RegionOptions {
+        self.allow_shared_write = yes;
         self
     }
 
@@ -386,72 +428,73 @@ impl Region {
         })
     }
 
-    /// Opens the region `name` holding a `T`, checking everything first.
+    /// Opens the region `name` holding a `T`, checking everything first, with
+    /// the default trust options.
     pub(crate) fn open_object<T: SharedObject>(name: &str) -> Result<Object<T>, Error> {
+        Self::open_object_with(name, RegionOptions::default())
+    }
+
+    /// Opens the region `name` holding a `T`: checks the file's owner and mode
+    /// against `opts`, maps the header page alone, waits for `READY` and
+    /// validates the header, and only then maps the size it states (which must
+    /// equal the file's size), so a huge or garbage file at the name is refused
+    /// without being mapped whole.
+    pub(crate) fn open_object_with<T: SharedObject>(
+        name: &str,
+        opts: RegionOptions,
+    ) -> Result<Object<T>, Error> {
         let cname = name::check(name)?;
         let file = shm::open_named(&cname).map_err(|e| os_error(e, name))?;
-        let deadline = Deadline::after(OPEN_WAIT);
-        // The creator sizes the object right after creating it: wait for that.
-        let len = loop {
-            let len = shm::file_len(&file)?;
-            if len >= header::HEADER_SIZE as u64 || deadline.passed() {
-                break len;
-            }
-            std::thread::yield_now();
-        };
-        let len =
-            usize::try_from(len).map_err(|_| Error::Corrupted("size does not fit in memory"))?;
-        if len < header::HEADER_SIZE {
-            return Err(Error::Truncated {
-                len,
-                needed: header::HEADER_SIZE,
+        let (owner, mode) = shm::owner_and_mode(&file)?;
+        let euid = shm::effective_uid();
+        if owner != euid && !opts.allow_foreign_owner {
+            return Err(Error::ForeignOwner {
+                name: name.to_owned(),
+                owner,
+                euid,
             });
         }
-        let map = shm::Mapping::new(&file, len)?;
-        let provisional = Layout {
-            total_size: len,
-            participants_offset: header::HEADER_SIZE,
-            participants_len: 0,
-            payload_offset: len,
-            payload_size: 0,
-        };
-        let mut region = Region {
-            map,
-            layout: provisional,
-            name: Some(name.to_owned()),
-            me: AtomicU64::new(0),
-        };
+        if mode & 0o022 != 0 && !opts.allow_shared_write {
+            return Err(Error::InsecureMode {
+                name: name.to_owned(),
+                mode,
+            });
+        }
+        let deadline = Deadline::after(OPEN_WAIT);
+        // The creator sizes the object right after creating it: wait for that
+        // (touching a mapped page past the end of the file would be SIGBUS).
         loop {
-            // SYNC(init): Acquire pairs with the creator's Release store of READY.
-            let state = region.header().init.load(Ordering::Acquire);
-            // Anything but the two in-progress values is final: READY, or garbage
-            // that `parse` turns into a typed error.
-            if state != header::UNINIT && state != header::INITIALIZING {
+            let len = shm::file_len(&file)?;
+            if len >= header::HEADER_SIZE as u64 {
                 break;
             }
             if deadline.passed() {
-                return Err(Error::NotReady);
+                return Err(Error::Truncated {
+                    len: usize::try_from(len).unwrap_or(usize::MAX),
+                    needed: header::HEADER_SIZE,
+                });
             }
-            crate::loom::futex::wait(
-                &region.header().init,
-                state,
-                Some(deadline.min_after(Duration::from_millis(10))),
-            );
+            std::thread::yield_now();
         }
-        let mut snapshot = [0u8; header::HEADER_SIZE];
-        // SAFETY: the mapping has at least HEADER_SIZE bytes (checked above); the
-        // header is immutable after READY, which we observed with Acquire.
-        unsafe {
-            std::ptr::copy_nonoverlapping(region.base(), snapshot.as_mut_ptr(), header::HEADER_SIZE)
-        };
+        let snapshot = Self::read_header(&file, deadline)?;
+        // The creator sized the file before it stored READY: this is its size.
+        let len = usize::try_from(shm::file_len(&file)?)
+            .map_err(|_| Error::Corrupted("size does not fit in memory"))?;
         let expect = Expect {
             kind: T::KIND,
             fingerprint: T::fingerprint(),
         };
-        region.layout = header::parse(&snapshot, len, expect)?;
-        if region.layout.payload_offset % align_of::<T>() != 0 {
+        let layout = header::parse(&snapshot, len, expect)?;
+        if layout.payload_offset % align_of::<T>() != 0 {
             return Err(Error::Corrupted("payload misaligned for the object"));
         }
+        let map = shm::Mapping::new(&file, layout.total_size)?;
+        let region = Region {
+            map,
+            layout,
+            name: Some(name.to_owned()),
+            me: AtomicU64::new(0),
+        };
         let offset = region.layout.payload_offset;
         let size = region.layout.payload_size;
         let object: Object<T> = Object {
@@ -463,6 +506,44 @@ impl Region {
         object.get().check(object.region.layout.payload_size)?;
         let _ = object.region.member();
         Ok(object)
+    }
+
+    /// Maps the header alone, waits (until `deadline`) for the creator's
+    /// `READY`, and returns a copy of the header bytes.
+    fn read_header(
+        file: &std::fs::File,
+        deadline: Deadline,
+    ) -> Result<[u8; header::HEADER_SIZE], Error> {
+        let head = shm::Mapping::new(file, header::HEADER_SIZE)?;
+        // SAFETY: the mapping holds HEADER_SIZE bytes of a file at least that
+        // long (checked by the caller), page aligned; `Header` is repr(C) with
+        // alignment <= 8 and only its atomic `init` is read before the copy.
+        let hdr = unsafe { &*head.as_ptr().cast::<Header>() };
+        loop {
+            // SYNC(init): Acquire pairs with the creator's Release store of READY.
+            let state = hdr.init.load(Ordering::Acquire);
+            // Anything but the two in-progress values is final: READY, or garbage
+            // that `parse` turns into a typed error.
+            if state != header::UNINIT && state != header::INITIALIZING {
+                break;
+            }
+            if deadline.passed() {
+                return Err(Error::NotReady);
+            }
+            crate::loom::futex::wait(
+                &hdr.init,
+                state,
+                Some(deadline.min_after(Duration::from_millis(10))),
+            );
+        }
+        let mut snapshot = [0u8; header::HEADER_SIZE];
+        // SAFETY: the mapping has HEADER_SIZE bytes; the header is immutable after
+        // READY, which we observed with Acquire (a peer writing it anyway only
+        // makes `parse` fail: the copy is of plain bytes).
+        unsafe {
+            std::ptr::copy_nonoverlapping(head.as_ptr(), snapshot.as_mut_ptr(), header::HEADER_SIZE)
+        };
+        Ok(snapshot)
     }
 }
 

@@ -15,7 +15,7 @@ pub(crate) struct Mapping {
 }
 
 impl Mapping {
-    /// Maps all `len` bytes of `file` shared and read-write.
+    /// Maps the first `len` bytes of `file` shared and read-write.
     pub(crate) fn new(file: &File, len: usize) -> io::Result<Mapping> {
         let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
         Ok(Mapping { map })
@@ -86,15 +86,63 @@ pub(crate) fn unlink_named(name: &CStr) -> io::Result<()> {
 
 /// An anonymous `memfd` of `len` bytes. Mapped shared, it is inherited by forked
 /// children; its fd could also be passed to another process.
+///
+/// Sealed against shrinking (`F_SEAL_SHRINK`) once sized, and against further
+/// seals (`F_SEAL_SEAL`): no process holding the fd (a forked child, or one it
+/// was passed to) can `ftruncate` it under the mappings of the others, which
+/// would make their next access to the lost pages die with `SIGBUS`.
 pub(crate) fn memfd(len: usize) -> io::Result<File> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: the name is NUL-terminated; memfd_create returns a new fd or -1.
-    let fd = retry(|| unsafe { libc::memfd_create(c"multiproc".as_ptr(), libc::MFD_CLOEXEC) })?;
+    let fd = retry(|| unsafe { libc::memfd_create(c"multiproc".as_ptr(), flags) })?;
     let file = into_file(fd);
     set_len(&file, len)?;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: `fd` is owned by `file`, which is alive; F_ADD_SEALS takes an int.
+    retry(|| unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) })?;
     Ok(file)
+}
+
+/// The seals on `file` (`F_GET_SEALS`).
+#[cfg(test)]
+pub(crate) fn seals(file: &File) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is owned by `file`, which is alive.
+    retry(|| unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) })
+}
+
+/// Owner uid and permission bits of `file` (`fstat`).
+pub(crate) fn owner_and_mode(file: &File) -> io::Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    Ok((m.uid(), m.mode() & 0o7777))
+}
+
+/// The calling process's effective uid.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// The size of `file` in bytes.
 pub(crate) fn file_len(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memfd_refuses_to_shrink() {
+        let f = memfd(3 * 4096).unwrap();
+        let seals = seals(&f).unwrap();
+        assert_ne!(seals & libc::F_SEAL_SHRINK, 0, "seals {seals:#x}");
+        assert_ne!(seals & libc::F_SEAL_SEAL, 0, "seals {seals:#x}");
+        let e = f.set_len(4096).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        assert_eq!(file_len(&f).unwrap(), 3 * 4096);
+        // Growing stays allowed (and harmless to existing mappings).
+        f.set_len(4 * 4096).unwrap();
+    }
 }
