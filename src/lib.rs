@@ -170,6 +170,83 @@ pub mod __private {
         ok
     }
 
+    /// Scribbles `data` over a fresh queue's shared state (ring words, stored
+    /// geometry, slot words, owner table, payloads: see
+    /// `QueueCore::fuzz_scribble`), then runs every non-blocking operation and
+    /// the zero-timeout blocking ones, on a `Queue<u64>` and on a `BytesQueue`;
+    /// the `queue_ring` fuzz target. Returns how many operations succeeded.
+    /// Never hangs; panics only if an invariant a caller relies on breaks
+    /// (`len() > capacity()`, a batch reporting more items than asked), which
+    /// the fuzzer then reports.
+    pub fn fuzz_ring(data: &[u8]) -> usize {
+        use std::time::Duration;
+        let mut ok = 0;
+        if let Ok(q) = crate::Queue::<u64>::anonymous(8) {
+            q.core().fuzz_scribble(data);
+            let cap = q.capacity();
+            assert!(q.len() <= cap, "len {} > capacity {cap}", q.len());
+            ok += q.recover() as usize % 2;
+            let c = q.clone();
+            for k in 0..12u64 {
+                ok += usize::from(q.try_put(k).is_ok());
+                ok += usize::from(c.try_get().is_ok());
+                assert!(q.len() <= cap);
+            }
+            let items = [7u64; 10];
+            let n = q.put_many(&items);
+            assert!(n <= items.len());
+            let mut out = [0u64; 10];
+            let m = c.get_many(&mut out);
+            assert!(m <= out.len());
+            ok += n + m;
+            ok += usize::from(q.put_timeout(1, Duration::ZERO).is_ok());
+            let s = q.stats();
+            assert!(s.len <= s.capacity);
+            q.close();
+            for _ in 0..cap + 2 {
+                match q.try_get() {
+                    Ok(_) => ok += 1,
+                    Err(_) => break,
+                }
+            }
+            ok += usize::from(q.try_put(0).is_err());
+        }
+        if let Ok(b) = crate::BytesQueue::anonymous(4, 12) {
+            b.core().fuzz_scribble(data);
+            let mut buf = [0u8; 12];
+            for k in 0..6u8 {
+                ok += usize::from(b.try_put(&[k; 5]).is_ok());
+                match b.try_get() {
+                    Ok(v) => {
+                        assert!(v.len() <= b.slot_size());
+                        ok += 1;
+                    }
+                    Err(_) => {}
+                }
+                if let Ok(n) = b.try_get_into(&mut buf) {
+                    assert!(n <= buf.len());
+                    ok += 1;
+                }
+            }
+            ok += b.recover() as usize % 2;
+            assert!(b.len() <= b.capacity());
+        }
+        ok
+    }
+
+    /// Offsets of the shared words of an object of `kind` (`"Queue"` for every
+    /// queue kind, `"SharedDict"`, `"Manager"`) from the object's start (the
+    /// region header's payload offset), by name; empty for other kinds. For
+    /// tests that play a peer scribbling over a region.
+    pub fn field_offsets(kind: &str) -> Vec<(&'static str, usize)> {
+        match kind {
+            "Queue" => crate::queue::field_offsets(),
+            "SharedDict" => crate::dict::field_offsets(),
+            "Manager" => crate::manager::field_offsets(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Futex syscalls made by this process so far.
     pub fn futex_syscalls() -> u64 {
         crate::sys::futex::syscall_count()

@@ -57,11 +57,11 @@ mod hash;
 pub(crate) mod table;
 
 pub use fixed::{FixedBytes, FixedStr, TooLong};
-pub use table::DictError;
+pub use table::{DictError, READ_PATIENCE};
 
 #[cfg(not(loom))]
 #[allow(unused_imports, reason = "hosted by the manager")]
-pub(crate) use handle::DictObject;
+pub(crate) use handle::{DictObject, field_offsets};
 #[cfg(not(loom))]
 pub use handle::{DictOptions, DictStats, SharedDict};
 
@@ -81,6 +81,15 @@ mod handle {
 
     /// Offset of the slot words from the start of the dict object.
     const WORDS_OFFSET: usize = size_of::<RawDict>().next_multiple_of(128);
+
+    /// Offsets of a dict's shared words from the object's start, by name: the
+    /// writer lock, then the slot words (`words`; slot `i`'s `seq` is word
+    /// `i * stride`, `stride` = key words + value words + 2).
+    pub(crate) fn field_offsets() -> Vec<(&'static str, usize)> {
+        let mut v = RawDict::field_offsets();
+        v.push(("words", WORDS_OFFSET));
+        v
+    }
 
     /// Creation parameters of a dict.
     #[derive(Clone, Copy, Debug)]

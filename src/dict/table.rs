@@ -281,6 +281,19 @@ impl RawDict {
         (geo.slots as u64 == slots).then_some(geo)
     }
 
+    /// Offsets of the header's words, by name.
+    #[cfg(not(loom))]
+    pub(crate) fn field_offsets() -> Vec<(&'static str, usize)> {
+        use std::mem::offset_of;
+        vec![
+            ("lock", offset_of!(RawDict, lock)),
+            ("journal", offset_of!(RawDict, journal)),
+            ("len", offset_of!(RawDict, len)),
+            ("capacity", offset_of!(RawDict, capacity)),
+            ("slots", offset_of!(RawDict, slots)),
+        ]
+    }
+
     /// Number of repairs after a dead writer.
     pub(crate) fn recoveries(&self) -> u64 {
         self.recoveries.load(Ordering::Relaxed)

@@ -117,6 +117,20 @@ pub(crate) struct Directory {
     total: u64,
 }
 
+/// Offsets of the directory's words from the object's start, by name; the
+/// entry table starts at `entries`.
+pub(crate) fn field_offsets() -> Vec<(&'static str, usize)> {
+    use std::mem::offset_of;
+    vec![
+        ("lock", offset_of!(Directory, lock)),
+        ("count", offset_of!(Directory, count)),
+        ("next", offset_of!(Directory, next)),
+        ("max_entries", offset_of!(Directory, max_entries)),
+        ("total", offset_of!(Directory, total)),
+        ("entries", ENTRIES_OFFSET),
+    ]
+}
+
 /// Creation parameters of a manager.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DirParams {
@@ -441,15 +455,22 @@ impl Manager {
             })
     }
 
-    /// A creator died holding the lock: only published entries count.
-    fn recover(&self) {
+    /// The end of the furthest published object that lies in the arena (the
+    /// arena's start if none).
+    fn published_end(&self) -> usize {
         let (_, start, total) = self.geometry();
-        let end = (0..self.published())
+        (0..self.published())
             .map(|i| self.entry(i))
             .filter_map(|e| e.offset.checked_add(e.size))
             .filter(|&e| e <= total as u64)
-            .fold(start as u64, u64::max);
-        self.dir().next.store(end, Ordering::Relaxed);
+            .fold(start as u64, u64::max) as usize
+    }
+
+    /// A creator died holding the lock: only published entries count.
+    fn recover(&self) {
+        self.dir()
+            .next
+            .store(self.published_end() as u64, Ordering::Relaxed);
         self.dir().recoveries.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -541,11 +562,12 @@ impl Manager {
         if count >= entries {
             return Err(Error::DirectoryFull { entries });
         }
-        // `next` is shared: clamp it to the arena (a peer may have lowered it
-        // into the entry table, or raised it past `usize`).
+        // `next` is shared: never below the end of a published object (a peer
+        // may have lowered it into the entry table or over live objects), and
+        // an absurd value fails the bounds check below.
         let next = usize::try_from(self.dir().next.load(Ordering::Relaxed))
             .unwrap_or(usize::MAX)
-            .max(self.geo.start);
+            .max(self.published_end());
         let align = OBJECT_ALIGN.max(align_of::<T>());
         let offset = next.checked_next_multiple_of(align).unwrap_or(usize::MAX);
         let end = offset.checked_add(size).filter(|&e| e <= total);

@@ -149,6 +149,10 @@ impl BytesQueue {
         BytesQueue::from_core(QueueCore::open(name, opts)?)
     }
 
+    pub(crate) fn core(&self) -> &QueueCore<Bytes> {
+        &self.core
+    }
+
     /// Wraps a queue core after checking its slot size.
     pub(crate) fn from_core(core: QueueCore<Bytes>) -> Result<BytesQueue, Error> {
         if core.slot_size() <= LEN {

@@ -46,7 +46,7 @@ pub use pipe::{Pipe, PipeEnd};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use serde_queue::{SerdeError, SerdeQueue};
 #[cfg(not(loom))]
-pub(crate) use shared::{QueueCore, QueueParams};
+pub(crate) use shared::{QueueCore, QueueParams, field_offsets};
 #[cfg(not(loom))]
 pub use typed::Queue;
 

@@ -277,6 +277,23 @@ impl RingCore {
         }
     }
 
+    /// Offsets of the shared words from the ring's start, by name (tests and
+    /// the hostile-peer suite scribble over them).
+    #[cfg(not(loom))]
+    pub(crate) fn field_offsets() -> Vec<(&'static str, usize)> {
+        use std::mem::offset_of;
+        vec![
+            ("capacity", offset_of!(RingCore, capacity)),
+            ("payload", offset_of!(RingCore, payload)),
+            ("tail", offset_of!(RingCore, tail)),
+            ("head", offset_of!(RingCore, head)),
+            ("not_empty", offset_of!(RingCore, not_empty)),
+            ("not_full", offset_of!(RingCore, not_full)),
+            ("stats", offset_of!(RingCore, stats)),
+            ("tasks", offset_of!(RingCore, tasks)),
+        ]
+    }
+
     /// Whether task accounting is on.
     pub fn is_joinable(&self) -> bool {
         self.tasks.0.joinable.load(Ordering::Relaxed) != 0

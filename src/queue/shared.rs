@@ -39,6 +39,20 @@ pub struct QueueHeader {
     slots_offset: u64,
 }
 
+/// Offsets of a queue's header words from the object's start, by name.
+pub(crate) fn field_offsets() -> Vec<(&'static str, usize)> {
+    use std::mem::offset_of;
+    let ring = offset_of!(QueueHeader, ring);
+    let mut v: Vec<_> = RingCore::field_offsets()
+        .into_iter()
+        .map(|(n, o)| (n, ring + o))
+        .collect();
+    v.push(("owners_len", offset_of!(QueueHeader, owners_len)));
+    v.push(("stride", offset_of!(QueueHeader, stride)));
+    v.push(("slots_offset", offset_of!(QueueHeader, slots_offset)));
+    v
+}
+
 /// What a queue is made of; part of its identity on open.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct QueueParams {
@@ -448,6 +462,73 @@ impl<K: QueueKind> QueueCore<K> {
             .get_wait(&self.slots, owner, deadline, SLICE, drain, |o| {
                 self.owner_dead(o)
             })
+    }
+
+    /// Fuzzing and tests: overwrites the queue's shared state with `data`, as
+    /// a peer scribbling over the region would. `data` is read as 8-byte
+    /// little-endian words (missing bytes are zero) assigned in turn to the
+    /// ring's words (tail, head, `not_empty`, `not_full`, the stored capacity,
+    /// payload size, owner-table length, stride and slots offset, the task
+    /// counters and `abandoned`), then to every slot word, then to every owner
+    /// generation word; what is left is copied over the slots' payload bytes.
+    /// The handle's validated geometry is what bounds every write.
+    pub(crate) fn fuzz_scribble(&self, data: &[u8]) {
+        let off = |name: &str| {
+            field_offsets()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, o)| o)
+        };
+        let tasks = off("tasks");
+        // (offset from the object's start, bytes): every field a peer can reach.
+        let mut fields: Vec<(usize, usize)> = vec![
+            (off("tail"), 8),
+            (off("head"), 8),
+            (off("not_empty"), 4),
+            (off("not_full"), 4),
+            (off("capacity"), 8),
+            (off("payload"), 8),
+            (off("owners_len"), 8),
+            (off("stride"), 8),
+            (off("slots_offset"), 8),
+            (tasks, 8),
+            (tasks + 8, 4),
+            (tasks + 12, 4),
+            (off("stats"), 8),
+        ];
+        let g = self.slots.geo;
+        fields.extend((0..g.capacity).map(|i| (g.slots_offset + i * g.stride, 8)));
+        fields.extend((0..g.owners_len).map(|i| (g.owners_offset + 4 * i, 4)));
+        let mut i = 0;
+        for &(at, n) in &fields {
+            if i >= data.len() {
+                return;
+            }
+            let w = crate::words::word_of(&data[i..], 0).to_le_bytes();
+            i += 8;
+            // SAFETY: `at..at + n` is a header field or a slot/owner word inside
+            // the object's validated bytes; this is the only thread using them.
+            unsafe {
+                std::ptr::copy_nonoverlapping(w.as_ptr(), self.slots.base.add(at).cast_mut(), n)
+            };
+        }
+        let rest = data.get(i..).unwrap_or_default();
+        let mut rest = rest.chunks(g.payload);
+        for slot in 0..g.capacity {
+            let Some(bytes) = rest.next() else { return };
+            // SAFETY: a slot's payload (`payload` bytes after its word) lies in
+            // the validated slot array; `bytes.len() <= payload`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.slots
+                        .base
+                        .add(g.slots_offset + slot * g.stride + 8)
+                        .cast_mut(),
+                    bytes.len(),
+                )
+            };
+        }
     }
 
     /// Recovers every slot held by a dead process; returns how many.
