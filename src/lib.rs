@@ -247,6 +247,25 @@ pub mod __private {
         }
     }
 
+    /// Base address and length of `region`'s mapping in this process, for tests
+    /// that play a peer scribbling over it (from a forked child, which shares
+    /// the mapping).
+    pub fn region_span(region: &crate::Region) -> (*mut u8, usize) {
+        region.span()
+    }
+
+    /// The regions behind a pipe end (its two rings and the shared state).
+    pub fn pipe_regions(end: &crate::PipeEnd) -> [&crate::Region; 3] {
+        end.regions()
+    }
+
+    /// Bytes of the robust lock every lock-holding object starts with (`Lock`,
+    /// `RLock`, `Condition`, `Value`/`Array`, the dict's writer lock, the
+    /// manager's directory lock).
+    pub fn lock_bytes() -> usize {
+        size_of::<crate::sync::RawLock>()
+    }
+
     /// Futex syscalls made by this process so far.
     pub fn futex_syscalls() -> u64 {
         crate::sys::futex::syscall_count()

@@ -104,6 +104,11 @@ fn pack(m: Member) -> u64 {
 }
 
 impl PipeEnd {
+    /// The three regions behind this end: its two rings and the shared state.
+    pub(crate) fn regions(&self) -> [&Region; 3] {
+        [self.tx.region(), self.rx.region(), self.state.region()]
+    }
+
     /// Records this process as the user of this end (once per process).
     fn register(&self) {
         let epoch = u64::from(crate::sys::process::fork_epoch());

@@ -235,6 +235,12 @@ impl Region {
         Table { slots }
     }
 
+    /// Base address and length of this process's mapping (tests that play a
+    /// hostile peer write through it from a forked child).
+    pub(crate) fn span(&self) -> (*mut u8, usize) {
+        (self.base(), self.layout.total_size)
+    }
+
     /// The name this region was created or opened with; `None` if anonymous.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
