@@ -61,7 +61,17 @@
 //! head, a putter at the tail, or [`RingCore::recover_all`]) once the owner is
 //! confirmed dead through the participant table; waiters sleep in slices so they
 //! notice a death nobody announces. At most one message per dead process (the one
-//! it was copying) is lost, and every loss is counted in `abandoned`.
+//! it was copying) is lost inside the ring, and every such loss is counted in
+//! `abandoned`; an item a consumer had already taken is beyond the ring's sight.
+//!
+//! ## Shared words are untrusted
+//!
+//! The slot count and payload size stored here are read only when a handle
+//! validates the region; operations take the count from [`Slots::capacity`]
+//! (the handle's copy), mask every index with it, wrap every position, clamp
+//! `len`, and bound every claim loop ([`budget`]) and every wait (the caller's
+//! deadline), so a peer that scribbles over the ring can make operations fail
+//! or return wrong values, never index out of bounds or spin forever.
 
 use std::time::Duration;
 
