@@ -216,12 +216,9 @@ pub mod __private {
             let mut buf = [0u8; 12];
             for k in 0..6u8 {
                 ok += usize::from(b.try_put(&[k; 5]).is_ok());
-                match b.try_get() {
-                    Ok(v) => {
-                        assert!(v.len() <= b.slot_size());
-                        ok += 1;
-                    }
-                    Err(_) => {}
+                if let Ok(v) = b.try_get() {
+                    assert!(v.len() <= b.slot_size());
+                    ok += 1;
                 }
                 if let Ok(n) = b.try_get_into(&mut buf) {
                     assert!(n <= buf.len());

@@ -171,8 +171,9 @@ impl PipeEnd {
                     if self.peer_gone() {
                         // Nothing more will come: drain, then report EOF.
                         self.rx.close();
-                        continue;
                     }
+                    // Checked in both cases: a ring a peer scribbled over may
+                    // never drain, and the caller's deadline still holds.
                     if deadline.is_some_and(Deadline::passed) {
                         return Err(GetError::Timeout);
                     }
