@@ -276,7 +276,9 @@ pub(crate) mod futex {
 pub(crate) use crate::sys::process::thread_token;
 
 #[cfg(loom)]
-pub(crate) use model::{futex, is_dead, kill_current_process, process_token, thread_token};
+pub(crate) use model::{
+    beacon, futex, kill_current_process, process_token, thread_token,
+};
 
 #[cfg(loom)]
 mod model {
@@ -320,19 +322,42 @@ mod model {
             WaitResult::Woken
         }
 
-        /// No beacons under loom: waits on the word alone (deaths wake it).
+        /// `futex_waitv` on the word and a beacon: both compared under the table
+        /// lock, so a death (`kernel_mark_dead`, also under it) either is seen
+        /// here or happens after we sleep, when the dying owner's wake of the lock
+        /// word (`simulate_owner_death`) ends the sleep.
         pub(crate) fn wait2(
             word: &AtomicU32,
             expected: u32,
-            _beacon: Option<(&AtomicU32, u32)>,
-            deadline: Option<Deadline>,
+            beacon: Option<(&AtomicU32, u32)>,
+            _deadline: Option<Deadline>,
         ) -> WaitResult {
-            wait(word, expected, deadline)
+            let key = word as *const AtomicU32 as usize;
+            let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            if word.load(Ordering::SeqCst) != expected
+                || beacon.is_some_and(|(b, v)| b.load(Ordering::SeqCst) != v)
+            {
+                return WaitResult::Changed;
+            }
+            let cv = table
+                .entry(key)
+                .or_insert_with(|| Arc::new(Condvar::new()))
+                .clone();
+            table = cv.wait(table).unwrap_or_else(|e| e.into_inner());
+            drop(table);
+            WaitResult::Woken
         }
 
-        /// No beacons under loom.
-        pub(crate) fn beacon_waiters(_word: &AtomicU32, _value: u32) -> Option<(&AtomicU32, u32)> {
-            None
+        /// Beacons need no waiters bit in the model: deaths wake the lock word.
+        pub(crate) fn beacon_waiters(word: &AtomicU32, value: u32) -> Option<(&AtomicU32, u32)> {
+            Some((word, value))
+        }
+
+        /// The kernel's exit hook on a beacon, atomic with respect to sleepers.
+        pub(crate) fn kernel_mark_dead(beacon: &AtomicU32) {
+            let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            beacon.store(0, Ordering::SeqCst);
+            drop(table);
         }
 
         pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
@@ -381,24 +406,24 @@ mod model {
     }
 
     loom::thread_local! {
-        static PROCESS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        static PROCESS: std::cell::Cell<u32> = std::cell::Cell::new(0);
     }
 
     loom::lazy_static! {
-        static ref DEAD: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+        static ref BEACONS: Mutex<HashMap<u32, &'static AtomicU32>> = Mutex::new(HashMap::new());
     }
 
-    /// Whether the "process" owning `token` died (`kill_current_process`).
-    pub(crate) fn is_dead(token: u32) -> bool {
-        DEAD.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&token)
+    /// The "beacon" of the process owning `token`: 1 while it lives, 0 once dead.
+    /// Leaked per model execution (tokens are never reused across executions).
+    pub(crate) fn beacon(token: u32) -> &'static AtomicU32 {
+        let mut map = BEACONS.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(token)
+            .or_insert_with(|| Box::leak(Box::new(AtomicU32::new(1))))
     }
 
     /// The calling loom thread's process dies; the thread goes on as a new one.
     pub(crate) fn kill_current_process() {
-        let t = process_token();
-        DEAD.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+        futex::kernel_mark_dead(beacon(process_token()));
         PROCESS.with(|p| p.set(fresh_process_token()));
     }
 }

@@ -305,10 +305,10 @@ impl Owners for LoomOwners {
     }
 
     fn probe(&self, owner: u32) -> Probe<'_> {
-        if crate::loom::is_dead(owner) {
-            Probe::Dead
-        } else {
-            Probe::Alive(None)
+        let beacon = crate::loom::beacon(owner);
+        match beacon.load(Ordering::SeqCst) {
+            0 => Probe::Dead,
+            v => Probe::Alive(Some((beacon, v))),
         }
     }
 }
