@@ -104,10 +104,11 @@ pub mod __loom {
     pub use crate::dict::table::model::LoomDict;
     pub use crate::queue::ring::model::LoomRing;
     pub use crate::queue::ring::{GetFail, PutFail, WaitFail};
+    pub use crate::sync::LoomOwners;
+    pub use crate::sync::robust::{Acquired, MutexError};
     pub use crate::sync::{
         How, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore,
     };
-    pub use crate::sys::mutex::{Acquired, MutexError};
     pub use crate::sys::time::Deadline;
 }
 
@@ -254,13 +255,6 @@ pub mod __private {
     /// The regions behind a pipe end (its two rings and the shared state).
     pub fn pipe_regions(end: &crate::PipeEnd) -> [&crate::Region; 3] {
         end.regions()
-    }
-
-    /// Bytes of the robust lock every lock-holding object starts with (`Lock`,
-    /// `RLock`, `Condition`, `Value`/`Array`, the dict's writer lock, the
-    /// manager's directory lock).
-    pub fn lock_bytes() -> usize {
-        size_of::<crate::sync::RawLock>()
     }
 
     /// Futex syscalls made by this process so far.

@@ -17,10 +17,12 @@
 //! seconds (default 1); the RNG seed is fixed per kind but varies per run
 //! (`MULTIPROC_HOSTILE_SEED` replays one) and is printed on failure.
 //!
-//! Until the crate's own robust lock word replaces the shared
-//! `pthread_mutex_t`, glibc trusts whatever it finds in a mutex, so the
-//! scribbler leaves the participant table and each object's leading lock alone
-//! unless `MULTIPROC_HOSTILE_MUTEXES=1`.
+//! Every byte of the header and the object is fair game, lock words included
+//! (the crate's own robust lock word validates what it reads). The
+//! participant table holds the kernel robust-list entries of every attached
+//! process's beacon; the kernel and the crate follow their links, so until
+//! those are validated the scribbler leaves the table alone unless
+//! `MULTIPROC_HOSTILE_PARTICIPANTS=1`.
 
 #![allow(
     clippy::unwrap_used,
@@ -34,7 +36,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use multiproc::__private::{lock_bytes, pipe_regions, region_span};
+use multiproc::__private::{pipe_regions, region_span};
 use multiproc::{
     Array, Barrier, BytesQueue, Condition, Counter, Event, JoinableQueue, Lock, Manager, Pipe,
     Queue, RLock, Region, Semaphore, SharedDict, Value,
@@ -43,10 +45,12 @@ use multiproc::{
 const ROLE_ENV: &str = "HOSTILE_ROLE";
 const SECS_ENV: &str = "MULTIPROC_HOSTILE_SECS";
 const SEED_ENV: &str = "MULTIPROC_HOSTILE_SEED";
-const MUTEX_ENV: &str = "MULTIPROC_HOSTILE_MUTEXES";
+const TABLE_ENV: &str = "MULTIPROC_HOSTILE_PARTICIPANTS";
 
 /// Slack allowed past an operation's own timeout.
 const SLACK: Duration = Duration::from_millis(100);
+/// How long `open` waits for a region's creator to finish (its own bound).
+const OPEN_WAIT: Duration = Duration::from_secs(2);
 /// The timeout the victim passes to timed operations.
 const T: Duration = Duration::from_millis(5);
 
@@ -80,18 +84,9 @@ struct Target {
     len: usize,
     /// Payload (object) offset in the region.
     payload: usize,
-    /// Bytes at the payload's start to leave alone (a pthread mutex), unless
-    /// mutexes are fair game.
-    lock: usize,
 }
 
-/// `lock`: whether the object starts with a robust lock (`extra` more bytes
-/// of lock state follow it: an `RLock`'s re-entry count).
-fn target(r: &Region, lock: bool, mutexes: bool) -> Target {
-    target_extra(r, lock, 0, mutexes)
-}
-
-fn target_extra(r: &Region, lock: bool, extra: usize, mutexes: bool) -> Target {
+fn target(r: &Region) -> Target {
     let (base, len) = region_span(r);
     // SAFETY: the header's payload offset (bytes 48..56) lies in the mapping.
     let payload = unsafe { base.add(48).cast::<u64>().read_volatile() } as usize;
@@ -99,23 +94,18 @@ fn target_extra(r: &Region, lock: bool, extra: usize, mutexes: bool) -> Target {
         base,
         len,
         payload: payload.min(len),
-        lock: if lock && !mutexes {
-            lock_bytes() + extra
-        } else {
-            0
-        },
     }
 }
 
 /// The scribbler's loop (runs in a forked child: no allocation, no locks).
-fn scribble(targets: &[Target], mut rng: Rng, until: Instant, mutexes: bool) -> i32 {
+fn scribble(targets: &[Target], mut rng: Rng, until: Instant, table: bool) -> i32 {
     const HEADER: usize = 256;
     // A control run: the same victim with nobody scribbling.
     let dry = std::env::var_os("MULTIPROC_HOSTILE_DRY").is_some();
     while !dry && Instant::now() < until {
         let t = targets[rng.below(targets.len() as u64) as usize];
         // Where this burst writes: [lo, hi).
-        let body = t.payload + t.lock;
+        let body = t.payload;
         let (lo, hi) = match rng.below(100) {
             // The whole region (rare: it wrecks everything for good).
             0 => (0, t.len),
@@ -124,15 +114,7 @@ fn scribble(targets: &[Target], mut rng: Rng, until: Instant, mutexes: bool) -> 
             14..=49 => (body, (body + 1024).min(t.len)),
             _ => (body, t.len),
         };
-        // With mutexes protected, so are the header fields that say where the
-        // table and the object are: a consistent but moved payload offset
-        // would put an object's mutex in scribbled bytes.
-        let protected = |i: usize| {
-            !mutexes
-                && ((16..64).contains(&i)
-                    || (HEADER..t.payload).contains(&i)
-                    || (t.payload..body).contains(&i))
-        };
+        let protected = |i: usize| !table && (HEADER..t.payload).contains(&i);
         if hi > lo {
             let span = (hi - lo) as u64;
             match rng.below(4) {
@@ -236,8 +218,8 @@ fn env_secs() -> f64 {
         .unwrap_or(1.0)
 }
 
-fn mutexes_fair_game() -> bool {
-    std::env::var(MUTEX_ENV).is_ok_and(|v| v == "1")
+fn table_fair_game() -> bool {
+    std::env::var(TABLE_ENV).is_ok_and(|v| v == "1")
 }
 
 /// The victim's work for one kind: operates for `secs` while the scribbler
@@ -245,7 +227,7 @@ fn mutexes_fair_game() -> bool {
 fn victim(kind: &str, seed: u64, secs: f64) {
     let name = common::unique_name(&format!("hostile-{}", kind.to_lowercase()));
     let _u = common::Unlink(name.clone());
-    let mutexes = mutexes_fair_game();
+    let table = table_fair_game();
     let mut rng = Rng(seed | 1);
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut tally = Tally::default();
@@ -256,14 +238,16 @@ fn victim(kind: &str, seed: u64, secs: f64) {
             let targets: Vec<Target> = $targets(&first);
             let srng = Rng(rng.next() | 1);
             let mut child =
-                multiproc::process::fork(move || scribble(&targets, srng, until, mutexes))
+                multiproc::process::fork(move || scribble(&targets, srng, until, table))
                     .expect("fork scribbler");
             let mut handles = vec![first];
             while Instant::now() < until {
                 if rng.below(64) == 0 {
                     tally.reopens += 1;
                     let mut opened = None;
-                    tally.time("open", Duration::ZERO, || opened = $reopen(&name));
+                    // `open` waits up to 2 s for a creator that has not stored
+                    // READY yet (the scribbler may have cleared it).
+                    tally.time("open", OPEN_WAIT, || opened = $reopen(&name));
                     if let Some(h) = opened {
                         tally.reopened_ok += 1;
                         if handles.len() > 4 {
@@ -284,11 +268,11 @@ fn victim(kind: &str, seed: u64, secs: f64) {
         }};
     }
 
-    let one = |lock: bool| move |r: &Region| vec![target(r, lock, mutexes)];
+    let one = |r: &Region| vec![target(r)];
     match kind {
         "Queue" => run!(
             Queue::<u64>::create(&name, 16).unwrap(),
-            |q: &Queue<u64>| one(false)(q.region()),
+            |q: &Queue<u64>| one(q.region()),
             |n: &str| Queue::<u64>::open(n).ok(),
             |q, r, t| {
                 match r.below(8) {
@@ -314,7 +298,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
         ),
         "BytesQueue" => run!(
             BytesQueue::create(&name, 8, 32).unwrap(),
-            |q: &BytesQueue| one(false)(q.region()),
+            |q: &BytesQueue| one(q.region()),
             |n: &str| BytesQueue::open(n).ok(),
             |q, r, t| {
                 let mut buf = [0u8; 32];
@@ -338,7 +322,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
         ),
         "JoinableQueue" => run!(
             JoinableQueue::<u64>::create(&name, 8).unwrap(),
-            |q: &JoinableQueue<u64>| one(false)(q.region()),
+            |q: &JoinableQueue<u64>| one(q.region()),
             |n: &str| JoinableQueue::<u64>::open(n).ok(),
             |q, r, t| {
                 match r.below(5) {
@@ -359,10 +343,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
             run!(
                 Pipe::anonymous(8, 32).unwrap(),
                 |p: &(multiproc::PipeEnd, multiproc::PipeEnd)| {
-                    pipe_regions(&p.0)
-                        .iter()
-                        .map(|r| target(r, false, mutexes))
-                        .collect()
+                    pipe_regions(&p.0).iter().map(|r| target(r)).collect()
                 },
                 |_: &str| None,
                 |p, r, t| {
@@ -380,14 +361,16 @@ fn victim(kind: &str, seed: u64, secs: f64) {
             let patience = multiproc::dict::READ_PATIENCE;
             run!(
                 SharedDict::<u64, u64>::create(&name, 32).unwrap(),
-                |d: &SharedDict<u64, u64>| one(true)(d.region()),
+                |d: &SharedDict<u64, u64>| one(d.region()),
                 |n: &str| SharedDict::<u64, u64>::open(n).ok(),
                 |d, r, t| {
                     let k = r.below(48);
                     match r.below(7) {
                         0 => t.time("get", patience, || ignore(d.get(&k))),
                         1 => t.time("insert", patience, || ignore(d.insert(k, k))),
-                        2 => t.time("update", patience, || ignore(d.update(&k, |v| *v += 1))),
+                        2 => t.time("update", patience, || {
+                            ignore(d.update(&k, |v| *v = v.wrapping_add(1)))
+                        }),
                         3 => t.time("remove", patience, || ignore(d.remove(&k))),
                         4 => t.time("iter", patience, || {
                             if let Ok(it) = d.iter() {
@@ -407,9 +390,9 @@ fn victim(kind: &str, seed: u64, secs: f64) {
                 Counter::create(&format!("{name}-c"), 0).unwrap(),
             ),
             |v: &(Value<u64>, Array<u64>, Counter)| vec![
-                target(v.0.region(), true, mutexes),
-                target(v.1.region(), true, mutexes),
-                target(v.2.region(), false, mutexes),
+                target(v.0.region()),
+                target(v.1.region()),
+                target(v.2.region()),
             ],
             |n: &str| Some((
                 Value::<u64>::open(n).ok()?,
@@ -435,12 +418,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
                 Lock::create(&name).unwrap(),
                 RLock::create(&format!("{name}-r")).unwrap()
             ),
-            |l: &(Lock, RLock)| vec![
-                target(l.0.region(), true, mutexes),
-                // An RLock's count decides whether a release unlocks the
-                // mutex: a scribbled one leaves it held, on the robust list.
-                target_extra(l.1.region(), true, 8, mutexes),
-            ],
+            |l: &(Lock, RLock)| vec![target(l.0.region()), target(l.1.region()),],
             |n: &str| Some((Lock::open(n).ok()?, RLock::open(&format!("{n}-r")).ok()?)),
             |l, r, t| {
                 match r.below(4) {
@@ -453,7 +431,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
         ),
         "Semaphore" => run!(
             Semaphore::create(&name, 2).unwrap(),
-            |s: &Semaphore| one(false)(s.region()),
+            |s: &Semaphore| one(s.region()),
             |n: &str| Semaphore::open(n).ok(),
             |s, r, t| {
                 match r.below(4) {
@@ -466,7 +444,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
         ),
         "Event" => run!(
             Event::create(&name).unwrap(),
-            |e: &Event| one(false)(e.region()),
+            |e: &Event| one(e.region()),
             |n: &str| Event::open(n).ok(),
             |e, r, t| {
                 match r.below(4) {
@@ -479,7 +457,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
         ),
         "Condition" => run!(
             Condition::create(&name).unwrap(),
-            |c: &Condition| one(true)(c.region()),
+            |c: &Condition| one(c.region()),
             |n: &str| Condition::open(n).ok(),
             |c, r, t| {
                 match r.below(3) {
@@ -495,7 +473,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
         ),
         "Barrier" => run!(
             Barrier::create(&name, 1).unwrap(),
-            |b: &Barrier| one(false)(b.region()),
+            |b: &Barrier| one(b.region()),
             |n: &str| Barrier::open(n).ok(),
             |b, r, t| {
                 match r.below(4) {
@@ -507,8 +485,6 @@ fn victim(kind: &str, seed: u64, secs: f64) {
             }
         ),
         "Manager" => {
-            // Counters and queues only: they hold no mutex, so with mutexes
-            // protected only the directory lock is left alone.
             let make = |m: &Manager| {
                 let _ = m.counter("c", 0);
                 let _ = m.queue::<u64>("q", 8);
@@ -519,7 +495,7 @@ fn victim(kind: &str, seed: u64, secs: f64) {
                     make(&m);
                     m
                 },
-                |m: &Manager| one(true)(m.region()),
+                |m: &Manager| one(m.region()),
                 |n: &str| Manager::open(n).ok(),
                 |m, r, t| {
                     match r.below(6) {

@@ -19,7 +19,9 @@
 //! # Protocol
 //!
 //! Readers: load `seq` (Acquire); odd means a write is in progress, so wait (and
-//! if it stays odd, take the writer lock, which repairs a dead writer's slot);
+//! if it stays odd, or changes on every read, take the writer lock with a
+//! deadline of [`READ_PATIENCE`], which repairs a dead writer's slot, and read
+//! under it);
 //! read the tag, key and value words (Relaxed); `fence(Acquire)`; re-load `seq`;
 //! a different value means the slot changed underneath, so read it again.
 //!
@@ -51,10 +53,11 @@
 
 use bytemuck::Pod;
 
+use crate::loom::Deadline;
 #[cfg(loom)]
 use crate::loom::atomic::fence;
 use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::loom::{Acquired, Deadline, MutexError};
+use crate::sync::robust::{Acquired, MutexError, Owners};
 use crate::sync::{Held, How, RawLock};
 #[cfg(loom)]
 use crate::words::word_of;
@@ -91,23 +94,28 @@ pub enum DictError<T = ()> {
     /// this crate released it while inconsistent).
     #[error("the dict's writer lock is not recoverable")]
     NotRecoverable,
-    /// The robust mutex reported an unexpected errno (a scribbled-over region).
-    #[error("the dict's writer lock failed with errno {0}")]
-    Os(i32),
+    /// This process could not join the region's participant table (it is full),
+    /// so it cannot take the writer lock.
+    #[error("no participant slot left in the dict's region")]
+    NoParticipantSlot,
     /// A lock-free read (`get`, `contains_key`, `iter`, ...) found an entry
-    /// mid-write and could not get past it within [`READ_PATIENCE`]: the slot
-    /// stayed odd (or kept changing) while another process held the writer lock.
-    /// A sound writer holds the lock for nanoseconds and a dead one's lock is
-    /// repaired at once, so this means a writer stalled for that long or a peer
-    /// scribbled over the region. Nothing was read; retrying is safe.
+    /// mid-write (its seqlock stayed odd, or changed on every read) and could
+    /// not get the writer lock to read it within [`READ_PATIENCE`]: another
+    /// process held the lock all that time. A writer holds the lock only while
+    /// it writes (and while an `update` closure runs) and a dead one's lock is
+    /// taken over at once, so this means a writer stalled that long inside the
+    /// lock, or a peer scribbled over the region. Nothing was read; retrying is
+    /// safe.
     #[error("a read waited {READ_PATIENCE:?} for an entry another process is writing")]
     Timeout,
 }
 
-/// How long a lock-free reader waits, at most, for an entry that stays
-/// mid-write before it gives up with [`DictError::Timeout`]. Readers spin
-/// briefly, then wait for the writer lock (which repairs a dead writer's slot)
-/// with this deadline: they never wait unboundedly, whatever the region holds.
+/// How long a lock-free reader waits, at most, for the writer lock when an
+/// entry stays mid-write, before it gives up with [`DictError::Timeout`].
+/// Readers spin briefly, then take the writer lock with this deadline (which
+/// repairs a dead writer's slot) and read under it, so they always make
+/// progress once they have the lock and never wait unboundedly, whatever the
+/// region holds.
 pub const READ_PATIENCE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Consecutive failed validations of one slot before a reader treats it as
@@ -121,7 +129,7 @@ impl<T> DictError<T> {
             DictError::Full(_) => DictError::Full(()),
             DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
-            DictError::Os(e) => DictError::Os(e),
+            DictError::NoParticipantSlot => DictError::NoParticipantSlot,
             DictError::Timeout => DictError::Timeout,
         }
     }
@@ -139,7 +147,7 @@ impl<T> DictError<T> {
             DictError::Full(t) => DictError::Full(f(t)),
             DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
-            DictError::Os(e) => DictError::Os(e),
+            DictError::NoParticipantSlot => DictError::NoParticipantSlot,
             DictError::Timeout => DictError::Timeout,
         }
     }
@@ -306,20 +314,13 @@ impl RawDict {
     }
 }
 
-/// A lock-free reader's time budget for slots stuck mid-write: starts at the
-/// first stuck slot, so the fast path reads no clock.
-#[derive(Default)]
-struct Patience(Option<Deadline>);
+/// The writer lock taken by a reader (`lock_for_read`); released on drop.
+struct ReadHeld<'a>(&'a RawLock);
 
-impl Patience {
-    /// The deadline for waiting on the writer lock; `Timeout` once it passed (a
-    /// slot kept coming back stuck after being settled).
-    fn deadline(&mut self) -> Result<Deadline, DictError> {
-        match self.0 {
-            Some(d) if d.passed() => Err(DictError::Timeout),
-            Some(d) => Ok(d),
-            None => Ok(*self.0.insert(Deadline::after(READ_PATIENCE))),
-        }
+impl Drop for ReadHeld<'_> {
+    fn drop(&mut self) {
+        // Cannot fail: this thread holds the lock.
+        let _ = self.0.release();
     }
 }
 
@@ -343,14 +344,26 @@ pub(crate) struct Table<'a> {
     raw: &'a RawDict,
     words: &'a [AtomicU64],
     geo: Geo,
+    /// The region's participants: who the writer lock's owner is.
+    owners: &'a dyn Owners,
 }
 
 impl<'a> Table<'a> {
     /// The table over `words`, which must hold exactly `geo.words()` words (every
     /// index below is `< geo.words()` by construction from the validated `geo`).
-    pub(crate) fn new(raw: &'a RawDict, words: &'a [AtomicU64], geo: Geo) -> Table<'a> {
+    pub(crate) fn new(
+        raw: &'a RawDict,
+        words: &'a [AtomicU64],
+        geo: Geo,
+        owners: &'a dyn Owners,
+    ) -> Table<'a> {
         debug_assert_eq!(words.len(), geo.words());
-        Table { raw, words, geo }
+        Table {
+            raw,
+            words,
+            geo,
+            owners,
+        }
     }
 
     #[inline]
@@ -407,11 +420,17 @@ impl<'a> Table<'a> {
     pub(crate) fn get<K: Pod, V: Pod>(&self, key: &K) -> Result<Option<V>, DictError> {
         let kb = bytemuck::bytes_of(key);
         let h = self.hash(kb);
-        let mut patience = Patience::default();
-        loop {
-            match self.read_lookup::<V>(kb, h) {
-                Read::Done(r) => return Ok(r),
-                Read::Stuck(base) => self.settle(base, patience.deadline()?)?,
+        match self.read_lookup::<V>(kb, h) {
+            Read::Done(r) => Ok(r),
+            Read::Stuck(base) => {
+                // Read under the writer lock instead: no write is in flight
+                // then, so this cannot be stuck again (progress even against a
+                // writer that rewrites the slot faster than it can be read).
+                let _held = self.lock_for_read(base, Deadline::after(READ_PATIENCE))?;
+                Ok(match self.locate(kb, h) {
+                    Locate::Found(i) => Some(self.value_at::<V>(i)),
+                    Locate::Vacant(_) => None,
+                })
             }
         }
     }
@@ -456,13 +475,21 @@ impl<'a> Table<'a> {
     pub(crate) fn entries<K: Pod, V: Pod>(&self) -> Result<Vec<(K, V)>, DictError> {
         let mut out = Vec::new();
         let mut i = 0;
-        let mut patience = Patience::default();
         let mut retries = 0;
+        // Once a slot is stuck, the rest of the scan runs under the writer
+        // lock, reading directly (no write can be in flight).
+        let mut held = None;
         while i < self.geo.slots {
             let base = self.base(i);
-            let Some(s) = read_begin(&self.words[base]) else {
-                self.settle(base, patience.deadline()?)?;
-                continue;
+            let s = match held {
+                Some(_) => None,
+                None => match read_begin(&self.words[base]) {
+                    Some(s) => Some(s),
+                    None => {
+                        held = Some(self.lock_for_read(base, Deadline::after(READ_PATIENCE))?);
+                        continue;
+                    }
+                },
             };
             let tag = self.words[base + 1].load(Ordering::Relaxed);
             let entry = (tag & STATE == FULL).then(|| {
@@ -471,16 +498,22 @@ impl<'a> Table<'a> {
                     read_pod::<V>(self.value_words(base)),
                 )
             });
-            if !read_validate(&self.words[base], s) {
-                retries += 1;
-                if retries >= READ_RETRIES {
-                    retries = 0;
-                    self.settle(base, patience.deadline()?)?;
+            if let Some(s) = s {
+                if !read_validate(&self.words[base], s) {
+                    retries += 1;
+                    if retries >= READ_RETRIES {
+                        held = Some(self.lock_for_read(base, Deadline::after(READ_PATIENCE))?);
+                    }
+                    continue;
                 }
-                continue;
             }
             retries = 0;
             out.extend(entry);
+            // A sound table never holds more than `capacity` entries; a
+            // scribbled one may show more full slots: never report them.
+            if out.len() >= self.geo.capacity {
+                break;
+            }
             i += 1;
         }
         Ok(out)
@@ -492,36 +525,36 @@ impl<'a> Table<'a> {
         (self.raw.len.load(Ordering::Relaxed) as usize).min(self.geo.capacity)
     }
 
-    /// Waits for the writer lock (repairing a dead writer's state) and releases
-    /// it. Holding the lock, no write is in progress, so a slot still odd then
-    /// was scribbled over: making it even lets readers go on instead of hanging.
+    /// Takes the writer lock for a reader that found the slot at `base` stuck
+    /// (odd past the spin window, or changing on every read), repairing a dead
+    /// writer's state first. Holding the lock, no write is in progress, so a
+    /// slot still odd then was scribbled over: making it even lets lock-free
+    /// readers go on instead of hanging.
     ///
     /// Bounded by `deadline`: a reader never waits for the lock past it (the
-    /// holder may be alive and stalled, or the lock word scribbled), and then
-    /// fails with [`DictError::Timeout`].
-    fn settle(&self, base: usize, deadline: Deadline) -> Result<(), DictError> {
+    /// holder may be alive and stalled, or a peer may have scribbled over the
+    /// lock word), and then fails with [`DictError::Timeout`].
+    fn lock_for_read(&self, base: usize, deadline: Deadline) -> Result<ReadHeld<'_>, DictError> {
         if self.raw.lock.is_owned_by_me() {
             return Err(DictError::WouldDeadlock);
         }
         let acquired = self
             .raw
             .lock
-            .acquire(How::Until(deadline))
+            .acquire(How::Until(deadline), self.owners)
             .map_err(|e| match e {
                 MutexError::TimedOut | MutexError::WouldBlock => DictError::Timeout,
                 MutexError::NotRecoverable => DictError::NotRecoverable,
-                MutexError::Os(e) => DictError::Os(e),
-                _ => DictError::Os(0),
+                MutexError::NoIdentity => DictError::NoParticipantSlot,
             })?;
+        let held = ReadHeld(&self.raw.lock);
         if acquired == Acquired::OwnerDied {
             self.recover();
             // Cannot fail: we hold the lock and it is inconsistent.
             let _ = self.raw.lock.mark_consistent();
         }
         seq_settle(&self.words[base]);
-        // Cannot fail: this thread holds the lock.
-        let _ = self.raw.lock.release();
-        Ok(())
+        Ok(held)
     }
 
     // ---- writers (under the lock) ----
@@ -533,12 +566,12 @@ impl<'a> Table<'a> {
         }
         self.raw
             .lock
-            .lock_repairing(|| self.recover())
+            .lock_repairing(self.owners, || self.recover())
             .map_err(|e| match e {
                 MutexError::NotRecoverable => DictError::NotRecoverable,
-                MutexError::Os(e) => DictError::Os(e),
+                MutexError::NoIdentity => DictError::NoParticipantSlot,
                 // Not returned by a blocking acquire.
-                _ => DictError::Os(0),
+                _ => DictError::NotRecoverable,
             })
     }
 
@@ -912,7 +945,7 @@ pub mod model {
         }
 
         fn table(&self) -> Table<'_> {
-            Table::new(&self.raw, &self.words, self.geo)
+            Table::new(&self.raw, &self.words, self.geo, &crate::sync::LoomOwners)
         }
 
         /// See `SharedDict::get`.
