@@ -182,7 +182,9 @@ pub mod __private {
     pub fn fuzz_ring(data: &[u8]) -> usize {
         use std::time::Duration;
         let mut ok = 0;
-        if let Ok(q) = crate::Queue::<u64>::anonymous(8) {
+        // A small participant table keeps each run cheap (two regions a run).
+        let opts = crate::RegionOptions::new().participants(4);
+        if let Ok(q) = crate::Queue::<u64>::new_kind(None, 8, opts, false) {
             q.core().fuzz_scribble(data);
             let cap = q.capacity();
             assert!(q.len() <= cap, "len {} > capacity {cap}", q.len());
@@ -212,7 +214,7 @@ pub mod __private {
             }
             ok += usize::from(q.try_put(0).is_err());
         }
-        if let Ok(b) = crate::BytesQueue::anonymous(4, 12) {
+        if let Ok(b) = crate::BytesQueue::new(None, 4, 12, opts) {
             b.core().fuzz_scribble(data);
             let mut buf = [0u8; 12];
             for k in 0..6u8 {

@@ -114,7 +114,7 @@ impl BytesQueue {
         BytesQueue::new(Some(name), capacity, slot_size, opts)
     }
 
-    fn new(
+    pub(crate) fn new(
         name: Option<&str>,
         capacity: usize,
         slot_size: usize,
