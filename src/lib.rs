@@ -181,10 +181,24 @@ pub mod __private {
     /// the fuzzer then reports.
     pub fn fuzz_ring(data: &[u8]) -> usize {
         use std::time::Duration;
-        let mut ok = 0;
-        // A small participant table keeps each run cheap (two regions a run).
-        let opts = crate::RegionOptions::new().participants(4);
-        if let Ok(q) = crate::Queue::<u64>::new_kind(None, 8, opts, false) {
+        type Rings = (crate::Queue<u64>, Vec<u8>, crate::BytesQueue, Vec<u8>);
+        thread_local! {
+            // Made once per thread and restored to its fresh bytes before each
+            // run: region creation would otherwise dominate a fuzzing run.
+            static RINGS: Option<Rings> = {
+                let opts = crate::RegionOptions::new().participants(4);
+                let q = crate::Queue::<u64>::new_kind(None, 8, opts, false).ok()?;
+                let b = crate::BytesQueue::new(None, 4, 12, opts).ok()?;
+                // Register this process in both before the snapshot.
+                let _ = (q.core().owner(), b.core().owner());
+                let (sq, sb) = (q.core().fuzz_snapshot(), b.core().fuzz_snapshot());
+                Some((q, sq, b, sb))
+            };
+        }
+        RINGS.with(|r| {
+            let Some((q, sq, b, sb)) = r else { return 0 };
+            let mut ok = 0;
+            q.core().fuzz_restore(sq);
             q.core().fuzz_scribble(data);
             let cap = q.capacity();
             assert!(q.len() <= cap, "len {} > capacity {cap}", q.len());
@@ -213,8 +227,8 @@ pub mod __private {
                 }
             }
             ok += usize::from(q.try_put(0).is_err());
-        }
-        if let Ok(b) = crate::BytesQueue::new(None, 4, 12, opts) {
+
+            b.core().fuzz_restore(sb);
             b.core().fuzz_scribble(data);
             let mut buf = [0u8; 12];
             for k in 0..6u8 {
@@ -230,8 +244,8 @@ pub mod __private {
             }
             ok += b.recover() as usize % 2;
             assert!(b.len() <= b.capacity());
-        }
-        ok
+            ok
+        })
     }
 
     /// Offsets of the shared words of an object of `kind` (`"Queue"` for every

@@ -531,6 +531,23 @@ impl<K: QueueKind> QueueCore<K> {
         }
     }
 
+    /// Fuzzing: a copy of the object's bytes (header, owner table, slots).
+    pub(crate) fn fuzz_snapshot(&self) -> Vec<u8> {
+        let n = self.obj.size();
+        let mut v = vec![0u8; n];
+        // SAFETY: the object owns `n` bytes from `base` (validated); plain copy.
+        unsafe { std::ptr::copy_nonoverlapping(self.slots.base, v.as_mut_ptr(), n) };
+        v
+    }
+
+    /// Fuzzing: puts back bytes taken by `fuzz_snapshot` (this thread is the
+    /// only user of the queue).
+    pub(crate) fn fuzz_restore(&self, snap: &[u8]) {
+        let n = snap.len().min(self.obj.size());
+        // SAFETY: as in `fuzz_snapshot`; nobody else uses these bytes now.
+        unsafe { std::ptr::copy_nonoverlapping(snap.as_ptr(), self.slots.base.cast_mut(), n) };
+    }
+
     /// Recovers every slot held by a dead process; returns how many.
     pub(crate) fn recover(&self) -> u64 {
         self.ring().recover_all(&self.slots, |o| self.owner_dead(o))
