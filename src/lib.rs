@@ -268,6 +268,13 @@ pub mod __private {
         region.span()
     }
 
+    /// How long a waiter on a robust lock sleeps before it re-probes the owner:
+    /// what a lock word a peer scribbled over costs an untimed acquire (the
+    /// manager's directory, the dict's writer lock, `Value`/`Array` writes).
+    pub fn lock_slice() -> std::time::Duration {
+        crate::sync::robust::SLICE
+    }
+
     /// The regions behind a pipe end (its two rings and the shared state).
     pub fn pipe_regions(end: &crate::PipeEnd) -> [&crate::Region; 3] {
         end.regions()
