@@ -276,9 +276,7 @@ pub(crate) mod futex {
 pub(crate) use crate::sys::process::thread_token;
 
 #[cfg(loom)]
-pub(crate) use model::{
-    beacon, futex, kill_current_process, process_token, thread_token,
-};
+pub(crate) use model::{beacon, futex, kill_current_process, process_token, thread_token};
 
 #[cfg(loom)]
 mod model {
