@@ -115,8 +115,11 @@ pub enum DictError<T = ()> {
 /// Readers spin briefly, then take the writer lock with this deadline (which
 /// repairs a dead writer's slot) and read under it, so they always make
 /// progress once they have the lock and never wait unboundedly, whatever the
-/// region holds.
-pub const READ_PATIENCE: std::time::Duration = std::time::Duration::from_millis(50);
+/// region holds. One second: long enough to wait out a writer descheduled in
+/// the middle of a write on an overloaded machine (tens of milliseconds were
+/// seen with a load of 10 on two cores, and a reader then must not fail),
+/// short enough to bound what a region left permanently mid-write costs.
+pub const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Consecutive failed validations of one slot before a reader treats it as
 /// stuck (a slot rewritten faster than it can be read, or scribbled).
