@@ -543,7 +543,12 @@ impl<'a, T: Pod> Core<'a, T> {
             w[self.geo.changed(word * 64)].store(0, Ordering::Relaxed);
         }
         let changed = |i: usize| bytemuck::bytes_of(&old[i]) != bytemuck::bytes_of(&new[i]);
-        for (n, (i, v)) in new.iter().enumerate().filter(|&(i, _)| changed(i)).enumerate() {
+        for (n, (i, v)) in new
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| changed(i))
+            .enumerate()
+        {
             if n == 1 && stops(crash, Crash::MidJournal) {
                 return false;
             }
@@ -557,7 +562,12 @@ impl<'a, T: Pod> Core<'a, T> {
         if stops(crash, Crash::AfterArm) {
             return false;
         }
-        for (n, (i, v)) in new.iter().enumerate().filter(|&(i, _)| changed(i)).enumerate() {
+        for (n, (i, v)) in new
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| changed(i))
+            .enumerate()
+        {
             if n == 0 && stops(crash, Crash::MidElement) {
                 #[cfg(loom)]
                 self.torn_write(i, v);
@@ -1096,11 +1106,7 @@ mod handle {
         }
 
         /// [`Value::create`] with explicit region options.
-        pub fn create_with(
-            name: &str,
-            initial: T,
-            opts: RegionOptions,
-        ) -> Result<Value<T>, Error> {
+        pub fn create_with(name: &str, initial: T, opts: RegionOptions) -> Result<Value<T>, Error> {
             Ok(Value {
                 cells: Cells::create(Some(name), 1, &[initial], opts)?,
             })
@@ -1240,11 +1246,7 @@ mod handle {
         }
 
         /// [`Array::create`] with explicit region options.
-        pub fn create_with(
-            name: &str,
-            len: usize,
-            opts: RegionOptions,
-        ) -> Result<Array<T>, Error> {
+        pub fn create_with(name: &str, len: usize, opts: RegionOptions) -> Result<Array<T>, Error> {
             Ok(Array {
                 cells: Cells::create(Some(name), len, &[], opts)?,
             })
@@ -1443,7 +1445,9 @@ mod handle {
                 assert_eq!(a.get_timeout(i, FUZZ_READ), Ok(pattern(i)));
             }
         }
-        if a.with_lock(|s| s.iter_mut().for_each(|v| *v = T::zeroed())).is_ok() {
+        if a.with_lock(|s| s.iter_mut().for_each(|v| *v = T::zeroed()))
+            .is_ok()
+        {
             ok += 1;
             assert_eq!(a.to_vec().ok(), Some(vec![T::zeroed(); len]));
         }
