@@ -77,8 +77,9 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::loom::{Acquired, Deadline, MutexError};
+use crate::sync::robust::{Acquired, MutexError, Owners};
 use crate::sync::{How, RawLock};
 use crate::words::{self, read_begin, read_pod, read_validate, seq_settle, seq_write};
 
@@ -133,9 +134,10 @@ pub enum ValueError {
     /// The writer lock cannot be repaired.
     #[error("the value's writer lock is not recoverable")]
     NotRecoverable,
-    /// The robust mutex reported an unexpected errno (a scribbled-over region).
-    #[error("the value's writer lock failed with errno {0}")]
-    Os(i32),
+    /// This process could not join the region's participant table (it is full),
+    /// so it cannot take the writer lock.
+    #[error("no participant slot left in the value's region")]
+    NoParticipantSlot,
     /// A lock-free read found the element mid-write for the whole read timeout
     /// while another process held the writer lock: that process is stopped
     /// inside a write, or the element's sequence word was overwritten. The read
@@ -324,16 +326,24 @@ struct Core<'a, T> {
     raw: &'a RawCells,
     words: &'a [AtomicU64],
     geo: CellGeo,
+    /// Who may own the lock: the region's participant table.
+    owners: &'a dyn Owners,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<'a, T: Pod> Core<'a, T> {
-    fn new(raw: &'a RawCells, words: &'a [AtomicU64], geo: CellGeo) -> Core<'a, T> {
+    fn new(
+        raw: &'a RawCells,
+        words: &'a [AtomicU64],
+        geo: CellGeo,
+        owners: &'a dyn Owners,
+    ) -> Core<'a, T> {
         debug_assert_eq!(words.len(), geo.words());
         Core {
             raw,
             words,
             geo,
+            owners,
             _t: PhantomData,
         }
     }
@@ -396,7 +406,13 @@ impl<'a, T: Pod> Core<'a, T> {
     fn load_slow(&self, i: usize, timeout: Duration) -> Result<T, ValueError> {
         let deadline = Deadline::after(timeout);
         loop {
-            match self.acquire(How::Until(deadline.min_after(READ_SLICE)))? {
+            // Loom: deadlines are real time, which a model must not depend on;
+            // the model's futex ignores them anyway, so the wait blocks.
+            #[cfg(loom)]
+            let how = How::Block;
+            #[cfg(not(loom))]
+            let how = How::Until(deadline.min_after(READ_SLICE));
+            match self.acquire(how)? {
                 Some(_held) => return self.read_locked(i),
                 None if deadline.passed() => return Err(ValueError::Stalled { index: i }),
                 None => {}
@@ -429,12 +445,11 @@ impl<'a, T: Pod> Core<'a, T> {
         if lock.is_owned_by_me() {
             return Err(ValueError::WouldDeadlock);
         }
-        let acquired = match lock.acquire(how) {
+        let acquired = match lock.acquire(how, self.owners) {
             Ok(a) => a,
             Err(MutexError::TimedOut | MutexError::WouldBlock) => return Ok(None),
             Err(MutexError::NotRecoverable) => return Err(ValueError::NotRecoverable),
-            Err(MutexError::Os(e)) => return Err(ValueError::Os(e)),
-            Err(MutexError::NotOwner) => return Err(ValueError::Os(libc::EPERM)),
+            Err(MutexError::NoIdentity) => return Err(ValueError::NoParticipantSlot),
         };
         let held = Hold(lock);
         if acquired == Acquired::OwnerDied {
@@ -447,9 +462,12 @@ impl<'a, T: Pod> Core<'a, T> {
 
     /// Blocks until the lock is held (and repaired).
     fn lock(&self) -> Result<Hold<'a>, ValueError> {
-        // A blocking acquire never times out; `Os(EAGAIN)` if a lock did anyway.
-        self.acquire(How::Block)?
-            .ok_or(ValueError::Os(libc::EAGAIN))
+        loop {
+            // A blocking acquire does not time out: this runs once.
+            if let Some(held) = self.acquire(How::Block)? {
+                return Ok(held);
+            }
+        }
     }
 
     /// Under the lock, after a dead owner: re-applies the journal if it was
@@ -969,7 +987,7 @@ mod handle {
             // SAFETY: `words` points at `geo.words()` initialized atomics inside
             // the mapping, which lives as long as `self.obj`; shared access only.
             let words = unsafe { std::slice::from_raw_parts(self.words, self.geo.words()) };
-            Core::new(&self.obj.get().raw, words, self.geo)
+            Core::new(&self.obj.get().raw, words, self.geo, self.obj.region())
         }
 
         /// Fuzzing: overwrites the journal word, the repair counter and every
@@ -1510,7 +1528,7 @@ pub mod model {
         }
 
         fn core(&self) -> Core<'_, T> {
-            Core::new(&self.raw, &self.words, self.geo)
+            Core::new(&self.raw, &self.words, self.geo, &crate::sync::LoomOwners)
         }
 
         /// See `Array::get`.
