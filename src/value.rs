@@ -113,6 +113,7 @@ const LOCKED_RETRIES: u32 = 4;
 /// A stalled reader's lock wait is cut into slices of this length; between
 /// slices it re-checks the element lock-free, so a long `with_lock` closure of
 /// another writer does not delay a reader whose element is no longer mid-write.
+#[cfg_attr(loom, allow(dead_code, reason = "loom models the wait as blocking"))]
 const READ_SLICE: Duration = Duration::from_millis(1);
 
 /// Why a [`Value`] or [`Array`] operation failed.
