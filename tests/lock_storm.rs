@@ -57,6 +57,9 @@ const PROGRESS: usize = 8;
 fn storm(scratch: &Scratch, body: impl Fn(usize, &mut u64) + Copy) {
     let start_child = |slot: usize, seed: u64| -> Child {
         spawn(move || {
+            // Die with the test process, even if it is killed itself.
+            // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's own flag.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             let mut rng = seed | 1;
             loop {
                 body(slot, &mut rng);

@@ -313,6 +313,9 @@ impl<'a> Table<'a> {
         let Some(slot) = self.slots.get(m.index as usize) else {
             return;
         };
+        // First, and whatever the slot says now: the mapping may go away next,
+        // and an armed entry must never be left on our robust list.
+        robust::disarm(&slot.beacon);
         let pid = process::pid();
         if slot.generation.load(Ordering::Relaxed) != m.generation
             || slot.pid.load(Ordering::Relaxed) != pid
@@ -323,7 +326,6 @@ impl<'a> Table<'a> {
         {
             return;
         }
-        robust::disarm(&slot.beacon);
         slot.pid.store(0, Ordering::Relaxed);
         // SYNC(slot): Release pairs with joiners' Acquire CAS.
         slot.state.store(EMPTY, Ordering::Release);

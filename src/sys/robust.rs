@@ -232,9 +232,10 @@ pub(crate) fn arm(entry: &Entry) -> bool {
     true
 }
 
-/// Disarms `entry` if this process armed it: unlinks it, clears the word and
-/// wakes anyone waiting on it. A no-op for entries this process does not hold.
-/// Safe to call from any thread.
+/// Disarms `entry` if this process armed it: unlinks it, clears the word if it
+/// still names this process, and wakes anyone waiting on it. A no-op for entries
+/// this process does not hold. Safe to call from any thread. Must be called
+/// before an armed entry is unmapped, whatever a peer wrote into it.
 pub(crate) fn disarm(entry: &Entry) {
     let s = state();
     let mut list = s.list.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,12 +255,20 @@ pub(crate) fn disarm(entry: &Entry) {
         pred.next.store(succ as u64, Ordering::Relaxed);
     }
     list.remove(i);
+    // Only a word that still names us is ours to clear: a peer may have written
+    // it, or (after such a write made others think us dead) reused the slot.
+    let cur = entry.word.load(Ordering::Relaxed);
+    let ours = s.tid != 0 && cur & FUTEX_TID_MASK == s.tid && cur & FUTEX_OWNER_DIED == 0;
     // Release: a peer that sees 0 sees everything we did before leaving.
-    let old = entry.word.swap(0, Ordering::Release);
+    let cleared = ours
+        && entry
+            .word
+            .compare_exchange(cur, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
     h.list_op_pending.store(0, Ordering::Relaxed);
     drop(list);
-    if old & FUTEX_WAITERS != 0 {
-        // SAFETY: not unsafe; wakes peers probing this beacon so they re-check.
+    if cleared && cur & FUTEX_WAITERS != 0 {
+        // Wake peers sleeping on this beacon so they re-probe.
         super::futex::wake(&entry.word, u32::MAX);
     }
 }
