@@ -314,9 +314,8 @@ struct Hold<'a>(&'a RawLock);
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        // Fails only if this thread does not hold the lock, which `Hold`'s
-        // existence rules out.
-        let _ = self.0.release();
+        // `Hold`'s existence proves this thread holds the lock.
+        self.0.release_held();
     }
 }
 
