@@ -73,13 +73,38 @@ mod queue;
 #[cfg(not(loom))]
 pub mod region;
 pub mod sync;
-#[cfg(not(loom))]
 pub mod value;
 
 pub use dict::{DictError, FixedBytes, FixedStr, TooLong};
 #[cfg(not(loom))]
 pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
+
+/// The `bytemuck` this crate is built on, so one dependency suffices: derive
+/// [`Pod`] and [`Zeroable`] for your own `#[repr(C)]` types through it.
+///
+/// ```
+/// use multiproc::{Pod, Queue, Zeroable};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+/// #[bytemuck(crate = "multiproc::bytemuck")]
+/// #[repr(C)]
+/// struct Job {
+///     id: u64,
+///     cost: f64,
+/// }
+///
+/// let q = Queue::<Job>::anonymous(4)?;
+/// q.put(Job { id: 1, cost: 0.5 })?;
+/// assert_eq!(q.get()?, Job { id: 1, cost: 0.5 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use bytemuck;
+/// Plain old data: the bound on every value that crosses a region (re-exported
+/// from `bytemuck`, trait and derive).
+pub use bytemuck::Pod;
+/// All-zero bytes are a valid value (re-exported from `bytemuck`, trait and derive).
+pub use bytemuck::Zeroable;
 #[cfg(not(loom))]
 pub use manager::{Manager, ManagerOptions, ObjectInfo};
 #[cfg(not(loom))]
@@ -110,6 +135,8 @@ pub mod __loom {
         How, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore,
     };
     pub use crate::sys::time::Deadline;
+    pub use crate::value::ValueError;
+    pub use crate::value::model::{Crash, LoomArray};
 }
 
 /// Internals exposed for the fuzz targets and the proptest suite; not a stable API.
@@ -278,6 +305,25 @@ pub mod __private {
     /// The regions behind a pipe end (its two rings and the shared state).
     pub fn pipe_regions(end: &crate::PipeEnd) -> [&crate::Region; 3] {
         end.regions()
+    }
+
+    /// Scribbles `data` over a fresh array's shared words (journal word, seqs,
+    /// data, journal entries, changed-bitmap), optionally runs the crash repair,
+    /// then every read and update, checking them against each other; the fuzz
+    /// target. Returns how many operations succeeded. Never hangs.
+    pub fn fuzz_value(data: &[u8]) -> usize {
+        crate::value::fuzz_value(data)
+    }
+
+    /// Where an array's shared words sit in its region (byte offsets from the
+    /// start of the mapping or file), for tests that play a hostile peer.
+    pub fn array_layout<T: bytemuck::Pod>(a: &crate::Array<T>) -> crate::value::CellsLayout {
+        a.layout()
+    }
+
+    /// [`array_layout`] for a `Value` (an array of one element).
+    pub fn value_layout<T: bytemuck::Pod>(v: &crate::Value<T>) -> crate::value::CellsLayout {
+        v.layout()
     }
 
     /// Futex syscalls made by this process so far.
