@@ -64,6 +64,8 @@ pub(crate) mod words;
 #[cfg(not(loom))]
 pub mod manager;
 #[cfg(not(loom))]
+pub mod pool;
+#[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
@@ -82,6 +84,10 @@ pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
 #[cfg(not(loom))]
 pub use manager::{Manager, ManagerOptions, ObjectInfo};
+#[cfg(not(loom))]
+pub use pool::{AsyncResult, Pool, PoolError};
+#[cfg(not(loom))]
+pub use process::Process;
 #[cfg(not(loom))]
 pub use queue::{
     BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,
