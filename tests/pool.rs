@@ -77,11 +77,49 @@ fn my_pid(_: u32) -> u32 {
     std::process::id()
 }
 
+/// Panics on odd input. `resume_unwind` unwinds like `panic!` without running
+/// the panic hook, whose locks another thread of this harness may hold when a
+/// worker is forked; `real_panic_in_its_own_process` checks `panic!` itself.
 fn panic_if_odd(x: u32) -> u32 {
     if x % 2 == 1 {
-        panic!("odd input {x}");
+        std::panic::resume_unwind(Box::new(format!("odd input {x}")));
     }
     x / 2
+}
+
+fn real_panic(x: u32) -> u32 {
+    if x == 3 {
+        panic!("boom {x}");
+    }
+    x
+}
+
+/// Role body, run by `real_panic_in_its_own_process` in a re-executed test
+/// binary that runs only this test.
+#[test]
+fn role_real_panic() {
+    if std::env::var("MULTIPROC_ROLE").as_deref() != Ok("real_panic") {
+        return;
+    }
+    let p = pool(1);
+    let out: Vec<_> = p.imap_chunked(real_panic, 0..6u32, 2).unwrap().collect();
+    assert_eq!(out[3], Err(PoolError::Panicked("boom 3".into())));
+    assert!(out.iter().enumerate().all(|(i, r)| i == 3 || *r == Ok(i as u32)));
+    println!("<real-panic-ok>");
+}
+
+#[test]
+fn real_panic_in_its_own_process() {
+    watchdog(|| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["role_real_panic", "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .env("MULTIPROC_ROLE", "real_panic")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("<real-panic-ok>"), "{text}");
+    });
 }
 
 /// Kills its own worker with SIGKILL when `x % 10 == 3`.

@@ -661,7 +661,7 @@ fn start_worker(
     // `ForkUnchecked` the builder's caller took on the post-fork restrictions in
     // an `unsafe` call. The child runs only the worker loop and the user's
     // plain functions, then `_exit`s; it is a daemon, so it dies with the parent.
-    let pid = unsafe { crate::process::fork_child(true, || worker::run(&args)) }
+    let pid = unsafe { crate::process::fork_child(true, cfg.method == Method::Fork, || worker::run(&args)) }
         .map_err(|e| PoolError::Start(e.to_string()))?;
     let w = &mut st.workers[i];
     w.pid = Some(pid);

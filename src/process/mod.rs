@@ -4,10 +4,12 @@
 //! Shared objects created before a child starts (anonymous or named) are shared
 //! with it. The child runs its closure and ends with `_exit`, never returning into
 //! the caller's code (no destructors, no atexit handlers, no test-harness code).
-//! Before `_exit` it flushes Rust's `stdout` and `stderr` and leaves every region
-//! it joined, so peers can tell a child that finished from one that died. The
-//! parent flushes its own `stdout`/`stderr` before forking, so text buffered
-//! before the fork is not printed twice.
+//! Before `_exit` it flushes Rust's `stdout` (`stderr` is unbuffered) and leaves
+//! every region it joined, so peers can tell a child that finished from one that
+//! died. The parent flushes its own `stdout` before forking, so text buffered
+//! before the fork is not printed twice. (A child started with an `_unchecked`
+//! call skips its flush: another thread of the parent may have held `stdout`'s
+//! lock at the fork.)
 //!
 //! # Exit codes
 //!
@@ -127,13 +129,13 @@ impl IntoExitCode for u8 {
 }
 
 impl<T: IntoExitCode, E: fmt::Debug> IntoExitCode for Result<T, E> {
-    /// `Ok(t)`: `t`'s code; `Err(e)`: prints `Error: {e:?}` to stderr (as `main`
-    /// does) and gives 1.
+    /// `Ok(t)`: `t`'s code; `Err(e)`: prints `Error: {e:?}` to file descriptor 2
+    /// (as `main` does, but without taking `stderr`'s lock) and gives 1.
     fn into_exit_code(self) -> i32 {
         match self {
             Ok(t) => t.into_exit_code(),
             Err(e) => {
-                let _ = writeln!(io::stderr(), "Error: {e:?}");
+                sys::write_stderr(format!("Error: {e:?}\n").as_bytes());
                 1
             }
         }
@@ -263,7 +265,7 @@ where
         check_single_threaded()?;
         // SAFETY: the process has no other thread whose locks the child could
         // inherit held.
-        unsafe { self.start_unchecked() }
+        unsafe { self.start_inner(true) }
     }
 
     /// [`Process::start`] without the thread check.
@@ -273,15 +275,26 @@ where
     /// If other threads run, the closure must not take any lock (including the
     /// allocator's own, `stdout`'s, or the program's) that another thread might
     /// hold at the moment of the fork, and the closure's output to `stdout` is
-    /// flushed under `stdout`'s lock. This crate's primitives take no such lock.
+    /// This crate's primitives take no such lock. For the same reason the child
+    /// does not flush Rust's `stdout` at exit (its lock may be held by another
+    /// thread): end printed lines with a newline, or flush them yourself.
     pub unsafe fn start_unchecked(self) -> Result<Child, StartError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.start_inner(false) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Process::start_unchecked`]; `single_threaded` says the check passed,
+    /// so the child may take `stdout`'s lock to flush it.
+    unsafe fn start_inner(self, single_threaded: bool) -> Result<Child, StartError> {
         let name = self.name.unwrap_or_else(|| {
             // Relaxed: a process-local counter for names only.
             format!("Process-{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed))
         });
         let f = self.f;
         // SAFETY: the caller upholds the post-fork restrictions.
-        let pid = unsafe { fork_child(self.daemon, move || f().into_exit_code()) }?;
+        let pid = unsafe { fork_child(self.daemon, single_threaded, move || f().into_exit_code()) }?;
         Ok(Child {
             pid,
             name,
@@ -291,12 +304,18 @@ where
     }
 }
 
-/// Forks; in the child runs `f` and exits. Returns the child's pid.
+/// Forks; in the child runs `f` and exits (flushing `stdout` first if `flush`).
+/// Returns the child's pid.
 ///
 /// # Safety
 ///
-/// As [`Process::start_unchecked`].
-pub(crate) unsafe fn fork_child(daemon: bool, f: impl FnOnce() -> i32) -> io::Result<u32> {
+/// As [`Process::start_unchecked`]; `flush` only if no other thread ran at the
+/// fork.
+pub(crate) unsafe fn fork_child(
+    daemon: bool,
+    flush: bool,
+    f: impl FnOnce() -> i32,
+) -> io::Result<u32> {
     flush_std();
     let parent = sys::pid();
     // SAFETY: the child only runs `f` and then `_exit`s; the caller upholds the
@@ -309,7 +328,7 @@ pub(crate) unsafe fn fork_child(daemon: bool, f: impl FnOnce() -> i32) -> io::Re
             }
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                 .unwrap_or(PANIC_EXIT_CODE);
-            exit_child(code)
+            exit_child(code, flush)
         }
     }
 }
@@ -323,17 +342,18 @@ pub(crate) fn become_daemon(parent: u32) {
     }
 }
 
-/// Ends a child: flushes Rust's standard streams, leaves the regions it joined
-/// (so peers can tell a normal exit from a death) and `_exit`s.
-pub(crate) fn exit_child(code: i32) -> ! {
-    flush_std();
+/// Ends a child: flushes Rust's `stdout` if `flush`, leaves the regions it
+/// joined (so peers can tell a normal exit from a death) and `_exit`s.
+pub(crate) fn exit_child(code: i32, flush: bool) -> ! {
+    if flush {
+        let _ = io::stdout().flush();
+    }
     crate::region::leave_all();
     sys::exit_now(code)
 }
 
 fn flush_std() {
     let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
 }
 
 /// Runs `f` in a forked child process and returns a handle to it. The child's

@@ -403,20 +403,39 @@ pub(crate) fn try_wait_child(pid: u32) -> io::Result<Option<Exit>> {
     }
 }
 
+/// Writes `buf` to file descriptor 2 with plain `write(2)` calls: no lock, so a
+/// child forked from a threaded parent may use it. Errors are ignored.
+pub(crate) fn write_stderr(mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let r = unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
+        if r < 0 && super::errno() == libc::EINTR {
+            continue;
+        }
+        if r <= 0 {
+            return;
+        }
+        buf = buf.get(r.unsigned_abs()..).unwrap_or(&[]);
+    }
+}
+
 /// Name the crate gives its one internal per-process thread (parked forever,
 /// holding no locks), which is safe to leave behind across `fork`.
 pub(crate) const BEACON_THREAD_NAME: &str = "multiproc-beacon";
 
 /// Number of threads in this process other than the crate's beacon thread,
-/// counted from `/proc/self/task` (each thread's `comm`).
+/// counted from `/proc/self/task` (each thread's `comm`, which the kernel
+/// truncates to 15 bytes: `multiproc-beaco`).
 pub(crate) fn thread_count() -> io::Result<usize> {
+    let beacon = BEACON_THREAD_NAME.as_bytes();
+    let beacon = beacon.get(..15).unwrap_or(beacon);
     let mut n = 0;
     for entry in std::fs::read_dir("/proc/self/task")? {
         let entry = entry?;
         let mut comm = entry.path();
         comm.push("comm");
         match std::fs::read(&comm) {
-            Ok(name) if name.strip_suffix(b"\n").unwrap_or(&name) == BEACON_THREAD_NAME.as_bytes() => {}
+            Ok(name) if name.strip_suffix(b"\n").unwrap_or(&name) == beacon => {}
             // A thread that ended between the listing and the read.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             _ => n += 1,
