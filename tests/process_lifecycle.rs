@@ -346,3 +346,74 @@ fn beacon_thread_is_not_counted() {
         assert_eq!(probe.join().unwrap(), ExitStatus::Code(0));
     });
 }
+
+/// Entry point of a spawned child: opens the named `Event` given as its
+/// argument, sets it, exits with 7.
+fn spawned_entry(arg: &[u8]) -> i32 {
+    let Ok(name) = std::str::from_utf8(arg) else {
+        return 1;
+    };
+    let Ok(ev) = Event::open(name) else {
+        return 2;
+    };
+    ev.set();
+    7
+}
+
+/// A spawned child is a fresh single-threaded process: a real `panic!` is safe.
+fn spawned_panics(_: &[u8]) -> i32 {
+    panic!("spawned child panics")
+}
+
+/// The spawn start method from a parent running several threads, one of them
+/// holding a lock (the failure mode of fork): the child runs its entry point,
+/// reaches a named object by name, and reports exit codes as Python does.
+#[test]
+fn spawn_in_a_threaded_parent() {
+    watchdog(|| {
+        use std::sync::{Arc, Barrier, Mutex};
+        let held = Arc::new(Mutex::new(()));
+        let (locked, release) = (Arc::new(Barrier::new(4)), Arc::new(Barrier::new(4)));
+        let mut threads = Vec::new();
+        for i in 0..3 {
+            let (h, l, r) = (Arc::clone(&held), Arc::clone(&locked), Arc::clone(&release));
+            threads.push(std::thread::spawn(move || {
+                let _g = (i == 0).then(|| h.lock().unwrap());
+                l.wait();
+                r.wait();
+            }));
+        }
+        locked.wait();
+        assert!(matches!(Process::new(|| 0).start(), Err(StartError::Threads { .. })));
+
+        let name = format!("/mp-spawn-test-{}", std::process::id());
+        let ev = Event::create(&name).unwrap();
+        let mut c = process::Spawn::new(spawned_entry, name.as_bytes()).name("spawned").start().unwrap();
+        assert_eq!(c.name(), "spawned");
+        assert!(ev.wait_timeout(WATCHDOG), "spawned child never set the event");
+        assert_eq!(c.join().unwrap(), ExitStatus::Code(7));
+        assert_eq!(c.exitcode(), Some(7));
+        multiproc::Region::unlink(&name).unwrap();
+
+        let mut p = process::Spawn::new(spawned_panics, b"").start().unwrap();
+        assert_eq!(p.join().unwrap().code(), PANIC_EXIT_CODE);
+
+        // A daemon spawned child killed by `kill`, reaped, reported as -9.
+        let never = format!("/mp-spawn-never-{}", std::process::id());
+        let _never = Event::create(&never).unwrap();
+        fn wait_forever(arg: &[u8]) -> i32 {
+            let ev = Event::open(std::str::from_utf8(arg).unwrap_or("")).map(|e| e.wait());
+            i32::from(ev.is_err())
+        }
+        let mut d = process::Spawn::new(wait_forever, never.as_bytes()).daemon(true).start().unwrap();
+        assert!(d.is_alive());
+        d.kill().unwrap();
+        assert_eq!(d.join().unwrap().code(), -9);
+        multiproc::Region::unlink(&never).unwrap();
+
+        release.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}

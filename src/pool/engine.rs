@@ -35,8 +35,9 @@ use crate::sys::process as sys;
 /// How long a waiting caller sleeps on the result queue before checking for
 /// dead workers.
 const SLICE: Duration = Duration::from_millis(2);
-/// Chunks queued per worker (its inbox holds twice as many).
-pub(crate) const DEPTH: usize = 4;
+/// Chunks queued per worker (its inbox holds twice as many). Deep enough that
+/// workers rarely wait for the parent to be scheduled on a busy machine.
+pub(crate) const DEPTH: usize = 8;
 /// Item state in a job.
 const PENDING: u8 = 0;
 const FAILED: u8 = 3;
@@ -88,6 +89,8 @@ pub(crate) struct Job {
     pub(crate) remaining: usize,
     /// Indices in completion order, for `imap_unordered` and `as_completed`.
     pub(crate) completed: VecDeque<usize>,
+    /// Whether to fill `completed` (only `imap_unordered` reads it).
+    track: bool,
     on_done: Option<OnDone>,
     /// The handle is gone: remove the job once complete.
     dropped: bool,
@@ -124,7 +127,9 @@ impl Job {
             self.status[i] = FAILED;
             self.errors.insert(i, e);
             self.remaining -= 1;
-            self.completed.push_back(i);
+            if self.track {
+                self.completed.push_back(i);
+            }
         }
     }
 }
@@ -158,6 +163,7 @@ pub(crate) struct State {
     broken: Option<PoolError>,
     last_reap: Instant,
     buf: Vec<u8>,
+    spare: Vec<Vec<u8>>,
     callbacks: Vec<Box<dyn FnOnce() + Send>>,
 }
 
@@ -207,6 +213,7 @@ impl Inner {
             broken: None,
             last_reap: Instant::now(),
             buf: vec![0u8; cfg.message_size],
+            spare: Vec::new(),
             callbacks: Vec::new(),
         };
         let inner_results = results.clone();
@@ -255,6 +262,7 @@ impl Inner {
         store: Box<dyn Store>,
         mut write_args: impl FnMut(usize, usize, &mut Vec<u8>),
         on_done: Option<OnDone>,
+        track: bool,
     ) -> Result<u64, PoolError> {
         let mut st = self.lock();
         if st.terminated {
@@ -272,6 +280,7 @@ impl Inner {
             errors: HashMap::new(),
             remaining: n,
             completed: VecDeque::new(),
+            track,
             on_done,
             dropped: false,
         };
@@ -285,7 +294,7 @@ impl Inner {
         let mut first = 0;
         while first < n && !broken {
             let count = chunk.min(n - first);
-            let mut msg = Vec::with_capacity(TASK_HEADER + count * arg_size);
+            let mut msg = buffer(&mut st, TASK_HEADER + count * arg_size);
             msg.resize(TASK_HEADER, 0);
             write_args(first, count, &mut msg);
             let cid = st.next_chunk;
@@ -491,7 +500,7 @@ impl Inner {
         st.next_chunk += 1;
         let mut h: TaskHeader = read(&c.msg).unwrap_or_else(bytemuck::Zeroable::zeroed);
         let a = h.arg_size as usize;
-        let mut msg = Vec::with_capacity(TASK_HEADER + count * a);
+        let mut msg = buffer(st, TASK_HEADER + count * a);
         msg.resize(TASK_HEADER, 0);
         let start = TASK_HEADER + from * a;
         msg.extend_from_slice(c.msg.get(start..start + count * a).unwrap_or(&[]));
@@ -751,23 +760,55 @@ fn on_result(st: &mut State, msg: &[u8]) {
             d.copy_from_slice(src);
         }
     }
-    for (k, &s) in status.iter().enumerate() {
-        let i = c.first + k;
-        if job.status.get(i) != Some(&PENDING) {
-            continue;
-        }
+    let all_pending = job
+        .status
+        .get(c.first..c.first + count)
+        .is_some_and(|v| v.iter().all(|&s| s == PENDING));
+    if all_pending && !job.track && status.iter().all(|&s| s == OK) {
+        // The common case: every task of the chunk succeeded.
+        job.status[c.first..c.first + count].fill(OK);
+        job.remaining -= count;
+    } else {
+        for (k, &s) in status.iter().enumerate() {
+            let i = c.first + k;
+            if job.status.get(i) != Some(&PENDING) {
+                continue;
+            }
         if s == PANICKED || s != OK {
             let m = messages.remove(&k).unwrap_or_default();
             job.fail(i, PoolError::Panicked(m));
         } else {
-            job.status[i] = OK;
-            job.remaining -= 1;
-            job.completed.push_back(i);
+                job.status[i] = OK;
+                job.remaining -= 1;
+                if job.track {
+                    job.completed.push_back(i);
+                }
+            }
         }
     }
     if job.is_done() {
         complete(st, c.job);
     }
+    recycle(st, c.msg);
+}
+
+/// Most spare message buffers kept for reuse.
+const SPARE_BUFFERS: usize = 64;
+
+/// Keeps a finished chunk's buffer for the next chunk (fresh allocations of
+/// this size cost page faults on every `map`).
+fn recycle(st: &mut State, mut msg: Vec<u8>) {
+    if st.spare.len() < SPARE_BUFFERS {
+        msg.clear();
+        st.spare.push(msg);
+    }
+}
+
+/// An empty buffer with room for `len` bytes.
+fn buffer(st: &mut State, len: usize) -> Vec<u8> {
+    let mut v = st.spare.pop().unwrap_or_default();
+    v.reserve(len);
+    v
 }
 
 impl Drop for Inner {

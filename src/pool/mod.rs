@@ -81,7 +81,9 @@ use engine::{Config, Inner, Job, Method, OnDone};
 use crate::BytesQueue;
 
 /// Default size of one task or result message (bytes).
-pub const DEFAULT_MESSAGE_SIZE: usize = 64 * 1024;
+/// Large messages mean large chunks and few hand-offs between processes; the
+/// memory behind a queue slot is only touched as far as messages fill it.
+pub const DEFAULT_MESSAGE_SIZE: usize = 256 * 1024;
 
 /// Why a task, or the pool, failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -362,21 +364,25 @@ impl Pool {
     fn submit_map<A: Pod + Send, R: Pod + Send>(
         &self,
         f: fn(A) -> R,
-        args: Vec<A>,
+        args: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         on_done: Option<OnDone>,
+        track: bool,
     ) -> Result<u64, PoolError> {
         let (asz, rsz) = (size_of::<A>(), size_of::<R>());
         let max = sizes_ok(&self.inner, asz, rsz)?;
-        let n = args.len();
+        let mut it = args.into_iter();
+        // An iterator that knows its length (a range, a Vec) is read chunk by
+        // chunk straight into the messages; others are collected first.
+        let collected: Option<Vec<A>> = match it.size_hint() {
+            (lo, Some(hi)) if lo == hi => None,
+            _ => Some(it.by_ref().collect()),
+        };
+        let n = collected.as_ref().map_or_else(|| it.size_hint().0, Vec::len);
+        let mut rest = collected.into_iter().flatten().chain(it);
         let chunk = chunksize
             .unwrap_or_else(|| python_chunksize(n, self.processes()))
             .clamp(1, max);
-        let bytes: &[u8] = if asz == 0 {
-            &[]
-        } else {
-            bytemuck::cast_slice(&args)
-        };
         self.inner.submit(
             f as usize,
             wire::call1::<A, R> as wire::Trampoline as usize,
@@ -385,12 +391,16 @@ impl Pool {
             n,
             chunk,
             Box::new(vec![R::zeroed(); n]),
-            |first, count, msg| {
-                if let Some(b) = bytes.get(first * asz..(first + count) * asz) {
-                    msg.extend_from_slice(b);
+            |_first, count, msg| {
+                for a in rest.by_ref().take(count) {
+                    msg.extend_from_slice(bytemuck::bytes_of(&a));
                 }
+                // An iterator that yields fewer items than it promised: pad, so
+                // every task has an argument (and a result slot).
+                msg.resize(wire::TASK_HEADER + count * asz, 0);
             },
             on_done,
+            track,
         )
     }
 
@@ -421,6 +431,7 @@ impl Pool {
                 }
             },
             None,
+            false,
         )
     }
 
@@ -457,8 +468,7 @@ impl Pool {
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        let args: Vec<A> = args.into_iter().collect();
-        let job = self.submit_map(f, args, (chunksize > 0).then_some(chunksize), None)?;
+        let job = self.submit_map(f, args, (chunksize > 0).then_some(chunksize), None, false)?;
         let _guard = Release(&self.inner, job);
         collect_vec(&self.inner, job, None)
     }
@@ -477,7 +487,7 @@ impl Pool {
         f: fn(A) -> R,
         args: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, PoolError> {
-        let job = self.submit_map(f, args.into_iter().collect(), None, None)?;
+        let job = self.submit_map(f, args, None, None, false)?;
         Ok(AsyncResult::new(&self.inner, job, decode_vec::<R>))
     }
 
@@ -516,15 +526,25 @@ impl Pool {
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Imap<R>, PoolError> {
+        self.imap_inner(f, args, chunksize, true)
+    }
+
+    fn imap_inner<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<Imap<R>, PoolError> {
         let args: Vec<A> = args.into_iter().collect();
         let n = args.len();
-        let job = self.submit_map(f, args, (chunksize > 0).then_some(chunksize), None)?;
+        let job = self.submit_map(f, args, (chunksize > 0).then_some(chunksize), None, !ordered)?;
         Ok(Imap {
             inner: Arc::clone(&self.inner),
             job,
             next: 0,
             n,
-            ordered: true,
+            ordered,
             _r: PhantomData,
         })
     }
@@ -562,9 +582,7 @@ impl Pool {
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Imap<R>, PoolError> {
-        let mut it = self.imap_chunked(f, args, chunksize)?;
-        it.ordered = false;
-        Ok(it)
+        self.imap_inner(f, args, chunksize, false)
     }
 
     /// Python's `starmap` for two-argument functions: `f(a, b)` for every pair,
@@ -637,7 +655,7 @@ impl Pool {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<AsyncResult<R>, PoolError> {
-        let job = self.submit_map(f, vec![arg], Some(1), None)?;
+        let job = self.submit_map(f, vec![arg], Some(1), None, false)?;
         Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
     }
 
@@ -673,7 +691,7 @@ impl Pool {
             };
             Some(run)
         });
-        let job = self.submit_map(f, vec![arg], Some(1), Some(on_done))?;
+        let job = self.submit_map(f, vec![arg], Some(1), Some(on_done), false)?;
         Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
     }
 
@@ -762,11 +780,8 @@ fn decode_one<R: Pod>(job: &mut Job) -> Result<R, PoolError> {
 }
 
 fn decode_vec<R: Pod>(job: &mut Job) -> Result<Vec<R>, PoolError> {
-    let n = job.status.len();
-    for i in 0..n {
-        if let Some(Err(e)) = job.item::<R>(i) {
-            return Err(e);
-        }
+    if let Some(i) = job.errors.keys().min().copied() {
+        return Err(job.errors.get(&i).cloned().unwrap_or(PoolError::Terminated));
     }
     let store = job.store.take().ok_or(PoolError::Terminated)?;
     store

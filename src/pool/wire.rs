@@ -36,15 +36,17 @@ pub(crate) const PANIC_RESERVE: usize = 1024;
 /// arguments and results).
 pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 16;
 
-/// Runs one task: reads the argument from `arg`, calls the function at `func`,
-/// writes the result into `out`.
+/// Runs tasks `from..to` of a chunk: for each, records `index + 1` in
+/// `running`, reads the argument from `args`, calls the function at `func` and
+/// writes the result into `out`. A panic leaves `running` naming the task that
+/// panicked.
 ///
 /// # Safety
 ///
-/// `func` must be the address of a function of the exact type the trampoline was
-/// instantiated for; `arg` and `out` must hold at least the argument's and the
-/// result's size.
-pub(crate) type Trampoline = unsafe fn(func: usize, arg: &[u8], out: &mut [u8]);
+/// `func` must be the address of a function of the exact type the trampoline
+/// was instantiated for.
+pub(crate) type Trampoline =
+    unsafe fn(func: usize, args: &[u8], out: &mut [u8], from: usize, to: usize, running: &AtomicU64);
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -95,19 +97,40 @@ pub(crate) fn read<T: Pod>(bytes: &[u8]) -> Option<T> {
     bytes.get(..size_of::<T>()).map(bytemuck::pod_read_unaligned)
 }
 
+/// Stores `r` as result `i` of `out` (nothing if out of range).
+#[inline]
+fn put<R: Pod>(out: &mut [u8], i: usize, r: &R) {
+    let size = size_of::<R>();
+    if let Some(dst) = out.get_mut(i * size..(i + 1) * size) {
+        dst.copy_from_slice(bytemuck::bytes_of(r));
+    }
+}
+
 /// The trampoline for `fn(A) -> R`.
 ///
 /// # Safety
 ///
 /// See [`Trampoline`].
-pub(crate) unsafe fn call1<A: Pod, R: Pod>(func: usize, arg: &[u8], out: &mut [u8]) {
+pub(crate) unsafe fn call1<A: Pod, R: Pod>(
+    func: usize,
+    args: &[u8],
+    out: &mut [u8],
+    from: usize,
+    to: usize,
+    running: &AtomicU64,
+) {
     // SAFETY: the caller passes the address of a `fn(A) -> R` (the pool put it
     // there, and the task's checksum matched).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
-    let a: A = read(arg).unwrap_or_else(A::zeroed);
-    let r = f(a);
-    if let Some(dst) = out.get_mut(..size_of::<R>()) {
-        dst.copy_from_slice(bytemuck::bytes_of(&r));
+    let size = size_of::<A>();
+    for i in from..to {
+        // Relaxed: see `Running`.
+        running.store(i as u64 + 1, Ordering::Relaxed);
+        let a: A = args
+            .get(i * size..)
+            .and_then(read)
+            .unwrap_or_else(A::zeroed);
+        put(out, i, &f(a));
     }
 }
 
@@ -116,17 +139,27 @@ pub(crate) unsafe fn call1<A: Pod, R: Pod>(func: usize, arg: &[u8], out: &mut [u
 /// # Safety
 ///
 /// See [`Trampoline`].
-pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(func: usize, arg: &[u8], out: &mut [u8]) {
+pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(
+    func: usize,
+    args: &[u8],
+    out: &mut [u8],
+    from: usize,
+    to: usize,
+    running: &AtomicU64,
+) {
     // SAFETY: as in `call1`, for a `fn(A, B) -> R`.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(func) };
-    let a: A = read(arg).unwrap_or_else(A::zeroed);
-    let b: B = arg
-        .get(size_of::<A>()..)
-        .and_then(read)
-        .unwrap_or_else(B::zeroed);
-    let r = f(a, b);
-    if let Some(dst) = out.get_mut(..size_of::<R>()) {
-        dst.copy_from_slice(bytemuck::bytes_of(&r));
+    let size = size_of::<A>() + size_of::<B>();
+    for i in from..to {
+        // Relaxed: see `Running`.
+        running.store(i as u64 + 1, Ordering::Relaxed);
+        let arg = args.get(i * size..).unwrap_or(&[]);
+        let a: A = read(arg).unwrap_or_else(A::zeroed);
+        let b: B = arg
+            .get(size_of::<A>()..)
+            .and_then(read)
+            .unwrap_or_else(B::zeroed);
+        put(out, i, &f(a, b));
     }
 }
 
@@ -163,14 +196,16 @@ impl Running {
         Some(unsafe { &*self.map.as_ptr().add(worker * LINE + j * 8).cast::<AtomicU64>() })
     }
 
-    /// Worker side: about to run item `index` of `chunk`.
-    #[inline]
-    pub(crate) fn set(&self, worker: usize, chunk: u64, index: usize) {
-        if let (Some(c), Some(i)) = (self.word(worker, 0), self.word(worker, 1)) {
-            // Relaxed: read only after this process was reaped (see the type docs).
-            c.store(chunk, Ordering::Relaxed);
-            i.store(index as u64 + 1, Ordering::Relaxed);
-        }
+    /// Worker side: starting `chunk`; returns the word that names the task
+    /// running (`index + 1`, 0: none), which the trampoline updates.
+    pub(crate) fn begin(&self, worker: usize, chunk: u64) -> Option<&AtomicU64> {
+        let c = self.word(worker, 0)?;
+        let i = self.word(worker, 1)?;
+        // Relaxed: read only after this process was reaped (see the type docs).
+        // The index is 0 here (cleared after the previous chunk), so a death
+        // between the two stores names no task.
+        c.store(chunk, Ordering::Relaxed);
+        Some(i)
     }
 
     /// Worker side: between tasks.

@@ -7,6 +7,7 @@ use super::wire::{
     MAX_CHUNK_ITEMS, MAX_PANIC_MSG, OK, PANICKED, RESULT_HEADER, RESULT_MAGIC, ResultHeader,
     Running, TASK_HEADER, TASK_MAGIC, TaskHeader, Trampoline, read,
 };
+use crate::loom::atomic::Ordering;
 use crate::{BytesQueue, GetError};
 
 /// Exit code of a worker whose initializer panicked.
@@ -105,29 +106,40 @@ fn run_chunk(a: &WorkerArgs<'_>, msg: &[u8], out: &mut [u8]) -> Option<usize> {
     let (head, body) = out.split_at_mut(results_end);
     let (status, panics) = body.split_at_mut(count);
     let results = head.get_mut(RESULT_HEADER..)?;
+    let running = a.running.begin(a.index, h.chunk)?;
     let mut panic_len = 0usize;
-    for i in 0..count {
-        let arg = args.get(i * arg_size..(i + 1) * arg_size)?;
-        let res = results.get_mut(i * res_size..(i + 1) * res_size)?;
-        a.running.set(a.index, h.chunk, i);
-        // SAFETY: `func`/`tramp` are a matching pair (checked above); `arg` and
-        // `res` are exactly the sizes the trampoline was instantiated for, as the
-        // pool wrote them into the checksummed header.
-        match catch_unwind(AssertUnwindSafe(|| unsafe { tramp(func, arg, res) })) {
-            Ok(()) => status[i] = OK,
-            Err(p) => {
-                status[i] = PANICKED;
-                res.fill(0);
-                let m = panic_message(&*p).as_bytes();
-                let m = &m[..m.len().min(MAX_PANIC_MSG)];
-                if let Some(rec) = panics.get_mut(panic_len..panic_len + 8 + m.len()) {
-                    rec[..4].copy_from_slice(&(i as u32).to_ne_bytes());
-                    rec[4..8].copy_from_slice(&(m.len() as u32).to_ne_bytes());
-                    rec[8..].copy_from_slice(m);
-                    panic_len += 8 + m.len();
-                }
-            }
+    let mut from = 0;
+    // One `catch_unwind` per chunk; after a panic, go on after the task that
+    // panicked (the trampoline left its index in `running`).
+    while from < count {
+        // SAFETY: `func`/`tramp` are a matching pair (checked above); `args`
+        // holds `count` arguments and `results` `count` results of the sizes
+        // the trampoline was instantiated for, as the checksummed header says.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe {
+            tramp(func, args, results, from, count, running)
+        }));
+        let Err(p) = r else {
+            status.get_mut(from..)?.fill(OK);
+            break;
+        };
+        // Relaxed: written by this thread.
+        let k = (running.load(Ordering::Relaxed) as usize)
+            .checked_sub(1)
+            .filter(|k| (from..count).contains(k))?;
+        status.get_mut(from..k)?.fill(OK);
+        status[k] = PANICKED;
+        if let Some(res) = results.get_mut(k * res_size..(k + 1) * res_size) {
+            res.fill(0);
         }
+        let m = panic_message(&*p).as_bytes();
+        let m = &m[..m.len().min(MAX_PANIC_MSG)];
+        if let Some(rec) = panics.get_mut(panic_len..panic_len + 8 + m.len()) {
+            rec[..4].copy_from_slice(&(k as u32).to_ne_bytes());
+            rec[4..8].copy_from_slice(&(m.len() as u32).to_ne_bytes());
+            rec[8..].copy_from_slice(m);
+            panic_len += 8 + m.len();
+        }
+        from = k + 1;
     }
     a.running.clear(a.index);
     let rh = ResultHeader {

@@ -1,5 +1,7 @@
 //! Processes, Python's way: [`Process`] (`start`, `join`, `is_alive`, `exitcode`,
-//! `terminate`, `kill`, `daemon`) and the [`fork`] helper, over `fork(2)`.
+//! `terminate`, `kill`, `daemon`) and the [`fork`] helper over `fork(2)`, and
+//! [`Spawn`], the spawn start method (a fresh `exec` of this program running a
+//! given entry point), for parents that run threads.
 //!
 //! Shared objects created before a child starts (anonymous or named) are shared
 //! with it. The child runs its closure and ends with `_exit`, never returning into
@@ -47,6 +49,8 @@
 //! still running is waited for (Python joins non-daemon children at exit), except
 //! while the dropping thread panics, when it is killed and reaped so an unwinding
 //! parent never hangs on a child that waits for it.
+
+mod spawn;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -177,7 +181,15 @@ pub(crate) fn check_single_threaded() -> Result<(), StartError> {
     Ok(())
 }
 
+pub use spawn::{MAX_SPAWN_ARG, Spawn};
+
 static NEXT_NAME: AtomicU64 = AtomicU64::new(1);
+
+/// Python's default name, `Process-N`, counted in this process.
+fn next_name() -> String {
+    // Relaxed: a process-local counter for names only.
+    format!("Process-{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed))
+}
 
 /// A child process to start, Python's `multiprocessing.Process` with a closure
 /// as its `target`.
@@ -288,10 +300,7 @@ where
     /// As [`Process::start_unchecked`]; `single_threaded` says the check passed,
     /// so the child may take `stdout`'s lock to flush it.
     unsafe fn start_inner(self, single_threaded: bool) -> Result<Child, StartError> {
-        let name = self.name.unwrap_or_else(|| {
-            // Relaxed: a process-local counter for names only.
-            format!("Process-{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed))
-        });
+        let name = self.name.unwrap_or_else(next_name);
         let f = self.f;
         // SAFETY: the caller upholds the post-fork restrictions.
         let pid = unsafe { fork_child(self.daemon, single_threaded, move || f().into_exit_code()) }?;

@@ -419,6 +419,21 @@ pub(crate) fn write_stderr(mut buf: &[u8]) {
     }
 }
 
+/// The load address of the ELF object (executable or shared library) that
+/// contains code address `addr`, from `dladdr`; `None` if unknown.
+pub(crate) fn object_base(addr: usize) -> Option<usize> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads its address argument as a number and fills
+    // `info`, which is writable storage for a Dl_info.
+    let rc = unsafe { libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) };
+    if rc == 0 {
+        return None;
+    }
+    // SAFETY: dladdr returned non-zero, so it filled `info`.
+    let base = unsafe { info.assume_init() }.dli_fbase as usize;
+    (base != 0).then_some(base)
+}
+
 /// Name the crate gives its one internal per-process thread (parked forever,
 /// holding no locks), which is safe to leave behind across `fork`.
 pub(crate) const BEACON_THREAD_NAME: &str = "multiproc-beacon";
