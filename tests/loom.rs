@@ -15,7 +15,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
 use multiproc::__loom::{
-    Acquired, How, MutexError, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore,
+    Acquired, How, LoomOwners, MutexError, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock,
+    RawSemaphore,
 };
 
 const FOREVER: Option<multiproc::__loom::Deadline> = None;
@@ -39,7 +40,7 @@ fn lock_mutual_exclusion() {
             .map(|_| {
                 let (lock, inside) = (lock.clone(), inside.clone());
                 thread::spawn(move || {
-                    assert_eq!(lock.acquire(How::Block), Ok(Acquired::Clean));
+                    assert_eq!(lock.acquire(How::Block, &LoomOwners), Ok(Acquired::Clean));
                     critical(&inside);
                     lock.release().unwrap();
                 })
@@ -48,7 +49,7 @@ fn lock_mutual_exclusion() {
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(lock.acquire(How::Try), Ok(Acquired::Clean));
+        assert_eq!(lock.acquire(How::Try, &LoomOwners), Ok(Acquired::Clean));
     });
 }
 
@@ -59,14 +60,14 @@ fn lock_owner_died_is_handed_over_exactly_once() {
         let victim = {
             let lock = lock.clone();
             thread::spawn(move || {
-                assert_eq!(lock.acquire(How::Block), Ok(Acquired::Clean));
+                assert_eq!(lock.acquire(How::Block, &LoomOwners), Ok(Acquired::Clean));
                 lock.simulate_owner_death(); // SIGKILL while holding
             })
         };
         let survivor = {
             let lock = lock.clone();
             thread::spawn(move || {
-                let died = match lock.acquire(How::Block) {
+                let died = match lock.acquire(How::Block, &LoomOwners) {
                     Ok(Acquired::OwnerDied) => {
                         assert!(lock.is_owned_by_me());
                         lock.mark_consistent().unwrap();
@@ -82,7 +83,7 @@ fn lock_owner_died_is_handed_over_exactly_once() {
         victim.join().unwrap();
         let survivor_saw_death = survivor.join().unwrap();
         // If the survivor went first, the death happened after it: we see it now.
-        let main_saw_death = match lock.acquire(How::Block) {
+        let main_saw_death = match lock.acquire(How::Block, &LoomOwners) {
             Ok(Acquired::OwnerDied) => true,
             Ok(Acquired::Clean) => false,
             Err(e) => panic!("{e:?}"),
@@ -100,7 +101,7 @@ fn lock_released_without_repair_is_not_recoverable() {
         let lock = Arc::new(RawLock::new());
         let l2 = lock.clone();
         thread::spawn(move || {
-            l2.acquire(How::Block).unwrap();
+            l2.acquire(How::Block, &LoomOwners).unwrap();
             l2.simulate_owner_death();
         })
         .join()
@@ -108,7 +109,7 @@ fn lock_released_without_repair_is_not_recoverable() {
         // Two acquirers race; whoever is first sees the death and releases
         // without repairing, so the other must get NotRecoverable.
         let take = |lock: &RawLock| {
-            let r = lock.acquire(How::Block);
+            let r = lock.acquire(How::Block, &LoomOwners);
             if r == Ok(Acquired::OwnerDied) {
                 lock.release().unwrap();
             }
@@ -127,7 +128,10 @@ fn lock_released_without_repair_is_not_recoverable() {
             .filter(|r| **r == Err(MutexError::NotRecoverable))
             .count();
         assert_eq!((died, refused), (1, 1), "{mine:?} {other:?}");
-        assert_eq!(lock.acquire(How::Try), Err(MutexError::NotRecoverable));
+        assert_eq!(
+            lock.acquire(How::Try, &LoomOwners),
+            Err(MutexError::NotRecoverable)
+        );
     });
 }
 
@@ -140,8 +144,8 @@ fn rlock_reentry_and_exclusion() {
             .map(|_| {
                 let (lock, inside) = (lock.clone(), inside.clone());
                 thread::spawn(move || {
-                    lock.acquire(How::Block).unwrap();
-                    lock.acquire(How::Block).unwrap();
+                    lock.acquire(How::Block, &LoomOwners).unwrap();
+                    lock.acquire(How::Block, &LoomOwners).unwrap();
                     assert_eq!(lock.depth(), 2);
                     critical(&inside);
                     lock.release().unwrap();
@@ -163,16 +167,19 @@ fn rlock_owner_died_resets_depth() {
         let lock = Arc::new(RawRLock::new());
         let l2 = lock.clone();
         let victim = thread::spawn(move || {
-            l2.acquire(How::Block).unwrap();
-            l2.acquire(How::Block).unwrap();
+            l2.acquire(How::Block, &LoomOwners).unwrap();
+            l2.acquire(How::Block, &LoomOwners).unwrap();
             l2.simulate_owner_death();
         });
         victim.join().unwrap();
-        assert_eq!(lock.acquire(How::Block), Ok(Acquired::OwnerDied));
+        assert_eq!(
+            lock.acquire(How::Block, &LoomOwners),
+            Ok(Acquired::OwnerDied)
+        );
         assert_eq!(lock.depth(), 1);
         lock.mark_consistent().unwrap();
         lock.release().unwrap();
-        assert_eq!(lock.acquire(How::Block), Ok(Acquired::Clean));
+        assert_eq!(lock.acquire(How::Block, &LoomOwners), Ok(Acquired::Clean));
     });
 }
 
@@ -247,15 +254,15 @@ fn condition_no_lost_wakeup() {
         let waiter = {
             let (cond, ready) = (cond.clone(), ready.clone());
             thread::spawn(move || {
-                cond.lock().acquire(How::Block).unwrap();
+                cond.lock().acquire(How::Block, &LoomOwners).unwrap();
                 while !ready.load(Ordering::Relaxed) {
-                    let (relocked, _) = cond.wait(FOREVER, SLICE).unwrap();
+                    let (relocked, _) = cond.wait(FOREVER, SLICE, &LoomOwners).unwrap();
                     relocked.unwrap();
                 }
                 cond.lock().release().unwrap();
             })
         };
-        cond.lock().acquire(How::Block).unwrap();
+        cond.lock().acquire(How::Block, &LoomOwners).unwrap();
         ready.store(true, Ordering::Relaxed);
         cond.notify(1).unwrap();
         cond.lock().release().unwrap();
@@ -276,15 +283,15 @@ fn condition_notify_all_wakes_both() {
             .map(|_| {
                 let (cond, go) = (cond.clone(), go.clone());
                 thread::spawn(move || {
-                    cond.lock().acquire(How::Block).unwrap();
+                    cond.lock().acquire(How::Block, &LoomOwners).unwrap();
                     while !go.load(Ordering::Relaxed) {
-                        cond.wait(FOREVER, SLICE).unwrap().0.unwrap();
+                        cond.wait(FOREVER, SLICE, &LoomOwners).unwrap().0.unwrap();
                     }
                     cond.lock().release().unwrap();
                 })
             })
             .collect();
-        cond.lock().acquire(How::Block).unwrap();
+        cond.lock().acquire(How::Block, &LoomOwners).unwrap();
         go.store(true, Ordering::Relaxed);
         cond.notify(u32::MAX).unwrap();
         cond.lock().release().unwrap();

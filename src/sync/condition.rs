@@ -21,9 +21,10 @@
 //! condition variable); loop on your predicate or use `wait_while`.
 
 use super::lock::{How, RawLock, ReleaseError};
+use super::robust::{Acquired, MutexError, Owners};
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::loom::hint::spin_wait;
-use crate::loom::{Acquired, Deadline, MutexError, WaitResult, futex};
+use crate::loom::{Deadline, WaitResult, futex};
 
 /// The condition's shared state.
 #[repr(C)]
@@ -80,6 +81,7 @@ impl RawCondition {
         &self,
         deadline: Option<Deadline>,
         slice: std::time::Duration,
+        owners: &(impl Owners + ?Sized),
     ) -> Result<(Result<Acquired, MutexError>, bool), ReleaseError> {
         if !self.lock.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
@@ -112,7 +114,7 @@ impl RawCondition {
         // The notifier still holds the lock for a moment: try for it while
         // spinning before blocking, so a quick release costs no futex sleep.
         let mut tried = None;
-        spin_wait(|| match self.lock.acquire(How::Try) {
+        spin_wait(|| match self.lock.acquire(How::Try, owners) {
             Err(MutexError::WouldBlock) => false,
             r => {
                 tried = Some(r);
@@ -121,7 +123,7 @@ impl RawCondition {
         });
         let relocked = match tried {
             Some(r) => r,
-            None => self.lock.acquire(How::Block),
+            None => self.lock.acquire(How::Block, owners),
         };
         if relocked.is_ok() {
             // Saturating: a dead waiter may have left the count off; never wrap.
@@ -171,11 +173,12 @@ mod handle {
 
     use super::RawCondition;
     use crate::Error;
-    use crate::loom::{Acquired, Deadline};
+    use crate::loom::Deadline;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
     use crate::sync::SLICE;
     use crate::sync::lock::handle::guard_result;
     use crate::sync::lock::{How, LockError, LockGuard, ReleaseError, lock_error};
+    use crate::sync::robust::Acquired;
 
     // SAFETY: repr(C): a robust mutex and three atomics.
     unsafe impl SharedObject for RawCondition {
@@ -257,19 +260,20 @@ mod handle {
         /// Acquires the condition's lock.
         pub fn lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();
-            guard_result(raw, raw.acquire(How::Block))
+            guard_result(raw, raw.acquire(How::Block, self.obj.region()))
         }
 
         /// Acquires the condition's lock, waiting at most `timeout`.
         pub fn lock_timeout(&self, timeout: Duration) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();
-            guard_result(raw, raw.acquire(How::Until(Deadline::after(timeout))))
+            let how = How::Until(Deadline::after(timeout));
+            guard_result(raw, raw.acquire(how, self.obj.region()))
         }
 
         /// Acquires the condition's lock if it is free.
         pub fn try_lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();
-            guard_result(raw, raw.acquire(How::Try))
+            guard_result(raw, raw.acquire(How::Try, self.obj.region()))
         }
 
         fn wait_inner<'a>(
@@ -288,7 +292,7 @@ mod handle {
                 return Err(LockError::OwnerDied(guard));
             }
             guard.forget_release();
-            match raw.wait(deadline, SLICE) {
+            match raw.wait(deadline, SLICE, self.obj.region()) {
                 Ok((Ok(Acquired::Clean), notified)) => {
                     Ok((LockGuard::new(raw.lock(), Acquired::Clean), !notified))
                 }
@@ -297,9 +301,9 @@ mod handle {
                     Acquired::OwnerDied,
                 ))),
                 Ok((Err(e), _)) => Err(lock_error(e)),
-                // The guard proved ownership, so this cannot happen; report it as
-                // an OS-level inconsistency rather than panic.
-                Err(_) => Err(LockError::Os(1)),
+                // The guard proved ownership, so this cannot happen; report the
+                // lock as unusable rather than panic.
+                Err(_) => Err(LockError::NotRecoverable),
             }
         }
 
