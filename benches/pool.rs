@@ -68,12 +68,21 @@ fn python() -> Option<String> {
 
 fn python_map(exe: &str, iters: u64, procs: usize) -> Duration {
     let out = Command::new(exe)
-        .args(["-c", SCRIPT, &N.to_string(), &iters.to_string(), &procs.to_string()])
+        .args([
+            "-c",
+            SCRIPT,
+            &N.to_string(),
+            &iters.to_string(),
+            &procs.to_string(),
+        ])
         .stderr(Stdio::inherit())
         .output()
         .expect("python3");
     assert!(out.status.success(), "python failed");
-    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("seconds");
+    let secs: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("seconds");
     Duration::from_secs_f64(secs)
 }
 

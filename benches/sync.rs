@@ -134,16 +134,19 @@ mod cross_process {
         let ping = Event::anonymous().expect("create ping");
         let pong = Event::anonymous().expect("create pong");
         let stop = Event::anonymous().expect("create stop");
-        let child = process::fork(|| {
-            loop {
-                ping.wait();
-                ping.clear();
-                if stop.is_set() {
-                    return 0;
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        let child = unsafe {
+            process::fork_unchecked(|| {
+                loop {
+                    ping.wait();
+                    ping.clear();
+                    if stop.is_set() {
+                        return 0;
+                    }
+                    pong.set();
                 }
-                pong.set();
-            }
-        })
+            })
+        }
         .expect("fork event child");
 
         g.bench_function("event_ping_pong", |b| {
@@ -166,20 +169,23 @@ mod cross_process {
     fn pipes(g: &mut Group<'_>) {
         let (to_child, from_parent) = pipe();
         let (to_parent, from_child) = pipe();
-        let child = process::fork(|| {
-            let mut byte = 0u8;
-            loop {
-                if read_byte(from_parent, &mut byte) != 1 {
-                    return 1;
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        let child = unsafe {
+            process::fork_unchecked(|| {
+                let mut byte = 0u8;
+                loop {
+                    if read_byte(from_parent, &mut byte) != 1 {
+                        return 1;
+                    }
+                    if byte == b'q' {
+                        return 0;
+                    }
+                    if write_byte(to_parent, b'p') != 1 {
+                        return 2;
+                    }
                 }
-                if byte == b'q' {
-                    return 0;
-                }
-                if write_byte(to_parent, b'p') != 1 {
-                    return 2;
-                }
-            }
-        })
+            })
+        }
         .expect("fork pipe child");
 
         g.bench_function("pipe_ping_pong", |b| {

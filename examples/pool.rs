@@ -42,7 +42,11 @@ fn fragile(x: u32) -> u32 {
 
 fn check(what: &str, ok: bool) -> Result<(), Box<dyn std::error::Error>> {
     println!("{what}: {}", if ok { "ok" } else { "MISMATCH" });
-    if ok { Ok(()) } else { Err(format!("{what} mismatched").into()) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} mismatched").into())
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,7 +75,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pool.join()?;
     let mut got = collected.lock().map_err(|_| "poisoned")?.clone();
     got.sort_unstable();
-    println!("callback results: {} values, sum {}", got.len(), got.iter().sum::<u64>());
+    println!(
+        "callback results: {} values, sum {}",
+        got.len(),
+        got.iter().sum::<u64>()
+    );
     check(
         "apply_async + callback",
         got == (0..20u64).map(cube).collect::<Vec<_>>() && handles.iter().all(|h| h.ready()),

@@ -33,7 +33,9 @@ fn watchdog(f: impl FnOnce() + Send + 'static) {
                 std::panic::resume_unwind(p);
             }
         }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test did not finish in {WATCHDOG:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test did not finish in {WATCHDOG:?}")
+        }
     }
 }
 
@@ -104,7 +106,11 @@ fn role_real_panic() {
     let p = pool(1);
     let out: Vec<_> = p.imap_chunked(real_panic, 0..6u32, 2).unwrap().collect();
     assert_eq!(out[3], Err(PoolError::Panicked("boom 3".into())));
-    assert!(out.iter().enumerate().all(|(i, r)| i == 3 || *r == Ok(i as u32)));
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(i, r)| i == 3 || *r == Ok(i as u32))
+    );
     println!("<real-panic-ok>");
 }
 
@@ -112,13 +118,22 @@ fn role_real_panic() {
 fn real_panic_in_its_own_process() {
     watchdog(|| {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["role_real_panic", "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .args([
+                "role_real_panic",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
             .env("MULTIPROC_ROLE", "real_panic")
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("<real-panic-ok>"), "{text}");
+        assert!(
+            out.status.success() && text.contains("<real-panic-ok>"),
+            "{text}"
+        );
     });
 }
 
@@ -186,7 +201,8 @@ fn map_of_squares_like_the_seed() {
 fn panics_become_values() {
     watchdog(|| {
         let p = pool(2);
-        let out: Vec<Result<u32, PoolError>> = p.imap_chunked(panic_if_odd, 0..40u32, 3).unwrap().collect();
+        let out: Vec<Result<u32, PoolError>> =
+            p.imap_chunked(panic_if_odd, 0..40u32, 3).unwrap().collect();
         for (i, r) in out.iter().enumerate() {
             if i % 2 == 1 {
                 assert_eq!(r, &Err(PoolError::Panicked(format!("odd input {i}"))));
@@ -261,12 +277,20 @@ fn error_callback_on_terminate() {
         let errs = Arc::new(AtomicUsize::new(0));
         let e = Arc::clone(&errs);
         let h = p
-            .apply_async_with(wait_gate, 1, |_| panic!("must not succeed"), move |err| {
-                assert_eq!(err, PoolError::Terminated);
-                e.fetch_add(1, Ordering::SeqCst);
-            })
+            .apply_async_with(
+                wait_gate,
+                1,
+                |_| panic!("must not succeed"),
+                move |err| {
+                    assert_eq!(err, PoolError::Terminated);
+                    e.fetch_add(1, Ordering::SeqCst);
+                },
+            )
             .unwrap();
-        assert_eq!(h.get_timeout(Duration::from_millis(20)), Err(PoolError::Timeout));
+        assert_eq!(
+            h.get_timeout(Duration::from_millis(20)),
+            Err(PoolError::Timeout)
+        );
         p.terminate();
         assert_eq!(errs.load(Ordering::SeqCst), 1);
         assert_eq!(h.get(), Err(PoolError::Terminated));
@@ -288,7 +312,11 @@ fn hundred_kills_fail_exactly_the_running_tasks() {
         for (x, r) in out.iter().enumerate() {
             if x % 10 == 3 {
                 match r {
-                    Err(PoolError::WorkerDied { pid, signal: Some(9), code: None }) => {
+                    Err(PoolError::WorkerDied {
+                        pid,
+                        signal: Some(9),
+                        code: None,
+                    }) => {
                         assert!(dead_pids.insert(*pid), "one death per worker");
                     }
                     other => panic!("task {x}: {other:?}"),
@@ -342,14 +370,19 @@ fn outside_kills_mid_task() {
             }
             killed
         });
-        let out: Vec<Result<u32, PoolError>> = p.imap_chunked(block_if_victim, 0..n, 4).unwrap().collect();
+        let out: Vec<Result<u32, PoolError>> =
+            p.imap_chunked(block_if_victim, 0..n, 4).unwrap().collect();
         let killed = killer.join().unwrap();
         for (x, r) in out.iter().enumerate() {
             let x = x as u32;
             if x % 5 == 0 {
                 assert_eq!(
                     r,
-                    &Err(PoolError::WorkerDied { pid: killed[&x], signal: Some(9), code: None }),
+                    &Err(PoolError::WorkerDied {
+                        pid: killed[&x],
+                        signal: Some(9),
+                        code: None
+                    }),
                     "task {x}"
                 );
             } else {
@@ -364,11 +397,19 @@ fn outside_kills_mid_task() {
 fn worker_exit_mid_task_is_worker_died() {
     watchdog(|| {
         let p = pool(2);
-        let out: Vec<Result<u32, PoolError>> = p.imap_chunked(exit_7, 0..10u32, 4).unwrap().collect();
+        let out: Vec<Result<u32, PoolError>> =
+            p.imap_chunked(exit_7, 0..10u32, 4).unwrap().collect();
         for (x, r) in out.iter().enumerate() {
             if x == 5 {
                 assert!(
-                    matches!(r, Err(PoolError::WorkerDied { signal: None, code: Some(7), .. })),
+                    matches!(
+                        r,
+                        Err(PoolError::WorkerDied {
+                            signal: None,
+                            code: Some(7),
+                            ..
+                        })
+                    ),
                     "{r:?}"
                 );
             } else {
@@ -410,7 +451,9 @@ fn close_and_join() {
     watchdog(|| {
         let p = pool(2);
         assert_eq!(p.join(), Err(PoolError::NotClosed));
-        let rs: Vec<_> = (0..20u64).map(|x| p.apply_async(square, x).unwrap()).collect();
+        let rs: Vec<_> = (0..20u64)
+            .map(|x| p.apply_async(square, x).unwrap())
+            .collect();
         let pids = p.pids();
         p.close();
         assert_eq!(p.apply_async(square, 1).err(), Some(PoolError::Closed));
@@ -436,7 +479,10 @@ fn get_timeout_then_result() {
         GATE.get_or_init(|| Event::anonymous().unwrap());
         let p = pool(1);
         let r = p.apply_async(gated, 1).unwrap();
-        assert_eq!(r.get_timeout(Duration::from_millis(10)), Err(PoolError::Timeout));
+        assert_eq!(
+            r.get_timeout(Duration::from_millis(10)),
+            Err(PoolError::Timeout)
+        );
         assert!(!r.ready());
         assert_eq!(r.successful(), None);
         assert!(!r.wait_timeout(Duration::from_millis(1)));
@@ -501,7 +547,10 @@ fn too_large_arguments_are_refused() {
     }
     watchdog(|| {
         let p = builder(1).message_size(4096).build().unwrap();
-        assert!(matches!(p.apply(big, [0; 1024]), Err(PoolError::TooLarge { .. })));
+        assert!(matches!(
+            p.apply(big, [0; 1024]),
+            Err(PoolError::TooLarge { .. })
+        ));
         let p = builder(1).message_size(16384).build().unwrap();
         assert_eq!(p.apply(big, [5; 1024]), Ok(5));
     });

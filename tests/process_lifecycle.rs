@@ -28,7 +28,9 @@ fn watchdog(f: impl FnOnce() + Send + 'static) {
                 std::panic::resume_unwind(p);
             }
         }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test did not finish in {WATCHDOG:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test did not finish in {WATCHDOG:?}")
+        }
     }
 }
 
@@ -65,7 +67,11 @@ fn wait_gone(pid: u32) {
         // Already gone (ESRCH).
         return;
     }
-    let mut pfd = libc::pollfd { fd: fd as i32, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: fd as i32,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     let r = unsafe { libc::poll(&mut pfd, 1, WATCHDOG.as_millis() as i32) };
     // SAFETY: closing the fd opened above.
@@ -180,7 +186,11 @@ fn dropped_handles_leave_no_zombie() {
         gate.set();
         drop(c);
         assert!(!is_our_child(pid));
-        assert_eq!(out.try_get(), Ok(7), "drop returned before the child finished");
+        assert_eq!(
+            out.try_get(),
+            Ok(7),
+            "drop returned before the child finished"
+        );
     });
 }
 
@@ -195,7 +205,11 @@ fn daemon_dies_with_a_killed_parent() {
         let mut parent = start(Process::new(move || {
             let (n1, n2) = (n.clone(), n.clone());
             // SAFETY: this middle process is single-threaded (forked).
-            let d = unsafe { Process::new(move || n1.wait()).daemon(true).start_unchecked() };
+            let d = unsafe {
+                Process::new(move || n1.wait())
+                    .daemon(true)
+                    .start_unchecked()
+            };
             // SAFETY: as above.
             let o = unsafe { Process::new(move || n2.wait()).start_unchecked() };
             let (d, o) = (d.unwrap(), o.unwrap());
@@ -225,6 +239,10 @@ fn fork_is_refused_with_other_threads() {
             Err(StartError::Threads { threads }) => assert!(threads >= 2),
             other => panic!("expected a refusal, got {other:?}"),
         }
+        assert!(matches!(
+            process::fork(|| 0),
+            Err(StartError::Threads { .. })
+        ));
     });
 }
 
@@ -240,7 +258,10 @@ fn run_role(name: &str, role: &str) -> (bool, String) {
         .env("MULTIPROC_ROLE", role)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Role body (in a re-executed test binary, real stdout): a forked,
@@ -310,10 +331,12 @@ fn beacon_thread_is_not_counted() {
             let named = |name: &str| {
                 let (started, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
                 let (s, r) = (Arc::clone(&started), Arc::clone(&release));
-                let t = std::thread::Builder::new().name(name.into()).spawn(move || {
-                    s.wait();
-                    r.wait();
-                });
+                let t = std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || {
+                        s.wait();
+                        r.wait();
+                    });
                 started.wait();
                 t.map(|t| (t, release))
             };
@@ -330,7 +353,10 @@ fn beacon_thread_is_not_counted() {
             let Ok((other, release_other)) = named("other") else {
                 return 13;
             };
-            let refused = matches!(Process::new(|| 0).start(), Err(StartError::Threads { threads: 2 }));
+            let refused = matches!(
+                Process::new(|| 0).start(),
+                Err(StartError::Threads { threads: 2 })
+            );
             release_other.wait();
             let _ = other.join();
             release_beacon.wait();
@@ -384,13 +410,22 @@ fn spawn_in_a_threaded_parent() {
             }));
         }
         locked.wait();
-        assert!(matches!(Process::new(|| 0).start(), Err(StartError::Threads { .. })));
+        assert!(matches!(
+            Process::new(|| 0).start(),
+            Err(StartError::Threads { .. })
+        ));
 
         let name = format!("/mp-spawn-test-{}", std::process::id());
         let ev = Event::create(&name).unwrap();
-        let mut c = process::Spawn::new(spawned_entry, name.as_bytes()).name("spawned").start().unwrap();
+        let mut c = process::Spawn::new(spawned_entry, name.as_bytes())
+            .name("spawned")
+            .start()
+            .unwrap();
         assert_eq!(c.name(), "spawned");
-        assert!(ev.wait_timeout(WATCHDOG), "spawned child never set the event");
+        assert!(
+            ev.wait_timeout(WATCHDOG),
+            "spawned child never set the event"
+        );
         assert_eq!(c.join().unwrap(), ExitStatus::Code(7));
         assert_eq!(c.exitcode(), Some(7));
         multiproc::Region::unlink(&name).unwrap();
@@ -405,7 +440,10 @@ fn spawn_in_a_threaded_parent() {
             let ev = Event::open(std::str::from_utf8(arg).unwrap_or("")).map(|e| e.wait());
             i32::from(ev.is_err())
         }
-        let mut d = process::Spawn::new(wait_forever, never.as_bytes()).daemon(true).start().unwrap();
+        let mut d = process::Spawn::new(wait_forever, never.as_bytes())
+            .daemon(true)
+            .start()
+            .unwrap();
         assert!(d.is_alive());
         d.kill().unwrap();
         assert_eq!(d.join().unwrap().code(), -9);

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use super::PoolError;
 use super::wire::{
-    MAX_CHUNK_ITEMS, OK, PANICKED, RESULT_HEADER, RESULT_MAGIC, ResultHeader, Running,
-    TASK_HEADER, TaskHeader, read,
+    MAX_CHUNK_ITEMS, OK, PANICKED, RESULT_HEADER, RESULT_MAGIC, ResultHeader, Running, TASK_HEADER,
+    TaskHeader, read,
 };
 use super::worker::{self, EXIT_INIT_PANICKED};
 use crate::BytesQueue;
@@ -188,8 +188,7 @@ impl Inner {
             cfg.message_size,
         )
         .map_err(region_error)?;
-        let running =
-            Running::new(cfg.processes).map_err(|e| PoolError::Start(e.to_string()))?;
+        let running = Running::new(cfg.processes).map_err(|e| PoolError::Start(e.to_string()))?;
         let mut workers = Vec::with_capacity(cfg.processes);
         for _ in 0..cfg.processes {
             workers.push(Worker {
@@ -244,7 +243,8 @@ impl Inner {
             0 => MAX_CHUNK_ITEMS,
             a => m.saturating_sub(TASK_HEADER) / a,
         };
-        let by_results = m.saturating_sub(RESULT_HEADER + super::wire::PANIC_RESERVE) / (res_size + 1);
+        let by_results =
+            m.saturating_sub(RESULT_HEADER + super::wire::PANIC_RESERVE) / (res_size + 1);
         by_args.min(by_results).min(MAX_CHUNK_ITEMS)
     }
 
@@ -670,8 +670,10 @@ fn start_worker(
     // `ForkUnchecked` the builder's caller took on the post-fork restrictions in
     // an `unsafe` call. The child runs only the worker loop and the user's
     // plain functions, then `_exit`s; it is a daemon, so it dies with the parent.
-    let pid = unsafe { crate::process::fork_child(true, cfg.method == Method::Fork, || worker::run(&args)) }
-        .map_err(|e| PoolError::Start(e.to_string()))?;
+    let pid = unsafe {
+        crate::process::fork_child(true, cfg.method == Method::Fork, || worker::run(&args))
+    }
+    .map_err(|e| PoolError::Start(e.to_string()))?;
     let w = &mut st.workers[i];
     w.pid = Some(pid);
     w.sent.clear();
@@ -774,10 +776,10 @@ fn on_result(st: &mut State, msg: &[u8]) {
             if job.status.get(i) != Some(&PENDING) {
                 continue;
             }
-        if s == PANICKED || s != OK {
-            let m = messages.remove(&k).unwrap_or_default();
-            job.fail(i, PoolError::Panicked(m));
-        } else {
+            if s == PANICKED || s != OK {
+                let m = messages.remove(&k).unwrap_or_default();
+                job.fail(i, PoolError::Panicked(m));
+            } else {
                 job.status[i] = OK;
                 job.remaining -= 1;
                 if job.track {

@@ -76,9 +76,9 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use engine::{Config, Inner, Job, Method, OnDone};
 #[allow(unused_imports, reason = "linked from the docs")]
 use crate::BytesQueue;
+use engine::{Config, Inner, Job, Method, OnDone};
 
 /// Default size of one task or result message (bytes).
 /// Large messages mean large chunks and few hand-offs between processes; the
@@ -378,7 +378,9 @@ impl Pool {
             (lo, Some(hi)) if lo == hi => None,
             _ => Some(it.by_ref().collect()),
         };
-        let n = collected.as_ref().map_or_else(|| it.size_hint().0, Vec::len);
+        let n = collected
+            .as_ref()
+            .map_or_else(|| it.size_hint().0, Vec::len);
         let mut rest = collected.into_iter().flatten().chain(it);
         let chunk = chunksize
             .unwrap_or_else(|| python_chunksize(n, self.processes()))
@@ -538,7 +540,13 @@ impl Pool {
     ) -> Result<Imap<R>, PoolError> {
         let args: Vec<A> = args.into_iter().collect();
         let n = args.len();
-        let job = self.submit_map(f, args, (chunksize > 0).then_some(chunksize), None, !ordered)?;
+        let job = self.submit_map(
+            f,
+            args,
+            (chunksize > 0).then_some(chunksize),
+            None,
+            !ordered,
+        )?;
         Ok(Imap {
             inner: Arc::clone(&self.inner),
             job,
@@ -775,8 +783,7 @@ impl Drop for Release<'_> {
 }
 
 fn decode_one<R: Pod>(job: &mut Job) -> Result<R, PoolError> {
-    job.item::<R>(0)
-        .unwrap_or(Err(PoolError::Terminated))
+    job.item::<R>(0).unwrap_or(Err(PoolError::Terminated))
 }
 
 fn decode_vec<R: Pod>(job: &mut Job) -> Result<Vec<R>, PoolError> {
@@ -838,11 +845,12 @@ impl<T> AsyncResult<T> {
 
     fn until(&self, deadline: Option<Instant>) -> Result<T, PoolError> {
         let decode = self.decode;
-        self.inner.drive(deadline, |st| match st.jobs.get_mut(&self.job) {
-            Some(j) if j.is_done() => Some(decode(j)),
-            Some(_) => None,
-            None => Some(Err(PoolError::Terminated)),
-        })?
+        self.inner
+            .drive(deadline, |st| match st.jobs.get_mut(&self.job) {
+                Some(j) if j.is_done() => Some(decode(j)),
+                Some(_) => None,
+                None => Some(Err(PoolError::Terminated)),
+            })?
     }
 
     /// Waits for the result (again on later calls for `Pod` results; a
@@ -927,7 +935,10 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn wait(&self) {
         let _ = self.inner.drive(None, |st| {
-            st.jobs.get(&self.job).is_none_or(Job::is_done).then_some(())
+            st.jobs
+                .get(&self.job)
+                .is_none_or(Job::is_done)
+                .then_some(())
         });
     }
 
@@ -944,7 +955,10 @@ impl<T> AsyncResult<T> {
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.inner
             .drive(Some(Instant::now() + timeout), |st| {
-                st.jobs.get(&self.job).is_none_or(Job::is_done).then_some(())
+                st.jobs
+                    .get(&self.job)
+                    .is_none_or(Job::is_done)
+                    .then_some(())
             })
             .is_ok()
     }
@@ -991,8 +1005,7 @@ impl<T> Iterator for AsCompleted<T> {
         let pending = &self.pending;
         let found = inner.drive(None, |st| {
             pending.iter().position(|h| {
-                !Arc::ptr_eq(&h.inner, &inner)
-                    || st.jobs.get(&h.job).is_none_or(Job::is_done)
+                !Arc::ptr_eq(&h.inner, &inner) || st.jobs.get(&h.job).is_none_or(Job::is_done)
             })
         });
         let i = found.unwrap_or(0);

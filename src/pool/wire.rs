@@ -45,8 +45,14 @@ pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 16;
 ///
 /// `func` must be the address of a function of the exact type the trampoline
 /// was instantiated for.
-pub(crate) type Trampoline =
-    unsafe fn(func: usize, args: &[u8], out: &mut [u8], from: usize, to: usize, running: &AtomicU64);
+pub(crate) type Trampoline = unsafe fn(
+    func: usize,
+    args: &[u8],
+    out: &mut [u8],
+    from: usize,
+    to: usize,
+    running: &AtomicU64,
+);
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -94,7 +100,9 @@ pub(crate) const RESULT_HEADER: usize = size_of::<ResultHeader>();
 
 /// Reads a `T` from the front of `bytes`, if it is long enough.
 pub(crate) fn read<T: Pod>(bytes: &[u8]) -> Option<T> {
-    bytes.get(..size_of::<T>()).map(bytemuck::pod_read_unaligned)
+    bytes
+        .get(..size_of::<T>())
+        .map(bytemuck::pod_read_unaligned)
 }
 
 /// Stores `r` as result `i` of `out` (nothing if out of range).
@@ -193,7 +201,13 @@ impl Running {
         // SAFETY: the mapping is `workers * LINE` bytes, page aligned and
         // zero-filled (a valid AtomicU64), and `worker * LINE + j * 8 + 8` is
         // within it; the mapping lives as long as `self`.
-        Some(unsafe { &*self.map.as_ptr().add(worker * LINE + j * 8).cast::<AtomicU64>() })
+        Some(unsafe {
+            &*self
+                .map
+                .as_ptr()
+                .add(worker * LINE + j * 8)
+                .cast::<AtomicU64>()
+        })
     }
 
     /// Worker side: starting `chunk`; returns the word that names the task

@@ -303,7 +303,8 @@ where
         let name = self.name.unwrap_or_else(next_name);
         let f = self.f;
         // SAFETY: the caller upholds the post-fork restrictions.
-        let pid = unsafe { fork_child(self.daemon, single_threaded, move || f().into_exit_code()) }?;
+        let pid =
+            unsafe { fork_child(self.daemon, single_threaded, move || f().into_exit_code()) }?;
         Ok(Child {
             pid,
             name,
@@ -380,10 +381,7 @@ fn flush_std() {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn fork(f: impl FnOnce() -> i32) -> Result<Child, StartError> {
-    // TODO(switch): becomes `Process::new(f).start()` once call sites move to
-    // `fork_unchecked`.
-    // SAFETY: transitional; see the TODO.
-    unsafe { Process::new(f).start_unchecked() }
+    Process::new(f).start()
 }
 
 /// [`fork`] without the thread check.

@@ -220,7 +220,11 @@ impl Spawn {
         let entry = self.entry as usize;
         match (sys::object_base(hook), sys::object_base(entry)) {
             (Some(a), Some(b)) if a == b => {}
-            _ => return Err(invalid("spawn entry point is not in the program's own executable")),
+            _ => {
+                return Err(invalid(
+                    "spawn entry point is not in the program's own executable",
+                ));
+            }
         }
         let offset = (entry as isize).wrapping_sub(hook as isize);
         let req = Request {
@@ -257,8 +261,19 @@ mod tests {
         };
         let e = r.encode();
         let p = Request::parse(e.as_bytes()).unwrap();
-        assert_eq!((p.parent, p.daemon, p.offset, p.arg), (42, true, -123456, vec![0, 1, 0xfe, 0xff]));
-        for bad in ["", "2:1:0:0:", "1:x:0:0:", "1:1:2:0:", "1:1:0:0:abc", "1:1:0:0:zz", "1:1:0:0::"] {
+        assert_eq!(
+            (p.parent, p.daemon, p.offset, p.arg),
+            (42, true, -123456, vec![0, 1, 0xfe, 0xff])
+        );
+        for bad in [
+            "",
+            "2:1:0:0:",
+            "1:x:0:0:",
+            "1:1:2:0:",
+            "1:1:0:0:abc",
+            "1:1:0:0:zz",
+            "1:1:0:0::",
+        ] {
             assert!(Request::parse(bad.as_bytes()).is_none(), "{bad}");
         }
     }

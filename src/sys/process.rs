@@ -357,10 +357,23 @@ pub(crate) fn parent_pid() -> u32 {
 /// Asks the kernel to send `signal` to this process when the thread that forked
 /// it exits (`PR_SET_PDEATHSIG`).
 pub(crate) fn set_parent_death_signal(signal: i32) -> io::Result<()> {
-    let sig = libc::c_ulong::try_from(signal).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let sig =
+        libc::c_ulong::try_from(signal).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: PR_SET_PDEATHSIG takes one integer argument; the rest are unused.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
-    if rc == 0 { Ok(()) } else { Err(super::last_error()) }
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            sig,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(super::last_error())
+    }
 }
 
 /// Ends the calling process with `SIGKILL` (as if its parent's death signal had
