@@ -6,6 +6,12 @@
 //! Every test runs under a watchdog; nothing depends on timing: victims are
 //! chosen by argument, and a task that must still be running when the test looks
 //! blocks on an `Event` the test sets later.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    reason = "tests: a panic is the failure report; a process-local std atomic counts callbacks"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,6 +5,11 @@
 //!
 //! Roles that need a process of their own (a single-threaded parent, real
 //! stdout) re-execute this test binary with `MULTIPROC_ROLE` set.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
 
 use std::process::Command;
 use std::sync::mpsc;

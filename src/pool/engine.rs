@@ -394,7 +394,7 @@ impl Inner {
             st.last_reap = Instant::now();
             self.reap(st);
         }
-        send_backlog(st);
+        send_backlog(st, self.cfg.max_tasks);
     }
 
     fn receive_all(&self, st: &mut State) {
@@ -683,11 +683,14 @@ fn start_worker(
 
 /// Sends backlog chunks to the workers with the fewest queued, up to [`DEPTH`]
 /// each (and never past a worker's `max_tasks`).
-fn send_backlog(st: &mut State) {
+fn send_backlog(st: &mut State, max_tasks: Option<u64>) {
     while let Some(&cid) = st.backlog.front() {
         let mut best: Option<usize> = None;
         for (i, w) in st.workers.iter().enumerate() {
-            if w.pid.is_none() || w.sent.len() >= DEPTH {
+            if w.pid.is_none()
+                || w.sent.len() >= DEPTH
+                || max_tasks.is_some_and(|m| w.total_sent >= m)
+            {
                 continue;
             }
             if best.is_none_or(|b| st.workers[b].sent.len() > w.sent.len()) {

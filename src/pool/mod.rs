@@ -53,8 +53,14 @@
 //! Workers are forked. [`Pool::new`] and [`PoolBuilder::build`] refuse (with
 //! [`PoolError::Start`]) when the parent runs other threads, as
 //! [`crate::process::Process::start`] does; [`PoolBuilder::fork_unchecked`]
-//! lifts the check for callers who accept its conditions. Workers are daemons:
-//! they die with the parent.
+//! lifts the check for callers who accept its conditions. The check also runs
+//! before every replacement worker: if the parent has started threads since, a
+//! dead worker is not replaced (the pool runs one worker short), and once no
+//! worker is left every unfinished task fails with [`PoolError::Start`]. Workers
+//! are daemons: they die with the parent (more precisely, with the thread that
+//! forked them, as `PR_SET_PDEATHSIG` works; the pool forks from the threads
+//! that call it). The spawn start method is not available for pools yet (see
+//! [`crate::process::Spawn`] for processes).
 //!
 //! # Trust
 //!

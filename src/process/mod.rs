@@ -512,7 +512,7 @@ impl Child {
     /// Sends `SIGTERM` (a no-op once the child was reaped).
     ///
     /// ```no_run
-    /// let mut c = multiproc::process::Process::new(|| loop { std::thread::park() }).start()?;
+    /// let mut c = multiproc::process::Process::new(|| -> i32 { loop { std::thread::park() } }).start()?;
     /// c.terminate()?;
     /// assert_eq!(c.join()?.code(), -15);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -524,7 +524,7 @@ impl Child {
     /// Sends `SIGKILL` (a no-op once the child was reaped).
     ///
     /// ```no_run
-    /// let mut c = multiproc::process::Process::new(|| loop { std::thread::park() }).start()?;
+    /// let mut c = multiproc::process::Process::new(|| -> i32 { loop { std::thread::park() } }).start()?;
     /// c.kill()?;
     /// assert_eq!(c.join()?.code(), -9);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
