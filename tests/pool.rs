@@ -569,3 +569,27 @@ fn refused_in_a_threaded_parent_without_the_unsafe_builder() {
         assert!(matches!(Pool::new(1), Err(PoolError::Start(_))));
     });
 }
+
+/// A forked child's copy of a pool is inert: terminating or using it there
+/// leaves the parent's workers alone.
+#[test]
+fn forked_copy_of_a_pool_is_inert() {
+    watchdog(|| {
+        let p = pool(2);
+        let before = p.pids();
+        let pr = &p;
+        // SAFETY: the child only calls this crate's pool methods (which return at
+        // once in a process that did not start the workers) and exits.
+        let child = unsafe {
+            multiproc::process::fork_unchecked(move || {
+                let used = pr.apply(square, 2);
+                pr.terminate();
+                i32::from(used != Err(PoolError::Terminated))
+            })
+        }
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(p.pids(), before);
+        assert_eq!(p.apply(square, 5), Ok(25));
+    });
+}

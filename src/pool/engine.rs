@@ -171,6 +171,9 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     results: BytesQueue,
     pub(crate) cfg: Config,
+    /// The process that started the workers; a forked copy of the pool in
+    /// another process must not kill or reap them.
+    owner: u32,
 }
 
 fn region_error(e: crate::Error) -> PoolError {
@@ -227,6 +230,7 @@ impl Inner {
             state: Mutex::new(state),
             results,
             cfg,
+            owner: sys::pid(),
         })
     }
 
@@ -264,6 +268,9 @@ impl Inner {
         on_done: Option<OnDone>,
         track: bool,
     ) -> Result<u64, PoolError> {
+        if sys::pid() != self.owner {
+            return Err(PoolError::Terminated);
+        }
         let mut st = self.lock();
         if st.terminated {
             return Err(PoolError::Terminated);
@@ -344,6 +351,9 @@ impl Inner {
         deadline: Option<Instant>,
         mut ready: impl FnMut(&mut State) -> Option<T>,
     ) -> Result<T, PoolError> {
+        if sys::pid() != self.owner {
+            return Err(PoolError::Terminated);
+        }
         loop {
             let mut st = self.lock();
             self.pump(&mut st);
@@ -570,6 +580,9 @@ impl Inner {
     /// Kills every worker, reaps it, and fails every unfinished task with
     /// [`PoolError::Terminated`].
     pub(crate) fn terminate(&self) {
+        if sys::pid() != self.owner {
+            return;
+        }
         let mut st = self.lock();
         if !st.terminated {
             kill_all(&mut st);
@@ -818,6 +831,9 @@ fn buffer(st: &mut State, len: usize) -> Vec<u8> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if sys::pid() != self.owner {
+            return;
+        }
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         kill_all(st);
         self.results.close();

@@ -281,6 +281,9 @@ impl PoolBuilder {
 ///
 /// Dropping it kills and reaps every worker (Python's `terminate`); call
 /// [`Pool::close`] and [`Pool::join`] first to let submitted tasks finish.
+/// A copy of a pool inherited by a forked child process is inert there: its
+/// methods fail with [`PoolError::Terminated`] and dropping it leaves the
+/// parent's workers alone.
 pub struct Pool {
     inner: Arc<Inner>,
 }
