@@ -236,7 +236,9 @@ impl Region {
     /// This process's owner token, joining on first use in a (forked) process.
     #[inline]
     pub(crate) fn token(&self) -> Option<u32> {
-        let epoch = u64::from(sys::process::fork_epoch());
+        // A cached token was stored after `fork_epoch()` registered the fork hook,
+        // so the cheap read is enough to tell whether it is this process's.
+        let epoch = u64::from(sys::process::fork_epoch_cached());
         // Acquire: pairs with the Release store after joining in `join_slow`.
         let cur = self.me.load(Ordering::Acquire);
         let st = cur & 0xffff_ffff;
@@ -247,7 +249,8 @@ impl Region {
     }
 
     #[cold]
-    fn join_slow(&self, epoch: u64) -> Option<u32> {
+    fn join_slow(&self, _cached: u64) -> Option<u32> {
+        let epoch = u64::from(sys::process::fork_epoch());
         loop {
             let cur = self.me.load(Ordering::Acquire);
             let (e, st) = (cur >> 32, cur & 0xffff_ffff);
