@@ -168,7 +168,9 @@ fn lock_two_sleepers_are_both_woken_in_turn() {
 /// the beacon, `Probe::Alive(None)`, deadlocks this model).
 #[test]
 fn lock_owner_death_reaches_two_sleepers() {
-    loom::model(|| {
+    // Four threads: bounded at 2 preemptions (like the ring models) to stay
+    // within a minute.
+    ring_model(2, || {
         let lock = Arc::new(RawLock::new());
         let victim = {
             let lock = lock.clone();

@@ -110,7 +110,25 @@ impl RegionOptions {
         self
     }
 
-    /// Number of participant slots (1 to 4096).
+    /// Number of participant slots (1 to 4096; default [`DEFAULT_PARTICIPANTS`]).
+    ///
+    /// Every process that creates or opens the region, or uses an inherited
+    /// handle in a forked child, holds one slot until its handle drops or it dies.
+    /// Slots of dead processes (and of joiners killed halfway) are reclaimed when
+    /// the table runs full; a table full of live processes makes `open` fail with
+    /// [`Error::ParticipantsFull`], and a forked child's first locking operation
+    /// fail with its operation's `NoParticipantSlot` error. Size it for the most
+    /// processes that will use the region at once.
+    ///
+    /// ```
+    /// use multiproc::{Lock, RegionOptions};
+    ///
+    /// # let name = format!("/doc-participants-{}", std::process::id());
+    /// let lock = Lock::create_with(&name, RegionOptions::new().participants(512))?;
+    /// assert_eq!(lock.region().participants().len(), 1); // this process
+    /// # multiproc::Region::unlink(&name)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn participants(mut self, n: u32) -> RegionOptions {
         self.participants = n;
         self
