@@ -59,6 +59,8 @@ pub(crate) mod loom;
 pub(crate) mod sys;
 
 pub mod dict;
+pub(crate) mod park;
+pub(crate) mod spin;
 pub(crate) mod words;
 
 #[cfg(not(loom))]
@@ -82,6 +84,7 @@ pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
 #[cfg(not(loom))]
 pub use manager::{Manager, ManagerOptions, ObjectInfo};
+pub use park::WaitPolicy;
 #[cfg(not(loom))]
 pub use queue::{
     BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,
@@ -173,6 +176,12 @@ pub mod __private {
     /// Futex syscalls made by this process so far.
     pub fn futex_syscalls() -> u64 {
         crate::sys::futex::syscall_count()
+    }
+
+    /// Sleep slices of the wait layer that ended by their timeout in this
+    /// process so far (an idle waiter's wake-ups).
+    pub fn park_slices_expired() -> u64 {
+        crate::park::stats::slices_expired()
     }
 }
 
