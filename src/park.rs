@@ -503,3 +503,125 @@ pub(crate) mod hook {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! Models of the park layer itself. The loom futex model never times out a
+    //! wait, so a wake-up the protocol loses is a deadlock loom reports.
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicBool;
+    use loom::thread;
+
+    use super::*;
+
+    /// Bit 0 is the sleeper bit; the rest counts publications.
+    const S: u32 = 1;
+
+    fn wait_for_publication(word: &AtomicU32, policy: WaitPolicy) {
+        let park = Park::bit(word, S);
+        let mut w = park.waiter(policy, None);
+        loop {
+            let seen = w.load();
+            if seen >> 1 != 0 {
+                return;
+            }
+            w.sleep(seen, no_probe).unwrap();
+        }
+    }
+
+    /// Publishes with an RMW that clears the sleeper bit, then wakes all.
+    fn publish(word: &AtomicU32) {
+        let mut v = word.load(Ordering::Relaxed);
+        loop {
+            match word.compare_exchange(v, (v & !S) + 2, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        Park::bit(word, S).wake_if(v, u32::MAX);
+    }
+
+    #[test]
+    fn loom_bit_mode_two_sleepers_one_waker() {
+        loom::model(|| {
+            let word = Arc::new(AtomicU32::new(0));
+            let waiters: Vec<_> = [WaitPolicy::Park, WaitPolicy::SpinThenPark]
+                .into_iter()
+                .map(|p| {
+                    let word = word.clone();
+                    thread::spawn(move || wait_for_publication(&word, p))
+                })
+                .collect();
+            publish(&word);
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn loom_counted_mode_wakes_n_of_n() {
+        loom::model(|| {
+            let word = Arc::new(AtomicU32::new(0));
+            let count = Arc::new(AtomicU32::new(0));
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let (word, count) = (word.clone(), count.clone());
+                    thread::spawn(move || {
+                        let mut w = Park::counted(&word, &count).waiter(WaitPolicy::Park, None);
+                        loop {
+                            let seen = w.load();
+                            if seen != 0 {
+                                return;
+                            }
+                            w.sleep(seen, no_probe).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            word.fetch_add(1, Ordering::AcqRel);
+            Park::counted(&word, &count).wake_counted(2);
+            for w in waiters {
+                w.join().unwrap();
+            }
+            assert_eq!(count.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_hook_fires_or_watcher_sees_the_change() {
+        loom::model(|| {
+            let word = Arc::new(AtomicU32::new(0));
+            let fired = Arc::new(AtomicBool::new(false));
+            let watcher = {
+                let (word, fired) = (word.clone(), fired.clone());
+                thread::spawn(move || {
+                    let park = Park::bit(&word, S);
+                    let seen = park.waiter(WaitPolicy::Park, None).load();
+                    if seen >> 1 != 0 {
+                        return true; // ready before registering
+                    }
+                    let f = fired.clone();
+                    let Some(watch) = hook::watch(&park, seen, move || {
+                        f.store(true, Ordering::Relaxed);
+                    }) else {
+                        return true; // the word moved: the caller re-checks
+                    };
+                    // Registered and armed: the condition is re-checked once;
+                    // if still false, only the hook may report the change.
+                    if park.waiter(WaitPolicy::Park, None).load() >> 1 != 0 {
+                        let _ = hook::cancel(watch);
+                        return true;
+                    }
+                    false
+                })
+            };
+            publish(&word);
+            let saw_it = watcher.join().unwrap();
+            assert!(
+                saw_it || fired.load(Ordering::Relaxed),
+                "a registered watcher missed the publication"
+            );
+        });
+    }
+}

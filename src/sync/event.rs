@@ -86,11 +86,25 @@ impl RawEvent {
     /// Waits as `policy` says until the event is set (or was set since this
     /// call started) or `deadline`; `false` only on timeout.
     pub fn wait(&self, policy: WaitPolicy, deadline: Option<Deadline>) -> bool {
-        let v = self.word.load(Ordering::Acquire);
-        if v & SET != 0 {
+        self.wait_since(policy, deadline, self.snapshot())
+    }
+
+    /// The word as a wait starting now sees it (Acquire: SYNC(event)).
+    pub(super) fn snapshot(&self) -> u32 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// [`RawEvent::wait`] for a wait that started when the word was `start`.
+    pub(super) fn wait_since(
+        &self,
+        policy: WaitPolicy,
+        deadline: Option<Deadline>,
+        start: u32,
+    ) -> bool {
+        if start & SET != 0 {
             return true;
         }
-        self.wait_slow(policy, deadline, generation(v))
+        self.wait_slow(policy, deadline, generation(start))
     }
 
     #[cold]
