@@ -183,6 +183,12 @@ pub mod __private {
     pub fn park_slices_expired() -> u64 {
         crate::park::stats::slices_expired()
     }
+
+    /// Waiters (in any process) that this process's wait-layer wakers woke,
+    /// as the kernel counted them.
+    pub fn park_woken() -> u64 {
+        crate::park::stats::woken()
+    }
 }
 
 /// The README's examples, compiled as doc tests so they cannot rot.

@@ -223,7 +223,7 @@ impl<'a> Park<'a> {
             // SYNC(sleepers): an RMW read, the waker's half of the module doc's
             // counted-mode argument.
             if count.fetch_add(0, Ordering::AcqRel) != 0 {
-                futex::wake(self.word, n);
+                stats::woke(futex::wake(self.word, n));
             }
         }
     }
@@ -237,7 +237,7 @@ impl<'a> Park<'a> {
 
     #[cold]
     fn wake_slow(&self, n: u32) {
-        futex::wake(self.word, n);
+        stats::woke(futex::wake(self.word, n));
         hook::fire(self.word);
     }
 }
@@ -370,6 +370,24 @@ pub(crate) mod stats {
 
     #[cfg(not(loom))]
     static SLICES_EXPIRED: AtomicU64 = AtomicU64::new(0);
+    #[cfg(not(loom))]
+    static WOKEN: AtomicU64 = AtomicU64::new(0);
+
+    /// Counts the waiters one `FUTEX_WAKE` woke (as the kernel reports).
+    #[inline]
+    pub(crate) fn woke(n: u32) {
+        // Relaxed: a statistic.
+        #[cfg(not(loom))]
+        WOKEN.fetch_add(u64::from(n), Ordering::Relaxed);
+        #[cfg(loom)]
+        let _ = n;
+    }
+
+    /// Waiters woken by the wait layer's wakers in this process so far.
+    #[cfg(not(loom))]
+    pub(crate) fn woken() -> u64 {
+        WOKEN.load(Ordering::Relaxed)
+    }
 
     /// Counts one sleep slice that ended by its timeout.
     #[inline]
