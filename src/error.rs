@@ -71,6 +71,15 @@ pub enum Error {
     /// A header or object field holds an impossible value.
     #[error("region is corrupted: {0}")]
     Corrupted(&'static str),
+    /// Every participant slot is held by a live process, so this process cannot
+    /// join (dead members and stuck joiners are reclaimed first).
+    #[error(
+        "the region's participant table is full ({slots} slots): raise RegionOptions::participants"
+    )]
+    ParticipantsFull {
+        /// Size of the table.
+        slots: u32,
+    },
     /// The creator did not finish initializing in time (it may have died).
     #[error("region was not initialized in time (did its creator die?)")]
     NotReady,

@@ -107,10 +107,11 @@ pub mod __loom {
     pub use crate::dict::table::model::LoomDict;
     pub use crate::queue::ring::model::LoomRing;
     pub use crate::queue::ring::{GetFail, PutFail, WaitFail};
+    pub use crate::sync::LoomOwners;
+    pub use crate::sync::robust::{Acquired, MutexError};
     pub use crate::sync::{
         How, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore,
     };
-    pub use crate::sys::mutex::{Acquired, MutexError};
     pub use crate::sys::time::Deadline;
 }
 

@@ -1,13 +1,14 @@
 //! One facade for everything an algorithm in shared memory touches: atomics,
-//! `UnsafeCell`, spin hints, the futex and the robust mutex.
+//! `UnsafeCell`, spin hints, the futex, and process identity for robust words.
 //!
-//! Normally these are the real things (`core` atomics, [`crate::sys`] futex and
-//! `pthread_mutex_t`). Under `--cfg loom` they become loom's models, with a futex
-//! model (an address-keyed table of condition variables, checked and slept on under
-//! one lock, like the kernel's hash bucket) and a mock of the robust mutex contract
-//! (`EOWNERDEAD` once to the next acquirer, then `consistent` or
-//! `ENOTRECOVERABLE`). Algorithms import only from here, so the code loom checks is
-//! the code that runs. `clippy.toml` forbids naming `core::sync::atomic` elsewhere.
+//! Normally these are the real things (`core` atomics, the [`crate::sys`] futex).
+//! Under `--cfg loom` they become loom's models, with a futex model (an
+//! address-keyed table of condition variables, checked and slept on under one
+//! lock, like the kernel's hash bucket) and a model of processes dying (each loom
+//! thread is a "process" with a token; `kill_current_process` marks it dead, as the
+//! kernel's robust-list walk marks a beacon). Algorithms import only from here, so
+//! the code loom checks is the code that runs. `clippy.toml` forbids naming
+//! `core::sync::atomic` elsewhere.
 
 #[cfg(not(loom))]
 pub(crate) mod atomic {
@@ -204,14 +205,25 @@ pub(crate) mod hint {
 }
 
 pub(crate) use crate::sys::futex::WaitResult;
-pub(crate) use crate::sys::mutex::{Acquired, MutexError};
 pub(crate) use crate::sys::time::Deadline;
+
+/// A futex word the kernel itself may write (a beacon on a robust list): the
+/// plain `core` atomic, as `crate::sys::robust` lays it out.
+#[cfg(not(loom))]
+#[expect(
+    clippy::disallowed_types,
+    reason = "the kernel ABI type of a beacon word"
+)]
+pub(crate) type KernelWord = core::sync::atomic::AtomicU32;
+/// Under loom no beacon exists; owner death is modelled by the owners mock.
+#[cfg(loom)]
+pub(crate) type KernelWord = atomic::AtomicU32;
 
 #[cfg(not(loom))]
 pub(crate) mod futex {
     //! The real shared futex.
-    use super::atomic::AtomicU32;
-    use super::{Deadline, WaitResult};
+    use super::atomic::{AtomicU32, Ordering};
+    use super::{Deadline, KernelWord, WaitResult};
 
     /// Sleeps while `*word == expected`, until woken or `deadline`.
     #[inline]
@@ -224,16 +236,47 @@ pub(crate) mod futex {
     pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
         crate::sys::futex::wake(word.as_core(), n)
     }
-}
 
-#[cfg(not(loom))]
-pub(crate) use crate::sys::mutex::RobustMutex;
+    /// Sleeps while `*word == expected` and, if given, the beacon still holds its
+    /// value: a wake on either (an unlock, or the kernel's death notice) ends it.
+    #[inline]
+    pub(crate) fn wait2(
+        word: &AtomicU32,
+        expected: u32,
+        beacon: Option<(&KernelWord, u32)>,
+        deadline: Option<Deadline>,
+    ) -> WaitResult {
+        match beacon {
+            Some((b, v)) => crate::sys::futex::wait2(word.as_core(), expected, b, v, deadline),
+            None => crate::sys::futex::wait(word.as_core(), expected, deadline),
+        }
+    }
+
+    /// Prepares to sleep on a beacon that held `value`: sets `FUTEX_WAITERS` so
+    /// the kernel wakes a sleeper when the owner dies. `None` if the beacon is not
+    /// armed (nothing would wake us: the slice bounds the wait instead).
+    pub(crate) fn beacon_waiters(word: &KernelWord, value: u32) -> Option<(&KernelWord, u32)> {
+        use crate::sys::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
+        if value & FUTEX_TID_MASK == 0 || value & FUTEX_OWNER_DIED != 0 {
+            return None;
+        }
+        if value & FUTEX_WAITERS != 0 {
+            return Some((word, value));
+        }
+        let want = value | FUTEX_WAITERS;
+        // Relaxed: the bit carries no data. On failure the word changed (the owner
+        // died or left): waiting on the old value returns at once, and the caller
+        // re-probes.
+        let _ = word.compare_exchange(value, want, Ordering::Relaxed, Ordering::Relaxed);
+        Some((word, want))
+    }
+}
 
 #[cfg(not(loom))]
 pub(crate) use crate::sys::process::thread_token;
 
 #[cfg(loom)]
-pub(crate) use model::{RobustMutex, futex, thread_token};
+pub(crate) use model::{beacon, futex, kill_current_process, process_token, thread_token};
 
 #[cfg(loom)]
 mod model {
@@ -242,7 +285,7 @@ mod model {
     use loom::sync::{Arc, Condvar, Mutex};
 
     use super::atomic::{AtomicU32, Ordering};
-    use super::{Acquired, Deadline, MutexError, WaitResult};
+    use super::{Deadline, WaitResult};
 
     pub(crate) mod futex {
         //! A futex model: `wait` compares the word and sleeps under one table lock,
@@ -277,6 +320,44 @@ mod model {
             WaitResult::Woken
         }
 
+        /// `futex_waitv` on the word and a beacon: both compared under the table
+        /// lock, so a death (`kernel_mark_dead`, also under it) either is seen
+        /// here or happens after we sleep, when the dying owner's wake of the lock
+        /// word (`simulate_owner_death`) ends the sleep.
+        pub(crate) fn wait2(
+            word: &AtomicU32,
+            expected: u32,
+            beacon: Option<(&AtomicU32, u32)>,
+            _deadline: Option<Deadline>,
+        ) -> WaitResult {
+            let key = word as *const AtomicU32 as usize;
+            let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            if word.load(Ordering::SeqCst) != expected
+                || beacon.is_some_and(|(b, v)| b.load(Ordering::SeqCst) != v)
+            {
+                return WaitResult::Changed;
+            }
+            let cv = table
+                .entry(key)
+                .or_insert_with(|| Arc::new(Condvar::new()))
+                .clone();
+            table = cv.wait(table).unwrap_or_else(|e| e.into_inner());
+            drop(table);
+            WaitResult::Woken
+        }
+
+        /// Beacons need no waiters bit in the model: deaths wake the lock word.
+        pub(crate) fn beacon_waiters(word: &AtomicU32, value: u32) -> Option<(&AtomicU32, u32)> {
+            Some((word, value))
+        }
+
+        /// The kernel's exit hook on a beacon, atomic with respect to sleepers.
+        pub(crate) fn kernel_mark_dead(beacon: &AtomicU32) {
+            let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            beacon.store(0, Ordering::SeqCst);
+            drop(table);
+        }
+
         pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
             let key = word as *const AtomicU32 as usize;
             let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
@@ -302,105 +383,45 @@ mod model {
         TOKEN.with(|t| *t)
     }
 
-    #[derive(Debug, Default)]
-    struct MockState {
-        owner: Option<u64>,
-        owner_died: bool,
-        inconsistent: bool,
-        not_recoverable: bool,
+    /// The calling loom thread's "process" token (an owner token for robust
+    /// words): unique, non-zero, 31 bits, renewed when the thread "dies".
+    pub(crate) fn process_token() -> u32 {
+        PROCESS.with(|p| {
+            let t = p.get();
+            if t != 0 {
+                return t;
+            }
+            let t = fresh_process_token();
+            p.set(t);
+            t
+        })
     }
 
-    /// The robust pshared mutex contract, as glibc and the kernel implement it.
-    #[derive(Debug)]
-    pub(crate) struct RobustMutex {
-        state: Mutex<MockState>,
-        cv: Condvar,
+    fn fresh_process_token() -> u32 {
+        #[expect(clippy::disallowed_types, reason = "an id source outside the model")]
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 0x0fff_ffff + 1
     }
 
-    impl RobustMutex {
-        pub(crate) fn new() -> RobustMutex {
-            RobustMutex {
-                state: Mutex::new(MockState::default()),
-                cv: Condvar::new(),
-            }
-        }
+    loom::thread_local! {
+        static PROCESS: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    }
 
-        fn acquire(&self, st: &mut MockState) -> Acquired {
-            st.owner = Some(thread_token());
-            if st.owner_died {
-                st.owner_died = false;
-                st.inconsistent = true;
-                Acquired::OwnerDied
-            } else {
-                Acquired::Clean
-            }
-        }
+    loom::lazy_static! {
+        static ref BEACONS: Mutex<HashMap<u32, &'static AtomicU32>> = Mutex::new(HashMap::new());
+    }
 
-        pub(crate) fn lock(&self) -> Result<Acquired, MutexError> {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if st.not_recoverable {
-                    return Err(MutexError::NotRecoverable);
-                }
-                if st.owner.is_none() {
-                    return Ok(self.acquire(&mut st));
-                }
-                st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-        }
+    /// The "beacon" of the process owning `token`: 1 while it lives, 0 once dead.
+    /// Leaked per model execution (tokens are never reused across executions).
+    pub(crate) fn beacon(token: u32) -> &'static AtomicU32 {
+        let mut map = BEACONS.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(token)
+            .or_insert_with(|| Box::leak(Box::new(AtomicU32::new(1))))
+    }
 
-        pub(crate) fn try_lock(&self) -> Result<Acquired, MutexError> {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if st.not_recoverable {
-                return Err(MutexError::NotRecoverable);
-            }
-            if st.owner.is_some() {
-                return Err(MutexError::WouldBlock);
-            }
-            Ok(self.acquire(&mut st))
-        }
-
-        /// Deadlines are not modelled: blocks like `lock`.
-        pub(crate) fn lock_until(&self, _deadline: Deadline) -> Result<Acquired, MutexError> {
-            self.lock()
-        }
-
-        pub(crate) fn unlock(&self) -> Result<(), MutexError> {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if st.owner != Some(thread_token()) {
-                return Err(MutexError::NotOwner);
-            }
-            if st.inconsistent {
-                st.inconsistent = false;
-                st.not_recoverable = true;
-                self.cv.notify_all();
-            } else {
-                self.cv.notify_one();
-            }
-            st.owner = None;
-            Ok(())
-        }
-
-        pub(crate) fn consistent(&self) -> Result<(), MutexError> {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if st.owner != Some(thread_token()) || !st.inconsistent {
-                return Err(MutexError::NotOwner);
-            }
-            st.inconsistent = false;
-            Ok(())
-        }
-
-        /// The kernel's exit hook for the calling thread: if it owns the mutex, mark
-        /// it owner-died and wake one waiter. Loom tests call this instead of
-        /// unlocking to model a SIGKILL.
-        pub(crate) fn simulate_owner_death(&self) {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if st.owner == Some(thread_token()) {
-                st.owner = None;
-                st.owner_died = true;
-                st.inconsistent = false;
-                self.cv.notify_one();
-            }
-        }
+    /// The calling loom thread's process dies; the thread goes on as a new one.
+    pub(crate) fn kill_current_process() {
+        futex::kernel_mark_dead(beacon(process_token()));
+        PROCESS.with(|p| p.set(fresh_process_token()));
     }
 }

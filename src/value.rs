@@ -44,10 +44,10 @@ use std::marker::PhantomData;
 use bytemuck::Pod;
 
 use crate::Error;
-use crate::loom::MutexError;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::region::header::Fnv;
 use crate::region::{Object, Region, RegionOptions, SharedObject};
+use crate::sync::robust::MutexError;
 use crate::sync::{Held, RawLock};
 use crate::words::{self, read_begin, read_pod, read_validate, seq_settle, seq_write};
 
@@ -70,9 +70,10 @@ pub enum ValueError {
     /// The writer lock cannot be repaired.
     #[error("the value's writer lock is not recoverable")]
     NotRecoverable,
-    /// The robust mutex reported an unexpected errno (a scribbled-over region).
-    #[error("the value's writer lock failed with errno {0}")]
-    Os(i32),
+    /// This process could not join the region's participant table (it is full),
+    /// so it cannot take the writer lock.
+    #[error("no participant slot left in the value's region")]
+    NoParticipantSlot,
 }
 
 // ---------------------------------------------------------------------------
@@ -463,12 +464,12 @@ impl<T: Pod> Cells<T> {
         }
         self.raw()
             .lock
-            .lock_repairing(|| self.recover())
+            .lock_repairing(self.obj.region(), || self.recover())
             .map_err(|e| match e {
                 MutexError::NotRecoverable => ValueError::NotRecoverable,
-                MutexError::Os(e) => ValueError::Os(e),
+                MutexError::NoIdentity => ValueError::NoParticipantSlot,
                 // Not returned by a blocking acquire.
-                _ => ValueError::Os(0),
+                _ => ValueError::NotRecoverable,
             })
     }
 

@@ -18,7 +18,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
-use multiproc::__loom::{Acquired, How, MutexError, RawLock, RawRLock};
+use multiproc::__loom::{Acquired, How, LoomOwners, MutexError, RawLock, RawRLock};
 
 /// Enters a critical section guarded by an "inside" flag that must be false.
 fn critical(inside: &AtomicBool) {
@@ -38,7 +38,7 @@ fn lock_mutual_exclusion() {
             .map(|_| {
                 let (lock, inside) = (lock.clone(), inside.clone());
                 thread::spawn(move || {
-                    assert_eq!(lock.acquire(How::Block), Ok(Acquired::Clean));
+                    assert_eq!(lock.acquire(How::Block, &LoomOwners), Ok(Acquired::Clean));
                     critical(&inside);
                     lock.release().unwrap();
                 })
@@ -47,7 +47,7 @@ fn lock_mutual_exclusion() {
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(lock.acquire(How::Try), Ok(Acquired::Clean));
+        assert_eq!(lock.acquire(How::Try, &LoomOwners), Ok(Acquired::Clean));
     });
 }
 
@@ -58,14 +58,14 @@ fn lock_owner_died_is_handed_over_exactly_once() {
         let victim = {
             let lock = lock.clone();
             thread::spawn(move || {
-                assert_eq!(lock.acquire(How::Block), Ok(Acquired::Clean));
+                assert_eq!(lock.acquire(How::Block, &LoomOwners), Ok(Acquired::Clean));
                 lock.simulate_owner_death(); // SIGKILL while holding
             })
         };
         let survivor = {
             let lock = lock.clone();
             thread::spawn(move || {
-                let died = match lock.acquire(How::Block) {
+                let died = match lock.acquire(How::Block, &LoomOwners) {
                     Ok(Acquired::OwnerDied) => {
                         assert!(lock.is_owned_by_me());
                         lock.mark_consistent().unwrap();
@@ -81,7 +81,7 @@ fn lock_owner_died_is_handed_over_exactly_once() {
         victim.join().unwrap();
         let survivor_saw_death = survivor.join().unwrap();
         // If the survivor went first, the death happened after it: we see it now.
-        let main_saw_death = match lock.acquire(How::Block) {
+        let main_saw_death = match lock.acquire(How::Block, &LoomOwners) {
             Ok(Acquired::OwnerDied) => true,
             Ok(Acquired::Clean) => false,
             Err(e) => panic!("{e:?}"),
@@ -99,7 +99,7 @@ fn lock_released_without_repair_is_not_recoverable() {
         let lock = Arc::new(RawLock::new());
         let l2 = lock.clone();
         thread::spawn(move || {
-            l2.acquire(How::Block).unwrap();
+            l2.acquire(How::Block, &LoomOwners).unwrap();
             l2.simulate_owner_death();
         })
         .join()
@@ -107,7 +107,7 @@ fn lock_released_without_repair_is_not_recoverable() {
         // Two acquirers race; whoever is first sees the death and releases
         // without repairing, so the other must get NotRecoverable.
         let take = |lock: &RawLock| {
-            let r = lock.acquire(How::Block);
+            let r = lock.acquire(How::Block, &LoomOwners);
             if r == Ok(Acquired::OwnerDied) {
                 lock.release().unwrap();
             }
@@ -126,7 +126,10 @@ fn lock_released_without_repair_is_not_recoverable() {
             .filter(|r| **r == Err(MutexError::NotRecoverable))
             .count();
         assert_eq!((died, refused), (1, 1), "{mine:?} {other:?}");
-        assert_eq!(lock.acquire(How::Try), Err(MutexError::NotRecoverable));
+        assert_eq!(
+            lock.acquire(How::Try, &LoomOwners),
+            Err(MutexError::NotRecoverable)
+        );
     });
 }
 
@@ -139,8 +142,8 @@ fn rlock_reentry_and_exclusion() {
             .map(|_| {
                 let (lock, inside) = (lock.clone(), inside.clone());
                 thread::spawn(move || {
-                    lock.acquire(How::Block).unwrap();
-                    lock.acquire(How::Block).unwrap();
+                    lock.acquire(How::Block, &LoomOwners).unwrap();
+                    lock.acquire(How::Block, &LoomOwners).unwrap();
                     assert_eq!(lock.depth(), 2);
                     critical(&inside);
                     lock.release().unwrap();
@@ -162,16 +165,19 @@ fn rlock_owner_died_resets_depth() {
         let lock = Arc::new(RawRLock::new());
         let l2 = lock.clone();
         let victim = thread::spawn(move || {
-            l2.acquire(How::Block).unwrap();
-            l2.acquire(How::Block).unwrap();
+            l2.acquire(How::Block, &LoomOwners).unwrap();
+            l2.acquire(How::Block, &LoomOwners).unwrap();
             l2.simulate_owner_death();
         });
         victim.join().unwrap();
-        assert_eq!(lock.acquire(How::Block), Ok(Acquired::OwnerDied));
+        assert_eq!(
+            lock.acquire(How::Block, &LoomOwners),
+            Ok(Acquired::OwnerDied)
+        );
         assert_eq!(lock.depth(), 1);
         lock.mark_consistent().unwrap();
         lock.release().unwrap();
-        assert_eq!(lock.acquire(How::Block), Ok(Acquired::Clean));
+        assert_eq!(lock.acquire(How::Block, &LoomOwners), Ok(Acquired::Clean));
     });
 }
 

@@ -79,7 +79,7 @@ fn valid_header(len: usize, participants: u32, extra: u64, payload_size: u64) ->
     let payload_size = payload_size % (total - payload_offset + 1);
     let mut b = vec![0u8; len];
     b[..8].copy_from_slice(MAGIC);
-    put_u32(&mut b, 8, 1);
+    put_u32(&mut b, 8, 2);
     b[12..16].copy_from_slice(b"GNU\0");
     put_u64(&mut b, 16, total);
     put_u64(&mut b, 24, 0);
@@ -107,7 +107,7 @@ fn reference_accepts(b: &[u8]) -> bool {
     let payload_size = get_u64(b, 56);
     let table_end = HEADER_SIZE as u64 + u64::from(participants) * SLOT_SIZE;
     &b[..8] == MAGIC
-        && get_u32(b, 8) == 1
+        && get_u32(b, 8) == 2
         && b[12..16] == *b"GNU\0"
         && get_u32(b, 44) == READY
         && kind == KIND

@@ -340,7 +340,7 @@ mod handle {
             // SAFETY: `words` points at `geo.words()` initialized atomics inside
             // the mapping, which lives as long as `self.obj`; shared access only.
             let words = unsafe { std::slice::from_raw_parts(self.words, self.geo.words()) };
-            Table::new(&self.obj.get().raw, words, self.geo)
+            Table::new(&self.obj.get().raw, words, self.geo, self.obj.region())
         }
 
         /// Inserts `value` for `key`, returning the old value. A new key in a

@@ -51,10 +51,10 @@
 
 use bytemuck::Pod;
 
-use crate::loom::MutexError;
 #[cfg(loom)]
 use crate::loom::atomic::fence;
 use crate::loom::atomic::{AtomicU64, Ordering};
+use crate::sync::robust::{MutexError, Owners};
 use crate::sync::{Held, RawLock};
 #[cfg(loom)]
 use crate::words::word_of;
@@ -91,9 +91,10 @@ pub enum DictError<T = ()> {
     /// this crate released it while inconsistent).
     #[error("the dict's writer lock is not recoverable")]
     NotRecoverable,
-    /// The robust mutex reported an unexpected errno (a scribbled-over region).
-    #[error("the dict's writer lock failed with errno {0}")]
-    Os(i32),
+    /// This process could not join the region's participant table (it is full),
+    /// so it cannot take the writer lock.
+    #[error("no participant slot left in the dict's region")]
+    NoParticipantSlot,
 }
 
 impl<T> DictError<T> {
@@ -103,7 +104,7 @@ impl<T> DictError<T> {
             DictError::Full(_) => DictError::Full(()),
             DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
-            DictError::Os(e) => DictError::Os(e),
+            DictError::NoParticipantSlot => DictError::NoParticipantSlot,
         }
     }
 
@@ -120,7 +121,7 @@ impl<T> DictError<T> {
             DictError::Full(t) => DictError::Full(f(t)),
             DictError::WouldDeadlock => DictError::WouldDeadlock,
             DictError::NotRecoverable => DictError::NotRecoverable,
-            DictError::Os(e) => DictError::Os(e),
+            DictError::NoParticipantSlot => DictError::NoParticipantSlot,
         }
     }
 }
@@ -291,14 +292,26 @@ pub(crate) struct Table<'a> {
     raw: &'a RawDict,
     words: &'a [AtomicU64],
     geo: Geo,
+    /// The region's participants: who the writer lock's owner is.
+    owners: &'a dyn Owners,
 }
 
 impl<'a> Table<'a> {
     /// The table over `words`, which must hold exactly `geo.words()` words (every
     /// index below is `< geo.words()` by construction from the validated `geo`).
-    pub(crate) fn new(raw: &'a RawDict, words: &'a [AtomicU64], geo: Geo) -> Table<'a> {
+    pub(crate) fn new(
+        raw: &'a RawDict,
+        words: &'a [AtomicU64],
+        geo: Geo,
+        owners: &'a dyn Owners,
+    ) -> Table<'a> {
         debug_assert_eq!(words.len(), geo.words());
-        Table { raw, words, geo }
+        Table {
+            raw,
+            words,
+            geo,
+            owners,
+        }
     }
 
     #[inline]
@@ -444,12 +457,12 @@ impl<'a> Table<'a> {
         }
         self.raw
             .lock
-            .lock_repairing(|| self.recover())
+            .lock_repairing(self.owners, || self.recover())
             .map_err(|e| match e {
                 MutexError::NotRecoverable => DictError::NotRecoverable,
-                MutexError::Os(e) => DictError::Os(e),
+                MutexError::NoIdentity => DictError::NoParticipantSlot,
                 // Not returned by a blocking acquire.
-                _ => DictError::Os(0),
+                _ => DictError::NotRecoverable,
             })
     }
 
@@ -823,7 +836,7 @@ pub mod model {
         }
 
         fn table(&self) -> Table<'_> {
-            Table::new(&self.raw, &self.words, self.geo)
+            Table::new(&self.raw, &self.words, self.geo, &crate::sync::LoomOwners)
         }
 
         /// See `SharedDict::get`.

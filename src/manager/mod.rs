@@ -49,11 +49,11 @@ use bytemuck::Pod;
 
 use crate::Error;
 use crate::dict::{DictObject, DictOptions, SharedDict};
-use crate::loom::MutexError;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::queue::{BytesQueue, JoinableQueue, Queue};
 use crate::region::header::Fnv;
 use crate::region::{Object, Region, RegionOptions, SharedObject};
+use crate::sync::robust::MutexError;
 use crate::sync::{
     Barrier, BoundedSemaphore, Condition, Event, Held, Lock, RLock, RawLock, Semaphore,
 };
@@ -388,10 +388,12 @@ impl Manager {
     fn lock_dir(&self) -> Result<Held<'_>, Error> {
         self.dir()
             .lock
-            .lock_repairing(|| self.recover())
+            .lock_repairing(self.obj.region(), || self.recover())
             .map_err(|e| match e {
                 MutexError::NotRecoverable => Error::NotRecoverable,
-                MutexError::Os(e) => Error::Io(std::io::Error::from_raw_os_error(e)),
+                MutexError::NoIdentity => Error::ParticipantsFull {
+                    slots: self.obj.region().participant_slots(),
+                },
                 // Not returned by a blocking acquire.
                 _ => Error::Corrupted("manager lock"),
             })

@@ -29,7 +29,7 @@ use crate::sys::LIBC_FAMILY;
 /// The first eight bytes of every region.
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCRGN";
 /// Bumped whenever any shared layout in the crate changes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Bytes reserved for the header; the participant table starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
 /// Alignment of the participant table and the payload (two cache lines, so the

@@ -142,8 +142,9 @@ pub struct Region {
     layout: Layout,
     name: Option<String>,
     /// This process's membership, cached: `fork_epoch << 32 | state` where state is
-    /// `index + 1`, 0 (none) or `JOINING`. Process-local memory; a forked child
-    /// sees an older epoch and joins anew.
+    /// the membership's owner token (`Member::token`, never 0), 0 (none) or
+    /// `JOINING`. Process-local memory; a forked child sees an older epoch and
+    /// joins anew.
     me: AtomicU64,
 }
 
@@ -229,17 +230,29 @@ impl Region {
     /// This process's membership, joining on first use in a (forked) process.
     /// `None` if the table is full.
     pub(crate) fn member(&self) -> Option<Member> {
+        self.token().and_then(Member::from_token)
+    }
+
+    /// This process's owner token, joining on first use in a (forked) process.
+    #[inline]
+    pub(crate) fn token(&self) -> Option<u32> {
         let epoch = u64::from(sys::process::fork_epoch());
+        // Acquire: pairs with the Release store after joining in `join_slow`.
+        let cur = self.me.load(Ordering::Acquire);
+        let st = cur & 0xffff_ffff;
+        if cur >> 32 == epoch && st != 0 && st != JOINING {
+            return Some(st as u32);
+        }
+        self.join_slow(epoch)
+    }
+
+    #[cold]
+    fn join_slow(&self, epoch: u64) -> Option<u32> {
         loop {
-            // Acquire: pairs with the Release store after joining below.
             let cur = self.me.load(Ordering::Acquire);
             let (e, st) = (cur >> 32, cur & 0xffff_ffff);
             if e == epoch && st != 0 && st != JOINING {
-                let m = Member {
-                    index: (st - 1) as u32,
-                    generation: 0,
-                };
-                return self.member_generation(m);
+                return Some(st as u32);
             }
             if e == epoch && st == JOINING {
                 crate::loom::hint::spin_loop();
@@ -258,27 +271,16 @@ impl Region {
             {
                 continue;
             }
-            let joined = self.table().join();
-            let st = joined.map_or(0, |m| u64::from(m.index) + 1);
-            self.me.store((epoch << 32) | st, Ordering::Release);
+            let joined = self.table().join().map(Member::token);
+            self.me.store(
+                (epoch << 32) | u64::from(joined.unwrap_or(0)),
+                Ordering::Release,
+            );
             if joined.is_some() {
                 track(self);
             }
             return joined;
         }
-    }
-
-    fn member_generation(&self, m: Member) -> Option<Member> {
-        let generation = self.slot_generation(m.index)?;
-        let m = Member {
-            index: m.index,
-            generation,
-        };
-        self.table().is_mine(m).then_some(m)
-    }
-
-    fn slot_generation(&self, index: u32) -> Option<u32> {
-        self.table().generation(index)
     }
 
     /// Probes member `m`.
@@ -289,6 +291,17 @@ impl Region {
 
     pub(crate) fn probe(&self, m: Member) -> Liveness {
         self.table().probe(m)
+    }
+
+    /// Joins the participant table now (creators and openers do), so that a full
+    /// table is an error at attach rather than at the first lock.
+    fn attach(&self) -> Result<(), Error> {
+        match self.token() {
+            Some(_) => Ok(()),
+            None => Err(Error::ParticipantsFull {
+                slots: self.layout.participants_len,
+            }),
+        }
     }
 
     /// Creates a region holding a fresh `T`: anonymous when `name` is `None`.
@@ -377,7 +390,7 @@ impl Region {
         crate::loom::futex::wake(&region.header().init, u32::MAX);
         let region = Arc::new(region);
         // Join once the region has its final address (the exit registry keeps it).
-        let _ = region.member();
+        region.attach()?;
         Ok(Object {
             region,
             offset: layout.payload_offset,
@@ -458,7 +471,7 @@ impl Region {
             _t: PhantomData,
         };
         object.get().check(object.region.layout.payload_size)?;
-        let _ = object.region.member();
+        object.region.attach()?;
         Ok(object)
     }
 }
@@ -470,12 +483,22 @@ impl Region {
         let cur = self.me.load(Ordering::Acquire);
         let (e, st) = (cur >> 32, cur & 0xffff_ffff);
         if e == epoch && st != 0 && st != JOINING {
-            let index = (st - 1) as u32;
-            if let Some(generation) = self.slot_generation(index) {
-                self.table().leave(Member { index, generation });
+            if let Some(m) = Member::from_token(st as u32) {
+                self.table().leave(m);
             }
             self.me.store(epoch << 32, Ordering::Release);
         }
+    }
+}
+
+impl crate::sync::robust::Owners for Region {
+    #[inline]
+    fn me(&self) -> Option<u32> {
+        self.token()
+    }
+
+    fn probe(&self, owner: u32) -> crate::sync::robust::Probe<'_> {
+        self.table().probe_owner(owner)
     }
 }
 

@@ -1,38 +1,61 @@
 //! The participant table: which processes use a region, and which of them died.
 //!
-//! Each slot holds `{state, pid, generation, start time, pid namespace, beacon}`.
-//! The beacon is a robust process-shared mutex that the joining thread locks and
-//! keeps locked until the process leaves. A peer probes it with `trylock`:
+//! Each slot holds `{state, pid, generation, start time, pid namespace, joined at,
+//! beacon}`. The beacon (`crate::sys::robust::Entry`) is a futex word on the
+//! kernel's robust list of this process's beacon thread, a thread the crate keeps
+//! parked for the life of the process: it holds that thread's TID while the process
+//! lives, and the kernel sets `FUTEX_OWNER_DIED` in it (and wakes a sleeper) when
+//! the process dies or execs. So a probe is a few loads:
 //!
-//! | probe result | meaning |
+//! | beacon word | meaning |
 //! |---|---|
-//! | `EBUSY` | the holder thread lives: the participant is alive |
-//! | `EOWNERDEAD` / free | the holder thread is gone; `/proc/<pid>/stat` (pid + start time, zombies count as dead) decides whether the whole process is gone or only the thread that joined |
+//! | a TID, no `FUTEX_OWNER_DIED` | the process lives |
+//! | `FUTEX_OWNER_DIED` | the process died (the kernel said so, before its pid could be reused) |
+//! | 0 | not armed (no beacon thread, or the kernel's list limit): `/proc/<pid>/stat` (pid + start time, zombies count as dead) decides |
 //!
-//! The kernel marks the beacon owner-died before the pid can be reused, so a
-//! probe never mistakes a new process for an old one. The process is the unit of
-//! failure: a thread that dies in a live process does not make it "dead".
+//! The process is the unit of failure: the beacon does not belong to the thread
+//! that joined, so a handle may be created, used and dropped on any thread, and
+//! the joining thread may exit first.
 //!
 //! Slot states (`state` word):
 //!
 //! | state | set by | meaning |
 //! |---|---|---|
 //! | `EMPTY` | creator (zeroed), leaver | free |
-//! | `CLAIMING` | joiner, by CAS from `EMPTY`/`DEAD` | being filled in |
+//! | `CLAIMING` tag with the claimant's pid (`pid << 2 \| 1`) | joiner, by CAS from `EMPTY`/`DEAD`; leaver, by CAS from `LIVE` | being filled in or emptied; a joiner that finds the table full reclaims slots whose claimant's pid is gone |
 //! | `LIVE` | joiner, Release after the fields and beacon | in use |
-//! | `DEAD` | the prober that saw it die, by CAS from `LIVE` | dead, reusable |
+//! | `DEAD` | the prober that saw it die, by CAS from `LIVE`; a reclaimer, from a dead claimant's `CLAIMING` | dead, reusable |
 //!
-//! `generation` increases on every join, so `(index, generation)` names one
-//! process's membership even after the slot is reused.
+//! `generation` (18 bits, never 0) increases on every join, so `(index,
+//! generation)` names one process's membership even after the slot is reused;
+//! packed as an owner token (`index + 1` in the low 13 bits, the generation above)
+//! it is what robust lock words hold.
 
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::loom::{Acquired, MutexError, RobustMutex};
 use crate::sys::process;
+use crate::sys::robust::{self, Entry, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
 
 pub(crate) const EMPTY: u32 = 0;
-pub(crate) const CLAIMING: u32 = 1;
+const CLAIMING_TAG: u32 = 1;
 pub(crate) const LIVE: u32 = 2;
 pub(crate) const DEAD: u32 = 3;
+
+/// Bits of an owner token that hold `index + 1`.
+const INDEX_BITS: u32 = 13;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// Generations wrap within 18 bits (skipping 0), so a token fits in 31.
+pub(crate) const GENERATION_MASK: u32 = (1 << (31 - INDEX_BITS)) - 1;
+
+const _: () = assert!(super::header::MAX_PARTICIPANTS < INDEX_MASK);
+
+/// `CLAIMING` for the process `pid`.
+fn claiming(pid: u32) -> u32 {
+    (pid << 2) | CLAIMING_TAG
+}
+
+fn is_claiming(state: u32) -> bool {
+    state & 3 == CLAIMING_TAG
+}
 
 /// One participant slot; exactly [`super::header::SLOT_SIZE`] bytes.
 #[repr(C, align(128))]
@@ -43,7 +66,9 @@ pub(crate) struct Slot {
     _pad: u32,
     start_time: AtomicU64,
     pidns: AtomicU64,
-    beacon: RobustMutex,
+    /// Seconds since the Unix epoch when the current member joined.
+    joined_at: AtomicU64,
+    beacon: Entry,
 }
 
 const _: () = assert!(size_of::<Slot>() == super::header::SLOT_SIZE);
@@ -53,6 +78,20 @@ const _: () = assert!(size_of::<Slot>() == super::header::SLOT_SIZE);
 pub(crate) struct Member {
     pub(crate) index: u32,
     pub(crate) generation: u32,
+}
+
+impl Member {
+    /// The owner token naming this membership in robust lock words.
+    pub(crate) fn token(self) -> u32 {
+        (self.index + 1) | ((self.generation & GENERATION_MASK) << INDEX_BITS)
+    }
+
+    /// The membership a token names; `None` for 0 or an impossible token.
+    pub(crate) fn from_token(token: u32) -> Option<Member> {
+        let index = (token & INDEX_MASK).checked_sub(1)?;
+        let generation = (token >> INDEX_BITS) & GENERATION_MASK;
+        (generation != 0).then_some(Member { index, generation })
+    }
 }
 
 /// What a probe found.
@@ -89,46 +128,73 @@ impl Slot {
         // SAFETY: the caller guarantees `this` is valid and unused; every field is
         // written before the region is published (READY).
         unsafe {
-            std::ptr::addr_of_mut!((*this).state).write(AtomicU32::new(EMPTY));
-            std::ptr::addr_of_mut!((*this).pid).write(AtomicU32::new(0));
-            std::ptr::addr_of_mut!((*this).generation).write(AtomicU32::new(0));
-            std::ptr::addr_of_mut!((*this)._pad).write(0);
-            std::ptr::addr_of_mut!((*this).start_time).write(AtomicU64::new(0));
-            std::ptr::addr_of_mut!((*this).pidns).write(AtomicU64::new(0));
-            RobustMutex::init(std::ptr::addr_of_mut!((*this).beacon))
+            this.write(Slot {
+                state: AtomicU32::new(EMPTY),
+                pid: AtomicU32::new(0),
+                generation: AtomicU32::new(0),
+                _pad: 0,
+                start_time: AtomicU64::new(0),
+                pidns: AtomicU64::new(0),
+                joined_at: AtomicU64::new(0),
+                beacon: Entry::new(),
+            });
         }
+        Ok(())
     }
 
-    fn fill_and_publish(&self, index: u32) -> Option<Member> {
-        // Take the beacon first: if a thread of a live process still holds it (it
-        // left from another thread than the one that joined), skip the slot.
-        match self.beacon.try_lock() {
-            Ok(Acquired::Clean) => {}
-            Ok(Acquired::OwnerDied) => {
-                let _ = self.beacon.consistent();
-            }
-            Err(_) => return None,
-        }
-        // Relaxed: the generation is only written by the claimant (state CLAIMING);
-        // the Release store of LIVE below publishes it.
-        let generation = self
-            .generation
-            .load(Ordering::Relaxed)
-            .wrapping_add(1)
-            .max(1);
+    /// Fills a slot this process claimed and publishes it.
+    fn fill_and_publish(&self, index: u32) -> Member {
+        // Relaxed: these fields are only written by the claimant (state
+        // CLAIMING); the Release store of LIVE below publishes them.
+        let generation =
+            (self.generation.load(Ordering::Relaxed).wrapping_add(1)) & GENERATION_MASK;
+        let generation = generation.max(1);
         self.generation.store(generation, Ordering::Relaxed);
         self.pid.store(process::pid(), Ordering::Relaxed);
         self.start_time
             .store(process::start_time(), Ordering::Relaxed);
         self.pidns
             .store(process::pid_namespace(), Ordering::Relaxed);
+        self.joined_at
+            .store(crate::sys::time::unix_seconds(), Ordering::Relaxed);
+        if !robust::arm(&self.beacon) {
+            // No beacon: peers judge this membership from /proc.
+            self.beacon.word.store(0, Ordering::Relaxed);
+        }
         // SYNC(slot): pairs with the Acquire loads of `state` in `probe`/`list`.
         self.state.store(LIVE, Ordering::Release);
-        Some(Member { index, generation })
+        Member { index, generation }
     }
 
     fn probe(&self, generation: u32) -> Liveness {
+        match self.probe_beacon(generation) {
+            Some(_) => Liveness::Alive,
+            None => self.verdict(generation),
+        }
+    }
+
+    /// `Some(beacon value)` (0 if not armed) while the member looks alive;
+    /// `None` when it is dead or gone (the caller asks [`Slot::verdict`] which).
+    fn probe_beacon(&self, generation: u32) -> Option<u32> {
         // SYNC(slot): Acquire pairs with the Release store of LIVE/DEAD.
+        let state = self.state.load(Ordering::Acquire);
+        if state != LIVE || self.generation.load(Ordering::Relaxed) != generation {
+            return None;
+        }
+        // Acquire: pairs with the beacon's arming store (and the kernel's write).
+        let w = self.beacon.word.load(Ordering::Acquire);
+        if w & FUTEX_OWNER_DIED != 0 {
+            return None;
+        }
+        if w & FUTEX_TID_MASK != 0 {
+            return Some(w);
+        }
+        self.proc_says_alive().then_some(0)
+    }
+
+    /// Why `probe_beacon` said no: marks a dead member `DEAD` (once) and wakes
+    /// everyone sleeping on its beacon (the kernel wakes only one).
+    fn verdict(&self, generation: u32) -> Liveness {
         let state = self.state.load(Ordering::Acquire);
         if self.generation.load(Ordering::Relaxed) != generation {
             return Liveness::Gone;
@@ -138,50 +204,37 @@ impl Slot {
             DEAD => return Liveness::Dead,
             _ => return Liveness::Gone,
         }
-        let died = match self.beacon.try_lock() {
-            Err(MutexError::WouldBlock) => return Liveness::Alive,
-            Ok(Acquired::OwnerDied) => {
-                let _ = self.beacon.consistent();
-                true
-            }
-            Ok(Acquired::Clean) => false,
-            // Not recoverable or scribbled over: fall back to /proc alone.
-            Err(_) => {
-                return match self.proc_says_alive(false) {
-                    true => Liveness::Alive,
-                    false => self.mark_dead(generation),
-                };
-            }
-        };
-        // We hold the beacon: the thread that joined is gone. Decide for the process.
-        let alive = self.proc_says_alive(died);
-        let result = if alive {
-            Liveness::Alive
-        } else {
-            self.mark_dead(generation)
-        };
-        let _ = self.beacon.unlock();
-        result
+        let w = self.beacon.word.load(Ordering::Acquire);
+        let dead =
+            w & FUTEX_OWNER_DIED != 0 || (w & FUTEX_TID_MASK == 0 && !self.proc_says_alive());
+        if !dead {
+            return Liveness::Alive;
+        }
+        if w & FUTEX_WAITERS != 0 {
+            crate::sys::futex::wake(&self.beacon.word, u32::MAX);
+        }
+        self.mark_dead(generation)
     }
 
     /// Whether `/proc` shows the process still running. When `/proc` cannot tell
-    /// (another pid namespace), the beacon's owner-died verdict decides.
-    fn proc_says_alive(&self, beacon_died: bool) -> bool {
+    /// (another pid namespace, or no permission), the member counts as alive: a
+    /// wrong "dead" would hand its locks and slots to others.
+    fn proc_says_alive(&self) -> bool {
         let pidns = self.pidns.load(Ordering::Relaxed);
         if pidns != 0 && pidns != process::pid_namespace() {
-            return !beacon_died;
+            return true;
         }
         let pid = self.pid.load(Ordering::Relaxed);
         let start = self.start_time.load(Ordering::Relaxed);
-        process::is_alive(pid, start).unwrap_or(!beacon_died)
+        process::is_alive(pid, start).unwrap_or(true)
     }
 
     fn mark_dead(&self, generation: u32) -> Liveness {
         if self.generation.load(Ordering::Relaxed) != generation {
             return Liveness::Gone;
         }
-        // Release: publishes nothing new, but keeps the state word's history
-        // ordered for the Acquire readers.
+        // AcqRel: the winner's later reuse of the slot (join from DEAD) is ordered
+        // after what the dead member wrote.
         match self
             .state
             .compare_exchange(LIVE, DEAD, Ordering::AcqRel, Ordering::Acquire)
@@ -189,6 +242,22 @@ impl Slot {
             Ok(_) | Err(DEAD) => Liveness::Dead,
             Err(_) => Liveness::Gone,
         }
+    }
+
+    /// A slot stuck in `CLAIMING` by a claimant whose process is gone becomes
+    /// `DEAD` (reusable). Returns whether it did.
+    fn reclaim_dead_claimant(&self) -> bool {
+        let state = self.state.load(Ordering::Acquire);
+        if !is_claiming(state) {
+            return false;
+        }
+        let pid = state >> 2;
+        if pid == process::pid() || process::is_alive(pid, 0) != Some(false) {
+            return false;
+        }
+        self.state
+            .compare_exchange(state, DEAD, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -198,9 +267,27 @@ pub(crate) struct Table<'a> {
     pub(crate) slots: &'a [Slot],
 }
 
-impl Table<'_> {
-    /// Takes a slot for the calling process; `None` when the table is full.
+impl<'a> Table<'a> {
+    /// Takes a slot for the calling process; `None` when the table is full even
+    /// after reclaiming slots of dead members and dead claimants.
     pub(crate) fn join(&self) -> Option<Member> {
+        if let Some(m) = self.try_claim() {
+            return Some(m);
+        }
+        // Full: reclaim dead members and claimants that died mid-join, then retry.
+        let mut reclaimed = false;
+        for slot in self.slots {
+            let g = slot.generation.load(Ordering::Relaxed);
+            let state = slot.state.load(Ordering::Acquire);
+            if (state == LIVE && slot.probe(g) == Liveness::Dead) || slot.reclaim_dead_claimant() {
+                reclaimed = true;
+            }
+        }
+        if reclaimed { self.try_claim() } else { None }
+    }
+
+    fn try_claim(&self) -> Option<Member> {
+        let me = claiming(process::pid());
         for from in [EMPTY, DEAD] {
             for (i, slot) in self.slots.iter().enumerate() {
                 if slot.state.load(Ordering::Relaxed) != from {
@@ -209,70 +296,59 @@ impl Table<'_> {
                 // Acquire: see the previous occupant's writes before reusing.
                 if slot
                     .state
-                    .compare_exchange(from, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
-                    .is_err()
+                    .compare_exchange(from, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
                 {
-                    continue;
-                }
-                let index = u32::try_from(i).unwrap_or(u32::MAX);
-                match slot.fill_and_publish(index) {
-                    Some(m) => return Some(m),
-                    None => slot.state.store(from, Ordering::Release),
-                }
-            }
-        }
-        // Full: look for dead members to reclaim, then try once more.
-        let mut reclaimed = false;
-        for slot in self.slots {
-            let g = slot.generation.load(Ordering::Relaxed);
-            if slot.state.load(Ordering::Acquire) == LIVE && slot.probe(g) == Liveness::Dead {
-                reclaimed = true;
-            }
-        }
-        if reclaimed {
-            self.join_dead_only()
-        } else {
-            None
-        }
-    }
-
-    fn join_dead_only(&self) -> Option<Member> {
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot
-                .state
-                .compare_exchange(DEAD, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                let index = u32::try_from(i).unwrap_or(u32::MAX);
-                match slot.fill_and_publish(index) {
-                    Some(m) => return Some(m),
-                    None => slot.state.store(DEAD, Ordering::Release),
+                    let index = u32::try_from(i).unwrap_or(u32::MAX);
+                    return Some(slot.fill_and_publish(index));
                 }
             }
         }
         None
     }
 
-    /// Gives the slot back. A no-op if it is no longer ours.
+    /// Gives the slot back. A no-op if it is no longer ours. Any thread may call
+    /// it: the beacon is the process's, not the joining thread's.
     pub(crate) fn leave(&self, m: Member) {
         let Some(slot) = self.slots.get(m.index as usize) else {
             return;
         };
+        // First, and whatever the slot says now: the mapping may go away next,
+        // and an armed entry must never be left on our robust list.
+        robust::disarm(&slot.beacon);
+        let pid = process::pid();
         if slot.generation.load(Ordering::Relaxed) != m.generation
-            || slot.pid.load(Ordering::Relaxed) != process::pid()
+            || slot.pid.load(Ordering::Relaxed) != pid
             || slot
                 .state
-                .compare_exchange(LIVE, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(LIVE, claiming(pid), Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
         {
             return;
         }
-        // Fails with NotOwner when leaving from another thread than the one that
-        // joined; `join` then skips the slot until that thread exits.
-        let _ = slot.beacon.unlock();
         slot.pid.store(0, Ordering::Relaxed);
         // SYNC(slot): Release pairs with joiners' Acquire CAS.
         slot.state.store(EMPTY, Ordering::Release);
+    }
+
+    /// Probes the membership an owner token names, for robust lock words: alive
+    /// with its beacon word (to sleep on) or dead. Impossible tokens are dead.
+    pub(crate) fn probe_owner(&self, token: u32) -> crate::sync::robust::Probe<'a> {
+        use crate::sync::robust::Probe;
+        let Some(m) = Member::from_token(token) else {
+            return Probe::Dead;
+        };
+        let Some(slot) = self.slots.get(m.index as usize) else {
+            return Probe::Dead;
+        };
+        match slot.probe_beacon(m.generation) {
+            Some(0) => Probe::Alive(None),
+            Some(w) => Probe::Alive(Some((&slot.beacon.word, w))),
+            None => match slot.verdict(m.generation) {
+                Liveness::Alive => Probe::Alive(None),
+                Liveness::Dead | Liveness::Gone => Probe::Dead,
+            },
+        }
     }
 
     /// Probes member `m`; an out-of-range index is `Gone`.
@@ -281,24 +357,6 @@ impl Table<'_> {
             Some(slot) => slot.probe(m.generation),
             None => Liveness::Gone,
         }
-    }
-
-    /// The current generation of slot `index`.
-    pub(crate) fn generation(&self, index: u32) -> Option<u32> {
-        // Relaxed: callers confirm ownership with `is_mine`, which loads `state`
-        // with Acquire.
-        self.slots
-            .get(index as usize)
-            .map(|s| s.generation.load(Ordering::Relaxed))
-    }
-
-    /// Whether `m` is still this process's live membership.
-    pub(crate) fn is_mine(&self, m: Member) -> bool {
-        self.slots.get(m.index as usize).is_some_and(|s| {
-            s.state.load(Ordering::Acquire) == LIVE
-                && s.generation.load(Ordering::Relaxed) == m.generation
-                && s.pid.load(Ordering::Relaxed) == process::pid()
-        })
     }
 
     /// Snapshot of occupied slots, probing each live one.

@@ -46,8 +46,9 @@
 //! waiter returns notified only when it was granted.
 
 use super::lock::{How, RawLock, ReleaseError};
+use super::robust::{Acquired, MutexError, Owners};
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::{Acquired, Deadline, MutexError};
 use crate::park::{Park, WaitPolicy, no_probe};
 use crate::spin;
 
@@ -158,6 +159,7 @@ impl RawCondition {
         &self,
         policy: WaitPolicy,
         deadline: Option<Deadline>,
+        owners: &(impl Owners + ?Sized),
     ) -> Result<(Result<Acquired, MutexError>, bool), ReleaseError> {
         if !self.lock.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
@@ -177,7 +179,7 @@ impl RawCondition {
                     break true;
                 }
             };
-            let relocked = self.relock(policy);
+            let relocked = self.relock(policy, owners);
             let owner_died = match relocked {
                 Ok(Acquired::Clean) => false,
                 Ok(Acquired::OwnerDied) => true,
@@ -197,10 +199,14 @@ impl RawCondition {
     /// Re-takes the lock after a wait. The notifier still holds it for a
     /// moment: try while spinning before blocking, so a quick release costs no
     /// futex sleep.
-    fn relock(&self, policy: WaitPolicy) -> Result<Acquired, MutexError> {
+    fn relock(
+        &self,
+        policy: WaitPolicy,
+        owners: &(impl Owners + ?Sized),
+    ) -> Result<Acquired, MutexError> {
         if policy != WaitPolicy::Park {
             let mut tried = None;
-            spin::spin_until(|| match self.lock.acquire(How::Try) {
+            spin::spin_until(|| match self.lock.acquire(How::Try, owners) {
                 Err(MutexError::WouldBlock) => false,
                 r => {
                     tried = Some(r);
@@ -211,7 +217,7 @@ impl RawCondition {
                 return r;
             }
         }
-        self.lock.acquire(How::Block)
+        self.lock.acquire(How::Block, owners)
     }
 
     /// Wakes up to `n` of the current waiters. The caller must hold the lock.
@@ -286,11 +292,12 @@ mod handle {
 
     use super::RawCondition;
     use crate::Error;
-    use crate::loom::{Acquired, Deadline};
+    use crate::loom::Deadline;
     use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
     use crate::sync::lock::handle::guard_result;
     use crate::sync::lock::{How, LockError, LockGuard, ReleaseError, lock_error};
+    use crate::sync::robust::Acquired;
 
     // SAFETY: repr(C): a robust mutex and three atomics.
     unsafe impl SharedObject for RawCondition {
@@ -390,19 +397,20 @@ mod handle {
         /// Acquires the condition's lock.
         pub fn lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();
-            guard_result(raw, raw.acquire(How::Block))
+            guard_result(raw, raw.acquire(How::Block, self.obj.region()))
         }
 
         /// Acquires the condition's lock, waiting at most `timeout`.
         pub fn lock_timeout(&self, timeout: Duration) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();
-            guard_result(raw, raw.acquire(How::Until(Deadline::after(timeout))))
+            let how = How::Until(Deadline::after(timeout));
+            guard_result(raw, raw.acquire(how, self.obj.region()))
         }
 
         /// Acquires the condition's lock if it is free.
         pub fn try_lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();
-            guard_result(raw, raw.acquire(How::Try))
+            guard_result(raw, raw.acquire(How::Try, self.obj.region()))
         }
 
         fn wait_inner<'a>(
@@ -421,7 +429,7 @@ mod handle {
                 return Err(LockError::OwnerDied(guard));
             }
             guard.forget_release();
-            match raw.wait(self.policy, deadline) {
+            match raw.wait(self.policy, deadline, self.obj.region()) {
                 Ok((Ok(Acquired::Clean), notified)) => {
                     Ok((LockGuard::new(raw.lock(), Acquired::Clean), !notified))
                 }
@@ -430,9 +438,9 @@ mod handle {
                     Acquired::OwnerDied,
                 ))),
                 Ok((Err(e), _)) => Err(lock_error(e)),
-                // The guard proved ownership, so this cannot happen; report it as
-                // an OS-level inconsistency rather than panic.
-                Err(_) => Err(LockError::Os(1)),
+                // The guard proved ownership, so this cannot happen; report the
+                // lock as unusable rather than panic.
+                Err(_) => Err(LockError::NotRecoverable),
             }
         }
 

@@ -1,20 +1,21 @@
 //! `Lock`: a robust, process-shared mutual-exclusion lock.
 //!
-//! The lock word is a `pthread_mutex_t` with `PTHREAD_PROCESS_SHARED` and
-//! `PTHREAD_MUTEX_ROBUST` (see `crate::sys::mutex`): glibc and the kernel's
-//! robust-futex list detect a holder that died and hand the lock to the next
-//! acquirer with `EOWNERDEAD`, which becomes [`LockError::OwnerDied`] carrying a
-//! guard. The guard's [`LockGuard::mark_consistent`] makes the lock usable again;
-//! dropping the guard without it makes the lock [`LockError::NotRecoverable`] for
-//! everyone, which is what a lock protecting data nobody repaired should do.
+//! The lock word is the crate's own robust word ([`super::robust`]): the owner's
+//! participant token, found dead through the region's participant table and the
+//! kernel's death notice on the owner's beacon. A holder that died hands the lock
+//! to the next acquirer as [`LockError::OwnerDied`], carrying a guard. The guard's
+//! [`LockGuard::mark_consistent`] makes the lock usable again; dropping the guard
+//! without it makes the lock [`LockError::NotRecoverable`] for everyone, which is
+//! what a lock protecting data nobody repaired should do.
 //!
-//! Beside the mutex the crate keeps one word of its own: the owner's thread token
-//! (random per thread, so PID-namespace proof), which lets a [`super::Condition`]
-//! refuse `notify` from a non-owner. Uncontended lock + unlock is the pthread fast
-//! path (one CAS each way) plus two relaxed stores.
+//! Beside the word the crate keeps the owner's thread token (random per thread, so
+//! PID-namespace proof), which lets a [`super::Condition`] refuse `notify` from a
+//! non-owner. Uncontended lock + unlock is one CAS and one swap plus two relaxed
+//! stores.
 
-use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::loom::{Acquired, Deadline, MutexError, RobustMutex, thread_token};
+use super::robust::{Acquired, MutexError, Owners, RobustCore};
+use crate::loom::atomic::{AtomicU64, Ordering};
+use crate::loom::{Deadline, thread_token};
 
 /// Why an acquire did not give a plain guard. `G` is the guard type: the
 /// `OwnerDied` variant carries it, because the lock *was* acquired.
@@ -36,10 +37,10 @@ pub enum LockError<G> {
     /// `lock_timeout`: the timeout passed first.
     #[error("timed out waiting for the lock")]
     Timeout,
-    /// The operating system reported an unexpected error (errno), for example on a
-    /// lock whose memory another process overwrote.
-    #[error("unexpected error {0} from the lock (corrupted shared memory?)")]
-    Os(i32),
+    /// This process could not join the region's participant table (it is full),
+    /// so it cannot hold the lock. Raise `RegionOptions::participants`.
+    #[error("no participant slot left in the region: this process cannot own the lock")]
+    NoParticipantSlot,
     /// `Condition::wait` was given a guard of another lock; it is handed back
     /// untouched.
     #[error("the guard belongs to another lock")]
@@ -54,7 +55,7 @@ impl<G> LockError<G> {
             LockError::NotRecoverable => LockError::NotRecoverable,
             LockError::WouldBlock => LockError::WouldBlock,
             LockError::Timeout => LockError::Timeout,
-            LockError::Os(e) => LockError::Os(e),
+            LockError::NoParticipantSlot => LockError::NoParticipantSlot,
             LockError::WrongLock(g) => LockError::WrongLock(f(g)),
         }
     }
@@ -109,8 +110,7 @@ pub(crate) fn lock_error<G>(e: MutexError) -> LockError<G> {
         MutexError::WouldBlock => LockError::WouldBlock,
         MutexError::TimedOut => LockError::Timeout,
         MutexError::NotRecoverable => LockError::NotRecoverable,
-        MutexError::NotOwner => LockError::Os(1),
-        MutexError::Os(e) => LockError::Os(e),
+        MutexError::NoIdentity => LockError::NoParticipantSlot,
     }
 }
 
@@ -123,117 +123,6 @@ pub enum How {
     Try,
     /// Wait until the deadline.
     Until(Deadline),
-}
-
-/// `RobustCore::state` values: the crate's own record of the lock's consistency.
-const CONSISTENT: u32 = 0;
-/// Acquired from a dead owner and not yet marked consistent.
-const INCONSISTENT: u32 = 1;
-/// Released while inconsistent: refused to everyone, forever.
-const NOT_RECOVERABLE: u32 = 2;
-
-/// A robust pthread mutex plus the crate's consistency state machine.
-///
-/// | `state` | set by | when |
-/// |---|---|---|
-/// | `CONSISTENT` | creator; the holder in `consistent` | clean, or repaired |
-/// | `INCONSISTENT` | the acquirer that got `EOWNERDEAD` | until repaired or released |
-/// | `NOT_RECOVERABLE` | the holder releasing while `INCONSISTENT`; anyone who sees `ENOTRECOVERABLE` | final |
-///
-/// Why not rely on glibc alone: glibc 2.36's `pthread_mutex_trylock` on a
-/// not-recoverable robust mutex returns `ENOTRECOVERABLE` but leaves the lock
-/// word owned by the caller, so every other process then blocks forever (found by
-/// `tests/kill.rs`). The crate checks its own word before touching the mutex, and
-/// if glibc reports `ENOTRECOVERABLE` anyway it releases whatever glibc left held.
-/// Relaxed throughout: `state` only changes while the mutex is held (or to the
-/// final value), and the mutex orders those changes for the next holder.
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct RobustCore {
-    mutex: RobustMutex,
-    state: AtomicU32,
-}
-
-impl RobustCore {
-    #[cfg(loom)]
-    pub(crate) fn new() -> RobustCore {
-        RobustCore {
-            mutex: RobustMutex::new(),
-            state: AtomicU32::new(CONSISTENT),
-        }
-    }
-
-    /// # Safety
-    ///
-    /// `this` must be valid for writes, aligned, and unused by anyone.
-    #[cfg(not(loom))]
-    pub(crate) unsafe fn init(this: *mut RobustCore) -> std::io::Result<()> {
-        // SAFETY: the caller guarantees `this` is valid, aligned and unused.
-        unsafe {
-            std::ptr::addr_of_mut!((*this).state).write(AtomicU32::new(CONSISTENT));
-            RobustMutex::init(std::ptr::addr_of_mut!((*this).mutex))
-        }
-    }
-
-    fn not_recoverable(&self) -> MutexError {
-        self.state.store(NOT_RECOVERABLE, Ordering::Relaxed);
-        // Undo glibc's trylock leaving the word held; EPERM if we do not hold it.
-        let _ = self.mutex.unlock();
-        MutexError::NotRecoverable
-    }
-
-    pub(crate) fn acquire(&self, how: How) -> Result<Acquired, MutexError> {
-        if self.state.load(Ordering::Relaxed) == NOT_RECOVERABLE {
-            return Err(MutexError::NotRecoverable);
-        }
-        let r = match how {
-            How::Block => self.mutex.lock(),
-            How::Try => self.mutex.try_lock(),
-            How::Until(d) => self.mutex.lock_until(d),
-        };
-        match r {
-            Err(MutexError::NotRecoverable) => Err(self.not_recoverable()),
-            Err(e) => Err(e),
-            Ok(a) => {
-                // Re-check under the mutex: a racing `not_recoverable` may have
-                // unlocked a word glibc had left held, which made it usable again.
-                if self.state.load(Ordering::Relaxed) == NOT_RECOVERABLE {
-                    let _ = self.mutex.unlock();
-                    return Err(MutexError::NotRecoverable);
-                }
-                if a == Acquired::OwnerDied {
-                    self.state.store(INCONSISTENT, Ordering::Relaxed);
-                }
-                Ok(a)
-            }
-        }
-    }
-
-    /// Unlocks; releasing while inconsistent makes the lock not recoverable.
-    /// The caller must hold the mutex.
-    pub(crate) fn release(&self) -> Result<(), MutexError> {
-        if self.state.load(Ordering::Relaxed) == INCONSISTENT {
-            self.state.store(NOT_RECOVERABLE, Ordering::Relaxed);
-        }
-        self.mutex.unlock()
-    }
-
-    /// Marks an owner-died acquisition repaired. The caller must hold the mutex.
-    pub(crate) fn consistent(&self) -> Result<(), ReleaseError> {
-        if self.state.load(Ordering::Relaxed) != INCONSISTENT {
-            return Err(ReleaseError::AlreadyConsistent);
-        }
-        self.mutex
-            .consistent()
-            .map_err(|_| ReleaseError::NotOwner)?;
-        self.state.store(CONSISTENT, Ordering::Relaxed);
-        Ok(())
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn simulate_owner_death(&self) {
-        self.mutex.simulate_owner_death();
-    }
 }
 
 /// The lock's shared state: the robust core and the owner token.
@@ -268,25 +157,34 @@ impl RawLock {
         // SAFETY: the caller guarantees `this` is valid, aligned and unused.
         unsafe {
             std::ptr::addr_of_mut!((*this).owner).write(AtomicU64::new(0));
-            RobustCore::init(std::ptr::addr_of_mut!((*this).core))
+            RobustCore::init(std::ptr::addr_of_mut!((*this).core));
         }
+        Ok(())
     }
 
-    /// Acquires. `Ok(Acquired::OwnerDied)` means the caller holds the lock and the
-    /// previous owner died.
-    pub fn acquire(&self, how: How) -> Result<Acquired, MutexError> {
-        let r = self.core.acquire(how)?;
+    /// Acquires as a member of `owners` (the region's participant table).
+    /// `Ok(Acquired::OwnerDied)` means the caller holds the lock and the previous
+    /// owner died.
+    #[inline]
+    pub fn acquire(
+        &self,
+        how: How,
+        owners: &(impl Owners + ?Sized),
+    ) -> Result<Acquired, MutexError> {
+        let r = self.core.acquire(how, owners)?;
         self.owner.store(thread_token(), Ordering::Relaxed);
         Ok(r)
     }
 
     /// Releases; `NotOwner` if the calling thread does not hold it.
+    #[inline]
     pub fn release(&self) -> Result<(), ReleaseError> {
         if !self.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
         }
         self.owner.store(0, Ordering::Relaxed);
-        self.core.release().map_err(|_| ReleaseError::NotOwner)
+        self.core.release();
+        Ok(())
     }
 
     /// Marks the state consistent after an `OwnerDied` acquire.
@@ -330,8 +228,12 @@ impl RawLock {
     /// holding the lock and marks it consistent, so the caller always holds a
     /// consistent lock. For state whose repair the crate itself knows how to do
     /// (journals), where no user decision is needed.
-    pub(crate) fn lock_repairing(&self, repair: impl FnOnce()) -> Result<Held<'_>, MutexError> {
-        let acquired = self.acquire(How::Block)?;
+    pub(crate) fn lock_repairing(
+        &self,
+        owners: &(impl Owners + ?Sized),
+        repair: impl FnOnce(),
+    ) -> Result<Held<'_>, MutexError> {
+        let acquired = self.acquire(How::Block, owners)?;
         let held = Held(self);
         if acquired == Acquired::OwnerDied {
             repair();
@@ -360,10 +262,11 @@ pub(crate) mod handle {
 
     use super::{How, LockError, RawLock, lock_error};
     use crate::Error;
-    use crate::loom::{Acquired, Deadline};
+    use crate::loom::Deadline;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
+    use crate::sync::robust::Acquired;
 
-    // SAFETY: RawLock is repr(C), holds a robust mutex and an atomic, no pointers;
+    // SAFETY: RawLock is repr(C), holds only atomics, no pointers;
     // the default `check` ensures the payload is large enough.
     unsafe impl SharedObject for RawLock {
         const KIND: &'static str = "Lock";
@@ -405,8 +308,8 @@ pub(crate) mod handle {
         }
     }
 
-    /// Proof that the lock is held; releases it on drop. Not `Send`: a pthread
-    /// mutex must be released by the thread that acquired it.
+    /// Proof that the lock is held; releases it on drop. Not `Send`: the lock
+    /// records the acquiring thread, which alone may release it.
     #[must_use = "the lock is released as soon as the guard is dropped"]
     pub struct LockGuard<'a> {
         raw: &'a RawLock,
@@ -466,7 +369,7 @@ pub(crate) mod handle {
 
     pub(crate) fn guard_result(
         raw: &RawLock,
-        r: Result<Acquired, crate::loom::MutexError>,
+        r: Result<Acquired, crate::sync::robust::MutexError>,
     ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         match r {
             Ok(Acquired::Clean) => Ok(LockGuard::new(raw, Acquired::Clean)),
@@ -513,12 +416,14 @@ pub(crate) mod handle {
 
         /// Blocks until the lock is acquired.
         pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-            guard_result(self.obj.get(), self.obj.get().acquire(How::Block))
+            let raw = self.obj.get();
+            guard_result(raw, raw.acquire(How::Block, self.obj.region()))
         }
 
         /// Acquires the lock if it is free; [`LockError::WouldBlock`] otherwise.
         pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-            guard_result(self.obj.get(), self.obj.get().acquire(How::Try))
+            let raw = self.obj.get();
+            guard_result(raw, raw.acquire(How::Try, self.obj.region()))
         }
 
         /// Blocks until the lock is acquired or `timeout` passes
@@ -527,10 +432,9 @@ pub(crate) mod handle {
             &self,
             timeout: Duration,
         ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-            guard_result(
-                self.obj.get(),
-                self.obj.get().acquire(How::Until(Deadline::after(timeout))),
-            )
+            let raw = self.obj.get();
+            let how = How::Until(Deadline::after(timeout));
+            guard_result(raw, raw.acquire(how, self.obj.region()))
         }
 
         /// The region holding the lock.

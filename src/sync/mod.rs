@@ -1,7 +1,7 @@
 //! Synchronization primitives in shared memory, with Python's names.
 //!
 //! Each primitive is split like `lock_api`: a `#[repr(C)]` raw state struct that
-//! lives in a region and holds only atomics and a robust mutex (`RawLock`,
+//! lives in a region and holds only atomics (`RawLock`,
 //! `RawSemaphore`, ...), with the algorithm as methods on `&self`; and a public
 //! handle that owns the mapping. The raw structs are what the loom models run.
 //! Every blocking call waits through [`crate::park`] (check, park, re-check),
@@ -9,7 +9,7 @@
 //!
 //! | primitive | state | owner death |
 //! |---|---|---|
-//! | [`Lock`] | robust pshared `pthread_mutex_t` + owner token | next acquirer gets [`LockError::OwnerDied`] |
+//! | [`Lock`] | the crate's robust word (owner's participant token + waiters bit) + owner thread token | next acquirer gets [`LockError::OwnerDied`]; waiters learn of the death from the owner's beacon |
 //! | [`RLock`] | the same + recursion count | as `Lock` |
 //! | [`Semaphore`], [`BoundedSemaphore`] | one futex word: permits + sleepers bit | permits held by a dead process are not returned (documented leak) |
 //! | [`Event`] | one futex word: set + sleepers bit + generation | nothing to recover |
@@ -21,6 +21,7 @@ mod condition;
 mod event;
 mod lock;
 mod rlock;
+pub(crate) mod robust;
 mod semaphore;
 
 pub use barrier::{BarrierError, BarrierWaitResult};
@@ -54,6 +55,8 @@ pub use lock::RawLock;
 pub(crate) use lock::RawLock;
 #[cfg(loom)]
 pub use rlock::RawRLock;
+#[cfg(loom)]
+pub use robust::LoomOwners;
 #[cfg(loom)]
 pub use semaphore::RawSemaphore;
 

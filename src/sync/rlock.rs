@@ -1,9 +1,8 @@
 //! `RLock`: a re-entrant robust lock.
 //!
-//! Recursion is the crate's, not pthread's: a RECURSIVE pthread mutex compares
-//! kernel TIDs, which repeat across PID namespaces. Here the mutex is the same
-//! robust NORMAL mutex as [`super::Lock`]'s, and beside it live the owner's thread
-//! token (random per thread, renewed in forked children) and a recursion count.
+//! The word is the same robust word as [`super::Lock`]'s ([`super::robust`]), and
+//! beside it live the owner's thread token (random per thread, renewed in forked
+//! children; kernel TIDs would repeat across PID namespaces) and a recursion count.
 //!
 //! | field | written by | read by |
 //! |---|---|---|
@@ -14,9 +13,10 @@
 //! are unique), so the check needs no ordering: Relaxed throughout, the mutex
 //! orders the rest.
 
-use super::lock::{How, ReleaseError, RobustCore};
+use super::lock::{How, ReleaseError};
+use super::robust::{Acquired, MutexError, Owners, RobustCore};
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::loom::{Acquired, MutexError, thread_token};
+use crate::loom::thread_token;
 
 /// The re-entrant lock's shared state.
 #[repr(C)]
@@ -49,21 +49,27 @@ impl RawRLock {
         unsafe {
             std::ptr::addr_of_mut!((*this).owner).write(AtomicU64::new(0));
             std::ptr::addr_of_mut!((*this).count).write(AtomicU32::new(0));
-            RobustCore::init(std::ptr::addr_of_mut!((*this).core))
+            RobustCore::init(std::ptr::addr_of_mut!((*this).core));
         }
+        Ok(())
     }
 
     /// Acquires, or re-enters if the calling thread holds the lock already.
-    pub fn acquire(&self, how: How) -> Result<Acquired, MutexError> {
+    pub fn acquire(
+        &self,
+        how: How,
+        owners: &(impl Owners + ?Sized),
+    ) -> Result<Acquired, MutexError> {
         let me = thread_token();
         if self.owner.load(Ordering::Relaxed) == me {
             let c = self.count.load(Ordering::Relaxed);
-            // Re-entering u32::MAX times is a caller bug; refuse rather than wrap.
-            let next = c.checked_add(1).ok_or(MutexError::Os(libc_eagain()))?;
+            // Re-entering u32::MAX times is a caller bug; refuse rather than wrap
+            // (reported as "held": the caller cannot take it once more).
+            let next = c.checked_add(1).ok_or(MutexError::WouldBlock)?;
             self.count.store(next, Ordering::Relaxed);
             return Ok(Acquired::Clean);
         }
-        let r = self.core.acquire(how)?;
+        let r = self.core.acquire(how, owners)?;
         // After an owner death `owner`/`count` hold the dead thread's values:
         // overwrite both.
         self.owner.store(me, Ordering::Relaxed);
@@ -83,7 +89,8 @@ impl RawRLock {
         }
         self.count.store(0, Ordering::Relaxed);
         self.owner.store(0, Ordering::Relaxed);
-        self.core.release().map_err(|_| ReleaseError::NotOwner)
+        self.core.release();
+        Ok(())
     }
 
     /// Marks the lock consistent after an `OwnerDied` acquire.
@@ -117,11 +124,6 @@ impl Default for RawRLock {
     }
 }
 
-/// `EAGAIN`, the errno pthread uses for "recursion limit reached".
-const fn libc_eagain() -> i32 {
-    11
-}
-
 #[cfg(not(loom))]
 pub use handle::{RLock, RLockGuard};
 
@@ -133,9 +135,10 @@ mod handle {
 
     use super::{How, RawRLock, ReleaseError};
     use crate::Error;
-    use crate::loom::{Acquired, Deadline, MutexError};
+    use crate::loom::Deadline;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
     use crate::sync::lock::{LockError, lock_error};
+    use crate::sync::robust::{Acquired, MutexError};
 
     // SAFETY: repr(C), a robust mutex and two atomics, no pointers.
     unsafe impl SharedObject for RawRLock {
@@ -275,12 +278,17 @@ mod handle {
 
         /// Blocks until acquired (immediately if this thread holds it already).
         pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-            guard(self.obj.get(), self.obj.get().acquire(How::Block))
+            self.acquire_guard(How::Block)
         }
 
         /// Acquires if free or already held by this thread.
         pub fn try_lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-            guard(self.obj.get(), self.obj.get().acquire(How::Try))
+            self.acquire_guard(How::Try)
+        }
+
+        fn acquire_guard(&self, how: How) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+            let raw = self.obj.get();
+            guard(raw, raw.acquire(how, self.obj.region()))
         }
 
         /// Blocks until acquired or `timeout` passes.
@@ -288,22 +296,20 @@ mod handle {
             &self,
             timeout: Duration,
         ) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-            guard(
-                self.obj.get(),
-                self.obj.get().acquire(How::Until(Deadline::after(timeout))),
-            )
+            self.acquire_guard(How::Until(Deadline::after(timeout)))
         }
 
         /// Python-style acquire without a guard; pair it with [`RLock::release`].
         /// After `Err(LockError::OwnerDied(()))` the lock is held: repair, then
         /// call [`RLock::mark_consistent`].
         pub fn acquire(&self) -> Result<(), LockError<()>> {
-            unit(self.obj.get().acquire(How::Block))
+            unit(self.obj.get().acquire(How::Block, self.obj.region()))
         }
 
         /// Python-style acquire with a timeout.
         pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockError<()>> {
-            unit(self.obj.get().acquire(How::Until(Deadline::after(timeout))))
+            let how = How::Until(Deadline::after(timeout));
+            unit(self.obj.get().acquire(how, self.obj.region()))
         }
 
         /// Releases one level acquired with [`RLock::acquire`]. Refused with

@@ -82,3 +82,79 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) -> u32 {
     let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
     u32::try_from(r).unwrap_or(0)
 }
+
+/// The kernel's `struct futex_waitv`.
+#[repr(C)]
+struct WaitV {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: a 32-bit word, shared (no `FUTEX2_PRIVATE`).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// Set once `futex_waitv` turned out to be missing (kernels before 5.16).
+static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sleeps while `*a == a_val` and `*b == b_val`: woken by a wake on either word.
+///
+/// Uses `futex_waitv` (Linux 5.16); on older kernels it waits on `a` alone with
+/// the same deadline, so the caller's re-check of `b` happens once per slice.
+pub(crate) fn wait2(
+    a: &AtomicU32,
+    a_val: u32,
+    b: &AtomicU32,
+    b_val: u32,
+    deadline: Option<Deadline>,
+) -> WaitResult {
+    // Relaxed: a cached capability bit.
+    if NO_WAITV.load(Ordering::Relaxed) {
+        return wait(a, a_val, deadline);
+    }
+    SYSCALLS.fetch_add(1, Ordering::Relaxed);
+    let waiters = [
+        WaitV {
+            val: u64::from(a_val),
+            uaddr: a.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        },
+        WaitV {
+            val: u64::from(b_val),
+            uaddr: b.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        },
+    ];
+    let ts = deadline.map(Deadline::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` is a valid array of two futex_waitv records naming live,
+    // aligned u32 words (the references guarantee it); `ts_ptr` is null or points
+    // at `ts`; the kernel only reads all of them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            2u32,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return WaitResult::Woken;
+    }
+    match super::errno() {
+        libc::EAGAIN => WaitResult::Changed,
+        libc::ETIMEDOUT => WaitResult::TimedOut,
+        libc::ENOSYS => {
+            NO_WAITV.store(true, Ordering::Relaxed);
+            wait(a, a_val, deadline)
+        }
+        _ => WaitResult::Woken,
+    }
+}

@@ -9,8 +9,8 @@
 //! `EINTR` and `errno` are handled here and nowhere else.
 
 pub(crate) mod futex;
-pub(crate) mod mutex;
 pub(crate) mod process;
+pub(crate) mod robust;
 pub(crate) mod shm;
 pub(crate) mod time;
 

@@ -62,3 +62,10 @@ impl Deadline {
         }
     }
 }
+
+/// Seconds since the Unix epoch (`CLOCK_REALTIME`), for records people read.
+pub(crate) fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

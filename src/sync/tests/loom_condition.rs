@@ -4,15 +4,15 @@ use loom::thread;
 
 use super::{FOREVER, PARK, SPIN};
 use crate::park::WaitPolicy;
-use crate::sync::{How, RawCondition};
+use crate::sync::{How, LoomOwners, RawCondition};
 
 /// Waits (lock held on entry and exit) until `go`; returns how many of its
 /// waits ended notified.
 fn wait_for(cond: &RawCondition, go: &AtomicBool, policy: WaitPolicy) -> u32 {
-    cond.lock().acquire(How::Block).unwrap();
+    cond.lock().acquire(How::Block, &LoomOwners).unwrap();
     let mut notified = 0;
     while !go.load(Ordering::Relaxed) {
-        let (relocked, n) = cond.wait(policy, FOREVER).unwrap();
+        let (relocked, n) = cond.wait(policy, FOREVER, &LoomOwners).unwrap();
         relocked.unwrap();
         assert!(n, "an untimed wait returned without a notification");
         notified += 1;
@@ -30,7 +30,7 @@ fn loom_condition_no_lost_wakeup() {
             let (cond, ready) = (cond.clone(), ready.clone());
             thread::spawn(move || wait_for(&cond, &ready, SPIN))
         };
-        cond.lock().acquire(How::Block).unwrap();
+        cond.lock().acquire(How::Block, &LoomOwners).unwrap();
         ready.store(true, Ordering::Relaxed);
         cond.notify(1).unwrap();
         cond.lock().release().unwrap();
@@ -54,7 +54,7 @@ fn loom_condition_notify_all_wakes_both() {
                 thread::spawn(move || wait_for(&cond, &go, p))
             })
             .collect();
-        cond.lock().acquire(How::Block).unwrap();
+        cond.lock().acquire(How::Block, &LoomOwners).unwrap();
         go.store(true, Ordering::Relaxed);
         cond.notify(u32::MAX).unwrap();
         cond.lock().release().unwrap();
@@ -82,13 +82,13 @@ fn loom_condition_notify_one_wakes_at_most_one() {
             .map(|p| {
                 let (cond, phase, by_one) = (cond.clone(), phase.clone(), by_notify_one.clone());
                 thread::spawn(move || {
-                    cond.lock().acquire(How::Block).unwrap();
+                    cond.lock().acquire(How::Block, &LoomOwners).unwrap();
                     loop {
                         let started = phase.load(Ordering::Relaxed);
                         if started == 2 {
                             break;
                         }
-                        let (relocked, notified) = cond.wait(p, FOREVER).unwrap();
+                        let (relocked, notified) = cond.wait(p, FOREVER, &LoomOwners).unwrap();
                         relocked.unwrap();
                         assert!(notified, "an untimed wait returned un-notified");
                         if started == 0 && phase.load(Ordering::Relaxed) == 1 {
@@ -100,7 +100,7 @@ fn loom_condition_notify_one_wakes_at_most_one() {
             })
             .collect();
         for (next, n) in [(1, 1), (2, u32::MAX)] {
-            cond.lock().acquire(How::Block).unwrap();
+            cond.lock().acquire(How::Block, &LoomOwners).unwrap();
             phase.store(next, Ordering::Relaxed);
             cond.notify(n).unwrap();
             cond.lock().release().unwrap();
