@@ -4,7 +4,7 @@
 //! lives in a region and holds only atomics (`RawLock`,
 //! `RawSemaphore`, ...), with the algorithm as methods on `&self`; and a public
 //! handle that owns the mapping. The raw structs are what the loom models run.
-//! Every blocking call waits through [`crate::park`] (check, park, re-check),
+//! Every blocking call waits through the crate's one wait layer (check, park, re-check),
 //! as the handle's [`crate::WaitPolicy`] says.
 //!
 //! | primitive | state | owner death |
