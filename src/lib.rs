@@ -82,6 +82,32 @@ pub use dict::{DictError, FixedBytes, FixedStr, TooLong};
 #[cfg(not(loom))]
 pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
+
+/// The `bytemuck` this crate is built on, so one dependency suffices: derive
+/// [`Pod`] and [`Zeroable`] for your own `#[repr(C)]` types through it.
+///
+/// ```
+/// use multiproc::{Pod, Queue, Zeroable};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+/// #[bytemuck(crate = "multiproc::bytemuck")]
+/// #[repr(C)]
+/// struct Job {
+///     id: u64,
+///     cost: f64,
+/// }
+///
+/// let q = Queue::<Job>::anonymous(4)?;
+/// q.put(Job { id: 1, cost: 0.5 })?;
+/// assert_eq!(q.get()?, Job { id: 1, cost: 0.5 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use bytemuck;
+/// Plain old data: the bound on every value that crosses a region (re-exported
+/// from `bytemuck`, trait and derive).
+pub use bytemuck::Pod;
+/// All-zero bytes are a valid value (re-exported from `bytemuck`, trait and derive).
+pub use bytemuck::Zeroable;
 #[cfg(not(loom))]
 pub use manager::{Manager, ManagerOptions, ObjectInfo};
 pub use park::WaitPolicy;

@@ -133,6 +133,72 @@ fn lock_released_without_repair_is_not_recoverable() {
     });
 }
 
+/// Two waiters queue behind a holder that releases: the waiters bit must be
+/// kept by a waiter that slept and then acquired, or the second sleeper is never
+/// woken (mutation-checked: acquiring with `keep = cur & WAITERS` after a sleep
+/// deadlocks this model).
+#[test]
+fn lock_two_sleepers_are_both_woken_in_turn() {
+    loom::model(|| {
+        let lock = Arc::new(RawLock::new());
+        let inside = Arc::new(AtomicBool::new(false));
+        lock.acquire(How::Block, &LoomOwners).unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, inside) = (lock.clone(), inside.clone());
+                thread::spawn(move || {
+                    lock.acquire(How::Block, &LoomOwners).unwrap();
+                    critical(&inside);
+                    lock.release().unwrap();
+                })
+            })
+            .collect();
+        lock.release().unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+    });
+}
+
+/// Two acquirers race a holder that dies holding the lock: the death is handed
+/// over exactly once (to a survivor, or to main afterwards if the holder went
+/// last), and nobody sleeps through it (mutation-checked: a probe that ignores
+/// the beacon, `Probe::Alive(None)`, deadlocks this model).
+#[test]
+fn lock_owner_death_reaches_two_sleepers() {
+    // Four threads: bounded at 2 preemptions (like the ring models) to stay
+    // within a minute.
+    ring_model(2, || {
+        let lock = Arc::new(RawLock::new());
+        let victim = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                lock.acquire(How::Block, &LoomOwners).unwrap();
+                lock.simulate_owner_death();
+            })
+        };
+        let survivors: Vec<_> = (0..2)
+            .map(|_| {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let r = lock.acquire(How::Block, &LoomOwners).unwrap();
+                    if r == Acquired::OwnerDied {
+                        lock.mark_consistent().unwrap();
+                    }
+                    lock.release().unwrap();
+                    usize::from(r == Acquired::OwnerDied)
+                })
+            })
+            .collect();
+        victim.join().unwrap();
+        let mut died: usize = survivors.into_iter().map(|s| s.join().unwrap()).sum();
+        if lock.acquire(How::Try, &LoomOwners) == Ok(Acquired::OwnerDied) {
+            died += 1;
+        }
+        assert_eq!(died, 1, "the death is handed over exactly once");
+    });
+}
+
 #[test]
 fn rlock_reentry_and_exclusion() {
     loom::model(|| {

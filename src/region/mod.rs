@@ -110,7 +110,25 @@ impl RegionOptions {
         self
     }
 
-    /// Number of participant slots (1 to 4096).
+    /// Number of participant slots (1 to 4096; default [`DEFAULT_PARTICIPANTS`]).
+    ///
+    /// Every process that creates or opens the region, or uses an inherited
+    /// handle in a forked child, holds one slot until its handle drops or it dies.
+    /// Slots of dead processes (and of joiners killed halfway) are reclaimed when
+    /// the table runs full; a table full of live processes makes `open` fail with
+    /// [`Error::ParticipantsFull`], and a forked child's first locking operation
+    /// fail with its operation's `NoParticipantSlot` error. Size it for the most
+    /// processes that will use the region at once.
+    ///
+    /// ```
+    /// use multiproc::{Lock, RegionOptions};
+    ///
+    /// # let name = format!("/doc-participants-{}", std::process::id());
+    /// let lock = Lock::create_with(&name, RegionOptions::new().participants(512))?;
+    /// assert_eq!(lock.region().participants().len(), 1); // this process
+    /// # multiproc::Region::unlink(&name)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn participants(mut self, n: u32) -> RegionOptions {
         self.participants = n;
         self
@@ -236,7 +254,9 @@ impl Region {
     /// This process's owner token, joining on first use in a (forked) process.
     #[inline]
     pub(crate) fn token(&self) -> Option<u32> {
-        let epoch = u64::from(sys::process::fork_epoch());
+        // A cached token was stored after `fork_epoch()` registered the fork hook,
+        // so the cheap read is enough to tell whether it is this process's.
+        let epoch = u64::from(sys::process::fork_epoch_cached());
         // Acquire: pairs with the Release store after joining in `join_slow`.
         let cur = self.me.load(Ordering::Acquire);
         let st = cur & 0xffff_ffff;
@@ -247,7 +267,8 @@ impl Region {
     }
 
     #[cold]
-    fn join_slow(&self, epoch: u64) -> Option<u32> {
+    fn join_slow(&self, _cached: u64) -> Option<u32> {
+        let epoch = u64::from(sys::process::fork_epoch());
         loop {
             let cur = self.me.load(Ordering::Acquire);
             let (e, st) = (cur >> 32, cur & 0xffff_ffff);

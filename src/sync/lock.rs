@@ -182,9 +182,15 @@ impl RawLock {
         if !self.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
         }
+        self.release_held();
+        Ok(())
+    }
+
+    /// Releases a lock the caller is known to hold (a guard proves it).
+    #[inline]
+    pub(crate) fn release_held(&self) {
         self.owner.store(0, Ordering::Relaxed);
         self.core.release();
-        Ok(())
     }
 
     /// Marks the state consistent after an `OwnerDied` acquire.
@@ -217,9 +223,8 @@ pub(crate) struct Held<'a>(&'a RawLock);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        // Fails only if this thread does not hold the lock, which `Held`'s
-        // existence rules out.
-        let _ = self.0.release();
+        // `Held`'s existence proves this thread holds the lock.
+        self.0.release_held();
     }
 }
 
@@ -361,12 +366,12 @@ pub(crate) mod handle {
 
     impl Drop for LockGuard<'_> {
         fn drop(&mut self) {
-            // Fails only if this thread no longer owns the lock, which the guard's
-            // existence rules out; nothing useful to do with an error in drop.
-            let _ = self.raw.release();
+            // The guard's existence proves this thread holds the lock.
+            self.raw.release_held();
         }
     }
 
+    #[inline]
     pub(crate) fn guard_result(
         raw: &RawLock,
         r: Result<Acquired, crate::sync::robust::MutexError>,
@@ -415,6 +420,7 @@ pub(crate) mod handle {
         }
 
         /// Blocks until the lock is acquired.
+        #[inline]
         pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
             let raw = self.obj.get();
             guard_result(raw, raw.acquire(How::Block, self.obj.region()))

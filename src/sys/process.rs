@@ -22,11 +22,20 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static START_TIME: AtomicU64 = AtomicU64::new(0);
 static FORK_EPOCH: AtomicU32 = AtomicU32::new(1);
 
+thread_local! {
+    /// This thread's token (0: none yet). Const-initialized, so reading it is one
+    /// TLS load; the fork hook clears it in the child's only thread.
+    static THREAD_TOKEN: Cell<u64> = const { Cell::new(0) };
+}
+
 extern "C" fn after_fork_in_child() {
     // Relaxed: the child is single-threaded when this runs.
     PID.store(0, Ordering::Relaxed);
     START_TIME.store(0, Ordering::Relaxed);
     FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
+    // The forking thread is the child's only thread: its token must not be the
+    // parent thread's. A const-initialized TLS cell needs no allocation.
+    let _ = THREAD_TOKEN.try_with(|t| t.set(0));
 }
 
 fn register() {
@@ -35,6 +44,14 @@ fn register() {
         // only touches atomics, which is async-signal-safe.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
+}
+
+/// The fork epoch without registering the fork hook: for caches that were
+/// filled after [`fork_epoch`] registered it (anything tagged with an epoch).
+#[inline]
+pub(crate) fn fork_epoch_cached() -> u32 {
+    // Relaxed: as in `fork_epoch`.
+    FORK_EPOCH.load(Ordering::Relaxed)
 }
 
 /// Incremented in every forked child; a cache tagged with an older epoch belongs
@@ -207,20 +224,23 @@ pub(crate) fn is_alive(pid: u32, start_time: u64) -> Option<bool> {
 /// A 64-bit token unique to the calling thread across every process sharing a
 /// region (random, from `getrandom`, so it is PID-namespace proof), regenerated
 /// in forked children. Never 0.
+#[inline]
 pub(crate) fn thread_token() -> u64 {
-    thread_local! {
-        static TOKEN: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+    let tok = THREAD_TOKEN.with(Cell::get);
+    if tok != 0 {
+        return tok;
     }
-    let epoch = fork_epoch();
-    TOKEN.with(|t| {
-        let (e, tok) = t.get();
-        if e == epoch && tok != 0 {
-            return tok;
-        }
-        let tok = random_u64() | 1;
-        t.set((epoch, tok));
-        tok
-    })
+    new_thread_token()
+}
+
+#[cold]
+fn new_thread_token() -> u64 {
+    // The fork hook that clears tokens in children must exist before any token
+    // can be inherited.
+    register();
+    let tok = random_u64() | 1;
+    THREAD_TOKEN.with(|t| t.set(tok));
+    tok
 }
 
 /// 64 random bits from the kernel (falls back to time and ids if getrandom fails).
