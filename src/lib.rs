@@ -75,7 +75,6 @@ mod queue;
 #[cfg(not(loom))]
 pub mod region;
 pub mod sync;
-#[cfg(not(loom))]
 pub mod value;
 
 pub use dict::{DictError, FixedBytes, FixedStr, TooLong};
@@ -139,6 +138,8 @@ pub mod __loom {
         How, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore,
     };
     pub use crate::sys::time::Deadline;
+    pub use crate::value::ValueError;
+    pub use crate::value::model::{Crash, LoomArray};
 }
 
 /// Internals exposed for the fuzz targets and the proptest suite; not a stable API.
@@ -198,6 +199,25 @@ pub mod __private {
         ok += usize::from(m.lock("l").is_ok_and(|l| l.try_lock().is_ok()));
         ok += usize::from(m.value("v", [1u8; 3]).is_ok_and(|v| v.load().is_ok()));
         ok
+    }
+
+    /// Scribbles `data` over a fresh array's shared words (journal word, seqs,
+    /// data, journal entries, changed-bitmap), optionally runs the crash repair,
+    /// then every read and update, checking them against each other; the fuzz
+    /// target. Returns how many operations succeeded. Never hangs.
+    pub fn fuzz_value(data: &[u8]) -> usize {
+        crate::value::fuzz_value(data)
+    }
+
+    /// Where an array's shared words sit in its region (byte offsets from the
+    /// start of the mapping or file), for tests that play a hostile peer.
+    pub fn array_layout<T: bytemuck::Pod>(a: &crate::Array<T>) -> crate::value::CellsLayout {
+        a.layout()
+    }
+
+    /// [`array_layout`] for a `Value` (an array of one element).
+    pub fn value_layout<T: bytemuck::Pod>(v: &crate::Value<T>) -> crate::value::CellsLayout {
+        v.layout()
     }
 
     /// Futex syscalls made by this process so far.

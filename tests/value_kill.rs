@@ -11,8 +11,8 @@
 //! The last two tests kill a writer in the middle of a large array's commit
 //! (reliably: the parent waits until it sees the commit's first element change).
 //! `repair_of_a_killed_with_lock_keeps_atomic_updates_of_untouched_elements`
-//! FAILS on purpose: it reproduces a bug of the journal's repair in
-//! `src/value.rs` (see its comment).
+//! is the regression test of a repair bug fixed by the changed-bitmap (see its
+//! comment); `tests/loom_data.rs` model-checks the same property.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -437,19 +437,19 @@ fn repair_after_a_kill_mid_commit_never_rolls_back_what_readers_saw() {
     assert_eq!(a.to_vec().unwrap(), vec![1; LEN]);
 }
 
-/// FAILS (bug in src/value.rs, kept on purpose): `Array` documents that its
-/// lock-free atomics must not be mixed with `with_lock` updates *of the same
-/// elements*. But a `with_lock` commit journals every element (the copy the
-/// closure got, changed or not) and arms `JOURNAL_ALL`, so when its writer is
-/// killed mid-commit the repair writes *every* element from the journal,
-/// including ones the closure never changed: atomic updates made to those
-/// elements since the writer took its copy are lost. (True of the undo journal
-/// of commit 3815637, which restores the old copy, and of the redo journal of
-/// commit 2dcf3a2, which re-applies the new copy.)
+/// Regression test (the bug is fixed): `Array` documents that its lock-free
+/// atomics must not be mixed with `with_lock` updates *of the same elements*.
+/// A `with_lock` commit used to journal every element (the copy the closure
+/// got, changed or not) and arm `JOURNAL_ALL`, so when its writer was killed
+/// mid-commit the repair wrote *every* element from the journal, including
+/// ones the closure never changed, losing atomic updates made to those since
+/// the writer took its copy. The commit now journals and marks (in the
+/// changed-bitmap) only the elements that differ, and the repair re-applies
+/// only those.
 ///
 /// Here the closure changes elements `1..` only; element 0 is a lock-free
 /// counter. After the writer dies mid-commit, `fetch_add(0, 5)` succeeds, and the
-/// next locked operation (which runs the repair) puts element 0 back to 0.
+/// next locked operation (which runs the repair) must leave element 0 at 5.
 #[test]
 fn repair_of_a_killed_with_lock_keeps_atomic_updates_of_untouched_elements() {
     const LEN: usize = 1 << 18;

@@ -49,6 +49,8 @@ pub use event::RawEvent;
 pub(crate) use lock::Held;
 #[cfg(loom)]
 pub use lock::How;
+#[cfg(not(loom))]
+pub(crate) use lock::How;
 #[cfg(loom)]
 pub use lock::RawLock;
 #[cfg(not(loom))]
