@@ -59,6 +59,8 @@ pub(crate) mod loom;
 pub(crate) mod sys;
 
 pub mod dict;
+pub(crate) mod park;
+pub(crate) mod spin;
 pub(crate) mod words;
 
 #[cfg(not(loom))]
@@ -109,6 +111,7 @@ pub use bytemuck::Pod;
 pub use bytemuck::Zeroable;
 #[cfg(not(loom))]
 pub use manager::{Manager, ManagerOptions, ObjectInfo};
+pub use park::WaitPolicy;
 #[cfg(not(loom))]
 pub use pool::{AsyncResult, Pool, PoolError};
 #[cfg(not(loom))]
@@ -226,6 +229,18 @@ pub mod __private {
     /// Futex syscalls made by this process so far.
     pub fn futex_syscalls() -> u64 {
         crate::sys::futex::syscall_count()
+    }
+
+    /// Sleep slices of the wait layer that ended by their timeout in this
+    /// process so far (an idle waiter's wake-ups).
+    pub fn park_slices_expired() -> u64 {
+        crate::park::stats::slices_expired()
+    }
+
+    /// Waiters (in any process) that this process's wait-layer wakers woke,
+    /// as the kernel counted them.
+    pub fn park_woken() -> u64 {
+        crate::park::stats::woken()
     }
 }
 
