@@ -101,16 +101,19 @@ mod manager {
     /// Forks the server process: one thread per connection, one shared map
     /// holding keys `0..KEYS`.
     pub fn spawn_server(conns: Vec<UnixStream>) -> Child {
-        process::fork(move || {
-            let map = Mutex::new((0..KEYS).map(|k| (k, 0)).collect::<HashMap<u64, u64>>());
-            std::thread::scope(|sc| {
-                for c in conns {
-                    let map = &map;
-                    sc.spawn(move || serve(c, map));
-                }
-            });
-            0
-        })
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        unsafe {
+            process::fork_unchecked(move || {
+                let map = Mutex::new((0..KEYS).map(|k| (k, 0)).collect::<HashMap<u64, u64>>());
+                std::thread::scope(|sc| {
+                    for c in conns {
+                        let map = &map;
+                        sc.spawn(move || serve(c, map));
+                    }
+                });
+                0
+            })
+        }
         .expect("fork manager server")
     }
 
@@ -215,19 +218,22 @@ fn contended(c: &mut Criterion) {
             d.insert(k, 0).unwrap();
         }
         let (started, stop) = (Event::anonymous().unwrap(), Event::anonymous().unwrap());
-        let child = process::fork(|| {
-            let mut i = 0u64;
-            while !stop.is_set() {
-                if d.update(&(i % KEYS), |v| *v += 1).is_err() {
-                    return 1;
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        let child = unsafe {
+            process::fork_unchecked(|| {
+                let mut i = 0u64;
+                while !stop.is_set() {
+                    if d.update(&(i % KEYS), |v| *v += 1).is_err() {
+                        return 1;
+                    }
+                    i += 1;
+                    if i == 1 {
+                        started.set();
+                    }
                 }
-                i += 1;
-                if i == 1 {
-                    started.set();
-                }
-            }
-            0
-        })
+                0
+            })
+        }
         .expect("fork contender");
         started.wait();
         g.bench_function("update_2_procs/shared_dict", |b| {
@@ -271,18 +277,21 @@ fn contended(c: &mut Criterion) {
         let mut theirs = clients.pop().unwrap();
         let mut ours = clients.pop().unwrap();
         let (started, stop) = (Event::anonymous().unwrap(), Event::anonymous().unwrap());
-        let child = process::fork(|| {
-            let mut i = 0u64;
-            while !stop.is_set() {
-                theirs.call(manager::UPDATE, i % KEYS, 1);
-                i += 1;
-                if i == 1 {
-                    started.set();
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        let child = unsafe {
+            process::fork_unchecked(|| {
+                let mut i = 0u64;
+                while !stop.is_set() {
+                    theirs.call(manager::UPDATE, i % KEYS, 1);
+                    i += 1;
+                    if i == 1 {
+                        started.set();
+                    }
                 }
-            }
-            theirs.call(manager::STOP, 0, 0);
-            0
-        })
+                theirs.call(manager::STOP, 0, 0);
+                0
+            })
+        }
         .expect("fork contending client");
         started.wait();
         g.bench_function("update_2_procs/manager", |b| {

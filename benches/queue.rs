@@ -139,7 +139,7 @@ mod common {
     pub fn spawn(f: impl FnOnce() -> i32) -> Child {
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
-        process::fork(move || {
+        let child = move || {
             // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory involved.
             unsafe {
                 libc::prctl(
@@ -155,8 +155,9 @@ mod common {
                 return 99; // the parent died before the prctl
             }
             f()
-        })
-        .expect("fork")
+        };
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        unsafe { process::fork_unchecked(child) }.expect("fork")
     }
 
     /// Reaps `child`, panicking unless it exited with code 0.

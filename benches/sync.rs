@@ -108,14 +108,16 @@ mod cross_process {
     //!   sleeps on a shared futex. To stop, the parent sets a third `Event`,
     //!   `stop`, then `ping`; the child checks `stop` right after waking (`set` is
     //!   a Release, `wait` an Acquire, so `stop` is visible).
+    //!   `event_ping_pong_park` and `event_ping_pong_busy_poll` are the same
+    //!   with `WaitPolicy::Park` and `WaitPolicy::BusyPoll` on both sides.
     //! * `pipe_ping_pong`: the same over two pipes, one byte each way with
     //!   blocking `write`/`read`; the byte `b'q'` tells the child to exit.
 
     use std::time::{Duration, Instant};
 
     use criterion::Criterion;
-    use multiproc::Event;
     use multiproc::process::{self, Child};
+    use multiproc::{Event, WaitPolicy};
 
     /// Runs the group.
     pub fn bench(c: &mut Criterion) {
@@ -123,30 +125,39 @@ mod cross_process {
         g.measurement_time(Duration::from_secs(3))
             .warm_up_time(Duration::from_secs(1))
             .sample_size(30);
-        events(&mut g);
+        events(&mut g, WaitPolicy::SpinThenPark, "event_ping_pong");
+        events(&mut g, WaitPolicy::Park, "event_ping_pong_park");
+        events(&mut g, WaitPolicy::BusyPoll, "event_ping_pong_busy_poll");
         pipes(&mut g);
         g.finish();
     }
 
     type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
-    fn events(g: &mut Group<'_>) {
-        let ping = Event::anonymous().expect("create ping");
-        let pong = Event::anonymous().expect("create pong");
+    fn events(g: &mut Group<'_>, policy: WaitPolicy, name: &str) {
+        let ping = Event::anonymous()
+            .expect("create ping")
+            .with_wait_policy(policy);
+        let pong = Event::anonymous()
+            .expect("create pong")
+            .with_wait_policy(policy);
         let stop = Event::anonymous().expect("create stop");
-        let child = process::fork(|| {
-            loop {
-                ping.wait();
-                ping.clear();
-                if stop.is_set() {
-                    return 0;
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        let child = unsafe {
+            process::fork_unchecked(|| {
+                loop {
+                    ping.wait();
+                    ping.clear();
+                    if stop.is_set() {
+                        return 0;
+                    }
+                    pong.set();
                 }
-                pong.set();
-            }
-        })
+            })
+        }
         .expect("fork event child");
 
-        g.bench_function("event_ping_pong", |b| {
+        g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -166,20 +177,23 @@ mod cross_process {
     fn pipes(g: &mut Group<'_>) {
         let (to_child, from_parent) = pipe();
         let (to_parent, from_child) = pipe();
-        let child = process::fork(|| {
-            let mut byte = 0u8;
-            loop {
-                if read_byte(from_parent, &mut byte) != 1 {
-                    return 1;
+        // SAFETY: criterion may run other threads; the child runs only this crate's primitives and plain code, then `_exit`s, taking no lock another thread may hold.
+        let child = unsafe {
+            process::fork_unchecked(|| {
+                let mut byte = 0u8;
+                loop {
+                    if read_byte(from_parent, &mut byte) != 1 {
+                        return 1;
+                    }
+                    if byte == b'q' {
+                        return 0;
+                    }
+                    if write_byte(to_parent, b'p') != 1 {
+                        return 2;
+                    }
                 }
-                if byte == b'q' {
-                    return 0;
-                }
-                if write_byte(to_parent, b'p') != 1 {
-                    return 2;
-                }
-            }
-        })
+            })
+        }
         .expect("fork pipe child");
 
         g.bench_function("pipe_ping_pong", |b| {

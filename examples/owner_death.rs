@@ -36,12 +36,14 @@ fn main() {
         let held = Event::anonymous().unwrap();
         let never = Event::anonymous().unwrap();
         // SAFETY: the child only runs crate code and `_exit`s (process::fork).
-        let mut child = process::fork(|| {
-            std::mem::forget(lock.lock().ok());
-            held.set();
-            never.wait();
-            0
-        })
+        let mut child = unsafe {
+            process::fork_unchecked(|| {
+                std::mem::forget(lock.lock().ok());
+                held.set();
+                never.wait();
+                0
+            })
+        }
         .unwrap();
         assert!(
             held.wait_timeout(Duration::from_secs(10)),

@@ -137,21 +137,24 @@ fn lock_section() -> Res {
     let mem = Shared::new(1)?;
     let children = (0..PROCS)
         .map(|_| {
-            process::fork(|| {
-                // Start together, so the processes really contend.
-                go.wait();
-                for _ in 0..ROUNDS {
-                    let Ok(_guard) = lock.lock() else { return 1 };
-                    // A plain load + store, not fetch_add: only the lock makes it exact.
-                    let v = mem.at(0).load(Ordering::Relaxed);
-                    // Widen the window between load and store, as real work would.
-                    for _ in 0..50 {
-                        std::hint::spin_loop();
+            // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+            unsafe {
+                process::fork_unchecked(|| {
+                    // Start together, so the processes really contend.
+                    go.wait();
+                    for _ in 0..ROUNDS {
+                        let Ok(_guard) = lock.lock() else { return 1 };
+                        // A plain load + store, not fetch_add: only the lock makes it exact.
+                        let v = mem.at(0).load(Ordering::Relaxed);
+                        // Widen the window between load and store, as real work would.
+                        for _ in 0..50 {
+                            std::hint::spin_loop();
+                        }
+                        mem.at(0).store(v + 1, Ordering::Relaxed);
                     }
-                    mem.at(0).store(v + 1, Ordering::Relaxed);
-                }
-                0
-            })
+                    0
+                })
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     go.set();
@@ -171,23 +174,26 @@ fn rlock_section() -> Res {
     let checked = Event::anonymous()?;
     // 0..DEPTH: depth seen at each level; DEPTH: depth after releasing all.
     let mem = Shared::new(DEPTH as usize + 1)?;
-    let child = process::fork(|| {
-        let mut guards = Vec::new();
-        for level in 0..DEPTH as usize {
-            match rlock.lock() {
-                Ok(g) => guards.push(g),
-                Err(_) => return 1,
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let child = unsafe {
+        process::fork_unchecked(|| {
+            let mut guards = Vec::new();
+            for level in 0..DEPTH as usize {
+                match rlock.lock() {
+                    Ok(g) => guards.push(g),
+                    Err(_) => return 1,
+                }
+                mem.set(level, u64::from(rlock.depth()));
             }
-            mem.set(level, u64::from(rlock.depth()));
-        }
-        holding.set();
-        if !checked.wait_timeout(WATCHDOG) {
-            return 2;
-        }
-        drop(guards);
-        mem.set(DEPTH as usize, u64::from(rlock.depth()));
-        0
-    })?;
+            holding.set();
+            if !checked.wait_timeout(WATCHDOG) {
+                return 2;
+            }
+            drop(guards);
+            mem.set(DEPTH as usize, u64::from(rlock.depth()));
+            0
+        })
+    }?;
     check(holding.wait_timeout(WATCHDOG), "RLock: child never held it")?;
     let while_held = rlock.try_lock().map(|_| ()).map_err(|e| e.map(|_| ()));
     let foreign_release = rlock.release();
@@ -229,23 +235,26 @@ fn semaphore_section() -> Res {
     let mem = Shared::new(3)?;
     let children = (0..PROCS)
         .map(|_| {
-            process::fork(|| {
-                go.wait();
-                for _ in 0..VISITS {
-                    sem.acquire();
-                    let inside = mem.at(CURRENT).fetch_add(1, Ordering::SeqCst) + 1;
-                    mem.at(HIGH).fetch_max(inside, Ordering::SeqCst);
-                    if inside > u64::from(PERMITS) {
-                        mem.at(OVER).fetch_add(1, Ordering::SeqCst);
+            // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+            unsafe {
+                process::fork_unchecked(|| {
+                    go.wait();
+                    for _ in 0..VISITS {
+                        sem.acquire();
+                        let inside = mem.at(CURRENT).fetch_add(1, Ordering::SeqCst) + 1;
+                        mem.at(HIGH).fetch_max(inside, Ordering::SeqCst);
+                        if inside > u64::from(PERMITS) {
+                            mem.at(OVER).fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                        mem.at(CURRENT).fetch_sub(1, Ordering::SeqCst);
+                        if sem.release().is_err() {
+                            return 1;
+                        }
                     }
-                    std::thread::sleep(Duration::from_millis(5));
-                    mem.at(CURRENT).fetch_sub(1, Ordering::SeqCst);
-                    if sem.release().is_err() {
-                        return 1;
-                    }
-                }
-                0
-            })
+                    0
+                })
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
@@ -268,10 +277,13 @@ fn semaphore_section() -> Res {
 
 fn bounded_semaphore_section() -> Res {
     let sem = BoundedSemaphore::anonymous(2)?;
-    let child = process::fork(|| {
-        sem.acquire();
-        0
-    })?;
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let child = unsafe {
+        process::fork_unchecked(|| {
+            sem.acquire();
+            0
+        })
+    }?;
     join_ok("BoundedSemaphore", vec![child])?;
     let after_child = sem.value();
     let first = sem.release();
@@ -301,15 +313,18 @@ fn event_section() -> Res {
     let mem = Shared::new(4)?;
     let children = (0..PROCS)
         .map(|_| {
-            process::fork(|| {
-                mem.at(READY).fetch_add(1, Ordering::SeqCst);
-                start.wait();
-                if mem.get(SIGNALLED) == 0 {
-                    mem.at(EARLY).fetch_add(1, Ordering::SeqCst);
-                }
-                mem.at(STARTED).fetch_add(1, Ordering::SeqCst);
-                0
-            })
+            // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+            unsafe {
+                process::fork_unchecked(|| {
+                    mem.at(READY).fetch_add(1, Ordering::SeqCst);
+                    start.wait();
+                    if mem.get(SIGNALLED) == 0 {
+                        mem.at(EARLY).fetch_add(1, Ordering::SeqCst);
+                    }
+                    mem.at(STARTED).fetch_add(1, Ordering::SeqCst);
+                    0
+                })
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     wait_until("children ready", || mem.get(READY) == PROCS as u64)?;
@@ -343,44 +358,50 @@ fn condition_section() -> Res {
     const WAITS: usize = 4;
     let cond = Condition::anonymous()?;
     let mem = Shared::new(5)?;
-    let producer = process::fork(|| {
-        for v in 1..=ITEMS {
-            let Ok(guard) = cond.lock() else { return 1 };
-            let Ok(_guard) = cond.wait_while(guard, || mem.get(FULL) == 1) else {
-                return 2;
-            };
-            mem.set(SLOT, v);
-            mem.set(FULL, 1);
-            if cond.notify_all().is_err() {
-                return 3;
-            }
-        }
-        0
-    })?;
-    let consumer = process::fork(|| {
-        for expected in 1..=ITEMS {
-            let Ok(guard) = cond.lock() else { return 1 };
-            let Ok(_guard) = cond.wait_while(guard, || {
-                let empty = mem.get(FULL) == 0;
-                if empty {
-                    mem.at(WAITS).fetch_add(1, Ordering::SeqCst);
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let producer = unsafe {
+        process::fork_unchecked(|| {
+            for v in 1..=ITEMS {
+                let Ok(guard) = cond.lock() else { return 1 };
+                let Ok(_guard) = cond.wait_while(guard, || mem.get(FULL) == 1) else {
+                    return 2;
+                };
+                mem.set(SLOT, v);
+                mem.set(FULL, 1);
+                if cond.notify_all().is_err() {
+                    return 3;
                 }
-                empty
-            }) else {
-                return 2;
-            };
-            let v = mem.get(SLOT);
-            mem.at(SUM).fetch_add(v, Ordering::SeqCst);
-            if v == expected {
-                mem.at(IN_ORDER).fetch_add(1, Ordering::SeqCst);
             }
-            mem.set(FULL, 0);
-            if cond.notify_all().is_err() {
-                return 3;
+            0
+        })
+    }?;
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let consumer = unsafe {
+        process::fork_unchecked(|| {
+            for expected in 1..=ITEMS {
+                let Ok(guard) = cond.lock() else { return 1 };
+                let Ok(_guard) = cond.wait_while(guard, || {
+                    let empty = mem.get(FULL) == 0;
+                    if empty {
+                        mem.at(WAITS).fetch_add(1, Ordering::SeqCst);
+                    }
+                    empty
+                }) else {
+                    return 2;
+                };
+                let v = mem.get(SLOT);
+                mem.at(SUM).fetch_add(v, Ordering::SeqCst);
+                if v == expected {
+                    mem.at(IN_ORDER).fetch_add(1, Ordering::SeqCst);
+                }
+                mem.set(FULL, 0);
+                if cond.notify_all().is_err() {
+                    return 3;
+                }
             }
-        }
-        0
-    })?;
+            0
+        })
+    }?;
     join_ok("Condition", vec![producer, consumer])?;
     let expected_sum = ITEMS * (ITEMS + 1) / 2;
     println!(
@@ -408,23 +429,26 @@ fn barrier_section() -> Res {
     let mem = Shared::new(4 * ROUNDS)?;
     let children = (0..PARTIES)
         .map(|worker| {
-            process::fork(|| {
-                for round in 0..ROUNDS {
-                    // Stagger arrivals so a different worker tends to come last.
-                    let pause = (worker + round) % PARTIES;
-                    std::thread::sleep(Duration::from_millis(2 * pause as u64));
-                    mem.at(ARRIVED + round).fetch_add(1, Ordering::SeqCst);
-                    let Ok(r) = barrier.wait() else { return 1 };
-                    if mem.get(ARRIVED + round) != PARTIES as u64 {
-                        mem.at(EARLY + round).fetch_add(1, Ordering::SeqCst);
+            // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+            unsafe {
+                process::fork_unchecked(|| {
+                    for round in 0..ROUNDS {
+                        // Stagger arrivals so a different worker tends to come last.
+                        let pause = (worker + round) % PARTIES;
+                        std::thread::sleep(Duration::from_millis(2 * pause as u64));
+                        mem.at(ARRIVED + round).fetch_add(1, Ordering::SeqCst);
+                        let Ok(r) = barrier.wait() else { return 1 };
+                        if mem.get(ARRIVED + round) != PARTIES as u64 {
+                            mem.at(EARLY + round).fetch_add(1, Ordering::SeqCst);
+                        }
+                        if r.is_leader() {
+                            mem.at(LEADERS + round).fetch_add(1, Ordering::SeqCst);
+                            mem.set(LEADER + round, worker as u64 + 1);
+                        }
                     }
-                    if r.is_leader() {
-                        mem.at(LEADERS + round).fetch_add(1, Ordering::SeqCst);
-                        mem.set(LEADER + round, worker as u64 + 1);
-                    }
-                }
-                0
-            })
+                    0
+                })
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let pids: Vec<u32> = children.iter().map(Child::pid).collect();
@@ -457,15 +481,18 @@ fn robustness_section() -> Res {
     let lock = Lock::anonymous()?;
     let holding = Event::anonymous()?;
     let mem = Shared::new(2)?;
-    let mut victim = process::fork(|| {
-        let Ok(_guard) = lock.lock() else { return 1 };
-        // Half of an update, then the process dies before the other half.
-        mem.set(A, mem.get(A) + 1);
-        holding.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })?;
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let mut victim = unsafe {
+        process::fork_unchecked(|| {
+            let Ok(_guard) = lock.lock() else { return 1 };
+            // Half of an update, then the process dies before the other half.
+            mem.set(A, mem.get(A) + 1);
+            holding.set();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    }?;
     check(
         holding.wait_timeout(WATCHDOG),
         "robustness: child never locked",
@@ -493,12 +520,15 @@ fn robustness_section() -> Res {
         Ok(_) => return Err("robustness: lock() did not report OwnerDied".into()),
         Err(e) => return Err(format!("robustness: lock() failed: {e}").into()),
     }
-    let worker = process::fork(|| {
-        let Ok(_guard) = lock.lock() else { return 1 };
-        mem.set(A, mem.get(A) + 1);
-        mem.set(B, mem.get(B) + 1);
-        0
-    })?;
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let worker = unsafe {
+        process::fork_unchecked(|| {
+            let Ok(_guard) = lock.lock() else { return 1 };
+            mem.set(A, mem.get(A) + 1);
+            mem.set(B, mem.get(B) + 1);
+            0
+        })
+    }?;
     join_ok("robustness", vec![worker])?;
     let clean = lock.lock().is_ok();
     println!(

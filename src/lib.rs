@@ -59,10 +59,14 @@ pub(crate) mod loom;
 pub(crate) mod sys;
 
 pub mod dict;
+pub(crate) mod park;
+pub(crate) mod spin;
 pub(crate) mod words;
 
 #[cfg(not(loom))]
 pub mod manager;
+#[cfg(not(loom))]
+pub mod pool;
 #[cfg(not(loom))]
 pub mod process;
 #[cfg(not(loom))]
@@ -107,6 +111,11 @@ pub use bytemuck::Pod;
 pub use bytemuck::Zeroable;
 #[cfg(not(loom))]
 pub use manager::{Manager, ManagerOptions, ObjectInfo};
+pub use park::WaitPolicy;
+#[cfg(not(loom))]
+pub use pool::{AsyncResult, Pool, PoolError};
+#[cfg(not(loom))]
+pub use process::Process;
 #[cfg(not(loom))]
 pub use queue::{
     BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,
@@ -329,6 +338,18 @@ pub mod __private {
     /// Futex syscalls made by this process so far.
     pub fn futex_syscalls() -> u64 {
         crate::sys::futex::syscall_count()
+    }
+
+    /// Sleep slices of the wait layer that ended by their timeout in this
+    /// process so far (an idle waiter's wake-ups).
+    pub fn park_slices_expired() -> u64 {
+        crate::park::stats::slices_expired()
+    }
+
+    /// Waiters (in any process) that this process's wait-layer wakers woke,
+    /// as the kernel counted them.
+    pub fn park_woken() -> u64 {
+        crate::park::stats::woken()
     }
 }
 

@@ -9,18 +9,16 @@
 //! and the robust mutex for a mock of its contract (`EOWNERDEAD` once to the next
 //! acquirer, then `consistent` or `ENOTRECOVERABLE`). The models below run the
 //! same `Raw*` code the library runs in shared memory.
+//!
+//! The wait layer's models and those of Semaphore, Event, Condition and Barrier
+//! live beside their code (`src/park.rs`, `src/sync/tests/`) and run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --lib loom`.
 #![cfg(loom)]
 
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
-use multiproc::__loom::{
-    Acquired, How, LoomOwners, MutexError, RawBarrier, RawCondition, RawEvent, RawLock, RawRLock,
-    RawSemaphore,
-};
-
-const FOREVER: Option<multiproc::__loom::Deadline> = None;
-const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+use multiproc::__loom::{Acquired, How, LoomOwners, MutexError, RawLock, RawRLock};
 
 /// Enters a critical section guarded by an "inside" flag that must be false.
 fn critical(inside: &AtomicBool) {
@@ -246,172 +244,6 @@ fn rlock_owner_died_resets_depth() {
         lock.mark_consistent().unwrap();
         lock.release().unwrap();
         assert_eq!(lock.acquire(How::Block, &LoomOwners), Ok(Acquired::Clean));
-    });
-}
-
-#[test]
-fn semaphore_conserves_permits_and_excludes() {
-    loom::model(|| {
-        let sem = Arc::new(RawSemaphore::new(1, Some(1)));
-        let inside = Arc::new(AtomicBool::new(false));
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let (sem, inside) = (sem.clone(), inside.clone());
-                thread::spawn(move || {
-                    assert!(sem.acquire(FOREVER, SLICE));
-                    critical(&inside);
-                    sem.release().unwrap();
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        assert_eq!(sem.value(), 1);
-        assert!(sem.release().is_err(), "bounded at 1");
-    });
-}
-
-#[test]
-fn semaphore_wakes_every_sleeper() {
-    // Two sleepers, two separate releases: the baton passing must wake both.
-    loom::model(|| {
-        let sem = Arc::new(RawSemaphore::new(0, Some(10)));
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let sem = sem.clone();
-                thread::spawn(move || assert!(sem.acquire(FOREVER, SLICE)))
-            })
-            .collect();
-        sem.release().unwrap();
-        sem.release().unwrap();
-        for w in waiters {
-            w.join().unwrap();
-        }
-        assert_eq!(sem.value(), 0);
-    });
-}
-
-#[test]
-fn event_no_lost_wakeup() {
-    loom::model(|| {
-        let ev = Arc::new(RawEvent::new());
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let ev = ev.clone();
-                thread::spawn(move || assert!(ev.wait(FOREVER)))
-            })
-            .collect();
-        ev.set();
-        for w in waiters {
-            w.join().unwrap();
-        }
-        assert!(ev.is_set());
-        ev.clear();
-        assert!(!ev.is_set());
-    });
-}
-
-#[test]
-fn condition_no_lost_wakeup() {
-    loom::model(|| {
-        let cond = Arc::new(RawCondition::new());
-        let ready = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let (cond, ready) = (cond.clone(), ready.clone());
-            thread::spawn(move || {
-                cond.lock().acquire(How::Block, &LoomOwners).unwrap();
-                while !ready.load(Ordering::Relaxed) {
-                    let (relocked, _) = cond.wait(FOREVER, SLICE, &LoomOwners).unwrap();
-                    relocked.unwrap();
-                }
-                cond.lock().release().unwrap();
-            })
-        };
-        cond.lock().acquire(How::Block, &LoomOwners).unwrap();
-        ready.store(true, Ordering::Relaxed);
-        cond.notify(1).unwrap();
-        cond.lock().release().unwrap();
-        assert!(
-            cond.notify(1).is_err(),
-            "notify without the lock is refused"
-        );
-        waiter.join().unwrap();
-    });
-}
-
-#[test]
-fn condition_notify_all_wakes_both() {
-    loom::model(|| {
-        let cond = Arc::new(RawCondition::new());
-        let go = Arc::new(AtomicBool::new(false));
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let (cond, go) = (cond.clone(), go.clone());
-                thread::spawn(move || {
-                    cond.lock().acquire(How::Block, &LoomOwners).unwrap();
-                    while !go.load(Ordering::Relaxed) {
-                        cond.wait(FOREVER, SLICE, &LoomOwners).unwrap().0.unwrap();
-                    }
-                    cond.lock().release().unwrap();
-                })
-            })
-            .collect();
-        cond.lock().acquire(How::Block, &LoomOwners).unwrap();
-        go.store(true, Ordering::Relaxed);
-        cond.notify(u32::MAX).unwrap();
-        cond.lock().release().unwrap();
-        for w in waiters {
-            w.join().unwrap();
-        }
-    });
-}
-
-#[test]
-fn barrier_generations() {
-    loom::model(|| {
-        const GENERATIONS: u32 = 2;
-        let barrier = Arc::new(RawBarrier::new(2));
-        let reached: Arc<[AtomicU32; 2]> = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
-        let leaders = Arc::new(AtomicU32::new(0));
-        let party = |me: usize| {
-            let (barrier, reached, leaders) = (barrier.clone(), reached.clone(), leaders.clone());
-            move || {
-                for g in 1..=GENERATIONS {
-                    reached[me].store(g, Ordering::Relaxed);
-                    let r = barrier.wait(FOREVER, SLICE, || false).unwrap();
-                    if r.is_leader() {
-                        leaders.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // SYNC(barrier) makes the other party's store visible.
-                    assert!(
-                        reached[1 - me].load(Ordering::Relaxed) >= g,
-                        "left generation {g} early"
-                    );
-                }
-            }
-        };
-        let other = thread::spawn(party(1));
-        party(0)();
-        other.join().unwrap();
-        assert_eq!(leaders.load(Ordering::Relaxed), GENERATIONS);
-        assert_eq!(barrier.n_waiting(), 0);
-    });
-}
-
-#[test]
-fn barrier_abort_releases_waiters() {
-    loom::model(|| {
-        let barrier = Arc::new(RawBarrier::new(2));
-        let b2 = barrier.clone();
-        let waiter = thread::spawn(move || b2.wait(FOREVER, SLICE, || false));
-        barrier.abort();
-        // Either the waiter arrived before the abort and was released Broken, or it
-        // arrived after and was refused at once: never a hang, never success.
-        assert!(waiter.join().unwrap().is_err());
-        assert!(barrier.is_broken());
-        barrier.reset();
-        assert!(!barrier.is_broken());
     });
 }
 

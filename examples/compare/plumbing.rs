@@ -288,7 +288,7 @@ pub fn spin(spins: &mut u32) {
 pub fn spawn(f: impl FnOnce() -> i32) -> Res<Child> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    let child = process::fork(move || {
+    let child = move || {
         // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory involved.
         unsafe {
             libc::prctl(
@@ -304,7 +304,9 @@ pub fn spawn(f: impl FnOnce() -> i32) -> Res<Child> {
             return 99; // the parent died before the prctl
         }
         f()
-    })?;
+    };
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let child = unsafe { process::fork_unchecked(child) }?;
     Ok(child)
 }
 

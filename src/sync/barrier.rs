@@ -15,14 +15,17 @@
 //! while spinning makes no syscall. Waiters compare only the generation, so
 //! early arrivals of generation `g+1` cannot confuse late leavers of `g`.
 //!
+//! Waiting is [`crate::park`]'s loop in bit mode on the state word.
+//!
 //! Dead parties: each process that waits records its participant id in the
-//! barrier (`party_ids`). Waiters sleep in slices; when a slice expires they probe
-//! the recorded parties and break the barrier if one died, as Python's
-//! `BrokenBarrierError` would after an `abort()`.
+//! barrier (`party_ids`). The wait's liveness probe (run by the park layer
+//! between sleep slices, at least every 100 ms) checks the recorded parties and
+//! breaks the barrier if one died, as Python's `BrokenBarrierError` would after
+//! an `abort()`.
 
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::loom::hint::spin_wait;
-use crate::loom::{Deadline, WaitResult, futex};
+use crate::park::{Park, Unparked, WaitPolicy};
 
 const COUNT: u32 = 0xffff;
 const GEN_SHIFT: u32 = 16;
@@ -114,10 +117,15 @@ impl RawBarrier {
         self.state.load(Ordering::Relaxed) & BROKEN != 0
     }
 
+    fn park(&self) -> Park<'_> {
+        Park::bit(&self.state, SLEEPERS)
+    }
+
     /// Breaks the barrier: current and future waiters get `Broken` until `reset`.
     pub fn abort(&self) {
-        self.state.fetch_or(BROKEN, Ordering::AcqRel);
-        futex::wake(&self.state, u32::MAX);
+        let prev = self.state.fetch_or(BROKEN, Ordering::AcqRel);
+        // Sleepers see BROKEN when woken; SLEEPERS may stay set (a spare wake).
+        self.park().wake_if(prev, u32::MAX);
     }
 
     /// Returns the barrier to its initial state; parties waiting now get `Broken`.
@@ -134,15 +142,17 @@ impl RawBarrier {
                 Err(now) => v = now,
             }
         }
-        futex::wake(&self.state, u32::MAX);
+        // `new` has no SLEEPERS: wake everyone the old word recorded.
+        self.park().wake_if(v, u32::MAX);
     }
 
-    /// Arrives and waits for the other parties, until `deadline`. `dead_party` is
-    /// called whenever a sleep slice expires and returns whether a party died.
+    /// Arrives and waits as `policy` says for the other parties, until
+    /// `deadline`. `dead_party` is the liveness probe, run between sleep slices:
+    /// it returns whether a party died (which breaks the barrier).
     pub fn wait(
         &self,
+        policy: WaitPolicy,
         deadline: Option<Deadline>,
-        slice: std::time::Duration,
         mut dead_party: impl FnMut() -> bool,
     ) -> Result<BarrierWaitResult, BarrierError> {
         let parties = self.parties().clamp(1, MAX_PARTIES);
@@ -159,9 +169,8 @@ impl RawBarrier {
                     .compare_exchange_weak(v, new, Ordering::AcqRel, Ordering::Acquire)
                 {
                     Ok(_) => {
-                        if v & SLEEPERS != 0 {
-                            futex::wake(&self.state, u32::MAX);
-                        }
+                        // `new` has no SLEEPERS: wake everyone the old word recorded.
+                        self.park().wake_if(v, u32::MAX);
                         return Ok(BarrierWaitResult {
                             index: count,
                             leader: true,
@@ -181,12 +190,9 @@ impl RawBarrier {
                 }
             }
         };
-        spin_wait(|| {
-            let v = self.state.load(Ordering::Relaxed);
-            generation(v) != gen_at_arrival || v & BROKEN != 0
-        });
+        let mut w = self.park().waiter(policy, deadline);
         loop {
-            let v = self.state.load(Ordering::Acquire);
+            let v = w.load();
             if generation(v) != gen_at_arrival {
                 return if v & LAST_BROKEN != 0 {
                     Err(BarrierError::Broken)
@@ -200,26 +206,17 @@ impl RawBarrier {
             if v & BROKEN != 0 {
                 return Err(BarrierError::Broken);
             }
-            if deadline.is_some_and(Deadline::passed) {
-                self.abort();
-                return Err(BarrierError::Timeout);
-            }
-            if v & SLEEPERS == 0
-                && self
-                    .state
-                    .compare_exchange(v, v | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            if futex::wait(&self.state, v | SLEEPERS, Some(until)) == WaitResult::TimedOut
-                && dead_party()
-            {
-                self.abort();
-                return Err(BarrierError::Broken);
+            let probe = || if dead_party() { Err(()) } else { Ok(()) };
+            match w.sleep(v, probe) {
+                Ok(()) => {}
+                Err(Unparked::TimedOut) => {
+                    self.abort();
+                    return Err(BarrierError::Timeout);
+                }
+                Err(Unparked::Probe(())) => {
+                    self.abort();
+                    return Err(BarrierError::Broken);
+                }
             }
         }
     }
@@ -237,9 +234,9 @@ mod handle {
     use crate::Error;
     use crate::loom::Deadline;
     use crate::loom::atomic::Ordering;
+    use crate::park::WaitPolicy;
     use crate::region::participants::{Liveness, Member};
     use crate::region::{Object, Region, RegionOptions, SharedObject};
-    use crate::sync::SLICE;
 
     // SAFETY: repr(C), atomics only; `check` validates `parties`.
     unsafe impl SharedObject for RawBarrier {
@@ -300,6 +297,7 @@ mod handle {
     #[derive(Clone)]
     pub struct Barrier {
         obj: Object<RawBarrier>,
+        policy: WaitPolicy,
     }
 
     impl fmt::Debug for Barrier {
@@ -315,14 +313,31 @@ mod handle {
     impl Barrier {
         /// Wraps an object placed by the manager.
         pub(crate) fn from_object(obj: Object<RawBarrier>) -> Barrier {
-            Barrier { obj }
+            Barrier {
+                obj,
+                policy: WaitPolicy::default(),
+            }
+        }
+
+        /// This handle with another [`WaitPolicy`] for its waits (clones made
+        /// from it inherit it).
+        pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Barrier {
+            self.policy = policy;
+            self
+        }
+
+        /// The [`WaitPolicy`] of this handle's waits.
+        pub fn wait_policy(&self) -> WaitPolicy {
+            self.policy
         }
 
         /// A barrier for `parties` (1 to 65535) in an anonymous shared mapping.
         pub fn anonymous(parties: u32) -> Result<Barrier, Error> {
-            Ok(Barrier {
-                obj: Region::create_object(None, RegionOptions::default(), &parties)?,
-            })
+            Ok(Barrier::from_object(Region::create_object(
+                None,
+                RegionOptions::default(),
+                &parties,
+            )?))
         }
 
         /// Creates a barrier for `parties` under `name`.
@@ -336,16 +351,16 @@ mod handle {
             parties: u32,
             opts: RegionOptions,
         ) -> Result<Barrier, Error> {
-            Ok(Barrier {
-                obj: Region::create_object(Some(name), opts, &parties)?,
-            })
+            Ok(Barrier::from_object(Region::create_object(
+                Some(name),
+                opts,
+                &parties,
+            )?))
         }
 
         /// Opens the barrier `name`.
         pub fn open(name: &str) -> Result<Barrier, Error> {
-            Ok(Barrier {
-                obj: Region::open_object(name)?,
-            })
+            Ok(Barrier::from_object(Region::open_object(name)?))
         }
 
         /// Records this process as a party so others notice if it dies.
@@ -396,7 +411,7 @@ mod handle {
             let me = self.register();
             self.obj
                 .get()
-                .wait(deadline, SLICE, || self.any_party_dead(me))
+                .wait(self.policy, deadline, || self.any_party_dead(me))
         }
 
         /// Waits until all parties have called `wait`.

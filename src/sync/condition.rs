@@ -1,43 +1,78 @@
-//! `Condition`: a condition variable with its own robust lock, on a sequence word.
+//! `Condition`: a condition variable with its own robust lock, on group words.
 //!
 //! Not `pthread_cond_t`: a waiter killed inside glibc's condvar protocol can block
 //! signallers forever. Here the state is the condition's [`super::lock::RawLock`]
-//! plus two words that are only modified while holding that lock:
+//! plus a few words, all but the futex words and the sleeper count changed only
+//! while holding that lock.
+//!
+//! ## Exact notification: two groups
+//!
+//! `notify(n)` must wake at most `n` waiters, and `notify_all` every waiter
+//! that was waiting when it was called, never one that came later. Waiters are
+//! counted in two groups (the scheme of glibc's condvar, simplified because every
+//! step but the sleep runs under the lock):
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `seq` | futex word, bumped by every notify that finds waiters |
-//! | `waiters` | threads between "registered in `wait`" and "re-acquired the lock"; a hint (a dead waiter leaves it one too high, which costs an extra wake, never a lost one) |
-//! | `sleepers` | waiters about to enter or inside `FUTEX_WAIT` (same hint rules) |
+//! | `g1` | id of the *signal group* G1; the *arrival group* G2 is `g1 + 1` |
+//! | `g1_left` | members of G1 not yet granted a notification |
+//! | `signals` | grants to G1 not yet consumed by a member |
+//! | `g2_len` | members of G2 |
+//! | `words[g & 1]` | the futex word group `g` sleeps on, bumped by every grant to it |
+//! | `sleepers` | waiters inside or entering `FUTEX_WAIT` (the park layer's counted mode) |
 //!
-//! `wait` registers and reads `seq` under the lock, releases it, spins briefly
-//! for `seq` to change, then sleeps while `seq` is unchanged; a notify after the
-//! release changes `seq` before waking, so the kernel's compare-and-sleep makes a
-//! lost wake-up impossible. `notify` with `waiters == 0` does nothing, and with
-//! only spinning waiters (`sleepers == 0`) makes no syscall: a waiter increments
-//! `sleepers` and then re-reads `seq` before sleeping, a notifier bumps `seq` and
-//! then reads `sleepers`, all with read-modify-writes, so at least one of them
-//! sees the other (the waiter then skips the sleep, or the notifier wakes it). Spurious wake-ups are possible (as with every
-//! condition variable); loop on your predicate or use `wait_while`.
+//! A waiter joins G2 (`g2_len += 1`) and remembers its group id. `notify(n)`
+//! grants from G1 (`g1_left -> signals`); when G1 has nobody left to grant and
+//! G2 is not empty, G1 is *closed* (all its remaining members were granted) and
+//! G2 becomes the new G1. A woken waiter re-takes the lock and decides there: a
+//! member of a closed group was notified; a member of G1 was notified if it can
+//! consume a signal; otherwise it sleeps again (or, past its deadline, leaves
+//! its group: `g1_left -= 1` or `g2_len -= 1`). So every grant is consumed by
+//! exactly one waiter that was waiting when the grant was made, and a waiter
+//! that times out never absorbs a notification meant for another.
+//!
+//! G1 and G2 sleep on different futex words (group parity), so a grant wakes
+//! only members of the group it was made to. The waiter's wait is the park
+//! layer's loop in counted mode (the no-lost-wake-up argument is
+//! [`crate::park`]'s); its "condition" is a lock-free peek at `g1` and
+//! `signals`, confirmed under the lock. Closing a group bumps its word and wakes
+//! all of it, so a peek that raced the close re-checks.
+//!
+//! ## Deaths
+//!
+//! A waiter killed while waiting stays counted: it may absorb one later grant
+//! (`notify(n)` then wakes `n - 1` live waiters) before its group closes and
+//! forgets it; `notify_all` is never short. Spurious returns do not happen: a
+//! waiter returns notified only when it was granted.
 
 use super::lock::{How, RawLock, ReleaseError};
 use super::robust::{Acquired, MutexError, Owners};
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::hint::spin_wait;
-use crate::loom::{Deadline, WaitResult, futex};
+use crate::park::{Park, WaitPolicy, no_probe};
+use crate::spin;
 
 /// The condition's shared state.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RawCondition {
     lock: RawLock,
-    /// Relaxed everywhere: written only under `lock`, whose acquire/release order
-    /// it for lock holders; sleepers compare it in the kernel.
-    seq: AtomicU32,
-    waiters: AtomicU32,
-    /// Waiters committed to `FUTEX_WAIT`; changed by waiters outside the lock
-    /// (RMWs only: the Dekker pairing with `notify` in the module doc).
+    /// Futex words by group parity. SYNC(grant): bumped with a Release RMW after
+    /// the grant's fields are written; a peeking waiter loads it with Acquire.
+    words: [AtomicU32; 2],
+    /// Waiters committed to `FUTEX_WAIT` (RMWs only: the park layer's counted mode).
     sleepers: AtomicU32,
+    /// The fields below are written only under `lock` (Relaxed: the lock orders
+    /// them for lock holders; peeks outside the lock are hints, see `words`).
+    g1: AtomicU32,
+    g1_left: AtomicU32,
+    signals: AtomicU32,
+    g2_len: AtomicU32,
+}
+
+/// Whether group `my` is closed while `g1` is the signal group.
+fn closed(my: u32, g1: u32) -> bool {
+    (g1.wrapping_sub(my) as i32) > 0
 }
 
 impl RawCondition {
@@ -46,9 +81,12 @@ impl RawCondition {
     pub fn new() -> RawCondition {
         RawCondition {
             lock: RawLock::new(),
-            seq: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            words: [AtomicU32::new(0), AtomicU32::new(0)],
             sleepers: AtomicU32::new(0),
+            g1: AtomicU32::new(0),
+            g1_left: AtomicU32::new(0),
+            signals: AtomicU32::new(0),
+            g2_len: AtomicU32::new(0),
         }
     }
 
@@ -61,9 +99,12 @@ impl RawCondition {
     pub(crate) unsafe fn init(this: *mut RawCondition) -> std::io::Result<()> {
         // SAFETY: the caller guarantees `this` is valid, aligned and unused.
         unsafe {
-            std::ptr::addr_of_mut!((*this).seq).write(AtomicU32::new(0));
-            std::ptr::addr_of_mut!((*this).waiters).write(AtomicU32::new(0));
+            std::ptr::addr_of_mut!((*this).words).write([AtomicU32::new(0), AtomicU32::new(0)]);
             std::ptr::addr_of_mut!((*this).sleepers).write(AtomicU32::new(0));
+            std::ptr::addr_of_mut!((*this).g1).write(AtomicU32::new(0));
+            std::ptr::addr_of_mut!((*this).g1_left).write(AtomicU32::new(0));
+            std::ptr::addr_of_mut!((*this).signals).write(AtomicU32::new(0));
+            std::ptr::addr_of_mut!((*this).g2_len).write(AtomicU32::new(0));
             RawLock::init(std::ptr::addr_of_mut!((*this).lock))
         }
     }
@@ -73,86 +114,164 @@ impl RawCondition {
         &self.lock
     }
 
-    /// Releases the lock (held by the caller), sleeps until notified or
-    /// `deadline`, and re-acquires the lock. Returns the re-acquire result and
-    /// whether a notification (or a spurious wake-up) ended the sleep, rather than
-    /// the deadline.
+    fn park(&self, group: u32) -> Park<'_> {
+        Park::counted(&self.words[(group & 1) as usize], &self.sleepers)
+    }
+
+    /// Outside the lock: whether group `my` may have been notified.
+    fn peek(&self, my: u32) -> bool {
+        let g1 = self.g1.load(Ordering::Relaxed);
+        closed(my, g1) || (my == g1 && self.signals.load(Ordering::Relaxed) != 0)
+    }
+
+    /// Under the lock: `Some(true)` if `my`'s waiter was notified (consuming a
+    /// signal), `Some(false)` if it leaves un-notified because `give_up`, `None`
+    /// if it should wait on.
+    fn decide(&self, my: u32, give_up: bool) -> Option<bool> {
+        let g1 = self.g1.load(Ordering::Relaxed);
+        if closed(my, g1) {
+            return Some(true);
+        }
+        let field = if my == g1 {
+            let signals = self.signals.load(Ordering::Relaxed);
+            if signals != 0 {
+                self.signals.store(signals - 1, Ordering::Relaxed);
+                return Some(true);
+            }
+            &self.g1_left
+        } else {
+            &self.g2_len
+        };
+        if !give_up {
+            return None;
+        }
+        // Saturating: a dead waiter or a scribble may have left it off.
+        let n = field.load(Ordering::Relaxed);
+        field.store(n.saturating_sub(1), Ordering::Relaxed);
+        Some(false)
+    }
+
+    /// Releases the lock (held by the caller), sleeps as `policy` says until
+    /// notified or `deadline`, and re-acquires the lock. Returns the re-acquire
+    /// result and whether a notification ended the wait (rather than the
+    /// deadline).
     pub fn wait(
         &self,
+        policy: WaitPolicy,
         deadline: Option<Deadline>,
-        slice: std::time::Duration,
         owners: &(impl Owners + ?Sized),
     ) -> Result<(Result<Acquired, MutexError>, bool), ReleaseError> {
         if !self.lock.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
         }
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        let seq = self.seq.load(Ordering::Relaxed);
+        let my = self.g1.load(Ordering::Relaxed).wrapping_add(1);
+        let len = self.g2_len.load(Ordering::Relaxed);
+        self.g2_len.store(len.saturating_add(1), Ordering::Relaxed);
+        let mut w = self.park(my).waiter(policy, deadline);
         self.lock.release()?;
-        // A notify usually follows quickly (the notifier is running): spin on
-        // `seq` first, so the common hand-off costs no sleep and wake-up.
-        let notified = spin_wait(|| self.seq.load(Ordering::Relaxed) != seq)
-            || loop {
-                let until = deadline
-                    .unwrap_or_else(|| Deadline::after(slice))
-                    .min_after(slice);
-                // SYNC(sleepers): RMW, then an RMW read of `seq` (see `notify`).
-                self.sleepers.fetch_add(1, Ordering::AcqRel);
-                let r = if self.seq.fetch_add(0, Ordering::AcqRel) == seq {
-                    futex::wait(&self.seq, seq, Some(until))
-                } else {
-                    WaitResult::Changed
-                };
-                self.sleepers.fetch_sub(1, Ordering::Relaxed);
-                if self.seq.load(Ordering::Relaxed) != seq || r == WaitResult::Changed {
-                    break true;
-                }
-                if deadline.is_some_and(Deadline::passed) {
+        loop {
+            let timed_out = loop {
+                let seen = w.load();
+                if self.peek(my) {
                     break false;
                 }
+                if w.sleep(seen, no_probe).is_err() {
+                    break true;
+                }
             };
-        // The notifier still holds the lock for a moment: try for it while
-        // spinning before blocking, so a quick release costs no futex sleep.
-        let mut tried = None;
-        spin_wait(|| match self.lock.acquire(How::Try, owners) {
-            Err(MutexError::WouldBlock) => false,
-            r => {
-                tried = Some(r);
-                true
+            let relocked = self.relock(policy, owners);
+            let owner_died = match relocked {
+                Ok(Acquired::Clean) => false,
+                Ok(Acquired::OwnerDied) => true,
+                // Not holding the lock: the counts cannot be updated. The lock
+                // is unusable (or the OS failed), so no notify can follow.
+                Err(_) => return Ok((relocked, false)),
+            };
+            let give_up = timed_out || owner_died || w.timed_out();
+            if let Some(notified) = self.decide(my, give_up) {
+                return Ok((relocked, notified));
             }
-        });
-        let relocked = match tried {
-            Some(r) => r,
-            None => self.lock.acquire(How::Block, owners),
-        };
-        if relocked.is_ok() {
-            // Saturating: a dead waiter may have left the count off; never wrap.
-            let w = self.waiters.load(Ordering::Relaxed);
-            self.waiters.store(w.saturating_sub(1), Ordering::Relaxed);
+            // Another member consumed the signal we peeked: wait on.
+            self.lock.release()?;
         }
-        Ok((relocked, notified))
     }
 
-    /// Wakes up to `n` waiters. The caller must hold the lock.
+    /// Re-takes the lock after a wait. The notifier still holds it for a
+    /// moment: try while spinning before blocking, so a quick release costs no
+    /// futex sleep.
+    fn relock(
+        &self,
+        policy: WaitPolicy,
+        owners: &(impl Owners + ?Sized),
+    ) -> Result<Acquired, MutexError> {
+        if policy != WaitPolicy::Park {
+            let mut tried = None;
+            spin::spin_until(|| match self.lock.acquire(How::Try, owners) {
+                Err(MutexError::WouldBlock) => false,
+                r => {
+                    tried = Some(r);
+                    true
+                }
+            });
+            if let Some(r) = tried {
+                return r;
+            }
+        }
+        self.lock.acquire(How::Block, owners)
+    }
+
+    /// Wakes up to `n` of the current waiters. The caller must hold the lock.
     pub fn notify(&self, n: u32) -> Result<(), ReleaseError> {
         if !self.lock.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
         }
-        if n == 0 || self.waiters.load(Ordering::Relaxed) == 0 {
-            return Ok(());
+        let mut g1 = self.g1.load(Ordering::Relaxed);
+        let mut g1_left = self.g1_left.load(Ordering::Relaxed);
+        let mut signals = self.signals.load(Ordering::Relaxed);
+        let mut g2_len = self.g2_len.load(Ordering::Relaxed);
+        let mut left = n;
+        let mut granted = 0u32;
+        while left != 0 {
+            if g1_left != 0 {
+                let k = left.min(g1_left);
+                g1_left -= k;
+                left -= k;
+                signals = signals.saturating_add(k);
+                granted = granted.saturating_add(k);
+            } else if g2_len != 0 {
+                // Close G1: everyone left in it was granted. Publish the new
+                // groups before bumping the old word, so its members' peeks
+                // after the bump see the close.
+                let old = g1;
+                g1 = g1.wrapping_add(1);
+                (g1_left, signals, g2_len) = (g2_len, 0, 0);
+                self.store(g1, g1_left, signals, g2_len);
+                self.bump(old, u32::MAX);
+                granted = 0;
+            } else {
+                break;
+            }
         }
-        // SYNC(sleepers): a Dekker pair with `wait`, made of RMWs rather than
-        // loads: an RMW reads the latest value in the word's modification order,
-        // so if this read of `sleepers` precedes a waiter's increment, that
-        // increment synchronizes with it and the waiter's later RMW read of `seq`
-        // sees our bump (it then skips the sleep). No store-load fence needed,
-        // and loom can check it (loom lets SeqCst loads miss SeqCst stores in
-        // this store-buffer shape: tokio-rs/loom#180).
-        self.seq.fetch_add(1, Ordering::AcqRel);
-        if self.sleepers.fetch_add(0, Ordering::AcqRel) != 0 {
-            futex::wake(&self.seq, n);
+        self.store(g1, g1_left, signals, g2_len);
+        if granted != 0 {
+            self.bump(g1, granted);
         }
         Ok(())
+    }
+
+    fn store(&self, g1: u32, g1_left: u32, signals: u32, g2_len: u32) {
+        self.g1.store(g1, Ordering::Relaxed);
+        self.g1_left.store(g1_left, Ordering::Relaxed);
+        self.signals.store(signals, Ordering::Relaxed);
+        self.g2_len.store(g2_len, Ordering::Relaxed);
+    }
+
+    /// Publishes a grant to `group` and wakes up to `n` of its sleepers.
+    fn bump(&self, group: u32, n: u32) {
+        let park = self.park(group);
+        // SYNC(grant): Release publishes the fields stored above to peekers.
+        self.words[(group & 1) as usize].fetch_add(1, Ordering::AcqRel);
+        park.wake_counted(n);
     }
 }
 
@@ -174,8 +293,8 @@ mod handle {
     use super::RawCondition;
     use crate::Error;
     use crate::loom::Deadline;
+    use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
-    use crate::sync::SLICE;
     use crate::sync::lock::handle::guard_result;
     use crate::sync::lock::{How, LockError, LockGuard, ReleaseError, lock_error};
     use crate::sync::robust::Acquired;
@@ -213,6 +332,7 @@ mod handle {
     #[derive(Clone)]
     pub struct Condition {
         obj: Object<RawCondition>,
+        policy: WaitPolicy,
     }
 
     impl fmt::Debug for Condition {
@@ -228,14 +348,31 @@ mod handle {
     impl Condition {
         /// Wraps an object placed by the manager.
         pub(crate) fn from_object(obj: Object<RawCondition>) -> Condition {
-            Condition { obj }
+            Condition {
+                obj,
+                policy: WaitPolicy::default(),
+            }
+        }
+
+        /// This handle with another [`WaitPolicy`] for its waits (clones made
+        /// from it inherit it).
+        pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Condition {
+            self.policy = policy;
+            self
+        }
+
+        /// The [`WaitPolicy`] of this handle's waits.
+        pub fn wait_policy(&self) -> WaitPolicy {
+            self.policy
         }
 
         /// A new condition in an anonymous shared mapping.
         pub fn anonymous() -> Result<Condition, Error> {
-            Ok(Condition {
-                obj: Region::create_object(None, RegionOptions::default(), &())?,
-            })
+            Ok(Condition::from_object(Region::create_object(
+                None,
+                RegionOptions::default(),
+                &(),
+            )?))
         }
 
         /// Creates a condition under `name`.
@@ -245,16 +382,16 @@ mod handle {
 
         /// [`Condition::create`] with explicit region options.
         pub fn create_with(name: &str, opts: RegionOptions) -> Result<Condition, Error> {
-            Ok(Condition {
-                obj: Region::create_object(Some(name), opts, &())?,
-            })
+            Ok(Condition::from_object(Region::create_object(
+                Some(name),
+                opts,
+                &(),
+            )?))
         }
 
         /// Opens the condition `name`.
         pub fn open(name: &str) -> Result<Condition, Error> {
-            Ok(Condition {
-                obj: Region::open_object(name)?,
-            })
+            Ok(Condition::from_object(Region::open_object(name)?))
         }
 
         /// Acquires the condition's lock.
@@ -292,7 +429,7 @@ mod handle {
                 return Err(LockError::OwnerDied(guard));
             }
             guard.forget_release();
-            match raw.wait(deadline, SLICE, self.obj.region()) {
+            match raw.wait(self.policy, deadline, self.obj.region()) {
                 Ok((Ok(Acquired::Clean), notified)) => {
                     Ok((LockGuard::new(raw.lock(), Acquired::Clean), !notified))
                 }

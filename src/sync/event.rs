@@ -1,23 +1,35 @@
 //! `Event`: a flag processes wait on, in one futex word.
 //!
 //! ```text
-//! bit 0  SET       the flag
-//! bit 1  SLEEPERS  a waiter may be asleep (set by a waiter that found the flag
-//!                  clear; cleared by `set`, which then wakes everyone)
+//! bit 0      SET       the flag
+//! bit 1      SLEEPERS  a waiter may be asleep (set by a waiter that found the
+//!                      flag clear; cleared by `set`, which then wakes everyone)
+//! bits 2..32 GEN       bumped by every `set`
 //! ```
 //!
-//! `set` swaps in `SET` and wakes all only if `SLEEPERS` was there, so setting an
-//! event nobody waits on makes no syscall. Waiters own nothing, so a waiter
-//! killed at any point blocks nobody.
+//! A waiter returns `true` when it sees `SET` *or* a generation other than the
+//! one it read when it started, so every waiter blocked when `set` is called
+//! returns `true` even if `clear` follows at once (Python's contract: `wait`
+//! returns `True` if the flag was set before the call or after it started).
+//! Waiting is [`crate::park`]'s loop in bit mode; `set` is one RMW that clears
+//! `SLEEPERS` and wakes all only if it was there, so setting an event nobody
+//! waits on makes no syscall. Waiters own nothing, so a waiter killed at any
+//! point blocks nobody.
 
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::hint::spin_wait;
-use crate::loom::{Deadline, futex};
+use crate::park::{Park, WaitPolicy, no_probe};
 
 const SET: u32 = 1;
 const SLEEPERS: u32 = 2;
+/// One generation step; the generation is the word without its two flags.
+const GEN: u32 = 4;
 
-/// The event's shared state. SYNC(event): `set` is a Release swap, waiters read
+fn generation(v: u32) -> u32 {
+    v & !(SET | SLEEPERS)
+}
+
+/// The event's shared state. SYNC(event): `set` is a Release RMW, waiters read
 /// with Acquire, so what the setter wrote before `set` is visible after `wait`.
 #[repr(C)]
 #[derive(Debug)]
@@ -33,17 +45,36 @@ impl RawEvent {
         }
     }
 
+    fn park(&self) -> Park<'_> {
+        Park::bit(&self.word, SLEEPERS)
+    }
+
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        if self.word.swap(SET, Ordering::Release) & SLEEPERS != 0 {
-            futex::wake(&self.word, u32::MAX);
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            if v & SET != 0 && v & SLEEPERS == 0 {
+                // Already set: nobody can be asleep (a waiter that sees SET
+                // returns), so there is nothing to publish or wake.
+                return;
+            }
+            let new = ((v & !SLEEPERS) | SET).wrapping_add(GEN);
+            match self
+                .word
+                .compare_exchange_weak(v, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
         }
+        // SLEEPERS was cleared by our RMW: wake everyone it hid.
+        self.park().wake_if(v, u32::MAX);
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        // Relaxed: clearing publishes nothing. SLEEPERS is never set together with
-        // SET, so this leaves a sleeper's flag alone.
+        // Relaxed: clearing publishes nothing. The generation and a sleeper's
+        // flag are left alone.
         self.word.fetch_and(!SET, Ordering::Relaxed);
     }
 
@@ -52,38 +83,41 @@ impl RawEvent {
         self.word.load(Ordering::Acquire) & SET != 0
     }
 
-    /// Waits until set or `deadline`; returns the flag.
-    pub fn wait(&self, deadline: Option<Deadline>) -> bool {
-        if self.is_set() {
+    /// Waits as `policy` says until the event is set (or was set since this
+    /// call started) or `deadline`; `false` only on timeout.
+    pub fn wait(&self, policy: WaitPolicy, deadline: Option<Deadline>) -> bool {
+        self.wait_since(policy, deadline, self.snapshot())
+    }
+
+    /// The word as a wait starting now sees it (Acquire: SYNC(event)).
+    pub(super) fn snapshot(&self) -> u32 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// [`RawEvent::wait`] for a wait that started when the word was `start`.
+    pub(super) fn wait_since(
+        &self,
+        policy: WaitPolicy,
+        deadline: Option<Deadline>,
+        start: u32,
+    ) -> bool {
+        if start & SET != 0 {
             return true;
         }
-        self.wait_slow(deadline)
+        self.wait_slow(policy, deadline, generation(start))
     }
 
     #[cold]
-    fn wait_slow(&self, deadline: Option<Deadline>) -> bool {
-        if spin_wait(|| self.is_set()) {
-            return true;
-        }
+    fn wait_slow(&self, policy: WaitPolicy, deadline: Option<Deadline>, started: u32) -> bool {
+        let mut w = self.park().waiter(policy, deadline);
         loop {
-            let v = self.word.load(Ordering::Acquire);
-            if v & SET != 0 {
+            let v = w.load();
+            if v & SET != 0 || generation(v) != started {
                 return true;
             }
-            if deadline.is_some_and(Deadline::passed) {
+            if w.sleep(v, no_probe).is_err() {
                 return false;
             }
-            if v & SLEEPERS == 0
-                && self
-                    .word
-                    .compare_exchange(v, SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            // No slices: an event has no owner whose death could strand a
-            // waiter, and an untimed futex wait arms no timer.
-            futex::wait(&self.word, SLEEPERS, deadline);
         }
     }
 }
@@ -105,6 +139,7 @@ mod handle {
     use super::RawEvent;
     use crate::Error;
     use crate::loom::Deadline;
+    use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
 
     // SAFETY: repr(C), one atomic.
@@ -133,6 +168,7 @@ mod handle {
     #[derive(Clone)]
     pub struct Event {
         obj: Object<RawEvent>,
+        policy: WaitPolicy,
     }
 
     impl fmt::Debug for Event {
@@ -146,14 +182,31 @@ mod handle {
     impl Event {
         /// Wraps an object placed by the manager.
         pub(crate) fn from_object(obj: Object<RawEvent>) -> Event {
-            Event { obj }
+            Event {
+                obj,
+                policy: WaitPolicy::default(),
+            }
+        }
+
+        /// This handle with another [`WaitPolicy`] for its waits (clones made
+        /// from it inherit it).
+        pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Event {
+            self.policy = policy;
+            self
+        }
+
+        /// The [`WaitPolicy`] of this handle's waits.
+        pub fn wait_policy(&self) -> WaitPolicy {
+            self.policy
         }
 
         /// A clear event in an anonymous shared mapping.
         pub fn anonymous() -> Result<Event, Error> {
-            Ok(Event {
-                obj: Region::create_object(None, RegionOptions::default(), &())?,
-            })
+            Ok(Event::from_object(Region::create_object(
+                None,
+                RegionOptions::default(),
+                &(),
+            )?))
         }
 
         /// Creates a clear event under `name`.
@@ -163,16 +216,16 @@ mod handle {
 
         /// [`Event::create`] with explicit region options.
         pub fn create_with(name: &str, opts: RegionOptions) -> Result<Event, Error> {
-            Ok(Event {
-                obj: Region::create_object(Some(name), opts, &())?,
-            })
+            Ok(Event::from_object(Region::create_object(
+                Some(name),
+                opts,
+                &(),
+            )?))
         }
 
         /// Opens the event `name`.
         pub fn open(name: &str) -> Result<Event, Error> {
-            Ok(Event {
-                obj: Region::open_object(name)?,
-            })
+            Ok(Event::from_object(Region::open_object(name)?))
         }
 
         /// Sets the flag, waking every waiter in every process.
@@ -190,14 +243,28 @@ mod handle {
             self.obj.get().is_set()
         }
 
-        /// Blocks until the flag is set.
+        /// Blocks until the flag is set. Returns as soon as it was set after
+        /// the call started, even if it was cleared again at once.
         pub fn wait(&self) {
-            while !self.obj.get().wait(None) {}
+            while !self.obj.get().wait(self.policy, None) {}
         }
 
-        /// Blocks until the flag is set or `timeout` passes; returns the flag.
+        /// Blocks until the flag is set or `timeout` passes. Returns `true` if
+        /// the flag was set before the call or at any time during it (even if
+        /// cleared again), `false` only on timeout, like Python's `wait`.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// let ev = multiproc::Event::anonymous()?;
+        /// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+        /// ev.set();
+        /// assert!(ev.wait_timeout(Duration::from_millis(1)));
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
         pub fn wait_timeout(&self, timeout: Duration) -> bool {
-            self.obj.get().wait(Some(Deadline::after(timeout)))
+            self.obj
+                .get()
+                .wait(self.policy, Some(Deadline::after(timeout)))
         }
 
         /// The region holding the event.

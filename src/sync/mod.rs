@@ -4,14 +4,16 @@
 //! lives in a region and holds only atomics (`RawLock`,
 //! `RawSemaphore`, ...), with the algorithm as methods on `&self`; and a public
 //! handle that owns the mapping. The raw structs are what the loom models run.
+//! Every blocking call waits through the crate's one wait layer (check, park, re-check),
+//! as the handle's [`crate::WaitPolicy`] says.
 //!
 //! | primitive | state | owner death |
 //! |---|---|---|
 //! | [`Lock`] | the crate's robust word (owner's participant token + waiters bit) + owner thread token | next acquirer gets [`LockError::OwnerDied`]; waiters learn of the death from the owner's beacon |
 //! | [`RLock`] | the same + recursion count | as `Lock` |
 //! | [`Semaphore`], [`BoundedSemaphore`] | one futex word: permits + sleepers bit | permits held by a dead process are not returned (documented leak) |
-//! | [`Event`] | one futex word: set + sleepers bit | nothing to recover |
-//! | [`Condition`] | its own `Lock` + a sequence futex word | dead waiters only cost extra wakes |
+//! | [`Event`] | one futex word: set + sleepers bit + generation | nothing to recover |
+//! | [`Condition`] | its own `Lock` + two group futex words and counts | a dead waiter may absorb one `notify(n)` grant |
 //! | [`Barrier`] | one futex word: count, generation, broken | waiters notice a dead party and break |
 
 mod barrier;
@@ -60,7 +62,5 @@ pub use robust::LoomOwners;
 #[cfg(loom)]
 pub use semaphore::RawSemaphore;
 
-/// How long a blocked waiter sleeps before it re-checks for dead peers. Only a
-/// death makes this slice visible: live peers wake waiters directly.
-#[cfg_attr(loom, allow(dead_code))]
-pub(crate) const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+#[cfg(all(test, loom))]
+mod tests;

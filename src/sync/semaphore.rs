@@ -11,19 +11,25 @@
 //! a release with nobody asleep makes no syscall and no store-load (Dekker) race
 //! exists between a waiter going to sleep and a releaser deciding not to wake.
 //!
-//! A release that clears `SLEEPERS` wakes one waiter; the woken waiter passes the
-//! baton on (wakes another if permits remain, or sets `SLEEPERS` again), so
-//! waiters that stay asleep are never stranded. A waiter killed between being
-//! woken and passing the baton strands the others for at most one wait slice,
-//! after which they re-check the word themselves.
+//! Waiting is [`crate::park`]'s loop in bit mode. A release that clears
+//! `SLEEPERS` wakes exactly one waiter (`FUTEX_WAKE` of 1), so one release wakes
+//! at most one acquirer. The woken waiter passes the baton on: having taken a
+//! permit (or given up), it wakes the next sleeper if permits remain, for the
+//! releases that found `SLEEPERS` already cleared, or sets `SLEEPERS` again so
+//! the next release wakes one. Waiters that stay asleep are therefore never
+//! stranded. The woken waiter gets the permit unless an acquirer that was not
+//! asleep takes it first (no hand-off: barging keeps an uncontended acquire one
+//! CAS); it then sleeps again, and the permit went to a caller that was running.
+//! A waiter killed between being woken and passing the baton strands the others
+//! for at most one wait slice, after which they re-check the word themselves.
 //!
 //! Permits are not tied to processes: a process that dies holding permits does
 //! not return them (the same as Python's `multiprocessing.Semaphore`).
 
 use super::lock::ReleaseError;
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::hint::spin_wait;
-use crate::loom::{Deadline, futex};
+use crate::park::{Park, WaitPolicy, no_probe};
 
 /// A waiter may be asleep on the word.
 const SLEEPERS: u32 = 1 << 31;
@@ -42,7 +48,6 @@ pub struct RawSemaphore {
     word: AtomicU32,
     /// The largest value `release` may reach, or `UNBOUNDED`. Written once at
     /// creation.
-    /// Written once at creation.
     bound: AtomicU32,
 }
 
@@ -74,80 +79,56 @@ impl RawSemaphore {
         }
     }
 
-    /// Takes a permit, waiting until `deadline` (forever if `None`). `slice` is
-    /// the longest single sleep; `false` on timeout.
-    pub fn acquire(&self, deadline: Option<Deadline>, slice: std::time::Duration) -> bool {
+    fn park(&self) -> Park<'_> {
+        Park::bit(&self.word, SLEEPERS)
+    }
+
+    /// Takes a permit, waiting as `policy` says until `deadline` (forever if
+    /// `None`); `false` on timeout.
+    pub fn acquire(&self, policy: WaitPolicy, deadline: Option<Deadline>) -> bool {
         if self.try_acquire() {
             return true;
         }
-        self.acquire_slow(deadline, slice)
+        self.acquire_slow(policy, deadline)
     }
 
     #[cold]
-    fn acquire_slow(&self, deadline: Option<Deadline>, slice: std::time::Duration) -> bool {
-        if spin_wait(|| self.try_acquire()) {
-            return true;
-        }
-        let mut slept = false;
-        let mut v = self.word.load(Ordering::Relaxed);
+    fn acquire_slow(&self, policy: WaitPolicy, deadline: Option<Deadline>) -> bool {
+        let mut w = self.park().waiter(policy, deadline);
         loop {
-            let permits = v & MAX_VALUE;
-            if permits != 0 {
-                match self.word.compare_exchange_weak(
-                    v,
-                    v - 1,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        if slept {
-                            self.pass_baton();
-                        }
-                        return true;
-                    }
-                    Err(now) => {
-                        v = now;
-                        continue;
-                    }
+            let v = w.load();
+            if v & MAX_VALUE != 0 {
+                if self
+                    .word
+                    .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
                 }
+                if w.slept() {
+                    self.pass_baton();
+                }
+                return true;
             }
-            if deadline.is_some_and(Deadline::passed) {
-                if slept {
+            if w.sleep(v, no_probe).is_err() {
+                if w.slept() {
                     // We may have absorbed a wake-up meant to be passed on.
                     self.pass_baton();
                 }
                 return false;
             }
-            if v & SLEEPERS == 0 {
-                // Relaxed: the flag carries no data; the futex compare orders it.
-                if let Err(now) = self.word.compare_exchange_weak(
-                    v,
-                    SLEEPERS,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    v = now;
-                    continue;
-                }
-            }
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            futex::wait(&self.word, SLEEPERS, Some(until));
-            slept = true;
-            v = self.word.load(Ordering::Relaxed);
         }
     }
 
-    /// After a woken waiter took a permit (or gave up): if permits remain, wake
-    /// the next sleeper; otherwise re-arm `SLEEPERS` so the next release wakes
-    /// one. Reads the word afresh: a release may have landed since our CAS (found
-    /// by the loom model with three preemptions).
+    /// After a waiter that slept took a permit (or gave up): if permits remain,
+    /// wake the next sleeper; otherwise re-arm `SLEEPERS` so the next release
+    /// wakes one. Reads the word afresh: a release may have landed since our CAS
+    /// (found by the loom model with three preemptions).
     fn pass_baton(&self) {
         let mut v = self.word.load(Ordering::Relaxed);
         loop {
             if v & MAX_VALUE != 0 {
-                futex::wake(&self.word, 1);
+                self.park().wake(1);
                 return;
             }
             if v & SLEEPERS != 0 {
@@ -189,9 +170,7 @@ impl RawSemaphore {
                 Err(now) => v = now,
             }
         }
-        if v & SLEEPERS != 0 {
-            futex::wake(&self.word, 1);
-        }
+        self.park().wake_if(v, 1);
         Ok(())
     }
 
@@ -220,8 +199,9 @@ mod handle {
     use super::{MAX_VALUE, RawSemaphore};
     use crate::Error;
     use crate::loom::Deadline;
+    use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
-    use crate::sync::{ReleaseError, SLICE};
+    use crate::sync::ReleaseError;
 
     /// Creation parameters: initial value and bound.
     #[derive(Clone, Copy, Debug)]
@@ -284,6 +264,7 @@ mod handle {
             #[derive(Clone)]
             pub struct $name {
                 obj: Object<RawSemaphore>,
+                policy: WaitPolicy,
             }
 
             impl fmt::Debug for $name {
@@ -315,7 +296,22 @@ mod handle {
                             .to_owned(),
                         });
                     }
-                    Ok($name { obj })
+                    Ok($name {
+                        obj,
+                        policy: WaitPolicy::default(),
+                    })
+                }
+
+                /// This handle with another [`WaitPolicy`] for its blocking calls
+                /// (clones made from it inherit it).
+                pub fn with_wait_policy(mut self, policy: WaitPolicy) -> $name {
+                    self.policy = policy;
+                    self
+                }
+
+                /// The [`WaitPolicy`] of this handle's blocking calls.
+                pub fn wait_policy(&self) -> WaitPolicy {
+                    self.policy
                 }
 
                 /// A new semaphore with `value` permits (at most 2^31 - 1) in an
@@ -353,7 +349,7 @@ mod handle {
 
                 /// Takes a permit, blocking while none is available.
                 pub fn acquire(&self) {
-                    while !self.obj.get().acquire(None, SLICE) {}
+                    while !self.obj.get().acquire(self.policy, None) {}
                 }
 
                 /// Takes a permit if one is available now.
@@ -399,7 +395,7 @@ mod handle {
                 pub fn acquire_timeout(&self, timeout: Duration) -> bool {
                     self.obj
                         .get()
-                        .acquire(Some(Deadline::after(timeout)), SLICE)
+                        .acquire(self.policy, Some(Deadline::after(timeout)))
                 }
 
                 /// Returns a permit and wakes one waiter if any sleeps.

@@ -361,11 +361,135 @@ pub(crate) fn wait_child(pid: u32, deadline: Option<Deadline>) -> io::Result<Opt
         }
         return Err(super::last_error());
     }
-    if libc::WIFEXITED(status) {
-        Ok(Some(Exit::Code(libc::WEXITSTATUS(status))))
+    Ok(Some(decode_status(status)))
+}
+
+/// `SIGTERM`.
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+
+/// The parent's pid as the kernel sees it now (1 or a subreaper once the parent
+/// died).
+pub(crate) fn parent_pid() -> u32 {
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() }.unsigned_abs()
+}
+
+/// Asks the kernel to send `signal` to this process when the thread that forked
+/// it exits (`PR_SET_PDEATHSIG`).
+pub(crate) fn set_parent_death_signal(signal: i32) -> io::Result<()> {
+    let sig =
+        libc::c_ulong::try_from(signal).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: PR_SET_PDEATHSIG takes one integer argument; the rest are unused.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            sig,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc == 0 {
+        Ok(())
     } else {
-        Ok(Some(Exit::Signal(libc::WTERMSIG(status))))
+        Err(super::last_error())
     }
+}
+
+/// Ends the calling process with `SIGKILL` (as if its parent's death signal had
+/// arrived), falling back to `_exit(137)` should the signal somehow not end it.
+pub(crate) fn kill_self() -> ! {
+    // SAFETY: sending SIGKILL to ourselves has no memory preconditions.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    exit_now(128 + libc::SIGKILL)
+}
+
+fn decode_status(status: libc::c_int) -> Exit {
+    if libc::WIFEXITED(status) {
+        Exit::Code(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        // waitpid without WUNTRACED/WCONTINUED reports only terminations.
+        Exit::Signal(0)
+    }
+}
+
+/// Reaps child `pid` if it has ended, without blocking: `Ok(None)` while it runs.
+pub(crate) fn try_wait_child(pid: u32) -> io::Result<Option<Exit>> {
+    let ipid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is writable; waitpid on our own child with WNOHANG.
+        let r = unsafe { libc::waitpid(ipid, &mut status, libc::WNOHANG) };
+        if r == ipid {
+            return Ok(Some(decode_status(status)));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        if r < 0 && super::errno() == libc::EINTR {
+            continue;
+        }
+        return Err(super::last_error());
+    }
+}
+
+/// Writes `buf` to file descriptor 2 with plain `write(2)` calls: no lock, so a
+/// child forked from a threaded parent may use it. Errors are ignored.
+pub(crate) fn write_stderr(mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let r = unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
+        if r < 0 && super::errno() == libc::EINTR {
+            continue;
+        }
+        if r <= 0 {
+            return;
+        }
+        buf = buf.get(r.unsigned_abs()..).unwrap_or(&[]);
+    }
+}
+
+/// The load address of the ELF object (executable or shared library) that
+/// contains code address `addr`, from `dladdr`; `None` if unknown.
+pub(crate) fn object_base(addr: usize) -> Option<usize> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads its address argument as a number and fills
+    // `info`, which is writable storage for a Dl_info.
+    let rc = unsafe { libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) };
+    if rc == 0 {
+        return None;
+    }
+    // SAFETY: dladdr returned non-zero, so it filled `info`.
+    let base = unsafe { info.assume_init() }.dli_fbase as usize;
+    (base != 0).then_some(base)
+}
+
+/// Name the crate gives its one internal per-process thread (parked forever,
+/// holding no locks), which is safe to leave behind across `fork`.
+pub(crate) const BEACON_THREAD_NAME: &str = "multiproc-beacon";
+
+/// Number of threads in this process other than the crate's beacon thread,
+/// counted from `/proc/self/task` (each thread's `comm`, which the kernel
+/// truncates to 15 bytes: `multiproc-beaco`).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    let beacon = BEACON_THREAD_NAME.as_bytes();
+    let beacon = beacon.get(..15).unwrap_or(beacon);
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let entry = entry?;
+        let mut comm = entry.path();
+        comm.push("comm");
+        match std::fs::read(&comm) {
+            Ok(name) if name.strip_suffix(b"\n").unwrap_or(&name) == beacon => {}
+            // A thread that ended between the listing and the read.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            _ => n += 1,
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

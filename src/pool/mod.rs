@@ -1,0 +1,1082 @@
+//! A process pool, Python's `multiprocessing.Pool` (and `ProcessPoolExecutor`'s
+//! `submit`/`as_completed`), whose failures are values instead of hangs.
+//!
+//! ```no_run
+//! use multiproc::pool::Pool;
+//!
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! let pool = Pool::new(0)?; // one worker per CPU
+//! let squares = pool.map(square, 0..100u64)?;
+//! assert_eq!(squares[7], 49);
+//! # Ok::<(), multiproc::pool::PoolError>(())
+//! ```
+//!
+//! # Tasks
+//!
+//! A task is a plain `fn` (no captured state, so it means the same thing in
+//! every worker) of [`Pod`] arguments returning a [`Pod`] result. Arguments and
+//! results travel through the crate's shared-memory queues ([`BytesQueue`]s:
+//! one inbox per worker, one result queue), many tasks per message: the
+//! *chunk size* (by default Python's rule for `map`, `len / (4 * processes)`
+//! rounded up, capped by what fits in one message) is what makes the per-task
+//! cost small.
+//!
+//! # Failures
+//!
+//! - A task that panics gives [`PoolError::Panicked`] with the panic message;
+//!   the worker goes on. (Built with `panic = "abort"`, a panic ends the worker
+//!   instead, which gives `WorkerDied`.)
+//! - A worker that dies mid-task (SIGKILL, abort, OOM, `exit`) gives exactly
+//!   that task [`PoolError::WorkerDied`]; every other task it held is run again
+//!   by another worker, and a replacement worker starts, so the pool keeps its
+//!   size. (Python's `Pool` hangs forever; `concurrent.futures` breaks the whole
+//!   pool.) Tasks of a killed worker's chunk that had already run are run again,
+//!   because their results died with it: a task's side effects may happen twice
+//!   when a worker is killed, its result is delivered exactly once.
+//! - [`Pool::terminate`] and dropping the pool kill and reap every worker; tasks
+//!   without a result then get [`PoolError::Terminated`].
+//!
+//! # Progress and callbacks
+//!
+//! The pool has no thread of its own: it sends tasks, collects results, reaps
+//! and replaces workers while a caller is inside one of its methods (`map`,
+//! an iterator's `next`, [`AsyncResult::get`], `wait`, `ready`,
+//! [`Pool::join`]). Workers keep running tasks already sent to them (up to four
+//! chunks each) in the meantime. Keeping the parent free of threads is what lets
+//! it fork replacement workers safely. `callback` and `error_callback` run in
+//! the parent exactly once per task, on the thread that drives the pool when
+//! the task completes, with no pool lock held (they may use the pool).
+//!
+//! # Start method
+//!
+//! Workers are forked. [`Pool::new`] and [`PoolBuilder::build`] refuse (with
+//! [`PoolError::Start`]) when the parent runs other threads, as
+//! [`crate::process::Process::start`] does; [`PoolBuilder::fork_unchecked`]
+//! lifts the check for callers who accept its conditions. The check also runs
+//! before every replacement worker: if the parent has started threads since, a
+//! dead worker is not replaced (the pool runs one worker short), and once no
+//! worker is left every unfinished task fails with [`PoolError::Start`]. Workers
+//! are daemons: they die with the parent (more precisely, with the thread that
+//! forked them, as `PR_SET_PDEATHSIG` works; the pool forks from the threads
+//! that call it). The spawn start method is not available for pools yet (see
+//! [`crate::process::Spawn`] for processes).
+//!
+//! # Trust
+//!
+//! The queues are anonymous and shared only with the pool's own workers. Task
+//! messages carry function addresses; a worker calls one only if the message's
+//! keyed checksum (the key lives in process memory, not in shared memory)
+//! matches, so a stray write makes the worker exit rather than jump. A
+//! deliberately hostile worker runs as the same user and is not defended
+//! against.
+
+mod engine;
+mod wire;
+mod worker;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+#[allow(unused_imports, reason = "linked from the docs")]
+use crate::BytesQueue;
+use engine::{Config, Inner, Job, Method, OnDone};
+
+/// Default size of one task or result message (bytes).
+/// Large messages mean large chunks and few hand-offs between processes; the
+/// memory behind a queue slot is only touched as far as messages fill it.
+pub const DEFAULT_MESSAGE_SIZE: usize = 256 * 1024;
+
+/// Why a task, or the pool, failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The task panicked; the panic message (empty if it was not a string).
+    #[error("the task panicked: {0}")]
+    Panicked(String),
+    /// The worker running the task died before it finished.
+    #[error("worker {pid} died while running the task (signal {signal:?}, exit code {code:?})")]
+    WorkerDied {
+        /// The worker's pid.
+        pid: u32,
+        /// The signal that ended it, if a signal did.
+        signal: Option<i32>,
+        /// Its exit code, if it exited (for example the task called `exit`).
+        code: Option<i32>,
+    },
+    /// `get_timeout`/`wait_timeout`: no result yet (the task goes on).
+    #[error("timed out waiting for the result")]
+    Timeout,
+    /// The pool was closed: no new tasks.
+    #[error("the pool is closed")]
+    Closed,
+    /// The pool was terminated (or dropped) before the task finished.
+    #[error("the pool was terminated")]
+    Terminated,
+    /// [`Pool::join`] before [`Pool::close`] (Python's `ValueError`).
+    #[error("join() before close()")]
+    NotClosed,
+    /// One argument or result is too large for the pool's message size.
+    #[error("one task needs {needed} bytes, messages hold {max}")]
+    TooLarge {
+        /// Bytes one task's argument or result needs.
+        needed: usize,
+        /// The message size.
+        max: usize,
+    },
+    /// The workers' initializer panicked; the pool accepts no work.
+    #[error("the worker initializer panicked")]
+    InitializerPanicked,
+    /// Workers could not be started (fork failed, the parent runs threads, or
+    /// the queues could not be created).
+    #[error("cannot start pool workers: {0}")]
+    Start(String),
+}
+
+/// Builds a [`Pool`] (Python's `Pool(processes, initializer,
+/// maxtasksperchild)`).
+///
+/// ```no_run
+/// use multiproc::pool::Pool;
+/// fn init() {}
+/// let pool = Pool::builder().processes(2).initializer(init).max_tasks_per_child(100).build()?;
+/// assert_eq!(pool.processes(), 2);
+/// # Ok::<(), multiproc::pool::PoolError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PoolBuilder {
+    processes: usize,
+    message_size: usize,
+    max_tasks: Option<u64>,
+    initializer: Option<fn()>,
+    method: Method,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> PoolBuilder {
+        PoolBuilder {
+            processes: 0,
+            message_size: DEFAULT_MESSAGE_SIZE,
+            max_tasks: None,
+            initializer: None,
+            method: Method::Fork,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Number of workers; 0 (the default) means one per CPU this process may
+    /// run on.
+    ///
+    /// ```
+    /// let b = multiproc::pool::Pool::builder().processes(4);
+    /// # drop(b);
+    /// ```
+    pub fn processes(mut self, n: usize) -> PoolBuilder {
+        self.processes = n;
+        self
+    }
+
+    /// A function every worker runs once when it starts (Python's
+    /// `initializer`). If it panics, the pool accepts no work and every task
+    /// gets [`PoolError::InitializerPanicked`].
+    ///
+    /// ```
+    /// fn init() {}
+    /// let b = multiproc::pool::Pool::builder().initializer(init);
+    /// # drop(b);
+    /// ```
+    pub fn initializer(mut self, f: fn()) -> PoolBuilder {
+        self.initializer = Some(f);
+        self
+    }
+
+    /// A worker exits after this many chunks (a chunk counts as one task, as in
+    /// Python's `maxtasksperchild`) and a fresh one replaces it. 0: unlimited.
+    ///
+    /// ```
+    /// let b = multiproc::pool::Pool::builder().max_tasks_per_child(10);
+    /// # drop(b);
+    /// ```
+    pub fn max_tasks_per_child(mut self, n: u64) -> PoolBuilder {
+        self.max_tasks = (n > 0).then_some(n);
+        self
+    }
+
+    /// Bytes per task or result message (default [`DEFAULT_MESSAGE_SIZE`]):
+    /// bounds the chunk size and the largest argument or result.
+    ///
+    /// ```
+    /// let b = multiproc::pool::Pool::builder().message_size(1 << 20);
+    /// # drop(b);
+    /// ```
+    pub fn message_size(mut self, bytes: usize) -> PoolBuilder {
+        self.message_size = bytes.max(4096);
+        self
+    }
+
+    /// Start workers with `fork` (the default), refusing when the parent runs
+    /// other threads.
+    ///
+    /// ```
+    /// let b = multiproc::pool::Pool::builder().fork();
+    /// # drop(b);
+    /// ```
+    pub fn fork(mut self) -> PoolBuilder {
+        self.method = Method::Fork;
+        self
+    }
+
+    /// Start workers with `fork` even when the parent runs other threads (now or
+    /// when a replacement worker starts later).
+    ///
+    /// # Safety
+    ///
+    /// Tasks and the initializer must not take any lock (the program's own,
+    /// `stdout`'s, a logger's) that another thread of the parent may hold while
+    /// a worker is forked; see [`crate::process`]'s notes on threads. The crate's
+    /// own primitives take no such lock.
+    ///
+    /// ```no_run
+    /// // SAFETY: the tasks only do arithmetic.
+    /// let b = unsafe { multiproc::pool::Pool::builder().fork_unchecked() };
+    /// # drop(b);
+    /// ```
+    pub unsafe fn fork_unchecked(mut self) -> PoolBuilder {
+        self.method = Method::ForkUnchecked;
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// ```no_run
+    /// let pool = multiproc::pool::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.pids().len(), 2);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn build(self) -> Result<Pool, PoolError> {
+        let processes = match self.processes {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let cfg = Config {
+            processes,
+            message_size: self.message_size,
+            max_tasks: self.max_tasks,
+            initializer: self.initializer,
+            method: self.method,
+            key: crate::sys::process::random_u64(),
+        };
+        Ok(Pool {
+            inner: Arc::new(Inner::new(cfg)?),
+        })
+    }
+}
+
+/// A pool of worker processes.
+///
+/// Dropping it kills and reaps every worker (Python's `terminate`); call
+/// [`Pool::close`] and [`Pool::join`] first to let submitted tasks finish.
+/// A copy of a pool inherited by a forked child process is inert there: its
+/// methods fail with [`PoolError::Terminated`] and dropping it leaves the
+/// parent's workers alone.
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.inner.cfg.processes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Pool {
+    /// [`Pool::new(0)`](Pool::new); panics if the workers cannot start (use
+    /// [`Pool::new`] to get the error instead).
+    fn default() -> Pool {
+        match Pool::new(0) {
+            Ok(p) => p,
+            Err(e) => panic!("cannot start a process pool: {e}"),
+        }
+    }
+}
+
+/// Python's default chunk size for `n` tasks over `workers` workers.
+fn python_chunksize(n: usize, workers: usize) -> usize {
+    let d = workers.max(1) * 4;
+    n.div_ceil(d).max(1)
+}
+
+fn sizes_ok(inner: &Inner, arg: usize, res: usize) -> Result<usize, PoolError> {
+    let max = inner.max_items(arg, res);
+    if max == 0 {
+        return Err(PoolError::TooLarge {
+            needed: arg.max(res),
+            max: inner.cfg.message_size,
+        });
+    }
+    Ok(max)
+}
+
+impl Pool {
+    /// A pool of `processes` forked workers (0: one per CPU), refusing when the
+    /// parent runs other threads.
+    ///
+    /// ```no_run
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn new(processes: usize) -> Result<Pool, PoolError> {
+        PoolBuilder::default().processes(processes).build()
+    }
+
+    /// A builder for the other options.
+    ///
+    /// ```no_run
+    /// let pool = multiproc::pool::Pool::builder().processes(1).build()?;
+    /// # drop(pool);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Number of workers the pool keeps.
+    ///
+    /// ```no_run
+    /// let pool = multiproc::pool::Pool::new(3)?;
+    /// assert_eq!(pool.processes(), 3);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.inner.cfg.processes
+    }
+
+    /// The pids of the live workers (after reaping and replacing dead ones).
+    ///
+    /// ```no_run
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// assert_eq!(pool.pids().len(), 2);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn pids(&self) -> Vec<u32> {
+        self.inner.pids()
+    }
+
+    fn submit_map<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        on_done: Option<OnDone>,
+        track: bool,
+    ) -> Result<u64, PoolError> {
+        let (asz, rsz) = (size_of::<A>(), size_of::<R>());
+        let max = sizes_ok(&self.inner, asz, rsz)?;
+        let mut it = args.into_iter();
+        // An iterator that knows its length (a range, a Vec) is read chunk by
+        // chunk straight into the messages; others are collected first.
+        let collected: Option<Vec<A>> = match it.size_hint() {
+            (lo, Some(hi)) if lo == hi => None,
+            _ => Some(it.by_ref().collect()),
+        };
+        let n = collected
+            .as_ref()
+            .map_or_else(|| it.size_hint().0, Vec::len);
+        let mut rest = collected.into_iter().flatten().chain(it);
+        let chunk = chunksize
+            .unwrap_or_else(|| python_chunksize(n, self.processes()))
+            .clamp(1, max);
+        self.inner.submit(
+            f as usize,
+            wire::call1::<A, R> as wire::Trampoline as usize,
+            asz,
+            rsz,
+            n,
+            chunk,
+            Box::new(vec![R::zeroed(); n]),
+            |_first, count, msg| {
+                for a in rest.by_ref().take(count) {
+                    msg.extend_from_slice(bytemuck::bytes_of(&a));
+                }
+                // An iterator that yields fewer items than it promised: pad, so
+                // every task has an argument (and a result slot).
+                msg.resize(wire::TASK_HEADER + count * asz, 0);
+            },
+            on_done,
+            track,
+        )
+    }
+
+    fn submit_star<A: Pod + Send, B: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A, B) -> R,
+        args: Vec<(A, B)>,
+        chunksize: Option<usize>,
+    ) -> Result<u64, PoolError> {
+        let (asz, rsz) = (size_of::<A>() + size_of::<B>(), size_of::<R>());
+        let max = sizes_ok(&self.inner, asz, rsz)?;
+        let n = args.len();
+        let chunk = chunksize
+            .unwrap_or_else(|| python_chunksize(n, self.processes()))
+            .clamp(1, max);
+        self.inner.submit(
+            f as usize,
+            wire::call2::<A, B, R> as wire::Trampoline as usize,
+            asz,
+            rsz,
+            n,
+            chunk,
+            Box::new(vec![R::zeroed(); n]),
+            |first, count, msg| {
+                for (a, b) in args.iter().skip(first).take(count) {
+                    msg.extend_from_slice(bytemuck::bytes_of(a));
+                    msg.extend_from_slice(bytemuck::bytes_of(b));
+                }
+            },
+            None,
+            false,
+        )
+    }
+
+    /// Python's `map`: `f` over every argument, results in order. The first
+    /// failed task (in order) is the error; use [`Pool::imap`] for each task's
+    /// outcome.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// assert_eq!(pool.map(square, 0..5u64)?, vec![0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn map<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map_chunked(f, args, 0)
+    }
+
+    /// [`Pool::map`] with an explicit chunk size (tasks per message; 0: the
+    /// default rule).
+    ///
+    /// ```no_run
+    /// fn inc(x: u32) -> u32 { x + 1 }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// assert_eq!(pool.map_chunked(inc, [1, 2, 3], 1)?, vec![2, 3, 4]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn map_chunked<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError> {
+        let job = self.submit_map(f, args, (chunksize > 0).then_some(chunksize), None, false)?;
+        let _guard = Release(&self.inner, job);
+        collect_vec(&self.inner, job, None)
+    }
+
+    /// Python's `map_async`: [`Pool::map`] without waiting.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// let r = pool.map_async(square, 0..4u64)?;
+    /// assert_eq!(r.get()?, vec![0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn map_async<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
+        let job = self.submit_map(f, args, None, None, false)?;
+        Ok(AsyncResult::new(&self.inner, job, decode_vec::<R>))
+    }
+
+    /// Python's `imap`: each task's outcome, in argument order, as they become
+    /// available. The arguments are collected first (the iterator must end).
+    /// Unlike Python's `imap` (chunk size 1), the default chunk size is
+    /// [`Pool::map`]'s.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// let v: Result<Vec<u64>, _> = pool.imap(square, 0..4u64)?.collect();
+    /// assert_eq!(v?, vec![0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn imap<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Imap<R>, PoolError> {
+        self.imap_chunked(f, args, 0)
+    }
+
+    /// [`Pool::imap`] with an explicit chunk size (0: the default rule).
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// let first = pool.imap_chunked(square, 0..100u64, 10)?.next();
+    /// assert_eq!(first, Some(Ok(0)));
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn imap_chunked<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Imap<R>, PoolError> {
+        self.imap_inner(f, args, chunksize, true)
+    }
+
+    fn imap_inner<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<Imap<R>, PoolError> {
+        let args: Vec<A> = args.into_iter().collect();
+        let n = args.len();
+        let job = self.submit_map(
+            f,
+            args,
+            (chunksize > 0).then_some(chunksize),
+            None,
+            !ordered,
+        )?;
+        Ok(Imap {
+            inner: Arc::clone(&self.inner),
+            job,
+            next: 0,
+            n,
+            ordered,
+            _r: PhantomData,
+        })
+    }
+
+    /// Python's `imap_unordered`: each task's outcome as it completes.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// let mut v: Vec<u64> = pool.imap_unordered(square, 0..4u64)?.map(Result::unwrap).collect();
+    /// v.sort();
+    /// assert_eq!(v, vec![0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn imap_unordered<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Imap<R>, PoolError> {
+        self.imap_unordered_chunked(f, args, 0)
+    }
+
+    /// [`Pool::imap_unordered`] with an explicit chunk size (0: the default
+    /// rule).
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// assert_eq!(pool.imap_unordered_chunked(square, 0..10u64, 1)?.count(), 10);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn imap_unordered_chunked<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Imap<R>, PoolError> {
+        self.imap_inner(f, args, chunksize, false)
+    }
+
+    /// Python's `starmap` for two-argument functions: `f(a, b)` for every pair,
+    /// results in order; the first failed task is the error.
+    ///
+    /// ```no_run
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, vec![3, 7]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn starmap<A: Pod + Send, B: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A, B) -> R,
+        args: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>, PoolError> {
+        self.starmap_chunked(f, args, 0)
+    }
+
+    /// [`Pool::starmap`] with an explicit chunk size (0: the default rule).
+    ///
+    /// ```no_run
+    /// fn mul(a: u64, b: u64) -> u64 { a * b }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// assert_eq!(pool.starmap_chunked(mul, [(2, 3), (4, 5)], 1)?, vec![6, 20]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn starmap_chunked<A: Pod + Send, B: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A, B) -> R,
+        args: impl IntoIterator<Item = (A, B)>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError> {
+        let args: Vec<(A, B)> = args.into_iter().collect();
+        let job = self.submit_star(f, args, (chunksize > 0).then_some(chunksize))?;
+        let _guard = Release(&self.inner, job);
+        collect_vec(&self.inner, job, None)
+    }
+
+    /// Python's `apply`: runs `f(arg)` in a worker and waits for the result.
+    ///
+    /// ```no_run
+    /// fn double(x: i32) -> i32 { 2 * x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// assert_eq!(pool.apply(double, 21)?, 42);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn apply<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<R, PoolError> {
+        self.apply_async(f, arg)?.get()
+    }
+
+    /// Python's `apply_async`: runs `f(arg)` in a worker; the handle gives the
+    /// result.
+    ///
+    /// ```no_run
+    /// fn double(x: i32) -> i32 { 2 * x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// let r = pool.apply_async(double, 21)?;
+    /// r.wait();
+    /// assert_eq!(r.successful(), Some(true));
+    /// assert_eq!(r.get()?, 42);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn apply_async<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<AsyncResult<R>, PoolError> {
+        let job = self.submit_map(f, vec![arg], Some(1), None, false)?;
+        Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
+    }
+
+    /// [`Pool::apply_async`] with Python's `callback` (given the result) and
+    /// `error_callback` (given the error). Exactly one of them runs, once, in
+    /// this process, on the thread driving the pool when the task completes
+    /// (see the [module docs](self#progress-and-callbacks)); also when the pool
+    /// is terminated first ([`PoolError::Terminated`]).
+    ///
+    /// ```no_run
+    /// use std::sync::{Arc, Mutex};
+    /// fn double(x: i32) -> i32 { 2 * x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// let got = Arc::new(Mutex::new(None));
+    /// let g = Arc::clone(&got);
+    /// let r = pool.apply_async_with(double, 21, move |v| *g.lock().unwrap() = Some(v), |e| panic!("{e}"))?;
+    /// r.wait();
+    /// assert_eq!(*got.lock().unwrap(), Some(42));
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn apply_async_with<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        callback: impl FnOnce(R) + Send + 'static,
+        error_callback: impl FnOnce(PoolError) + Send + 'static,
+    ) -> Result<AsyncResult<R>, PoolError> {
+        let on_done: OnDone = Box::new(move |job: &mut Job| {
+            let run: Box<dyn FnOnce() + Send> = match job.item::<R>(0) {
+                Some(Ok(r)) => Box::new(move || callback(r)),
+                Some(Err(e)) => Box::new(move || error_callback(e)),
+                None => return None,
+            };
+            Some(run)
+        });
+        let job = self.submit_map(f, vec![arg], Some(1), Some(on_done), false)?;
+        Ok(AsyncResult::new(&self.inner, job, decode_one::<R>))
+    }
+
+    /// `ProcessPoolExecutor.submit`: [`Pool::apply_async`] under its
+    /// `concurrent.futures` name; combine with [`as_completed`].
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// let f = pool.submit(square, 9)?;
+    /// assert_eq!(f.get()?, 81);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn submit<A: Pod + Send, R: Pod + Send>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<AsyncResult<R>, PoolError> {
+        self.apply_async(f, arg)
+    }
+
+    /// Python's `close`: no more tasks; those submitted still run.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// pool.close();
+    /// assert_eq!(pool.apply(square, 2), Err(multiproc::pool::PoolError::Closed));
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Python's `join`: after [`Pool::close`], waits until every submitted task
+    /// has a result (running callbacks), then lets the workers exit and reaps
+    /// them. [`PoolError::NotClosed`] before `close`.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// let r = pool.apply_async(square, 3)?;
+    /// pool.close();
+    /// pool.join()?;
+    /// assert!(r.ready());
+    /// assert!(pool.pids().is_empty());
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn join(&self) -> Result<(), PoolError> {
+        self.inner.join()
+    }
+
+    /// Python's `terminate`: kills (SIGKILL) and reaps every worker now; tasks
+    /// without a result get [`PoolError::Terminated`]. Dropping the pool does
+    /// the same.
+    ///
+    /// ```no_run
+    /// let pool = multiproc::pool::Pool::new(2)?;
+    /// pool.terminate();
+    /// assert!(pool.pids().is_empty());
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn terminate(&self) {
+        self.inner.terminate();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner.terminate();
+    }
+}
+
+/// Forgets a job when a blocking call ends.
+struct Release<'a>(&'a Inner, u64);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
+
+fn decode_one<R: Pod>(job: &mut Job) -> Result<R, PoolError> {
+    job.item::<R>(0).unwrap_or(Err(PoolError::Terminated))
+}
+
+fn decode_vec<R: Pod>(job: &mut Job) -> Result<Vec<R>, PoolError> {
+    if let Some(i) = job.errors.keys().min().copied() {
+        return Err(job.errors.get(&i).cloned().unwrap_or(PoolError::Terminated));
+    }
+    let store = job.store.take().ok_or(PoolError::Terminated)?;
+    store
+        .into_any()
+        .downcast::<Vec<R>>()
+        .map(|b| *b)
+        .map_err(|_| PoolError::Terminated)
+}
+
+fn collect_vec<R: Pod>(
+    inner: &Inner,
+    job: u64,
+    deadline: Option<Instant>,
+) -> Result<Vec<R>, PoolError> {
+    inner.drive(deadline, |st| {
+        let j = st.jobs.get_mut(&job)?;
+        j.is_done().then(|| decode_vec::<R>(j))
+    })?
+}
+
+/// The pending result of [`Pool::apply_async`], [`Pool::submit`] or
+/// [`Pool::map_async`] (Python's `AsyncResult`, `concurrent.futures.Future`).
+///
+/// Waiting on it drives the pool (see the
+/// [module docs](self#progress-and-callbacks)).
+pub struct AsyncResult<T> {
+    inner: Arc<Inner>,
+    job: u64,
+    decode: fn(&mut Job) -> Result<T, PoolError>,
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("job", &self.job)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for AsyncResult<T> {
+    fn drop(&mut self) {
+        self.inner.release(self.job);
+    }
+}
+
+impl<T> AsyncResult<T> {
+    fn new(inner: &Arc<Inner>, job: u64, decode: fn(&mut Job) -> Result<T, PoolError>) -> Self {
+        AsyncResult {
+            inner: Arc::clone(inner),
+            job,
+            decode,
+        }
+    }
+
+    fn until(&self, deadline: Option<Instant>) -> Result<T, PoolError> {
+        let decode = self.decode;
+        self.inner
+            .drive(deadline, |st| match st.jobs.get_mut(&self.job) {
+                Some(j) if j.is_done() => Some(decode(j)),
+                Some(_) => None,
+                None => Some(Err(PoolError::Terminated)),
+            })?
+    }
+
+    /// Waits for the result (again on later calls for `Pod` results; a
+    /// [`Pool::map_async`] vector is handed out once, later calls get
+    /// [`PoolError::Terminated`]).
+    ///
+    /// ```no_run
+    /// fn neg(x: i64) -> i64 { -x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// assert_eq!(pool.apply_async(neg, 5)?.get()?, -5);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn get(&self) -> Result<T, PoolError> {
+        self.until(None)
+    }
+
+    /// Waits at most `timeout`: [`PoolError::Timeout`] if the task has not
+    /// finished (it goes on; ask again later).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// fn neg(x: i64) -> i64 { -x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// let r = pool.apply_async(neg, 5)?;
+    /// assert_eq!(r.get_timeout(Duration::from_secs(10))?, -5);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
+        self.until(Some(Instant::now() + timeout))
+    }
+
+    /// Whether the task has finished (collects what arrived, never blocks).
+    ///
+    /// ```no_run
+    /// fn neg(x: i64) -> i64 { -x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// let r = pool.apply_async(neg, 5)?;
+    /// r.wait();
+    /// assert!(r.ready());
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn ready(&self) -> bool {
+        self.inner
+            .drive(Some(Instant::now()), |st| {
+                Some(st.jobs.get(&self.job).is_none_or(Job::is_done))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Python's `successful`: `None` while not ready, then whether every task
+    /// succeeded.
+    ///
+    /// ```no_run
+    /// fn boom(_: u8) -> u8 { panic!("no") }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// let r = pool.apply_async(boom, 0)?;
+    /// r.wait();
+    /// assert_eq!(r.successful(), Some(false));
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn successful(&self) -> Option<bool> {
+        self.inner
+            .drive(Some(Instant::now()), |st| {
+                Some(match st.jobs.get(&self.job) {
+                    Some(j) if j.is_done() => Some(j.errors.is_empty()),
+                    Some(_) => None,
+                    None => Some(false),
+                })
+            })
+            .unwrap_or(None)
+    }
+
+    /// Waits until the task has finished.
+    ///
+    /// ```no_run
+    /// fn neg(x: i64) -> i64 { -x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// let r = pool.apply_async(neg, 5)?;
+    /// r.wait();
+    /// assert!(r.ready());
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn wait(&self) {
+        let _ = self.inner.drive(None, |st| {
+            st.jobs
+                .get(&self.job)
+                .is_none_or(Job::is_done)
+                .then_some(())
+        });
+    }
+
+    /// Waits at most `timeout`; whether the task has finished.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// fn neg(x: i64) -> i64 { -x }
+    /// let pool = multiproc::pool::Pool::new(1)?;
+    /// let r = pool.apply_async(neg, 5)?;
+    /// assert!(r.wait_timeout(Duration::from_secs(10)));
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.inner
+            .drive(Some(Instant::now() + timeout), |st| {
+                st.jobs
+                    .get(&self.job)
+                    .is_none_or(Job::is_done)
+                    .then_some(())
+            })
+            .is_ok()
+    }
+}
+
+/// `concurrent.futures.as_completed`: yields each handle once its task has
+/// finished, in completion order, driving the pool while it waits.
+///
+/// ```no_run
+/// use multiproc::pool::{as_completed, Pool};
+/// fn square(x: u64) -> u64 { x * x }
+/// let pool = Pool::new(2)?;
+/// let futures: Vec<_> = (0..4u64).map(|x| pool.submit(square, x)).collect::<Result<_, _>>()?;
+/// let mut got: Vec<u64> = as_completed(futures).map(|f| f.get().unwrap()).collect();
+/// got.sort();
+/// assert_eq!(got, vec![0, 1, 4, 9]);
+/// # Ok::<(), multiproc::pool::PoolError>(())
+/// ```
+pub fn as_completed<T>(handles: impl IntoIterator<Item = AsyncResult<T>>) -> AsCompleted<T> {
+    AsCompleted {
+        pending: handles.into_iter().collect(),
+    }
+}
+
+/// The iterator of [`as_completed`].
+pub struct AsCompleted<T> {
+    pending: Vec<AsyncResult<T>>,
+}
+
+impl<T> fmt::Debug for AsCompleted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<T> Iterator for AsCompleted<T> {
+    type Item = AsyncResult<T>;
+
+    fn next(&mut self) -> Option<AsyncResult<T>> {
+        let first = self.pending.first()?;
+        let inner = Arc::clone(&first.inner);
+        let pending = &self.pending;
+        let found = inner.drive(None, |st| {
+            pending.iter().position(|h| {
+                !Arc::ptr_eq(&h.inner, &inner) || st.jobs.get(&h.job).is_none_or(Job::is_done)
+            })
+        });
+        let i = found.unwrap_or(0);
+        Some(self.pending.swap_remove(i))
+    }
+}
+
+/// Results of [`Pool::imap`] (in order) or [`Pool::imap_unordered`] (as they
+/// complete): one `Result` per task. Iterating drives the pool; dropping it
+/// early lets the remaining tasks finish unobserved.
+pub struct Imap<R> {
+    inner: Arc<Inner>,
+    job: u64,
+    next: usize,
+    n: usize,
+    ordered: bool,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Imap<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("next", &self.next)
+            .field("len", &self.n)
+            .field("ordered", &self.ordered)
+            .finish()
+    }
+}
+
+impl<R> Drop for Imap<R> {
+    fn drop(&mut self) {
+        self.inner.release(self.job);
+    }
+}
+
+impl<R: Pod> Iterator for Imap<R> {
+    type Item = Result<R, PoolError>;
+
+    fn next(&mut self) -> Option<Result<R, PoolError>> {
+        if self.next >= self.n {
+            return None;
+        }
+        let (job, i, ordered) = (self.job, self.next, self.ordered);
+        let r = self.inner.drive(None, |st| {
+            let Some(j) = st.jobs.get_mut(&job) else {
+                return Some(Err(PoolError::Terminated));
+            };
+            if ordered {
+                j.item::<R>(i)
+            } else {
+                let k = j.completed.pop_front()?;
+                j.item::<R>(k)
+            }
+        });
+        self.next += 1;
+        Some(r.unwrap_or_else(Err))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.n - self.next;
+        (left, Some(left))
+    }
+}
+
+impl<R: Pod> ExactSizeIterator for Imap<R> {}

@@ -1,0 +1,280 @@
+//! The spawn start method: a fresh `exec` of the current binary
+//! (`/proc/self/exe`, the very file this process runs even if it was replaced
+//! on disk since) that runs a registered entry point before `main`.
+//!
+//! The parent starts the child with [`std::process::Command`] (whose
+//! fork-then-exec is safe in a threaded parent) and an environment variable
+//! naming the entry point: its offset from a function of this crate, checked in
+//! the parent to lie in the same ELF object, so it names the same code in the
+//! child's randomized address space. In the child, a function this crate places
+//! in `.init_array` runs before `main`, removes the variable, runs the entry
+//! point and exits with its code; `main` never runs. In every other process the
+//! hook only looks the variable up.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Command;
+
+use super::{Child, PANIC_EXIT_CODE, StartError, become_daemon, exit_child};
+use crate::sys::process as sys;
+
+const VAR: &str = "MULTIPROC_SPAWN";
+/// Largest argument [`Spawn`] passes (it travels hex-encoded in the
+/// environment, whose strings the kernel limits to 128 KiB).
+pub const MAX_SPAWN_ARG: usize = 32 * 1024;
+
+/// Runs in every process that links this code, before `main`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SPAWN_HOOK: extern "C" fn() = spawn_hook;
+
+extern "C" fn spawn_hook() {
+    let Some(v) = std::env::var_os(VAR) else {
+        return;
+    };
+    // SAFETY: before `main` of a freshly exec'd process: no other thread runs.
+    unsafe { std::env::remove_var(VAR) };
+    let Some(req) = Request::parse(v.as_bytes()) else {
+        sys::write_stderr(b"multiproc: malformed MULTIPROC_SPAWN request\n");
+        sys::exit_now(2);
+    };
+    if req.daemon {
+        become_daemon(req.parent);
+    }
+    let addr = (spawn_hook as extern "C" fn() as usize).wrapping_add_signed(req.offset);
+    // SAFETY: the parent computed `offset` from a `fn(&[u8]) -> i32` in the same
+    // ELF object as `spawn_hook` (checked with dladdr there), and this process
+    // runs the same file (`/proc/self/exe`), so `addr` is that function here.
+    let entry = unsafe { std::mem::transmute::<usize, fn(&[u8]) -> i32>(addr) };
+    let arg = req.arg;
+    let code = std::panic::catch_unwind(move || entry(&arg)).unwrap_or(PANIC_EXIT_CODE);
+    // A fresh process with one thread: flushing stdout takes no foreign lock.
+    exit_child(code, true)
+}
+
+struct Request {
+    parent: u32,
+    daemon: bool,
+    offset: isize,
+    arg: Vec<u8>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn unhex(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
+}
+
+impl Request {
+    fn encode(&self) -> String {
+        format!(
+            "1:{}:{}:{}:{}",
+            self.parent,
+            u8::from(self.daemon),
+            self.offset,
+            hex(&self.arg)
+        )
+    }
+
+    fn parse(v: &[u8]) -> Option<Request> {
+        let s = std::str::from_utf8(v).ok()?;
+        let mut f = s.split(':');
+        if f.next()? != "1" {
+            return None;
+        }
+        let parent = f.next()?.parse().ok()?;
+        let daemon = match f.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        let offset = f.next()?.parse().ok()?;
+        let arg = unhex(f.next()?.as_bytes())?;
+        if f.next().is_some() {
+            return None;
+        }
+        Some(Request {
+            parent,
+            daemon,
+            offset,
+            arg,
+        })
+    }
+}
+
+/// A child process started with the spawn start method: a fresh run of this
+/// program that calls `entry(arg)` instead of `main` and exits with its result
+/// ([`PANIC_EXIT_CODE`] if it panics). Safe in a parent with any number of
+/// threads.
+///
+/// The child shares nothing with the parent but what `arg` says: pass named
+/// objects by name (the child opens them). Anonymous objects cannot reach a
+/// spawned child yet (their `memfd` is not kept open to inherit). `entry` must
+/// be a function of the program itself (not of a shared library loaded
+/// separately): [`Spawn::start`] checks this.
+///
+/// ```no_run
+/// use multiproc::process::Spawn;
+///
+/// fn child(arg: &[u8]) -> i32 {
+///     let ev = multiproc::Event::open(std::str::from_utf8(arg).unwrap()).unwrap();
+///     ev.set();
+///     0
+/// }
+///
+/// let ev = multiproc::Event::create("/spawn-doc")?;
+/// let mut c = Spawn::new(child, b"/spawn-doc").name("child").start()?;
+/// ev.wait();
+/// assert!(c.join()?.success());
+/// multiproc::Region::unlink("/spawn-doc")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Spawn {
+    entry: fn(&[u8]) -> i32,
+    arg: Vec<u8>,
+    name: Option<String>,
+    daemon: bool,
+}
+
+impl fmt::Debug for Spawn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawn")
+            .field("arg_len", &self.arg.len())
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spawn {
+    /// A child that will run `entry(arg)` (at most [`MAX_SPAWN_ARG`] bytes).
+    ///
+    /// ```
+    /// fn entry(_: &[u8]) -> i32 { 0 }
+    /// let s = multiproc::process::Spawn::new(entry, b"x");
+    /// # drop(s);
+    /// ```
+    pub fn new(entry: fn(&[u8]) -> i32, arg: &[u8]) -> Spawn {
+        Spawn {
+            entry,
+            arg: arg.to_vec(),
+            name: None,
+            daemon: false,
+        }
+    }
+
+    /// As [`super::Process::name`].
+    ///
+    /// ```
+    /// fn entry(_: &[u8]) -> i32 { 0 }
+    /// let s = multiproc::process::Spawn::new(entry, b"").name("w");
+    /// # drop(s);
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Spawn {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// As [`super::Process::daemon`]: the child dies with this process.
+    ///
+    /// ```
+    /// fn entry(_: &[u8]) -> i32 { 0 }
+    /// let s = multiproc::process::Spawn::new(entry, b"").daemon(true);
+    /// # drop(s);
+    /// ```
+    pub fn daemon(mut self, daemon: bool) -> Spawn {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Starts the child. Fails with [`StartError::Io`] (`InvalidInput`) if the
+    /// argument is too long or `entry` lies outside this program's executable.
+    ///
+    /// ```no_run
+    /// fn entry(arg: &[u8]) -> i32 { arg.len() as i32 }
+    /// let mut c = multiproc::process::Spawn::new(entry, b"abc").start()?;
+    /// assert_eq!(c.join()?.code(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start(self) -> Result<Child, StartError> {
+        let invalid = |m: &str| StartError::Io(io::Error::new(io::ErrorKind::InvalidInput, m));
+        if self.arg.len() > MAX_SPAWN_ARG {
+            return Err(invalid("spawn argument longer than MAX_SPAWN_ARG"));
+        }
+        // Referencing the hook keeps it (and so `.init_array`'s entry) linked
+        // into every program that can spawn.
+        let hook = *std::hint::black_box(&SPAWN_HOOK) as usize;
+        let entry = self.entry as usize;
+        match (sys::object_base(hook), sys::object_base(entry)) {
+            (Some(a), Some(b)) if a == b => {}
+            _ => {
+                return Err(invalid(
+                    "spawn entry point is not in the program's own executable",
+                ));
+            }
+        }
+        let offset = (entry as isize).wrapping_sub(hook as isize);
+        let req = Request {
+            parent: sys::pid(),
+            daemon: self.daemon,
+            offset,
+            arg: self.arg,
+        };
+        super::flush_std();
+        let child = Command::new("/proc/self/exe")
+            .env(VAR, OsStr::new(&req.encode()))
+            .spawn()?;
+        let name = self.name.unwrap_or_else(super::next_name);
+        Ok(Child {
+            pid: child.id(),
+            name,
+            daemon: self.daemon,
+            reaped: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_and_rejects_garbage() {
+        let r = Request {
+            parent: 42,
+            daemon: true,
+            offset: -123456,
+            arg: vec![0, 1, 0xfe, 0xff],
+        };
+        let e = r.encode();
+        let p = Request::parse(e.as_bytes()).unwrap();
+        assert_eq!(
+            (p.parent, p.daemon, p.offset, p.arg),
+            (42, true, -123456, vec![0, 1, 0xfe, 0xff])
+        );
+        for bad in [
+            "",
+            "2:1:0:0:",
+            "1:x:0:0:",
+            "1:1:2:0:",
+            "1:1:0:0:abc",
+            "1:1:0:0:zz",
+            "1:1:0:0::",
+        ] {
+            assert!(Request::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+}

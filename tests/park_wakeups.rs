@@ -1,0 +1,150 @@
+//! How often the wait layer wakes: an idle waiter at most ~10 times a second,
+//! and one release or `notify(1)` wakes at most one sleeper.
+//!
+//! The counts are process-wide (`park_slices_expired`, `park_woken`), so this
+//! binary holds only these tests and runs them one at a time under a lock.
+//! Every bound is an upper bound that load can only make easier to meet: a
+//! busy machine delays a slice's end or a wake-up, it never adds one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use multiproc::__private::{park_slices_expired, park_woken};
+use multiproc::{Condition, Event, Semaphore, WaitPolicy};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Slices double from 10 ms to 100 ms: 10 + 20 + 40 + 80 ms in the first four,
+/// then one per 100 ms. Over `elapsed` at most this many can end, plus one for
+/// the slice in progress at either end.
+fn max_slices(elapsed: Duration) -> u64 {
+    let ms = u64::try_from(elapsed.as_millis()).unwrap();
+    4 + ms.saturating_sub(150) / 100 + 2
+}
+
+#[test]
+fn an_idle_waiter_wakes_at_most_ten_times_a_second() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for policy in [WaitPolicy::SpinThenPark, WaitPolicy::Park] {
+        let ev = Event::anonymous().unwrap().with_wait_policy(policy);
+        let before = park_slices_expired();
+        let start = Instant::now();
+        assert!(!ev.wait_timeout(Duration::from_millis(1_500)));
+        let elapsed = start.elapsed();
+        let slices = park_slices_expired() - before;
+        eprintln!("{policy:?}: {slices} slice wake-ups in {elapsed:?}");
+        // A fixed 20 ms slice (the old loop) would give ~75 here.
+        assert!(
+            slices <= max_slices(elapsed),
+            "{policy:?}: {slices} slice wake-ups in {elapsed:?}"
+        );
+    }
+}
+
+/// Blocks until thread `tid` of this process is asleep (state S).
+fn wait_until_asleep(tid: i32) {
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("");
+        let wchan =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
+        if state == "S" && (wchan.contains("futex") || wchan.is_empty() || wchan == "0") {
+            return;
+        }
+        assert!(start.elapsed() < WATCHDOG, "thread {tid} never slept");
+        std::thread::yield_now();
+    }
+}
+
+fn tid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+#[test]
+fn one_release_wakes_at_most_one_sleeper() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 4;
+    let sem = Arc::new(
+        Semaphore::anonymous(0)
+            .unwrap()
+            .with_wait_policy(WaitPolicy::Park),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..N)
+        .map(|_| {
+            let (sem, tx) = (sem.clone(), tx.clone());
+            std::thread::spawn(move || {
+                tx.send(tid()).unwrap();
+                sem.acquire_timeout(WATCHDOG)
+            })
+        })
+        .collect();
+    for _ in 0..N {
+        wait_until_asleep(rx.recv().unwrap());
+    }
+    for i in 1..=N as u64 {
+        let before = park_woken();
+        sem.release().unwrap();
+        let woken = park_woken() - before;
+        assert!(woken <= 1, "release {i} woke {woken} sleepers");
+    }
+    for t in threads {
+        assert!(t.join().unwrap());
+    }
+    assert_eq!(sem.value(), 0);
+}
+
+#[test]
+fn notify_one_wakes_at_most_one_sleeper() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 4;
+    let cond = Arc::new(
+        Condition::anonymous()
+            .unwrap()
+            .with_wait_policy(WaitPolicy::Park),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..N)
+        .map(|_| {
+            let (cond, tx) = (cond.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let g = cond.lock().unwrap();
+                tx.send(tid()).unwrap();
+                let (g, timed_out) = cond.wait_timeout(g, WATCHDOG).unwrap();
+                drop(g);
+                !timed_out
+            })
+        })
+        .collect();
+    for _ in 0..N {
+        wait_until_asleep(rx.recv().unwrap());
+    }
+    // Each notify(1) under the lock: its wake-up count is taken before the
+    // woken waiter can re-take the lock and pass anything on.
+    let mut woken = 0;
+    for _ in 0..N {
+        let g = cond.lock().unwrap();
+        let before = park_woken();
+        cond.notify(1).unwrap();
+        let w = park_woken() - before;
+        drop(g);
+        assert!(w <= 1, "notify(1) woke {w} sleepers");
+        woken += w;
+    }
+    for t in threads {
+        assert!(t.join().unwrap(), "a waiter was not notified");
+    }
+    assert!(woken <= N as u64);
+}

@@ -1,0 +1,595 @@
+//! Pool tests with real worker processes: results against a sequential
+//! reference, callbacks exactly once, panics, workers killed mid-task (with and
+//! without an outside killer), terminate/drop leaving no child, close/join,
+//! initializer and maxtasksperchild.
+//!
+//! Every test runs under a watchdog; nothing depends on timing: victims are
+//! chosen by argument, and a task that must still be running when the test looks
+//! blocks on an `Event` the test sets later.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    reason = "tests: a panic is the failure report; a process-local std atomic counts callbacks"
+)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use multiproc::pool::{Pool, PoolError, as_completed};
+use multiproc::{Event, Queue};
+use proptest::prelude::*;
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Runs `f` on its own thread; fails the test if it does not finish in time.
+fn watchdog(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(()) => t.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: re-raise its panic.
+            if let Err(p) = t.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test did not finish in {WATCHDOG:?}")
+        }
+    }
+}
+
+fn pool(n: usize) -> Pool {
+    builder(n).build().expect("pool")
+}
+
+fn builder(n: usize) -> multiproc::pool::PoolBuilder {
+    // SAFETY: the test harness runs other threads; the tasks below do
+    // arithmetic, panic, block on this crate's Event, or end their own process;
+    // none takes a lock another thread may hold.
+    unsafe { Pool::builder().processes(n).fork_unchecked() }
+}
+
+/// This process's pid.
+fn me() -> u32 {
+    std::process::id()
+}
+
+/// Whether `pid` is a zombie or live child of this process (per `/proc`).
+fn is_our_child(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me())
+}
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn add(a: u32, b: u64) -> u64 {
+    u64::from(a) + b
+}
+
+fn my_pid(_: u32) -> u32 {
+    std::process::id()
+}
+
+/// Panics on odd input. `resume_unwind` unwinds like `panic!` without running
+/// the panic hook, whose locks another thread of this harness may hold when a
+/// worker is forked; `real_panic_in_its_own_process` checks `panic!` itself.
+fn panic_if_odd(x: u32) -> u32 {
+    if x % 2 == 1 {
+        std::panic::resume_unwind(Box::new(format!("odd input {x}")));
+    }
+    x / 2
+}
+
+fn real_panic(x: u32) -> u32 {
+    if x == 3 {
+        panic!("boom {x}");
+    }
+    x
+}
+
+/// Role body, run by `real_panic_in_its_own_process` in a re-executed test
+/// binary that runs only this test.
+#[test]
+fn role_real_panic() {
+    if std::env::var("MULTIPROC_ROLE").as_deref() != Ok("real_panic") {
+        return;
+    }
+    let p = pool(1);
+    let out: Vec<_> = p.imap_chunked(real_panic, 0..6u32, 2).unwrap().collect();
+    assert_eq!(out[3], Err(PoolError::Panicked("boom 3".into())));
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(i, r)| i == 3 || *r == Ok(i as u32))
+    );
+    println!("<real-panic-ok>");
+}
+
+#[test]
+fn real_panic_in_its_own_process() {
+    watchdog(|| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "role_real_panic",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env("MULTIPROC_ROLE", "real_panic")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("<real-panic-ok>"),
+            "{text}"
+        );
+    });
+}
+
+/// Kills its own worker with SIGKILL when `x % 10 == 3`.
+fn die_on_3(x: u64) -> u64 {
+    if x % 10 == 3 {
+        // SAFETY: sending SIGKILL to this worker process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+    x + 1
+}
+
+fn exit_7(x: u32) -> u32 {
+    if x == 5 {
+        std::process::exit(7);
+    }
+    x
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// map / imap / imap_unordered / starmap agree with a sequential reference for
+    /// any size and chunk size (0: the default rule).
+    #[test]
+    fn maps_match_sequential(n in 0usize..400, chunk in 0usize..40) {
+        let (tx, rx) = mpsc::channel();
+        watchdog(move || {
+            let p = pool(2);
+            let args: Vec<u64> = (0..n as u64).map(|i| i * 7919 + 3).collect();
+            let want: Vec<u64> = args.iter().copied().map(square).collect();
+            let got = p.map_chunked(square, args.clone(), chunk).unwrap();
+            let ordered: Vec<u64> =
+                p.imap_chunked(square, args.clone(), chunk).unwrap().map(Result::unwrap).collect();
+            let mut unordered: Vec<u64> = p
+                .imap_unordered_chunked(square, args.clone(), chunk)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            unordered.sort_unstable();
+            let mut want_sorted = want.clone();
+            want_sorted.sort_unstable();
+            let pairs: Vec<(u32, u64)> = args.iter().map(|&a| (a as u32, a)).collect();
+            let star = p.starmap_chunked(add, pairs.clone(), chunk).unwrap();
+            let star_want: Vec<u64> = pairs.iter().map(|&(a, b)| add(a, b)).collect();
+            tx.send((got == want, ordered == want, unordered == want_sorted, star == star_want)).unwrap();
+        });
+        prop_assert_eq!(rx.recv().unwrap(), (true, true, true, true));
+    }
+}
+
+#[test]
+fn map_of_squares_like_the_seed() {
+    watchdog(|| {
+        let p = pool(2);
+        let v = p.map(square, 0..100u64).unwrap();
+        assert_eq!(v, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(p.apply(square, 12).unwrap(), 144);
+        let r = p.map_async(square, 0..10u64).unwrap();
+        assert_eq!(r.get().unwrap()[9], 81);
+    });
+}
+
+#[test]
+fn panics_become_values() {
+    watchdog(|| {
+        let p = pool(2);
+        let out: Vec<Result<u32, PoolError>> =
+            p.imap_chunked(panic_if_odd, 0..40u32, 3).unwrap().collect();
+        for (i, r) in out.iter().enumerate() {
+            if i % 2 == 1 {
+                assert_eq!(r, &Err(PoolError::Panicked(format!("odd input {i}"))));
+            } else {
+                assert_eq!(r, &Ok(i as u32 / 2));
+            }
+        }
+        // map reports the first failure in order.
+        assert_eq!(
+            p.map(panic_if_odd, [0, 2, 5, 7]),
+            Err(PoolError::Panicked("odd input 5".into()))
+        );
+        let r = p.apply_async(panic_if_odd, 3).unwrap();
+        r.wait();
+        assert_eq!(r.successful(), Some(false));
+        // The pool still works.
+        assert_eq!(p.map(square, [3u64]).unwrap(), vec![9]);
+        assert_eq!(p.pids().len(), 2);
+    });
+}
+
+#[test]
+fn callbacks_run_exactly_once() {
+    watchdog(|| {
+        let p = pool(2);
+        let oks = Arc::new(Mutex::new(HashMap::<u32, usize>::new()));
+        let errs = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut handles = Vec::new();
+        for x in 0..60u32 {
+            let (o, e) = (Arc::clone(&oks), Arc::clone(&errs));
+            handles.push(
+                p.apply_async_with(
+                    panic_if_odd,
+                    x,
+                    move |v| *o.lock().unwrap().entry(v).or_default() += 1,
+                    move |err| e.lock().unwrap().push(err.to_string()),
+                )
+                .unwrap(),
+            );
+        }
+        p.close();
+        p.join().unwrap();
+        // join ran every callback: look before touching the handles.
+        {
+            let oks = oks.lock().unwrap();
+            assert_eq!(oks.len(), 30);
+            assert!(oks.iter().all(|(&v, &n)| n == 1 && v < 30), "{oks:?}");
+            let errs = errs.lock().unwrap();
+            assert_eq!(errs.len(), 30);
+            assert_eq!(errs.iter().collect::<HashSet<_>>().len(), 30);
+        }
+        for (x, h) in handles.iter().enumerate() {
+            assert_eq!(h.successful(), Some(x % 2 == 0));
+        }
+        assert!(p.pids().is_empty());
+        // Nothing ran twice after all.
+        assert_eq!(oks.lock().unwrap().values().sum::<usize>(), 30);
+        assert_eq!(errs.lock().unwrap().len(), 30);
+    });
+}
+
+#[test]
+fn error_callback_on_terminate() {
+    watchdog(|| {
+        static GATE: OnceLock<Event> = OnceLock::new();
+        fn wait_gate(x: u32) -> u32 {
+            GATE.get().unwrap().wait();
+            x
+        }
+        GATE.get_or_init(|| Event::anonymous().unwrap());
+        let p = pool(1);
+        let errs = Arc::new(AtomicUsize::new(0));
+        let e = Arc::clone(&errs);
+        let h = p
+            .apply_async_with(
+                wait_gate,
+                1,
+                |_| panic!("must not succeed"),
+                move |err| {
+                    assert_eq!(err, PoolError::Terminated);
+                    e.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            h.get_timeout(Duration::from_millis(20)),
+            Err(PoolError::Timeout)
+        );
+        p.terminate();
+        assert_eq!(errs.load(Ordering::SeqCst), 1);
+        assert_eq!(h.get(), Err(PoolError::Terminated));
+        drop(p);
+        assert_eq!(errs.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// At least 100 workers SIGKILLed mid-task in one run: exactly those tasks get
+/// `WorkerDied`, every other task its right result, the pool keeps its size and
+/// no dead worker is left a zombie.
+#[test]
+fn hundred_kills_fail_exactly_the_running_tasks() {
+    watchdog(|| {
+        let p = pool(2);
+        let n = 1000u64;
+        let out: Vec<Result<u64, PoolError>> = p.imap(die_on_3, 0..n).unwrap().collect();
+        let mut dead_pids = HashSet::new();
+        for (x, r) in out.iter().enumerate() {
+            if x % 10 == 3 {
+                match r {
+                    Err(PoolError::WorkerDied {
+                        pid,
+                        signal: Some(9),
+                        code: None,
+                    }) => {
+                        assert!(dead_pids.insert(*pid), "one death per worker");
+                    }
+                    other => panic!("task {x}: {other:?}"),
+                }
+            } else {
+                assert_eq!(r, &Ok(x as u64 + 1), "task {x}");
+            }
+        }
+        assert_eq!(dead_pids.len(), 100);
+        let live = p.pids();
+        assert_eq!(live.len(), 2, "the pool keeps its size");
+        for pid in &dead_pids {
+            assert!(!live.contains(pid));
+            assert!(!is_our_child(*pid), "dead worker {pid} was not reaped");
+        }
+        assert_eq!(p.map(square, 0..10u64).unwrap()[3], 9);
+        p.terminate();
+        for pid in live {
+            assert!(!is_our_child(pid), "worker {pid} left after terminate");
+        }
+    });
+}
+
+/// Workers killed from outside (by another thread) while their task blocks:
+/// exactly that task fails with the killed pid, the tasks queued behind it on
+/// the same worker run elsewhere.
+#[test]
+fn outside_kills_mid_task() {
+    static STARTED: OnceLock<Queue<[u32; 2]>> = OnceLock::new();
+    static GATE: OnceLock<Event> = OnceLock::new();
+    fn block_if_victim(x: u32) -> u32 {
+        if x % 5 == 0 {
+            let _ = STARTED.get().unwrap().put([x, std::process::id()]);
+            // Blocks until killed: the gate is never set.
+            GATE.get().unwrap().wait();
+        }
+        x * 3
+    }
+    watchdog(|| {
+        STARTED.get_or_init(|| Queue::anonymous(64).unwrap());
+        GATE.get_or_init(|| Event::anonymous().unwrap());
+        let p = pool(2);
+        let n = 50u32;
+        let killer = std::thread::spawn(move || {
+            let mut killed = HashMap::new();
+            for _ in 0..n / 5 {
+                let [x, pid] = STARTED.get().unwrap().get_timeout(WATCHDOG).unwrap();
+                // SAFETY: SIGKILL to a pool worker of this test.
+                assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+                killed.insert(x, pid);
+            }
+            killed
+        });
+        let out: Vec<Result<u32, PoolError>> =
+            p.imap_chunked(block_if_victim, 0..n, 4).unwrap().collect();
+        let killed = killer.join().unwrap();
+        for (x, r) in out.iter().enumerate() {
+            let x = x as u32;
+            if x % 5 == 0 {
+                assert_eq!(
+                    r,
+                    &Err(PoolError::WorkerDied {
+                        pid: killed[&x],
+                        signal: Some(9),
+                        code: None
+                    }),
+                    "task {x}"
+                );
+            } else {
+                assert_eq!(r, &Ok(x * 3), "task {x}");
+            }
+        }
+        assert_eq!(p.pids().len(), 2);
+    });
+}
+
+#[test]
+fn worker_exit_mid_task_is_worker_died() {
+    watchdog(|| {
+        let p = pool(2);
+        let out: Vec<Result<u32, PoolError>> =
+            p.imap_chunked(exit_7, 0..10u32, 4).unwrap().collect();
+        for (x, r) in out.iter().enumerate() {
+            if x == 5 {
+                assert!(
+                    matches!(
+                        r,
+                        Err(PoolError::WorkerDied {
+                            signal: None,
+                            code: Some(7),
+                            ..
+                        })
+                    ),
+                    "{r:?}"
+                );
+            } else {
+                assert_eq!(r, &Ok(x as u32));
+            }
+        }
+        assert_eq!(p.pids().len(), 2);
+    });
+}
+
+#[test]
+fn terminate_and_drop_leave_no_child() {
+    watchdog(|| {
+        let p = pool(3);
+        let pids = p.pids();
+        assert_eq!(pids.len(), 3);
+        assert!(pids.iter().all(|&pid| is_our_child(pid)));
+        p.terminate();
+        assert!(p.pids().is_empty());
+        for pid in pids {
+            assert!(!is_our_child(pid), "worker {pid} left after terminate");
+        }
+        assert_eq!(p.apply(square, 1), Err(PoolError::Terminated));
+
+        let p = pool(2);
+        let pids = p.pids();
+        let pending = p.apply_async(square, 4).unwrap();
+        drop(p);
+        for pid in pids {
+            assert!(!is_our_child(pid), "worker {pid} left after drop");
+        }
+        // The handle outlives the pool: its task either finished or was terminated.
+        assert!(matches!(pending.get(), Ok(16) | Err(PoolError::Terminated)));
+    });
+}
+
+#[test]
+fn close_and_join() {
+    watchdog(|| {
+        let p = pool(2);
+        assert_eq!(p.join(), Err(PoolError::NotClosed));
+        let rs: Vec<_> = (0..20u64)
+            .map(|x| p.apply_async(square, x).unwrap())
+            .collect();
+        let pids = p.pids();
+        p.close();
+        assert_eq!(p.apply_async(square, 1).err(), Some(PoolError::Closed));
+        p.join().unwrap();
+        for pid in pids {
+            assert!(!is_our_child(pid), "worker {pid} left after join");
+        }
+        for (x, r) in rs.iter().enumerate() {
+            assert!(r.ready());
+            assert_eq!(r.get(), Ok(square(x as u64)));
+        }
+    });
+}
+
+#[test]
+fn get_timeout_then_result() {
+    static GATE: OnceLock<Event> = OnceLock::new();
+    fn gated(x: u64) -> u64 {
+        GATE.get().unwrap().wait();
+        x + 100
+    }
+    watchdog(|| {
+        GATE.get_or_init(|| Event::anonymous().unwrap());
+        let p = pool(1);
+        let r = p.apply_async(gated, 1).unwrap();
+        assert_eq!(
+            r.get_timeout(Duration::from_millis(10)),
+            Err(PoolError::Timeout)
+        );
+        assert!(!r.ready());
+        assert_eq!(r.successful(), None);
+        assert!(!r.wait_timeout(Duration::from_millis(1)));
+        GATE.get().unwrap().set();
+        assert_eq!(r.get(), Ok(101));
+        assert_eq!(r.successful(), Some(true));
+    });
+}
+
+#[test]
+fn submit_and_as_completed() {
+    watchdog(|| {
+        let p = pool(2);
+        let fs: Vec<_> = (0..30u64).map(|x| p.submit(square, x).unwrap()).collect();
+        let mut got: Vec<u64> = as_completed(fs).map(|f| f.get().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..30u64).map(square).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers() {
+    watchdog(|| {
+        let p = builder(1).max_tasks_per_child(1).build().unwrap();
+        let pids = p.map_chunked(my_pid, 0..8u32, 1).unwrap();
+        assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 8, "{pids:?}");
+        assert_eq!(p.pids().len(), 1);
+    });
+}
+
+#[test]
+fn initializer_runs_in_each_worker() {
+    static READY: OnceLock<Queue<u32>> = OnceLock::new();
+    fn init() {
+        READY.get().unwrap().put(std::process::id()).unwrap();
+    }
+    fn bad_init() {
+        panic!("no init");
+    }
+    watchdog(|| {
+        READY.get_or_init(|| Queue::anonymous(8).unwrap());
+        let p = builder(2).initializer(init).build().unwrap();
+        let mut inited = vec![
+            READY.get().unwrap().get().unwrap(),
+            READY.get().unwrap().get().unwrap(),
+        ];
+        inited.sort_unstable();
+        let mut pids = p.pids();
+        pids.sort_unstable();
+        assert_eq!(inited, pids);
+
+        let p = builder(1).initializer(bad_init).build().unwrap();
+        assert_eq!(p.apply(square, 2), Err(PoolError::InitializerPanicked));
+        assert_eq!(p.apply(square, 2), Err(PoolError::InitializerPanicked));
+    });
+}
+
+#[test]
+fn too_large_arguments_are_refused() {
+    fn big(x: [u64; 1024]) -> u64 {
+        x[0]
+    }
+    watchdog(|| {
+        let p = builder(1).message_size(4096).build().unwrap();
+        assert!(matches!(
+            p.apply(big, [0; 1024]),
+            Err(PoolError::TooLarge { .. })
+        ));
+        let p = builder(1).message_size(16384).build().unwrap();
+        assert_eq!(p.apply(big, [5; 1024]), Ok(5));
+    });
+}
+
+#[test]
+fn refused_in_a_threaded_parent_without_the_unsafe_builder() {
+    watchdog(|| {
+        // This test thread plus the harness's: more than one thread.
+        assert!(matches!(Pool::new(1), Err(PoolError::Start(_))));
+    });
+}
+
+/// A forked child's copy of a pool is inert: terminating or using it there
+/// leaves the parent's workers alone.
+#[test]
+fn forked_copy_of_a_pool_is_inert() {
+    watchdog(|| {
+        let p = pool(2);
+        let before = p.pids();
+        let pr = &p;
+        // SAFETY: the child only calls this crate's pool methods (which return at
+        // once in a process that did not start the workers) and exits.
+        let child = unsafe {
+            multiproc::process::fork_unchecked(move || {
+                let used = pr.apply(square, 2);
+                pr.terminate();
+                i32::from(used != Err(PoolError::Terminated))
+            })
+        }
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(p.pids(), before);
+        assert_eq!(p.apply(square, 5), Ok(25));
+    });
+}
