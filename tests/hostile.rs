@@ -17,8 +17,8 @@
 //!   re-probes the owner).
 //!
 //! The victim is this test binary re-executed (`HOSTILE_ROLE` selects the
-//! role); it forks the scribbler, which shares the region's mapping and only
-//! writes bytes, sleeps and `_exit`s. Each kind runs `MULTIPROC_HOSTILE_SECS`
+//! role); it forks the scribbler (`libc::fork`), which shares the region's
+//! mapping and only writes bytes, spins and `_exit`s. Each kind runs `MULTIPROC_HOSTILE_SECS`
 //! seconds (default 1); the RNG seed is fixed per kind but varies per run
 //! (`MULTIPROC_HOSTILE_SEED` replays one) and is printed on failure.
 //!
@@ -103,10 +103,8 @@ fn target(r: &Region) -> Target {
 }
 
 /// The scribbler's loop (runs in a forked child: no allocation, no locks).
-fn scribble(targets: &[Target], mut rng: Rng, until: Instant, table: bool) -> i32 {
+fn scribble(targets: &[Target], mut rng: Rng, until: Instant, table: bool, dry: bool) -> i32 {
     const HEADER: usize = 256;
-    // A control run: the same victim with nobody scribbling.
-    let dry = std::env::var_os("MULTIPROC_HOSTILE_DRY").is_some();
     while !dry && Instant::now() < until {
         let t = targets[rng.below(targets.len() as u64) as usize];
         // Where this burst writes: [lo, hi).
@@ -290,9 +288,21 @@ fn victim(kind: &str, seed: u64, secs: f64) {
             let first = $handle;
             let targets: Vec<Target> = $targets(&first);
             let srng = Rng(rng.next() | 1);
-            let mut child =
-                multiproc::process::fork(move || scribble(&targets, srng, until, table))
-                    .expect("fork scribbler");
+            // A control run: the same victim with nobody scribbling.
+            let dry = std::env::var_os("MULTIPROC_HOSTILE_DRY").is_some();
+            // The victim has several threads (the test harness's, the crate's
+            // beacon), so `multiproc::process::fork` refuses; the child only
+            // writes bytes into the shared mapping, reads the clock and
+            // `_exit`s: no allocation, no lock.
+            // SAFETY: as just said, the child touches nothing another thread
+            // could have left locked.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                let rc = scribble(&targets, srng, until, table, dry);
+                // SAFETY: ends the child without running any destructor.
+                unsafe { libc::_exit(rc) };
+            }
+            assert!(child > 0, "fork scribbler");
             let mut handles = vec![first];
             while Instant::now() < until {
                 if rng.below(64) == 0 {
@@ -315,8 +325,12 @@ fn victim(kind: &str, seed: u64, secs: f64) {
                 let $t = &mut tally;
                 $ops
             }
-            let _ = child.kill();
-            let _ = child.wait_timeout(Duration::from_secs(10));
+            // SAFETY: `child` is our own child's pid, not yet reaped.
+            unsafe {
+                libc::kill(child, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+            }
             drop(handles);
         }};
     }
