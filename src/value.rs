@@ -765,6 +765,15 @@ mod handle {
             })
         }
 
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<Counter, Error> {
+            Ok(Counter {
+                obj: Region::open_object_with(name, opts)?,
+            })
+        }
+
         pub(crate) fn from_object(obj: Object<RawCounter>) -> Counter {
             Counter { obj }
         }
@@ -1135,6 +1144,13 @@ mod handle {
             Value::from_object(Region::open_object(name)?)
         }
 
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<Value<T>, Error> {
+            Value::from_object(Region::open_object_with(name, opts)?)
+        }
+
         pub(crate) fn from_object(obj: Object<CellsObject<T>>) -> Result<Value<T>, Error> {
             let cells = Cells::from_object(obj)?;
             if cells.geo.len != 1 {
@@ -1273,6 +1289,13 @@ mod handle {
         /// Opens the array `name`, checking that it holds `T`s.
         pub fn open(name: &str) -> Result<Array<T>, Error> {
             Array::from_object(Region::open_object(name)?)
+        }
+
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<Array<T>, Error> {
+            Array::from_object(Region::open_object_with(name, opts)?)
         }
 
         pub(crate) fn from_object(obj: Object<CellsObject<T>>) -> Result<Array<T>, Error> {

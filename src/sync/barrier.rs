@@ -363,6 +363,13 @@ mod handle {
             Ok(Barrier::from_object(Region::open_object(name)?))
         }
 
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<Barrier, Error> {
+            Ok(Barrier::from_object(Region::open_object_with(name, opts)?))
+        }
+
         /// Records this process as a party so others notice if it dies.
         fn register(&self) -> Option<Member> {
             let me = self.obj.region().member()?;

@@ -394,6 +394,15 @@ mod handle {
             Ok(Condition::from_object(Region::open_object(name)?))
         }
 
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<Condition, Error> {
+            Ok(Condition::from_object(Region::open_object_with(
+                name, opts,
+            )?))
+        }
+
         /// Acquires the condition's lock.
         pub fn lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();

@@ -228,6 +228,13 @@ mod handle {
             Ok(Event::from_object(Region::open_object(name)?))
         }
 
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<Event, Error> {
+            Ok(Event::from_object(Region::open_object_with(name, opts)?))
+        }
+
         /// Sets the flag, waking every waiter in every process.
         pub fn set(&self) {
             self.obj.get().set();

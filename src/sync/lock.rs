@@ -419,6 +419,15 @@ pub(crate) mod handle {
             })
         }
 
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<Lock, Error> {
+            Ok(Lock {
+                obj: Region::open_object_with(name, opts)?,
+            })
+        }
+
         /// Blocks until the lock is acquired.
         #[inline]
         pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {

@@ -276,6 +276,15 @@ mod handle {
             })
         }
 
+        /// `open` with the trust options of `opts`
+        /// ([`RegionOptions::allow_foreign_owner`],
+        /// [`RegionOptions::allow_shared_write`]).
+        pub fn open_with(name: &str, opts: RegionOptions) -> Result<RLock, Error> {
+            Ok(RLock {
+                obj: Region::open_object_with(name, opts)?,
+            })
+        }
+
         /// Blocks until acquired (immediately if this thread holds it already).
         pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
             self.acquire_guard(How::Block)

@@ -347,6 +347,13 @@ mod handle {
                     $name::from_obj(Region::open_object(name)?)
                 }
 
+                /// `open` with the trust options of `opts`
+                /// ([`RegionOptions::allow_foreign_owner`],
+                /// [`RegionOptions::allow_shared_write`]).
+                pub fn open_with(name: &str, opts: RegionOptions) -> Result<$name, Error> {
+                    $name::from_obj(Region::open_object_with(name, opts)?)
+                }
+
                 /// Takes a permit, blocking while none is available.
                 pub fn acquire(&self) {
                     while !self.obj.get().acquire(self.policy, None) {}
