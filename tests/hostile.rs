@@ -22,12 +22,12 @@
 //! seconds (default 1); the RNG seed is fixed per kind but varies per run
 //! (`MULTIPROC_HOSTILE_SEED` replays one) and is printed on failure.
 //!
-//! Every byte of the header and the object is fair game, lock words included
-//! (the crate's own robust lock word validates what it reads). The
-//! participant table holds the kernel robust-list entries of every attached
-//! process's beacon; the kernel and the crate follow their links, so until
-//! those are validated the scribbler leaves the table alone unless
-//! `MULTIPROC_HOSTILE_PARTICIPANTS=1`.
+//! Every byte of the header, the participant table and the object is fair
+//! game, lock words and beacons included: the crate's lock word validates what
+//! it reads, and the crate only ever writes the robust-list links in the table
+//! (their order lives in private memory), so scribbled links can at worst make
+//! the kernel's walk at our death stop early. `MULTIPROC_HOSTILE_PARTICIPANTS=0`
+//! leaves the table alone.
 
 #![allow(
     clippy::unwrap_used,
@@ -269,8 +269,10 @@ fn env_secs() -> f64 {
         .unwrap_or(1.0)
 }
 
+/// The participant table (beacons included) is scribbled too unless
+/// `MULTIPROC_HOSTILE_PARTICIPANTS=0`.
 fn table_fair_game() -> bool {
-    std::env::var(TABLE_ENV).is_ok_and(|v| v == "1")
+    std::env::var(TABLE_ENV).map_or(true, |v| v != "0")
 }
 
 /// The victim's work for one kind: operates for `secs` while the scribbler
