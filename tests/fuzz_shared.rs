@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("tests/corpus")
         .join(target);
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()

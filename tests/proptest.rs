@@ -215,7 +215,7 @@ fn apply(b: &mut Vec<u8>, m: &Mutation) {
 }
 
 fn corpus_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/region_header")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/region_header")
 }
 
 /// `cargo test` runs the fuzz target over its checked-in corpus (and anything a
