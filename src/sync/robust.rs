@@ -43,9 +43,10 @@
 //! instructions per pair against std's 25 (callgrind, `examples/lock_cost`). The
 //! extra cost is the owner token (a cached load) and the thread token the
 //! `Condition` and the journals use to refuse a non-owner. Owner death to a
-//! blocked waiter (`examples/owner_death`): p50 53-66 us, p99 0.55-1.3 ms over
-//! three runs of 300, bounded below by the kernel tearing the dead process down
-//! and one cross-process wake-up (40-50 us here). What was given up: the kernel's
+//! blocked waiter (`examples/owner_death`, three runs of 300 on a quiet machine):
+//! p50 31-59 us, p99 189-254 us (0.55-1.3 ms while other tests ran), bounded
+//! below by the kernel tearing the dead process down and one cross-process
+//! wake-up (40-50 us here). What was given up: the kernel's
 //! direct hand-over of the word on death (glibc's `EOWNERDEAD`); here a waiter
 //! takes the word over after reading the beacon, which is why the waiter must
 //! sleep on both words.
