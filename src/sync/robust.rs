@@ -39,7 +39,8 @@
 //!
 //! On the 2-vCPU VM the crate is developed on (2026-12-01, load average ~1.3):
 //! uncontended lock + unlock 8.2 ns against `std::sync::Mutex`'s 6.2 ns in the
-//! same criterion run (1.31x; the shared robust `pthread_mutex_t` was 4x), 50
+//! same criterion run (1.31x; a later, quieter run: 5.6 vs 5.9 ns; the shared
+//! robust `pthread_mutex_t` was 4x), 50
 //! instructions per pair against std's 25 (callgrind, `examples/lock_cost`). The
 //! extra cost is the owner token (a cached load) and the thread token the
 //! `Condition` and the journals use to refuse a non-owner. Owner death to a
