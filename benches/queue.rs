@@ -427,8 +427,8 @@ mod ping_pong {
         }
 
         fn abort(&self) {
-            self.tx.close();
-            self.rx.close();
+            self.tx.shutdown();
+            self.rx.shutdown();
         }
     }
 
@@ -447,8 +447,8 @@ mod ping_pong {
         }
 
         fn abort(&self) {
-            self.tx.close();
-            self.rx.close();
+            self.tx.shutdown();
+            self.rx.shutdown();
         }
     }
 
@@ -781,7 +781,7 @@ mod throughput {
         }
 
         fn abort(&self) {
-            self.0.close();
+            self.0.shutdown();
         }
     }
 
@@ -810,7 +810,7 @@ mod throughput {
         }
 
         fn abort(&self) {
-            self.0.close();
+            self.0.shutdown();
         }
     }
 
@@ -834,7 +834,7 @@ mod throughput {
                     done += k;
                     continue;
                 }
-                if self.0.is_closed() {
+                if self.0.is_shutdown() {
                     panic!("Queue::put_many: queue closed; {}", ctl.describe());
                 }
                 if b.check_due() {
@@ -879,7 +879,7 @@ mod throughput {
                 self.pos = 0;
                 self.len = self.q.get_many(&mut self.buf);
                 if self.len == 0 {
-                    if self.q.is_closed() {
+                    if self.q.is_shutdown() {
                         return Err(RECV_FAILED);
                     }
                     b.snooze();
@@ -891,7 +891,7 @@ mod throughput {
         }
 
         fn abort(&self) {
-            self.q.close();
+            self.q.shutdown();
         }
     }
 
@@ -1318,7 +1318,7 @@ mod mpmc {
                     match qr.get() {
                         Ok(v) => {
                             if let Err(code) = t.take(v, &mr.ctl) {
-                                qr.close();
+                                qr.shutdown();
                                 return code;
                             }
                             mr.live[c].0.store(t.total, Ordering::Relaxed);
@@ -1355,7 +1355,7 @@ mod mpmc {
         for (p, child) in producers.into_iter().enumerate() {
             reap(child, &format!("{what} producer {p}"));
         }
-        q.close();
+        q.shutdown();
         for (c, child) in consumers.into_iter().enumerate() {
             reap(child, &format!("{what} consumer {c}"));
         }

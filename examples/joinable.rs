@@ -16,7 +16,7 @@
 //! * `task_done()` once too often is refused with
 //!   `TaskDoneError::TooManyCalls` (Python raises `ValueError`), and changes
 //!   nothing.
-//! * Shutting down: after the last `join` the parent calls `close()`, the
+//! * Shutting down: after the last `join` the parent calls `shutdown()`, the
 //!   workers' `get` returns `GetError::Closed`, and they exit with code 0.
 //!
 //! The parent uses `join_timeout` rather than `join`, and waits for each worker
@@ -199,7 +199,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     // Shut down: workers see GetError::Closed and exit 0.
-    jobs.close();
+    jobs.shutdown();
     for (w, child) in workers.into_iter().enumerate() {
         if let Err(e) = reap(w, child) {
             problems.push(e);

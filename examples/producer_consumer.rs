@@ -11,13 +11,13 @@
 //! * A `Queue<T>` of a small `#[repr(C)]` plain-old-data struct ([`Fruit`]),
 //!   created before `fork` and so shared with every child. The queue is small
 //!   (16 slots), so producers block in `put` while consumers catch up.
-//! * **Shutting down with `close()`** (round 1): the parent waits for the
-//!   producers, then calls `close()`. Consumers keep getting until the queue is
+//! * **Shutting down with `shutdown()`** (round 1): the parent waits for the
+//!   producers, then calls `shutdown()`. Consumers keep getting until the queue is
 //!   drained and then see `GetError::Closed`: nothing put before the close is lost.
 //! * **Shutting down with sentinels** (round 2), the way one does it with
 //!   Python's `multiprocessing.Queue`: after the producers are done the parent
 //!   puts one "no more fruit" item per consumer, and each consumer stops at the
-//!   first sentinel it gets. This needs no `close()`, but the parent must know
+//!   first sentinel it gets. This needs no `shutdown()`, but the parent must know
 //!   how many consumers there are, and a sentinel must be a value no producer
 //!   ever sends.
 //! * Results travel back on a second queue: each consumer puts a [`Receipt`]
@@ -97,7 +97,7 @@ struct Receipt {
 /// How consumers learn that no more fruit is coming.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shutdown {
-    /// The parent calls `close()`; consumers drain and see `GetError::Closed`.
+    /// The parent calls `shutdown()`; consumers drain and see `GetError::Closed`.
     Close,
     /// The parent puts one [`SENTINEL`] per consumer.
     Sentinel,
@@ -134,7 +134,7 @@ fn consume(fruit: &Queue<Fruit>, receipts: &Queue<Receipt>, consumer: u32, how: 
                     return CODE_PUT_FAILED;
                 }
             }
-            // Closed and drained: every fruit put before `close()` was taken.
+            // Closed and drained: every fruit put before `shutdown()` was taken.
             Err(GetError::Closed) if how == Shutdown::Close => return 0,
             Err(GetError::Closed) => return CODE_UNEXPECTED_CLOSE,
             Err(_) => return CODE_GET_TIMEOUT,
@@ -190,7 +190,7 @@ fn run(how: Shutdown, producers: u32, consumers: u32) -> Result<Vec<String>, Box
         }
     }
     match how {
-        Shutdown::Close => fruit.close(),
+        Shutdown::Close => fruit.shutdown(),
         Shutdown::Sentinel => {
             // Sentinels queue up behind the last fruit, so every consumer gets
             // all fruit ahead of its sentinel. Close too if they do not fit, so
@@ -198,7 +198,7 @@ fn run(how: Shutdown, producers: u32, consumers: u32) -> Result<Vec<String>, Box
             for _ in 0..consumers {
                 if fruit.put_timeout(SENTINEL, WATCHDOG).is_err() {
                     problems.push("could not put a sentinel".to_owned());
-                    fruit.close();
+                    fruit.shutdown();
                     break;
                 }
             }

@@ -255,7 +255,7 @@ pub mod __private {
             ok += usize::from(q.put_timeout(1, Duration::ZERO).is_ok());
             let s = q.stats();
             assert!(s.len <= s.capacity);
-            q.close();
+            q.shutdown();
             for _ in 0..cap + 2 {
                 match q.try_get() {
                     Ok(_) => ok += 1,
@@ -311,8 +311,8 @@ pub mod __private {
         crate::sync::robust::SLICE
     }
 
-    /// The regions behind a pipe end (its two rings and the shared state).
-    pub fn pipe_regions(end: &crate::PipeEnd) -> [&crate::Region; 3] {
+    /// The regions behind a pipe end (its two rings).
+    pub fn pipe_regions(end: &crate::PipeEnd) -> [&crate::Region; 2] {
         end.regions()
     }
 

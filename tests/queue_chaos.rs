@@ -127,7 +127,7 @@ fn sigkill_chaos_loses_at_most_one_item_per_kill_and_never_wedges() {
     for p in producers {
         assert_eq!(join(p), ExitStatus::Code(0));
     }
-    q.close();
+    q.shutdown();
     for c in consumers {
         assert_eq!(join(c), ExitStatus::Code(0));
     }

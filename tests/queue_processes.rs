@@ -79,7 +79,7 @@ fn four_by_four_processes_move_a_million_items_exactly_once_in_order() {
         })
         .collect();
     join_all_ok(producers);
-    q.close();
+    q.shutdown();
     join_all_ok(consumers);
     let n = PER_PRODUCER;
     for p in 0..PRODUCERS as usize {
@@ -188,7 +188,7 @@ fn bytes_queue_random_lengths_with_checksums_across_processes() {
         })
         .collect();
     join_all_ok(producers);
-    q.close();
+    q.shutdown();
     join_all_ok(consumers);
     let n = u64::from(PER_PRODUCER);
     for p in 0..PRODUCERS as usize {
@@ -225,14 +225,15 @@ fn joinable_queue_join_waits_for_consumers_in_other_processes() {
     // join returned: every task was marked done, so every value was added.
     assert_eq!(mem.atomic(0).load(Ordering::SeqCst), JOBS * (JOBS + 1) / 2);
     assert_eq!(q.unfinished(), 0);
-    q.close();
+    q.shutdown();
     join_all_ok(consumers);
 }
 
 #[test]
 fn pipe_ping_pong_then_eof_when_the_child_exits() {
     let (parent, child_end) = Pipe::anonymous(4, 64).unwrap();
-    let child = spawn(|| {
+    // Moved: the parent's copy of the child's end is dropped by `fork`.
+    let child = spawn(move || {
         for _ in 0..1_000 {
             let Ok(m) = child_end.recv() else { return 1 };
             if child_end.send(&m).is_err() {
@@ -246,7 +247,7 @@ fn pipe_ping_pong_then_eof_when_the_child_exits() {
         assert_eq!(parent.recv().unwrap(), i.to_le_bytes());
     }
     assert_eq!(join(child), ExitStatus::Code(0));
-    assert_eq!(parent.recv(), Err(GetError::Closed));
+    assert_eq!(parent.recv(), Err(GetError::Disconnected));
     assert!(parent.poll(Duration::ZERO));
 }
 
@@ -254,7 +255,8 @@ fn pipe_ping_pong_then_eof_when_the_child_exits() {
 fn pipe_recv_sees_eof_when_the_peer_is_killed_after_draining_what_it_sent() {
     let (parent, child_end) = Pipe::anonymous(4, 64).unwrap();
     let never = multiproc::Event::anonymous().unwrap();
-    let child = spawn(|| {
+    let never = &never;
+    let child = spawn(move || {
         if child_end.send(b"last words").is_err() {
             return 1;
         }
@@ -263,7 +265,7 @@ fn pipe_recv_sees_eof_when_the_peer_is_killed_after_draining_what_it_sent() {
     });
     assert_eq!(parent.recv().unwrap(), b"last words");
     common::kill(child);
-    assert_eq!(parent.recv(), Err(GetError::Closed));
+    assert_eq!(parent.recv(), Err(GetError::Disconnected));
 }
 
 #[test]
@@ -271,11 +273,11 @@ fn put_after_close_hands_the_item_back_in_every_process() {
     let q: Queue<u32> = Queue::anonymous(4).unwrap();
     q.put(1).unwrap();
     let child = spawn(|| {
-        q.close();
+        q.shutdown();
         0
     });
     assert_eq!(join(child), ExitStatus::Code(0));
-    assert!(q.is_closed());
+    assert!(q.is_shutdown());
     assert_eq!(q.put(9), Err(PutError::Closed(9)));
     assert_eq!(q.try_put(9), Err(PutError::Closed(9)));
     assert_eq!(q.get(), Ok(1));

@@ -229,7 +229,7 @@ fn run_queue(
             }
             Op::Close => {
                 m.closed = true;
-                q.close();
+                q.shutdown();
             }
             Op::Len => {
                 prop_assert_eq!(q.len(), m.items.len(), "step {}", step);
@@ -240,7 +240,7 @@ fn run_queue(
             Op::IsFull => {
                 prop_assert_eq!(q.is_full(), m.full(), "step {}", step);
             }
-            Op::IsClosed => prop_assert_eq!(q.is_closed(), m.closed, "step {}", step),
+            Op::IsClosed => prop_assert_eq!(q.is_shutdown(), m.closed, "step {}", step),
             Op::TaskDone => {
                 if let Some(jq) = jq {
                     let want = m.task_done();
@@ -261,7 +261,7 @@ fn run_queue(
         prop_assert_eq!(q.is_empty(), m.items.is_empty(), "after step {}", step);
         prop_assert_eq!(q.is_full(), m.full(), "after step {}", step);
         prop_assert_eq!(q.stats().len, m.items.len() as u64, "after step {}", step);
-        prop_assert_eq!(q.is_closed(), m.closed, "after step {}", step);
+        prop_assert_eq!(q.is_shutdown(), m.closed, "after step {}", step);
         prop_assert_eq!(q.stats().abandoned, 0, "after step {}", step);
         if let Some(jq) = jq {
             prop_assert_eq!(jq.unfinished(), m.unfinished, "after step {}", step);
@@ -273,7 +273,7 @@ fn run_queue(
 /// Closes the queue and drains it through `try_get`, checking the rest of the
 /// model's items come out in order and then `Closed` for ever.
 fn close_and_drain(q: &Queue<u32>, m: &mut Model) -> Result<(), TestCaseError> {
-    q.close();
+    q.shutdown();
     m.closed = true;
     while let Some(v) = m.items.pop_front() {
         prop_assert_eq!(q.try_get(), Ok(v));
@@ -564,7 +564,7 @@ proptest! {
                 }
                 BOp::Close => {
                     m.closed = true;
-                    q.close();
+                    q.shutdown();
                 }
                 BOp::Len => {
                     prop_assert_eq!(q.len(), m.items.len(), "step {}", step);
@@ -573,10 +573,10 @@ proptest! {
             prop_assert_eq!(q.len(), m.items.len(), "len after step {}: {:?}", step, op);
             prop_assert_eq!(q.is_empty(), m.items.is_empty(), "after step {}", step);
             prop_assert_eq!(q.is_full(), m.items.len() >= cap, "after step {}", step);
-            prop_assert_eq!(q.is_closed(), m.closed, "after step {}", step);
+            prop_assert_eq!(q.is_shutdown(), m.closed, "after step {}", step);
         }
         // Close and drain: the rest comes out in order, then Closed.
-        q.close();
+        q.shutdown();
         while let Some(msg) = m.items.pop_front() {
             prop_assert_eq!(q.try_get(), Ok(msg));
         }

@@ -271,8 +271,8 @@ where
     }
 
     fn abort(&self) {
-        self.tx.close();
-        self.rx.close();
+        self.tx.shutdown();
+        self.rx.shutdown();
     }
 }
 
@@ -305,8 +305,8 @@ where
     }
 
     fn abort(&self) {
-        self.tx.close();
-        self.rx.close();
+        self.tx.shutdown();
+        self.rx.shutdown();
     }
 }
 

@@ -637,7 +637,7 @@ where
     }
 
     fn abort(&self) {
-        self.0.close();
+        self.0.shutdown();
     }
 }
 
@@ -672,7 +672,7 @@ where
                 b = Backoff::new();
                 continue;
             }
-            if self.q.is_closed() {
+            if self.q.is_shutdown() {
                 return Err(code::SEND_FAILED);
             }
             b.snooze();
@@ -702,7 +702,7 @@ where
             self.pos = 0;
             self.len = self.q.get_many(&mut self.buf);
             if self.len == 0 {
-                if self.q.is_closed() {
+                if self.q.is_shutdown() {
                     return Err(code::RECV_FAILED);
                 }
                 b.snooze();
@@ -719,7 +719,7 @@ where
             while rest < self.len {
                 let k = self.q.put_many(&self.buf[rest..self.len]);
                 if k == 0 {
-                    if self.q.is_closed() {
+                    if self.q.is_shutdown() {
                         return Err(code::SEND_FAILED);
                     }
                     b.snooze();
@@ -733,7 +733,7 @@ where
     }
 
     fn abort(&self) {
-        self.q.close();
+        self.q.shutdown();
     }
 }
 
@@ -753,7 +753,7 @@ impl Rx for BytesRx<'_> {
     }
 
     fn abort(&self) {
-        self.0.close();
+        self.0.shutdown();
     }
 }
 

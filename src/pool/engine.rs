@@ -566,14 +566,14 @@ impl Inner {
         let mut st = self.lock();
         st.joining = true;
         for w in &st.workers {
-            w.inbox.close();
+            w.inbox.shutdown();
         }
         for w in &mut st.workers {
             if let Some(pid) = w.pid.take() {
                 let _ = sys::wait_child(pid, None);
             }
         }
-        self.results.close();
+        self.results.shutdown();
         Ok(())
     }
 
@@ -656,7 +656,7 @@ fn kill_all(st: &mut State) {
             let _ = sys::kill(pid, sys::SIGKILL);
             let _ = sys::wait_child(pid, None);
         }
-        w.inbox.close();
+        w.inbox.shutdown();
     }
 }
 
@@ -836,6 +836,6 @@ impl Drop for Inner {
         }
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         kill_all(st);
-        self.results.close();
+        self.results.shutdown();
     }
 }

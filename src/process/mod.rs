@@ -328,13 +328,23 @@ pub(crate) unsafe fn fork_child(
 ) -> io::Result<u32> {
     flush_std();
     let parent = sys::pid();
+    // Queue handles the child inherits count from its first instruction on.
+    let handshake = crate::queue::ends::ForkHandshake::before_fork();
     // SAFETY: the child only runs `f` and then `_exit`s; the caller upholds the
     // restrictions on `f`.
     match unsafe { sys::fork() }? {
-        Some(pid) => Ok(pid),
+        Some(pid) => {
+            if let Some(h) = handshake {
+                h.in_parent(pid);
+            }
+            Ok(pid)
+        }
         None => {
             if daemon {
                 become_daemon(parent);
+            }
+            if let Some(h) = &handshake {
+                h.in_child();
             }
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                 .unwrap_or(PANIC_EXIT_CODE);

@@ -3,9 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::ends::Role;
 use super::ring::{GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
-use super::{GetError, PutError};
+use super::typed::{get_error, put_error};
+use super::{GetError, PutError, Receiver, Sender};
 use crate::loom::Deadline;
 use crate::region::header::Fnv;
 use crate::{Error, RegionOptions};
@@ -85,13 +87,6 @@ impl fmt::Debug for BytesQueue {
     }
 }
 
-fn get_error(e: WaitFail) -> GetError {
-    match e {
-        WaitFail::Timeout => GetError::Timeout,
-        WaitFail::Closed => GetError::Closed,
-    }
-}
-
 impl BytesQueue {
     /// A queue of `capacity` slots (a power of two >= 2) of `slot_size` bytes
     /// each, in an anonymous shared mapping.
@@ -153,6 +148,64 @@ impl BytesQueue {
         &self.core
     }
 
+    /// Another handle on this mapping counting as `role` only.
+    pub(crate) fn with_role(&self, role: Role) -> BytesQueue {
+        BytesQueue {
+            core: self.core.with_role(role),
+        }
+    }
+
+    /// A new sending handle (see [`Queue::sender`](crate::Queue::sender)).
+    pub fn sender(&self) -> Sender<BytesQueue> {
+        Sender::wrap(self.with_role(Role::Send))
+    }
+
+    /// A new receiving handle (see [`Queue::receiver`](crate::Queue::receiver)).
+    pub fn receiver(&self) -> Receiver<BytesQueue> {
+        Receiver::wrap(self.with_role(Role::Recv))
+    }
+
+    /// A handle counting as a sender only, as a plain `BytesQueue` (for pipes).
+    pub(crate) fn sender_queue(&self) -> BytesQueue {
+        self.with_role(Role::Send)
+    }
+
+    /// A handle counting as a receiver only (for pipes).
+    pub(crate) fn receiver_queue(&self) -> BytesQueue {
+        self.with_role(Role::Recv)
+    }
+
+    /// A sender and a receiver, consuming this handle.
+    pub fn split(self) -> (Sender<BytesQueue>, Receiver<BytesQueue>) {
+        (self.sender(), self.receiver())
+    }
+
+    /// This process will put no more through this mapping (Python's
+    /// `Queue.close()`; see [`Queue::close`](crate::Queue::close)).
+    pub fn close(&self) {
+        self.core.close_sending();
+    }
+
+    /// Whether this process closed its sending side.
+    pub fn is_closed(&self) -> bool {
+        self.core.send_closed()
+    }
+
+    /// Whether no live process holds a sender now.
+    pub fn senders_gone(&self) -> bool {
+        self.core.no_senders()
+    }
+
+    /// Whether no live process holds a receiver now.
+    pub fn receivers_gone(&self) -> bool {
+        self.core.no_receivers()
+    }
+
+    /// This process will get no more through this mapping (a pipe end's close).
+    pub(crate) fn close_receiving(&self) {
+        self.core.close_receiving();
+    }
+
     /// Wraps a queue core after checking its slot size.
     pub(crate) fn from_core(core: QueueCore<Bytes>) -> Result<BytesQueue, Error> {
         if core.slot_size() <= LEN {
@@ -176,10 +229,7 @@ impl BytesQueue {
         }
         self.core
             .put_bytes(deadline, |buf| write_msg(msg, buf))
-            .map_err(|e| match e {
-                WaitFail::Timeout => PutError::Timeout(msg),
-                WaitFail::Closed => PutError::Closed(msg),
-            })
+            .map_err(|e: WaitFail| put_error(e, msg))
     }
 
     /// Puts a copy of `msg`, blocking while the queue is full.
@@ -201,6 +251,9 @@ impl BytesQueue {
         if msg.len() > self.slot_size() {
             return Err(PutError::TooLarge(msg));
         }
+        if self.core.send_closed() {
+            return Err(PutError::Closed(msg));
+        }
         let owner = self.core.owner();
         match self
             .core
@@ -208,6 +261,7 @@ impl BytesQueue {
             .try_put(self.core.slots(), owner, |buf| write_msg(msg, buf))
         {
             Ok(()) => Ok(()),
+            Err(PutFail::Full(_)) if self.core.no_receivers() => Err(PutError::Disconnected(msg)),
             Err(PutFail::Full(_)) => Err(PutError::Full(msg)),
             Err(PutFail::Closed) => Err(PutError::Closed(msg)),
         }
@@ -220,9 +274,7 @@ impl BytesQueue {
     }
 
     pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> bool {
-        self.core
-            .ring()
-            .wait_readable(self.core.slots(), deadline, super::shared::SLICE)
+        self.core.wait_readable(deadline)
     }
 
     pub(crate) fn send_until<'a>(
@@ -249,14 +301,27 @@ impl BytesQueue {
 
     /// Takes the oldest message if there is one now.
     pub fn try_get(&self) -> Result<Vec<u8>, GetError> {
+        self.try_get_with(|b| msg_of(b).to_vec())
+    }
+
+    /// `try_get` with `drain` reading the slot; see [`crate::Queue::try_get`].
+    fn try_get_with<R>(&self, mut drain: impl FnMut(&[u8]) -> R) -> Result<R, GetError> {
+        if self.core.recv_closed() {
+            return Err(GetError::Closed);
+        }
         let owner = self.core.owner();
-        match self
-            .core
-            .ring()
-            .try_get_or_closed(self.core.slots(), owner, |b| msg_of(b).to_vec())
-        {
+        let ring = self.core.ring();
+        match ring.try_get_or_closed(self.core.slots(), owner, &mut drain) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(())) => Err(GetError::Closed),
+            Err(GetFail::Empty(None)) if self.core.no_senders() => {
+                // SYNC(ends): look once more after reading the counts.
+                match ring.try_get(self.core.slots(), owner, &mut drain) {
+                    Ok(v) => Ok(v),
+                    Err(GetFail::Empty(None)) => Err(GetError::Disconnected),
+                    Err(GetFail::Empty(Some(_))) => Err(GetError::Empty),
+                }
+            }
             Err(GetFail::Empty(_)) => Err(GetError::Empty),
         }
     }
@@ -291,16 +356,7 @@ impl BytesQueue {
     /// [`BytesQueue::get_into`] without waiting.
     pub fn try_get_into(&self, out: &mut [u8]) -> Result<usize, GetError> {
         self.check_buf(out)?;
-        let owner = self.core.owner();
-        match self
-            .core
-            .ring()
-            .try_get_or_closed(self.core.slots(), owner, |b| copy_into(b, out))
-        {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(())) => Err(GetError::Closed),
-            Err(GetFail::Empty(_)) => Err(GetError::Empty),
-        }
+        self.try_get_with(|b| copy_into(b, out))
     }
 
     super::shared::queue_common_methods!("messages");

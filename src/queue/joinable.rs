@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::shared::SLICE;
-use super::{Queue, TaskDoneError};
+use super::ends::Role;
+use super::{Queue, Receiver, Sender, TaskDoneError};
 use crate::loom::Deadline;
 use crate::{Error, RegionOptions};
 
@@ -124,7 +124,8 @@ impl<T: Pod> JoinableQueue<T> {
 
     /// Blocks until every task put so far is done.
     pub fn join(&self) {
-        while !self.queue.core().ring().join_wait(None, SLICE) {}
+        let policy = self.queue.wait_policy();
+        while !self.queue.core().ring().join_wait(policy, None) {}
     }
 
     /// Blocks until every task is done or `timeout` passes; returns whether all
@@ -133,6 +134,36 @@ impl<T: Pod> JoinableQueue<T> {
         self.queue
             .core()
             .ring()
-            .join_wait(Some(Deadline::after(timeout)), SLICE)
+            .join_wait(self.queue.wait_policy(), Some(Deadline::after(timeout)))
+    }
+
+    /// This handle with another [`WaitPolicy`](crate::WaitPolicy) for its
+    /// blocking calls, `join` included.
+    pub fn with_wait_policy(self, policy: crate::WaitPolicy) -> JoinableQueue<T> {
+        JoinableQueue {
+            queue: self.queue.with_wait_policy(policy),
+        }
+    }
+
+    fn with_role(&self, role: Role) -> JoinableQueue<T> {
+        JoinableQueue {
+            queue: self.queue.with_role(role),
+        }
+    }
+
+    /// A new sending handle (see [`Queue::sender`]); it can also `join`.
+    pub fn sender(&self) -> Sender<JoinableQueue<T>> {
+        Sender::wrap(self.with_role(Role::Send))
+    }
+
+    /// A new receiving handle (see [`Queue::receiver`]); it can also
+    /// `task_done` and `join`.
+    pub fn receiver(&self) -> Receiver<JoinableQueue<T>> {
+        Receiver::wrap(self.with_role(Role::Recv))
+    }
+
+    /// A sender and a receiver, consuming this handle.
+    pub fn split(self) -> (Sender<JoinableQueue<T>>, Receiver<JoinableQueue<T>>) {
+        (self.sender(), self.receiver())
     }
 }

@@ -10,7 +10,99 @@
 //!
 //! All are one lock-free MPMC ring ([`ring`](self) module doc): a put or get with
 //! nobody asleep is a handful of atomic operations and no syscall; blocked callers
-//! spin briefly, then park on a shared futex.
+//! wait on the crate's one wait layer (spin briefly, then park on a shared futex,
+//! as the handle's [`WaitPolicy`](crate::WaitPolicy) says; `with_wait_policy` on
+//! every queue handle and pipe end).
+//!
+//! ## Disconnection
+//!
+//! crossbeam-channel's rule, across processes. Every handle counts as a
+//! *sender*, a *receiver* or both, in shared memory, per participant process:
+//!
+//! | handle | counts as |
+//! |---|---|
+//! | [`Queue`], [`BytesQueue`], [`JoinableQueue`], `SerdeQueue` (and their clones) | sender and receiver |
+//! | [`Sender`] (`q.sender()`, `q.split().0`) | sender |
+//! | [`Receiver`] (`q.receiver()`, `q.split().1`) | receiver |
+//! | [`PipeEnd`] | sender toward the other end, receiver from it |
+//!
+//! - A `get` on an empty queue with no live sender returns
+//!   [`GetError::Disconnected`] (after everything already put was taken).
+//! - A `put` on a full queue with no live receiver returns
+//!   [`PutError::Disconnected`] with the item. A put that finds room succeeds
+//!   whatever the receivers: the item waits in shared memory (a named queue
+//!   may be opened by a receiver later).
+//! - A handle stops counting when it is dropped, when its process closes that
+//!   side ([`Queue::close`], [`PipeEnd::close`]), or when its process exits or
+//!   is killed: the process's counts are kept under its participant
+//!   membership and are discounted as soon as the participant table says it
+//!   is dead or gone. A blocked caller is woken at once by the last drop or
+//!   close in a process, and notices a dead process within about 100 ms
+//!   (the wait layer's probe).
+//! - Because a plain handle counts as both, code written against Python's
+//!   `multiprocessing.Queue` never sees `Disconnected` while it holds its own
+//!   handle: a queue it holds is never "disconnected" from itself. To get
+//!   disconnection, each process keeps only the role it uses.
+//!
+//! Python's names: [`Queue::close`] is Python's `Queue.close()`, "this
+//! process will put no more" (its handles of that queue stop counting as
+//! senders and refuse puts); [`Queue::shutdown`] is Python 3.13's
+//! `Queue.shutdown()`, global and permanent (every put fails with
+//! [`PutError::Closed`], gets drain and then fail with [`GetError::Closed`]).
+//!
+//! ### `fork`: drop what you do not use
+//!
+//! A forked child inherits a copy of every handle, and each copy counts (as
+//! Python's child inherits the pipe's file descriptors): the crate's
+//! [`fork`](crate::process::fork) publishes the child's inherited counts
+//! before it returns in the parent, so a parent that drops its copy right
+//! after forking never makes a receiver see a false disconnection. So, as
+//! Python's docs advise for `Pipe`, each process drops the ends it does not
+//! use. A closure that *moves* an end into the child does half of it: the
+//! parent's copy is dropped when `fork` returns.
+//!
+//! ```no_run
+//! use multiproc::{GetError, Queue};
+//! let (tx, rx) = Queue::<u64>::anonymous(64)?.split();
+//! let worker = multiproc::process::fork(move || {
+//!     // The child holds `tx` (moved in) and a copy of `rx` it never uses:
+//!     // it counts as a receiver too until it exits. Drop it if the child
+//!     // runs on long after it stops caring about the queue's readers.
+//!     for i in 0..10 {
+//!         if tx.put(i).is_err() {
+//!             return 1;
+//!         }
+//!     }
+//!     0
+//! })?; // here the parent's `tx` is dropped: the child is the only sender
+//! let mut got = Vec::new();
+//! loop {
+//!     match rx.get() {
+//!         Ok(v) => got.push(v),
+//!         // The child exited (or was killed) and everything it put was taken.
+//!         Err(GetError::Disconnected) => break,
+//!         Err(e) => return Err(e.into()),
+//!     }
+//! }
+//! assert_eq!(got.len(), 10);
+//! worker.wait()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A child made by a raw `libc::fork` (not the crate's) starts counting its
+//! inherited handles only when it first makes, clones, drops or closes a
+//! handle of that queue: until then its copies do not keep peers connected.
+//!
+//! ### Trust
+//!
+//! The counts are shared words like any other: a peer can make them say
+//! "alive" (then a blocked caller keeps waiting in bounded slices, as for a
+//! live peer that never sends) or "gone" (then the caller gets
+//! `Disconnected` early); it cannot make this process index outside the
+//! queue's validated table or wait unboundedly on a slice. Counts are kept
+//! per participant, so a killed process leaves only entries stamped with its
+//! own membership, never a global counter off by one. A process that cannot
+//! join the region's participant table (full) does not count at all.
 //!
 //! ## Delivery after a crash
 //!
@@ -53,6 +145,10 @@
 #[cfg(not(loom))]
 mod bytes;
 #[cfg(not(loom))]
+pub(crate) mod ends;
+#[cfg(not(loom))]
+mod handles;
+#[cfg(not(loom))]
 mod joinable;
 #[cfg(not(loom))]
 mod pipe;
@@ -67,6 +163,8 @@ mod serde_queue;
 
 #[cfg(not(loom))]
 pub use bytes::BytesQueue;
+#[cfg(not(loom))]
+pub use handles::{Receiver, Sender};
 #[cfg(not(loom))]
 pub use joinable::JoinableQueue;
 #[cfg(not(loom))]
@@ -87,12 +185,16 @@ pub enum PutError<T> {
     /// `put_timeout`: still full when the timeout passed.
     #[error("timed out waiting for a free slot")]
     Timeout(T),
-    /// The queue was closed.
+    /// The queue was shut down, or this process closed its sending side.
     #[error("the queue is closed")]
     Closed(T),
     /// [`BytesQueue`]: the message is longer than the slot size; nothing was written.
     #[error("the message is larger than the queue's slot size")]
     TooLarge(T),
+    /// The queue is full and no live process holds a receiver (see the
+    /// [module docs](crate::queue#disconnection)).
+    #[error("no receiver is left")]
+    Disconnected(T),
 }
 
 impl<T> std::fmt::Debug for PutError<T> {
@@ -102,6 +204,7 @@ impl<T> std::fmt::Debug for PutError<T> {
             PutError::Timeout(_) => "Timeout(..)",
             PutError::Closed(_) => "Closed(..)",
             PutError::TooLarge(_) => "TooLarge(..)",
+            PutError::Disconnected(_) => "Disconnected(..)",
         })
     }
 }
@@ -113,7 +216,8 @@ impl<T> PutError<T> {
             PutError::Full(t)
             | PutError::Timeout(t)
             | PutError::Closed(t)
-            | PutError::TooLarge(t) => t,
+            | PutError::TooLarge(t)
+            | PutError::Disconnected(t) => t,
         }
     }
 }
@@ -128,9 +232,14 @@ pub enum GetError {
     /// `get_timeout`: still empty when the timeout passed.
     #[error("timed out waiting for an item")]
     Timeout,
-    /// The queue is closed and drained (Python's `EOFError` on a pipe).
+    /// The queue was shut down and is drained, or this process closed its
+    /// receiving side (a [`PipeEnd`] it closed).
     #[error("the queue is closed and empty")]
     Closed,
+    /// The queue is drained and no live process holds a sender (Python's
+    /// `EOFError` on a pipe; see the [module docs](crate::queue#disconnection)).
+    #[error("no sender is left and the queue is empty")]
+    Disconnected,
     /// [`BytesQueue::get_into`]: the buffer is shorter than the slot size, so a
     /// message might not fit; nothing was taken.
     #[error("the buffer is shorter than the queue's slot size ({needed} bytes)")]

@@ -73,11 +73,13 @@
 //! deadline), so a peer that scribbles over the ring can make operations fail
 //! or return wrong values, never index out of bounds or spin forever.
 
+#[cfg(not(loom))]
 use std::time::Duration;
 
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::loom::hint::{spin_loop, spin_wait};
+use crate::loom::hint::spin_loop;
 use crate::loom::{Deadline, futex};
+use crate::park::{Park, Unparked, WaitPolicy, no_probe};
 
 const OWNER_MASK: u64 = 0xffff;
 const BUSY: u64 = 1 << 16;
@@ -204,6 +206,9 @@ pub enum WaitFail {
     Timeout,
     /// The queue is closed (and, for getters, drained).
     Closed,
+    /// No live peer holds the other end: no sender is left (for getters, once
+    /// drained) or no receiver (for putters, while full).
+    Disconnected,
 }
 
 /// How long a getter that found a writer mid-copy at the head sleeps before it
@@ -345,23 +350,17 @@ impl RingCore {
     }
 
     /// Waits until every task is done, or `deadline`; returns whether it is.
-    pub fn join_wait(&self, deadline: Option<Deadline>, slice: Duration) -> bool {
+    pub fn join_wait(&self, policy: WaitPolicy, deadline: Option<Deadline>) -> bool {
+        let mut w = Park::bit(&self.tasks.0.joined, SLEEPERS).waiter(policy, deadline);
         loop {
             // SYNC(tasks): read before `unfinished`, as for the ring's eventcounts.
-            let seen = self.tasks.0.joined.load(Ordering::Acquire);
+            let seen = w.load();
             if self.unfinished() == 0 {
                 return true;
             }
-            if deadline.is_some_and(Deadline::passed) {
-                return false;
+            if w.sleep(seen, no_probe).is_err() {
+                return self.unfinished() == 0;
             }
-            let Some(expect) = Self::prepare_sleep(&self.tasks.0.joined, seen) else {
-                continue;
-            };
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            futex::wait(&self.tasks.0.joined, expect, Some(until));
         }
     }
 
@@ -395,9 +394,9 @@ impl RingCore {
     pub fn close(&self) {
         // AcqRel: joins the release sequence of producers' bumps (see module doc).
         self.not_empty.0.fetch_or(CLOSED, Ordering::AcqRel);
-        futex::wake(&self.not_empty.0, u32::MAX);
+        Park::bit(&self.not_empty.0, SLEEPERS).wake(u32::MAX);
         self.not_full.0.fetch_add(EPOCH, Ordering::AcqRel);
-        futex::wake(&self.not_full.0, u32::MAX);
+        Park::bit(&self.not_full.0, SLEEPERS).wake(u32::MAX);
     }
 
     /// Approximate number of items (exact when nobody is mid-operation).
@@ -772,24 +771,14 @@ impl RingCore {
         }
     }
 
+    /// Clears `SLEEPERS` and wakes every sleeper (and any `park::hook`
+    /// watcher) of `word`. The clearing RMW follows the publishing one, so a
+    /// waiter that armed in between fails its futex compare (park's bit-mode
+    /// argument).
     #[cold]
     fn wake(&self, word: &AtomicU32) {
         word.fetch_and(!SLEEPERS, Ordering::Relaxed);
-        futex::wake(word, u32::MAX);
-    }
-
-    /// Prepares to sleep on `word` whose value was `seen` before the ring was
-    /// checked: sets `SLEEPERS` if the word is unchanged. Returns the value to
-    /// pass to the futex, or `None` if the word moved (re-check the ring).
-    pub(crate) fn prepare_sleep(word: &AtomicU32, seen: u32) -> Option<u32> {
-        let want = seen | SLEEPERS;
-        if seen & SLEEPERS != 0 {
-            return Some(seen);
-        }
-        // Relaxed: the futex compare re-reads the word in the kernel.
-        word.compare_exchange(seen, want, Ordering::Relaxed, Ordering::Relaxed)
-            .ok()
-            .map(|_| want)
+        Park::bit(word, SLEEPERS).wake(u32::MAX);
     }
 
     /// Recovers slot `i` if its word is still `w` and `owner_dead(owner)` says the
@@ -836,10 +825,10 @@ impl RingCore {
         if writing {
             // Getters may be waiting on this slot: let them skip it.
             self.not_empty.0.fetch_add(EPOCH, Ordering::AcqRel);
-            futex::wake(&self.not_empty.0, u32::MAX);
+            Park::bit(&self.not_empty.0, SLEEPERS).wake(u32::MAX);
         } else {
             self.not_full.0.fetch_add(EPOCH, Ordering::AcqRel);
-            futex::wake(&self.not_full.0, u32::MAX);
+            Park::bit(&self.not_full.0, SLEEPERS).wake(u32::MAX);
         }
         true
     }
@@ -855,13 +844,6 @@ impl RingCore {
         n
     }
 
-    /// Whether the slot at the tail hint is free for writing (a peek).
-    fn can_put<S: Slots>(&self, slots: &S) -> bool {
-        let pos = hint(&self.tail.0);
-        let w = slots.word(index(slots, pos)).load(Ordering::Relaxed);
-        dist(seq(w), pos) >= 0 || self.is_closed()
-    }
-
     /// Whether the slot at the head hint holds something to take (a peek).
     fn can_get<S: Slots>(&self, slots: &S) -> bool {
         let pos = hint(&self.head.0);
@@ -869,17 +851,36 @@ impl RingCore {
         (dist(seq(w), pos.wrapping_add(1)) >= 0 && w & BUSY == 0) || self.is_closed()
     }
 
+    /// One of the end counts changed in a way waiters must see: the last
+    /// sender of a process went away (`senders`: wakes getters) or the last
+    /// receiver (wakes putters). SYNC(ends): the bump is an RMW after the
+    /// count's RMW (`ends` module doc).
+    pub(crate) fn ends_changed(&self, senders: bool) {
+        if senders {
+            self.bump(&self.not_empty.0);
+        } else {
+            self.bump(&self.not_full.0);
+        }
+    }
+
     /// Puts one item, waiting while the queue is full, until `deadline`.
     /// `owner_dead` says whether a slot owner died (it is asked only about
-    /// owners holding the slot this call waits for).
+    /// owners holding the slot this call waits for); `gone` whether no live
+    /// receiver is left (asked only while the ring is full).
+    ///
+    /// The wait is [`crate::park`]'s loop on `not_full`: every get bumps it
+    /// with an RMW after freeing its slot, and so does the last receiver of a
+    /// process when it goes away, so the park argument covers both.
+    #[allow(clippy::too_many_arguments, reason = "internal; each is a separate concern")]
     pub(crate) fn put_wait<S: Slots>(
         &self,
         slots: &S,
         owner: u16,
+        policy: WaitPolicy,
         deadline: Option<Deadline>,
-        slice: Duration,
         fill: impl Fn(&mut [u8]),
         owner_dead: impl Fn(u16) -> bool,
+        gone: impl Fn() -> bool,
     ) -> Result<(), WaitFail> {
         // Fast path first: `not_full` is written by every get, so reading it
         // before each put would cost a cache-line transfer per item.
@@ -888,62 +889,60 @@ impl RingCore {
             Err(PutFail::Closed) => return Err(WaitFail::Closed),
             Err(PutFail::Full(_)) => {}
         }
-        let mut spun = false;
+        let mut w = Park::bit(&self.not_full.0, SLEEPERS).waiter(policy, deadline);
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).
-            let seen = self.not_full.0.load(Ordering::Acquire);
+            let seen = w.load();
             match self.try_put(slots, owner, &fill) {
                 Ok(()) => return Ok(()),
                 Err(PutFail::Closed) => return Err(WaitFail::Closed),
                 Err(PutFail::Full(Some(reader))) if reader != 0 && owner_dead(reader) => {
                     let i = index(slots, hint(&self.tail.0));
                     self.recover_slot(slots, i, |o| o == reader);
-                    if deadline.is_some_and(Deadline::passed) {
+                    if w.timed_out() {
                         return Err(WaitFail::Timeout);
                     }
                     continue;
                 }
                 Err(PutFail::Full(_)) => {}
             }
-            if !spun {
-                spun = true;
-                if spin_wait(|| self.can_put(slots)) {
-                    continue;
-                }
-            }
-            if deadline.is_some_and(Deadline::passed) {
-                return Err(WaitFail::Timeout);
+            if gone() {
+                return Err(WaitFail::Disconnected);
             }
             // A reader mid-copy at the tail frees the slot and then bumps
             // `not_full`, so sleeping with SLEEPERS set is safe here too.
-            let Some(expect) = Self::prepare_sleep(&self.not_full.0, seen) else {
-                continue;
-            };
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            futex::wait(&self.not_full.0, expect, Some(until));
+            let probe = || if gone() { Err(()) } else { Ok(()) };
+            match w.sleep(seen, probe) {
+                Ok(()) => {}
+                Err(Unparked::TimedOut) => return Err(WaitFail::Timeout),
+                Err(Unparked::Probe(())) => return Err(WaitFail::Disconnected),
+            }
         }
     }
 
     /// Takes one item, waiting while the queue is empty, until `deadline`.
+    /// `gone` says whether no live sender is left (asked only when the ring
+    /// is empty); then the ring is looked at once more, and only if it is
+    /// still empty does the call report `Disconnected`.
+    #[allow(clippy::too_many_arguments, reason = "internal; each is a separate concern")]
     pub(crate) fn get_wait<S: Slots, R>(
         &self,
         slots: &S,
         owner: u16,
+        policy: WaitPolicy,
         deadline: Option<Deadline>,
-        slice: Duration,
         mut drain: impl FnMut(&[u8]) -> R,
         owner_dead: impl Fn(u16) -> bool,
+        gone: impl Fn() -> bool,
     ) -> Result<R, WaitFail> {
         // Fast path first, for the same reason as in `put_wait`.
         if let Ok(r) = self.try_get(slots, owner, &mut drain) {
             return Ok(r);
         }
-        let mut spun = false;
+        let mut w = Park::bit(&self.not_empty.0, SLEEPERS).waiter(policy, deadline);
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).
-            let seen = self.not_empty.0.load(Ordering::Acquire);
+            let seen = w.load();
             match self.try_get(slots, owner, &mut drain) {
                 Ok(r) => return Ok(r),
                 Err(GetFail::Empty(Some(writer))) => {
@@ -955,7 +954,7 @@ impl RingCore {
                         // will not wake us: wait for the publish without SLEEPERS.
                         self.nap_in_flight(slots);
                     }
-                    if deadline.is_some_and(Deadline::passed) {
+                    if w.timed_out() {
                         return Err(WaitFail::Timeout);
                     }
                     continue;
@@ -964,24 +963,41 @@ impl RingCore {
                     if seen & CLOSED != 0 {
                         return Err(WaitFail::Closed);
                     }
+                    if gone() {
+                        match self.last_look(slots, owner, &mut drain) {
+                            Some(r) => return r,
+                            None => continue,
+                        }
+                    }
                 }
             }
-            if !spun {
-                spun = true;
-                if spin_wait(|| self.can_get(slots)) {
-                    continue;
+            let probe = || if gone() { Err(()) } else { Ok(()) };
+            match w.sleep(seen, probe) {
+                Ok(()) => {}
+                Err(Unparked::TimedOut) => return Err(WaitFail::Timeout),
+                Err(Unparked::Probe(())) => {
+                    if let Some(r) = self.last_look(slots, owner, &mut drain) {
+                        return r;
+                    }
                 }
             }
-            if deadline.is_some_and(Deadline::passed) {
-                return Err(WaitFail::Timeout);
-            }
-            let Some(expect) = Self::prepare_sleep(&self.not_empty.0, seen) else {
-                continue;
-            };
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            futex::wait(&self.not_empty.0, expect, Some(until));
+        }
+    }
+
+    /// No sender is left: SYNC(ends) the count reads that said so made every
+    /// put before the last drop visible, so one more look tells "drained"
+    /// (`Disconnected`) from "something arrived". `None` when a writer is
+    /// still copying into the head slot (look again).
+    fn last_look<S: Slots, R>(
+        &self,
+        slots: &S,
+        owner: u16,
+        drain: &mut impl FnMut(&[u8]) -> R,
+    ) -> Option<Result<R, WaitFail>> {
+        match self.try_get(slots, owner, drain) {
+            Ok(r) => Some(Ok(r)),
+            Err(GetFail::Empty(None)) => Some(Err(WaitFail::Disconnected)),
+            Err(GetFail::Empty(Some(_))) => None,
         }
     }
 
@@ -992,36 +1008,38 @@ impl RingCore {
         w & BUSY != 0 && dist(seq(w), pos) == 0
     }
 
-    /// Waits until an item can be taken (or the queue is closed), or `deadline`.
-    /// Takes nothing. Returns whether it became readable.
+    /// Waits until an item can be taken (or the queue is closed, or `gone`
+    /// says no sender is left), or `deadline`. Takes nothing. Returns whether
+    /// it became readable (or never will be).
     pub(crate) fn wait_readable<S: Slots>(
         &self,
         slots: &S,
+        policy: WaitPolicy,
         deadline: Option<Deadline>,
-        slice: Duration,
+        gone: impl Fn() -> bool,
     ) -> bool {
+        let mut w = Park::bit(&self.not_empty.0, SLEEPERS).waiter(policy, deadline);
         loop {
-            let seen = self.not_empty.0.load(Ordering::Acquire);
+            let seen = w.load();
             if self.can_get(slots) {
                 return true;
             }
             if self.head_in_flight(slots) {
                 self.nap_in_flight(slots);
-                if deadline.is_some_and(Deadline::passed) {
+                if w.timed_out() {
                     return false;
                 }
                 continue;
             }
-            if deadline.is_some_and(Deadline::passed) {
-                return false;
+            if gone() {
+                return true;
             }
-            let Some(expect) = Self::prepare_sleep(&self.not_empty.0, seen) else {
-                continue;
-            };
-            let until = deadline
-                .unwrap_or_else(|| Deadline::after(slice))
-                .min_after(slice);
-            futex::wait(&self.not_empty.0, expect, Some(until));
+            let probe = || if gone() { Err(()) } else { Ok(()) };
+            match w.sleep(seen, probe) {
+                Ok(()) => {}
+                Err(Unparked::TimedOut) => return self.can_get(slots),
+                Err(Unparked::Probe(())) => return true,
+            }
         }
     }
 
@@ -1029,7 +1047,7 @@ impl RingCore {
     fn nap_in_flight<S: Slots>(&self, slots: &S) {
         spin_loop();
         #[cfg(not(loom))]
-        if !spin_wait(|| !self.head_in_flight(slots)) {
+        if !crate::spin::spin_until(|| !self.head_in_flight(slots)) {
             // Descheduled (or dead: the caller probes again after this nap).
             let seen = self.not_empty.0.load(Ordering::Relaxed);
             futex::wait(
@@ -1080,11 +1098,14 @@ pub mod model {
         }
     }
 
-    /// A ring plus its slots.
+    /// A ring plus its slots, and live sender/receiver counts standing for
+    /// the shared end table (one process's entry).
     #[derive(Debug)]
     pub struct LoomRing {
         core: RingCore,
         slots: HeapSlots,
+        senders: AtomicU32,
+        receivers: AtomicU32,
     }
 
     fn to_u64(b: &[u8]) -> u64 {
@@ -1104,7 +1125,33 @@ pub mod model {
                         .collect(),
                     data: (0..capacity).map(|_| UnsafeCell::new([0; 8])).collect(),
                 },
+                senders: AtomicU32::new(1),
+                receivers: AtomicU32::new(1),
             }
+        }
+
+        /// The last sender goes away (as `ends::Local::release` does: the
+        /// count's RMW, then the eventcount bump).
+        pub fn drop_sender(&self) {
+            if self.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.core.ends_changed(true);
+            }
+        }
+
+        /// The last receiver goes away.
+        pub fn drop_receiver(&self) {
+            if self.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.core.ends_changed(false);
+            }
+        }
+
+        fn no_senders(&self) -> bool {
+            // SYNC(ends): Acquire, as `ends::Local::any_live`.
+            self.senders.load(Ordering::Acquire) == 0
+        }
+
+        fn no_receivers(&self) -> bool {
+            self.receivers.load(Ordering::Acquire) == 0
         }
 
         /// `try_put`.
@@ -1124,10 +1171,11 @@ pub mod model {
             self.core.put_wait(
                 &self.slots,
                 owner,
+                WaitPolicy::Park,
                 None,
-                Duration::from_millis(20),
                 fill,
                 dead,
+                || self.no_receivers(),
             )
         }
 
@@ -1136,11 +1184,31 @@ pub mod model {
             self.core.get_wait(
                 &self.slots,
                 owner,
+                WaitPolicy::Park,
                 None,
-                Duration::from_millis(20),
                 to_u64,
                 dead,
+                || self.no_senders(),
             )
+        }
+
+        /// Blocking get with the spin-then-park policy.
+        pub fn get_spinning(&self, owner: u16) -> Result<u64, WaitFail> {
+            self.core.get_wait(
+                &self.slots,
+                owner,
+                WaitPolicy::SpinThenPark,
+                None,
+                to_u64,
+                |_| false,
+                || self.no_senders(),
+            )
+        }
+
+        /// Blocking wait for something to read (or disconnection).
+        pub fn wait_readable(&self) -> bool {
+            self.core
+                .wait_readable(&self.slots, WaitPolicy::Park, None, || self.no_senders())
         }
 
         /// Batch put of `vs`.

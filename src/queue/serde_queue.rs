@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{BytesQueue, GetError, PutError};
+use super::{BytesQueue, GetError, PutError, Receiver, Sender};
 use crate::Error;
 
 /// Why a [`SerdeQueue`] operation failed.
@@ -140,9 +140,49 @@ impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
         Self::decode(self.bytes.try_get()?)
     }
 
-    /// The underlying byte queue (close, stats, len, ...).
+    /// The underlying byte queue (shutdown, stats, len, ...).
     pub fn bytes(&self) -> &BytesQueue {
         &self.bytes
+    }
+
+    /// This handle with another [`WaitPolicy`](crate::WaitPolicy).
+    pub fn with_wait_policy(self, policy: crate::WaitPolicy) -> SerdeQueue<T> {
+        SerdeQueue {
+            bytes: self.bytes.with_wait_policy(policy),
+            _t: PhantomData,
+        }
+    }
+
+    /// The [`WaitPolicy`](crate::WaitPolicy) of this handle's blocking calls.
+    pub fn wait_policy(&self) -> crate::WaitPolicy {
+        self.bytes.wait_policy()
+    }
+
+    fn with_role(&self, role: super::ends::Role) -> SerdeQueue<T> {
+        SerdeQueue {
+            bytes: self.bytes.with_role(role),
+            _t: PhantomData,
+        }
+    }
+
+    /// A new sending handle (see [`crate::Queue::sender`]).
+    pub fn sender(&self) -> Sender<SerdeQueue<T>> {
+        Sender::wrap(self.with_role(super::ends::Role::Send))
+    }
+
+    /// A new receiving handle (see [`crate::Queue::receiver`]).
+    pub fn receiver(&self) -> Receiver<SerdeQueue<T>> {
+        Receiver::wrap(self.with_role(super::ends::Role::Recv))
+    }
+
+    /// A sender and a receiver, consuming this handle.
+    pub fn split(self) -> (Sender<SerdeQueue<T>>, Receiver<SerdeQueue<T>>) {
+        (self.sender(), self.receiver())
+    }
+
+    /// This process will put no more (see [`crate::Queue::close`]).
+    pub fn close(&self) {
+        self.bytes.close();
     }
 }
 
@@ -152,5 +192,6 @@ fn map_put<T>(e: PutError<&[u8]>, item: T) -> PutError<T> {
         PutError::Timeout(_) => PutError::Timeout(item),
         PutError::Closed(_) => PutError::Closed(item),
         PutError::TooLarge(_) => PutError::TooLarge(item),
+        PutError::Disconnected(_) => PutError::Disconnected(item),
     }
 }

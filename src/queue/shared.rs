@@ -4,6 +4,9 @@
 //! payload offset 0   QueueHeader { RingCore, layout fields }
 //!                    owners: [AtomicU32; owners_len]   generation of each participant
 //!                                                      index that used this queue
+//!                    (pad to 8)
+//! ends_offset        ends: [AtomicU64; 2 * owners_len] sender/receiver counts per
+//!                                                      participant (`ends` module)
 //!                    (pad to 128)
 //! slots_offset       slot 0: { word: AtomicU64, payload: [u8; payload] } (stride bytes)
 //!                    slot 1 ...
@@ -16,18 +19,21 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::sync::Arc;
 
 use super::QueueStats;
+use super::ends::{self, Local, RECV, RegionRef, Role, SEND};
 use super::ring::{MAX_CAPACITY, RingCore, Slots, WaitFail};
 use crate::Error;
+use crate::WaitPolicy;
 use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::region::participants::{Liveness, Member};
 use crate::region::{Object, Region, RegionOptions, SharedObject};
 
-/// How long a blocked queue operation sleeps before re-checking for dead peers.
-pub(crate) const SLICE: Duration = Duration::from_millis(20);
+/// The queue's shared-memory format, part of its fingerprint: 2 added the
+/// per-participant end counts (disconnection).
+const FORMAT: u64 = 2;
 
 /// The fixed part of a queue's payload.
 #[repr(C)]
@@ -66,13 +72,29 @@ fn round_up(n: u64, a: u64) -> Option<u64> {
     n.checked_add(a - 1).map(|v| v & !(a - 1))
 }
 
-/// Offsets derived from the parameters: `(owners_offset, slots_offset, stride, total)`.
-fn layout(capacity: u64, payload: u64, owners: u64) -> Option<(u64, u64, u64, u64)> {
+/// Offsets derived from the parameters.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    owners_offset: u64,
+    ends_offset: u64,
+    slots_offset: u64,
+    stride: u64,
+    total: u64,
+}
+
+fn layout(capacity: u64, payload: u64, owners: u64) -> Option<Layout> {
     let owners_offset = round_up(size_of::<QueueHeader>() as u64, 8)?;
-    let slots_offset = round_up(owners_offset.checked_add(owners.checked_mul(4)?)?, 128)?;
+    let ends_offset = round_up(owners_offset.checked_add(owners.checked_mul(4)?)?, 8)?;
+    let slots_offset = round_up(ends_offset.checked_add(owners.checked_mul(16)?)?, 128)?;
     let stride = round_up(payload.checked_add(8)?, 8)?;
     let total = slots_offset.checked_add(capacity.checked_mul(stride)?)?;
-    Some((owners_offset, slots_offset, stride, total))
+    Some(Layout {
+        owners_offset,
+        ends_offset,
+        slots_offset,
+        stride,
+        total,
+    })
 }
 
 /// Checks creation parameters: the capacity must be a power of two >= 2.
@@ -91,7 +113,7 @@ pub(crate) fn check_capacity(capacity: u64) -> Result<(), Error> {
 /// Marker types naming what a queue region holds, for the header's kind and
 /// fingerprint (a `Queue<u64>` cannot be opened as a `Queue<u32>` or a
 /// `BytesQueue`).
-pub(crate) trait QueueKind {
+pub(crate) trait QueueKind: 'static {
     const KIND: &'static str;
     fn fingerprint() -> u64;
 }
@@ -112,6 +134,7 @@ unsafe impl<K: QueueKind> SharedObject for QueueObject<K> {
 
     fn fingerprint() -> u64 {
         crate::region::header::Fnv::new()
+            .u64(FORMAT)
             .u64(K::fingerprint())
             .u64(size_of::<QueueHeader>() as u64)
             .u64(align_of::<QueueHeader>() as u64)
@@ -120,15 +143,20 @@ unsafe impl<K: QueueKind> SharedObject for QueueObject<K> {
 
     fn payload_size(p: &QueueParams) -> Result<usize, Error> {
         check_capacity(p.capacity)?;
-        let (_, _, _, total) = layout(p.capacity, p.payload, u64::from(p.participants))
+        let l = layout(p.capacity, p.payload, u64::from(p.participants))
             .ok_or(Error::InvalidParameter("queue size overflows"))?;
-        usize::try_from(total).map_err(|_| Error::InvalidParameter("queue size overflows"))
+        usize::try_from(l.total).map_err(|_| Error::InvalidParameter("queue size overflows"))
     }
 
     unsafe fn init(this: *mut Self, p: &QueueParams) -> Result<(), Error> {
-        let (owners_offset, slots_offset, stride, _) =
-            layout(p.capacity, p.payload, u64::from(p.participants))
-                .ok_or(Error::InvalidParameter("queue size overflows"))?;
+        let Layout {
+            owners_offset,
+            ends_offset,
+            slots_offset,
+            stride,
+            ..
+        } = layout(p.capacity, p.payload, u64::from(p.participants))
+            .ok_or(Error::InvalidParameter("queue size overflows"))?;
         let base = this.cast::<u8>();
         // SAFETY: the caller guarantees `payload_size(p)` zeroed writable bytes at
         // `this`, aligned for Self; every write below is inside them by `layout`.
@@ -143,6 +171,11 @@ unsafe impl<K: QueueKind> SharedObject for QueueObject<K> {
                 base.add((owners_offset + 4 * i) as usize)
                     .cast::<AtomicU32>()
                     .write(AtomicU32::new(0));
+            }
+            for i in 0..2 * u64::from(p.participants) {
+                base.add((ends_offset + 8 * i) as usize)
+                    .cast::<AtomicU64>()
+                    .write(AtomicU64::new(0));
             }
             for i in 0..p.capacity {
                 let w = base
@@ -184,15 +217,18 @@ fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
         return Err(Error::Corrupted("queue owner table"));
     }
     match layout(cap, payload, owners_len) {
-        Some((owners_offset, so, st, total))
-            if so == slots_offset && st == stride && total <= payload_size as u64 =>
+        Some(l)
+            if l.slots_offset == slots_offset
+                && l.stride == stride
+                && l.total <= payload_size as u64 =>
         {
             // Every value is now bounded by `payload_size`, a `usize`.
             Ok(Geometry {
                 capacity: cap as usize,
                 payload: payload as usize,
                 stride: stride as usize,
-                owners_offset: owners_offset as usize,
+                owners_offset: l.owners_offset as usize,
+                ends_offset: l.ends_offset as usize,
                 owners_len: owners_len as usize,
                 slots_offset: slots_offset as usize,
             })
@@ -208,6 +244,7 @@ struct Geometry {
     payload: usize,
     stride: usize,
     owners_offset: usize,
+    ends_offset: usize,
     owners_len: usize,
     slots_offset: usize,
 }
@@ -272,13 +309,27 @@ impl Slots for ShmSlots {
     }
 }
 
+/// What [`Local`] needs of a mapping: its region and its ring (to wake).
+struct Anchor<K>(Object<QueueObject<K>>);
+
+impl<K: QueueKind> RegionRef for Anchor<K> {
+    fn region(&self) -> &Region {
+        self.0.region()
+    }
+}
+
 /// The handle core shared by every queue type: the mapping, the validated
-/// geometry and this process's owner id.
+/// geometry, this process's owner id, what the handle counts as (sender,
+/// receiver, both) and its wait policy.
 pub(crate) struct QueueCore<K> {
     obj: Object<QueueObject<K>>,
     slots: ShmSlots,
     /// `fork_epoch << 32 | owner` once registered; process-local.
     owner: AtomicU64,
+    /// This process's end counts for this mapping, shared by its handles.
+    local: Arc<Local>,
+    role: Role,
+    policy: WaitPolicy,
 }
 
 // SAFETY: `ShmSlots` holds a pointer into the mapping that `obj` keeps alive; all
@@ -299,8 +350,51 @@ impl<K: QueueKind> fmt::Debug for QueueCore<K> {
 
 impl<K: QueueKind> Clone for QueueCore<K> {
     fn clone(&self) -> Self {
-        // The geometry is copied, never re-read: a peer that scribbled over the
-        // header since this handle was made cannot change what a clone indexes.
+        self.with_role(self.role)
+    }
+}
+
+impl<K> Drop for QueueCore<K> {
+    fn drop(&mut self) {
+        self.local.release(self.role);
+    }
+}
+
+impl<K: QueueKind> QueueCore<K> {
+    /// The handle for a queue object, validating its geometry against the bytes
+    /// the object owns (once; the handle keeps the result). It counts as a
+    /// sender and a receiver.
+    pub(crate) fn from_object(obj: Object<QueueObject<K>>) -> Result<QueueCore<K>, Error> {
+        let geo = validate(&obj.get().header, obj.size())?;
+        let base = (obj.get() as *const QueueObject<K>).cast::<u8>();
+        let table = ends::Table {
+            // SAFETY: `ends_offset` lies inside the object's validated bytes
+            // (`validate`) and is 8-aligned (`layout`).
+            base: unsafe { base.add(geo.ends_offset) }.cast::<AtomicU64>(),
+            len: geo.owners_len,
+        };
+        let waker = Anchor(obj.clone());
+        let local = Local::new(
+            Arc::new(Anchor(obj.clone())),
+            table,
+            Box::new(move |role| waker.0.get().header.ring.ends_changed(role == SEND)),
+        );
+        local.acquire(Role::Both);
+        Ok(QueueCore {
+            obj,
+            slots: ShmSlots { base, geo },
+            owner: AtomicU64::new(0),
+            local,
+            role: Role::Both,
+            policy: WaitPolicy::default(),
+        })
+    }
+
+    /// Another handle on the same mapping counting as `role`. The geometry
+    /// is copied, never re-read: a peer that scribbled over the header since
+    /// this handle was made cannot change what the new one indexes.
+    pub(crate) fn with_role(&self, role: Role) -> QueueCore<K> {
+        self.local.acquire(role);
         QueueCore {
             obj: self.obj.clone(),
             slots: ShmSlots {
@@ -308,21 +402,51 @@ impl<K: QueueKind> Clone for QueueCore<K> {
                 geo: self.slots.geo,
             },
             owner: AtomicU64::new(0),
+            local: self.local.clone(),
+            role,
+            policy: self.policy,
         }
     }
-}
 
-impl<K: QueueKind> QueueCore<K> {
-    /// The handle for a queue object, validating its geometry against the bytes
-    /// the object owns (once; the handle keeps the result).
-    pub(crate) fn from_object(obj: Object<QueueObject<K>>) -> Result<QueueCore<K>, Error> {
-        let geo = validate(&obj.get().header, obj.size())?;
-        let base = (obj.get() as *const QueueObject<K>).cast::<u8>();
-        Ok(QueueCore {
-            obj,
-            slots: ShmSlots { base, geo },
-            owner: AtomicU64::new(0),
-        })
+    pub(crate) fn set_policy(&mut self, policy: WaitPolicy) {
+        self.policy = policy;
+    }
+
+    pub(crate) fn policy(&self) -> WaitPolicy {
+        self.policy
+    }
+
+    /// This process will put no more through this mapping (Python's
+    /// `Queue.close`): its handles stop counting as senders and refuse puts.
+    pub(crate) fn close_sending(&self) {
+        self.local.close(SEND);
+    }
+
+    /// This process will get no more through this mapping.
+    pub(crate) fn close_receiving(&self) {
+        self.local.close(RECV);
+    }
+
+    /// Whether this process closed its sending side of this mapping.
+    #[inline]
+    pub(crate) fn send_closed(&self) -> bool {
+        self.local.closed(SEND)
+    }
+
+    /// Whether this process closed its receiving side of this mapping.
+    #[inline]
+    pub(crate) fn recv_closed(&self) -> bool {
+        self.local.closed(RECV)
+    }
+
+    /// Whether no live process holds a sender (see the `ends` module).
+    pub(crate) fn no_senders(&self) -> bool {
+        !self.local.any_live(SEND)
+    }
+
+    /// Whether no live process holds a receiver.
+    pub(crate) fn no_receivers(&self) -> bool {
+        !self.local.any_live(RECV)
     }
 
     pub(crate) fn create(
@@ -445,11 +569,19 @@ impl<K: QueueKind> QueueCore<K> {
         deadline: Option<Deadline>,
         fill: impl Fn(&mut [u8]),
     ) -> Result<(), WaitFail> {
+        if self.send_closed() {
+            return Err(WaitFail::Closed);
+        }
         let owner = self.owner();
-        self.ring()
-            .put_wait(&self.slots, owner, deadline, SLICE, fill, |o| {
-                self.owner_dead(o)
-            })
+        self.ring().put_wait(
+            &self.slots,
+            owner,
+            self.policy,
+            deadline,
+            fill,
+            |o| self.owner_dead(o),
+            || self.no_receivers(),
+        )
     }
 
     pub(crate) fn get_bytes<R>(
@@ -457,11 +589,27 @@ impl<K: QueueKind> QueueCore<K> {
         deadline: Option<Deadline>,
         drain: impl FnMut(&[u8]) -> R,
     ) -> Result<R, WaitFail> {
+        if self.recv_closed() {
+            return Err(WaitFail::Closed);
+        }
         let owner = self.owner();
+        self.ring().get_wait(
+            &self.slots,
+            owner,
+            self.policy,
+            deadline,
+            drain,
+            |o| self.owner_dead(o),
+            || self.no_senders(),
+        )
+    }
+
+    /// Waits until an item can be taken, the queue is shut down or no sender
+    /// is left, or `deadline`; takes nothing. Returns whether it is readable
+    /// (or will never be).
+    pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> bool {
         self.ring()
-            .get_wait(&self.slots, owner, deadline, SLICE, drain, |o| {
-                self.owner_dead(o)
-            })
+            .wait_readable(&self.slots, self.policy, deadline, || self.no_senders())
     }
 
     /// Fuzzing and tests: overwrites the queue's shared state with `data`, as
@@ -589,17 +737,30 @@ macro_rules! queue_common_methods {
             self.core.capacity()
         }
 
-        /// Closes the queue for every process: puts fail with
+        /// Shuts the queue down for every process (Python 3.13's
+        /// `Queue.shutdown()`): puts fail with
         /// [`PutError::Closed`](crate::PutError::Closed); gets drain what is
         /// left, then fail with [`GetError::Closed`](crate::GetError::Closed).
-        /// Wakes every waiter.
-        pub fn close(&self) {
+        /// Wakes every waiter. Permanent.
+        pub fn shutdown(&self) {
             self.core.ring().close();
         }
 
-        /// Whether the queue was closed.
-        pub fn is_closed(&self) -> bool {
+        /// Whether the queue was shut down (by any process).
+        pub fn is_shutdown(&self) -> bool {
             self.core.ring().is_closed()
+        }
+
+        /// This handle with another [`WaitPolicy`](crate::WaitPolicy) for its
+        /// blocking calls (clones made from it inherit it).
+        pub fn with_wait_policy(mut self, policy: crate::WaitPolicy) -> Self {
+            self.core.set_policy(policy);
+            self
+        }
+
+        /// The [`WaitPolicy`](crate::WaitPolicy) of this handle's blocking calls.
+        pub fn wait_policy(&self) -> crate::WaitPolicy {
+            self.core.policy()
         }
 
         #[doc = concat!("Counters, including ", $what, " lost to crashed processes.")]

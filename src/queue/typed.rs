@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
+use super::ends::Role;
 use super::ring::{BATCH, GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
-use super::{GetError, PutError};
+use super::{GetError, PutError, Receiver, Sender};
 use crate::loom::Deadline;
 use crate::region::header::Fnv;
 use crate::{Error, RegionOptions};
@@ -46,8 +47,13 @@ pub(crate) fn read_item<T: Pod>(buf: &[u8]) -> T {
 /// thread and the pickling.
 ///
 /// Items are copied into fixed-size slots. A put that does not happen hands the
-/// item back in the error. After [`Queue::close`], getters drain what is left and
-/// then get [`GetError::Closed`].
+/// item back in the error. After [`Queue::shutdown`], getters drain what is
+/// left and then get [`GetError::Closed`].
+///
+/// A `Queue` handle counts as both a sender and a receiver; for crossbeam-style
+/// disconnection take [`Queue::sender`] / [`Queue::receiver`] handles (or
+/// [`Queue::split`]) and drop the plain handle (see the [module
+/// docs](crate::queue#disconnection)).
 ///
 /// The element type is part of the queue's identity: opening a `Queue<u32>` as a
 /// `Queue<u64>` (or under another type name) is [`Error::LayoutMismatch`].
@@ -60,9 +66,9 @@ pub(crate) fn read_item<T: Pod>(buf: &[u8]) -> T {
 /// q.try_put(2).unwrap();
 /// assert_eq!(q.try_put(3), Err(PutError::Full(3)));
 /// assert_eq!(q.get(), Ok(1));
-/// q.close();
+/// q.shutdown();
 /// assert_eq!(q.put(4), Err(PutError::Closed(4)));
-/// assert_eq!(q.get(), Ok(2)); // drained after close
+/// assert_eq!(q.get(), Ok(2)); // drained after shutdown
 /// assert_eq!(q.get(), Err(GetError::Closed));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -84,17 +90,19 @@ impl<T: Pod> fmt::Debug for Queue<T> {
     }
 }
 
-fn put_error<T>(e: WaitFail, item: T) -> PutError<T> {
+pub(crate) fn put_error<T>(e: WaitFail, item: T) -> PutError<T> {
     match e {
         WaitFail::Timeout => PutError::Timeout(item),
         WaitFail::Closed => PutError::Closed(item),
+        WaitFail::Disconnected => PutError::Disconnected(item),
     }
 }
 
-fn get_error(e: WaitFail) -> GetError {
+pub(crate) fn get_error(e: WaitFail) -> GetError {
     match e {
         WaitFail::Timeout => GetError::Timeout,
         WaitFail::Closed => GetError::Closed,
+        WaitFail::Disconnected => GetError::Disconnected,
     }
 }
 
@@ -180,14 +188,88 @@ impl<T: Pod> Queue<T> {
         &self.core
     }
 
+    /// Another handle on this mapping counting as `role` only.
+    pub(crate) fn with_role(&self, role: Role) -> Queue<T> {
+        Queue {
+            core: self.core.with_role(role),
+        }
+    }
+
+    /// A new sending handle: it counts as a sender (and not as a receiver)
+    /// until it is dropped, or its process closes its sending side or dies.
+    ///
+    /// ```
+    /// use multiproc::{GetError, Queue};
+    /// let q: Queue<u32> = Queue::anonymous(4)?;
+    /// let (tx, rx) = q.split();
+    /// tx.put(1).unwrap();
+    /// drop(tx); // the last sender
+    /// assert_eq!(rx.get(), Ok(1)); // drained first
+    /// assert_eq!(rx.get(), Err(GetError::Disconnected));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn sender(&self) -> Sender<Queue<T>> {
+        Sender::wrap(self.with_role(Role::Send))
+    }
+
+    /// A new receiving handle: it counts as a receiver (and not as a sender)
+    /// until it is dropped or its process dies.
+    pub fn receiver(&self) -> Receiver<Queue<T>> {
+        Receiver::wrap(self.with_role(Role::Recv))
+    }
+
+    /// A sender and a receiver for this queue, consuming this handle (which
+    /// counted as both).
+    pub fn split(self) -> (Sender<Queue<T>>, Receiver<Queue<T>>) {
+        (self.sender(), self.receiver())
+    }
+
+    /// This process will put no more through this mapping of the queue
+    /// (Python's `Queue.close()`): its handles stop counting as senders, and
+    /// their puts fail with [`PutError::Closed`]. Other processes, and this
+    /// process's gets, are unaffected; once no live process holds an open
+    /// sender, receivers drain the queue and then get
+    /// [`GetError::Disconnected`]. For a global stop, [`Queue::shutdown`].
+    ///
+    /// ```
+    /// use multiproc::{PutError, Queue};
+    /// let q: Queue<u8> = Queue::anonymous(2)?;
+    /// q.close();
+    /// assert_eq!(q.put(1), Err(PutError::Closed(1)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.core.close_sending();
+    }
+
+    /// Whether this process closed its sending side ([`Queue::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.core.send_closed()
+    }
+
+    /// Whether no live process holds a sender now (then a `get` on the
+    /// empty queue returns [`GetError::Disconnected`]). Probes the
+    /// participant table: not for a hot loop.
+    pub fn senders_gone(&self) -> bool {
+        self.core.no_senders()
+    }
+
+    /// Whether no live process holds a receiver now (then a `put` on the
+    /// full queue returns [`PutError::Disconnected`]).
+    pub fn receivers_gone(&self) -> bool {
+        self.core.no_receivers()
+    }
+
     fn put_until(&self, item: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
         self.core
             .put_bytes(deadline, |buf| write_item(&item, buf))
             .map_err(|e| put_error(e, item))
     }
 
-    /// Puts `item`, blocking while the queue is full. Fails only when the queue
-    /// is closed ([`PutError::Closed`], with the item).
+    /// Puts `item`, blocking while the queue is full. Fails, handing the item
+    /// back, when the queue is shut down or this process closed its sending
+    /// side ([`PutError::Closed`]), or when the queue is full and no live
+    /// process holds a receiver ([`PutError::Disconnected`]).
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         self.put_until(item, None)
     }
@@ -198,7 +280,12 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Puts `item` if a slot is free now ([`PutError::Full`] otherwise).
+    /// [`PutError::Disconnected`] instead of `Full` when no live process holds
+    /// a receiver.
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        if self.core.send_closed() {
+            return Err(PutError::Closed(item));
+        }
         let owner = self.core.owner();
         match self
             .core
@@ -206,13 +293,15 @@ impl<T: Pod> Queue<T> {
             .try_put(self.core.slots(), owner, |buf| write_item(&item, buf))
         {
             Ok(()) => Ok(()),
+            Err(PutFail::Full(_)) if self.core.no_receivers() => Err(PutError::Disconnected(item)),
             Err(PutFail::Full(_)) => Err(PutError::Full(item)),
             Err(PutFail::Closed) => Err(PutError::Closed(item)),
         }
     }
 
-    /// Takes the oldest item, blocking while the queue is empty; after `close`
-    /// and once drained, [`GetError::Closed`].
+    /// Takes the oldest item, blocking while the queue is empty. Once the
+    /// queue is drained: [`GetError::Closed`] after a [`Queue::shutdown`],
+    /// [`GetError::Disconnected`] when no live process holds a sender.
     pub fn get(&self) -> Result<T, GetError> {
         self.core.get_bytes(None, read_item::<T>).map_err(get_error)
     }
@@ -225,16 +314,25 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Takes the oldest item if there is one now ([`GetError::Empty`] otherwise,
-    /// [`GetError::Closed`] if closed and drained).
+    /// [`GetError::Closed`] if shut down and drained, [`GetError::Disconnected`]
+    /// if no live process holds a sender and the queue is drained).
     pub fn try_get(&self) -> Result<T, GetError> {
+        if self.core.recv_closed() {
+            return Err(GetError::Closed);
+        }
         let owner = self.core.owner();
-        match self
-            .core
-            .ring()
-            .try_get_or_closed(self.core.slots(), owner, read_item::<T>)
-        {
+        let ring = self.core.ring();
+        match ring.try_get_or_closed(self.core.slots(), owner, read_item::<T>) {
             Ok(Ok(t)) => Ok(t),
             Ok(Err(())) => Err(GetError::Closed),
+            Err(GetFail::Empty(None)) if self.core.no_senders() => {
+                // SYNC(ends): look once more after reading the counts.
+                match ring.try_get(self.core.slots(), owner, read_item::<T>) {
+                    Ok(t) => Ok(t),
+                    Err(GetFail::Empty(None)) => Err(GetError::Disconnected),
+                    Err(GetFail::Empty(Some(_))) => Err(GetError::Empty),
+                }
+            }
             Err(GetFail::Empty(_)) => Err(GetError::Empty),
         }
     }
@@ -243,6 +341,9 @@ impl<T: Pod> Queue<T> {
     /// blocking, and returns how many. Each batch of up to 64 items costs one
     /// eventcount update instead of one per item. 0 when full or closed.
     pub fn put_many(&self, items: &[T]) -> usize {
+        if self.core.send_closed() {
+            return 0;
+        }
         let owner = self.core.owner();
         let mut done = 0;
         while done < items.len() {
@@ -272,6 +373,9 @@ impl<T: Pod> Queue<T> {
     /// Takes as many items as are available now, up to `out.len()`, into the
     /// front of `out`, and returns how many. Never blocks.
     pub fn get_many(&self, out: &mut [T]) -> usize {
+        if self.core.recv_closed() {
+            return 0;
+        }
         let owner = self.core.owner();
         let mut done = 0;
         while done < out.len() {
