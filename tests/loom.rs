@@ -608,3 +608,54 @@ fn ring_batches_deliver_in_order() {
         assert_eq!(got, vec![1, 2, 3]);
     });
 }
+
+// ---- Disconnection on the ported blocking path ------------------------------
+//
+// The ring's blocking get/put are `park`'s loop; the last sender (receiver)
+// of a process going away is the count RMW then an eventcount bump
+// (`RingCore::ends_changed`). The loom futex never times out, so a waiter the
+// bump fails to reach is a deadlock loom reports (mutation-checked: making
+// `ends_changed` skip its bump makes both models below fail).
+
+#[test]
+fn ring_last_sender_drop_wakes_a_blocked_getter_after_draining() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(2));
+        let r2 = ring.clone();
+        let sender = thread::spawn(move || {
+            r2.try_put(1, 5).unwrap();
+            r2.drop_sender();
+        });
+        // Nothing put is stranded behind `Disconnected`.
+        assert_eq!(ring.get(2, nobody_dead), Ok(5));
+        assert_eq!(ring.get(2, nobody_dead), Err(WaitFail::Disconnected));
+        sender.join().unwrap();
+    });
+}
+
+#[test]
+fn ring_last_receiver_drop_wakes_a_blocked_putter() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(2));
+        ring.try_put(1, 1).unwrap();
+        ring.try_put(1, 2).unwrap();
+        let r2 = ring.clone();
+        let putter = thread::spawn(move || r2.put(1, 3, nobody_dead));
+        ring.drop_receiver();
+        assert_eq!(putter.join().unwrap(), Err(WaitFail::Disconnected));
+    });
+}
+
+#[test]
+fn ring_spinning_getter_and_poll_see_the_last_drop() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(2));
+        let r2 = ring.clone();
+        let poller = thread::spawn(move || r2.wait_readable());
+        let r3 = ring.clone();
+        let getter = thread::spawn(move || r3.get_spinning(2));
+        ring.drop_sender();
+        assert!(poller.join().unwrap());
+        assert_eq!(getter.join().unwrap(), Err(WaitFail::Disconnected));
+    });
+}

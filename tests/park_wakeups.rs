@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc::__private::{park_slices_expired, park_woken};
-use multiproc::{Condition, Event, Semaphore, WaitPolicy};
+use multiproc::{Condition, Event, Pipe, Queue, Semaphore, WaitPolicy};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -45,6 +45,47 @@ fn an_idle_waiter_wakes_at_most_ten_times_a_second() {
             slices <= max_slices(elapsed),
             "{policy:?}: {slices} slice wake-ups in {elapsed:?}"
         );
+    }
+}
+
+#[test]
+fn an_idle_queue_getter_and_pipe_receiver_wake_at_most_ten_times_a_second() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for policy in [WaitPolicy::SpinThenPark, WaitPolicy::Park] {
+        // A receiver with a live sender elsewhere (this process): nothing is
+        // ever put, so every wake-up is a slice ending.
+        let (tx, rx) = Queue::<u64>::anonymous(4).unwrap().split();
+        let rx = rx.with_wait_policy(policy);
+        assert_eq!(rx.wait_policy(), policy);
+        let before = park_slices_expired();
+        let start = Instant::now();
+        assert_eq!(
+            rx.get_timeout(Duration::from_millis(1_000)),
+            Err(multiproc::GetError::Timeout)
+        );
+        let elapsed = start.elapsed();
+        let slices = park_slices_expired() - before;
+        eprintln!("queue {policy:?}: {slices} slice wake-ups in {elapsed:?}");
+        // The old queue loop (a fixed 20 ms slice) would give ~50 here.
+        assert!(
+            slices <= max_slices(elapsed),
+            "queue {policy:?}: {slices} slice wake-ups in {elapsed:?}"
+        );
+        drop(tx);
+
+        let (a, b) = Pipe::anonymous(4, 8).unwrap();
+        let b = b.with_wait_policy(policy);
+        let before = park_slices_expired();
+        let start = Instant::now();
+        assert!(b.recv_timeout(Duration::from_millis(1_000)).is_err());
+        let elapsed = start.elapsed();
+        let slices = park_slices_expired() - before;
+        eprintln!("pipe {policy:?}: {slices} slice wake-ups in {elapsed:?}");
+        assert!(
+            slices <= max_slices(elapsed),
+            "pipe {policy:?}: {slices} slice wake-ups in {elapsed:?}"
+        );
+        drop(a);
     }
 }
 

@@ -38,7 +38,9 @@ fn blocked_then<R: Send + 'static>(
         tid_tx.send(unsafe { libc::gettid() }).unwrap();
         let _ = out_tx.send(f());
     });
-    let tid = tid_rx.recv_timeout(WATCHDOG).expect("helper thread started");
+    let tid = tid_rx
+        .recv_timeout(WATCHDOG)
+        .expect("helper thread started");
     wait_thread_asleep(tid);
     then();
     out_rx
@@ -85,7 +87,10 @@ fn finding3_pipe_no_eof_while_this_process_holds_the_peer_end() {
     assert_eq!(join(child), ExitStatus::Code(0));
     assert_eq!(r.recv().unwrap(), b"x");
     // The child (a holder of `w` too) is gone; the parent's `w` is not.
-    assert_eq!(r.recv_timeout(Duration::from_millis(100)), Err(GetError::Timeout));
+    assert_eq!(
+        r.recv_timeout(Duration::from_millis(100)),
+        Err(GetError::Timeout)
+    );
     w.send(b"y").unwrap();
     assert_eq!(r.recv().unwrap(), b"y");
     // And once the parent drops its last copy: end-of-file.
@@ -401,7 +406,10 @@ fn plain_queue_handles_are_never_disconnected_from_themselves() {
     assert_eq!(join(child), ExitStatus::Code(0));
     assert_eq!(q.get(), Ok(1));
     assert_eq!(q.try_get(), Err(GetError::Empty));
-    assert_eq!(q.get_timeout(Duration::from_millis(1)), Err(GetError::Timeout));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(1)),
+        Err(GetError::Timeout)
+    );
 }
 
 /// `close()` is this process's "I put no more"; `shutdown()` is global.
@@ -459,7 +467,9 @@ fn pipe_close_is_this_process_end() {
 #[cfg(feature = "serde")]
 #[test]
 fn serde_queue_ends_disconnect() {
-    let (tx, rx) = multiproc::queue::SerdeQueue::<String>::anonymous(4, 64).unwrap().split();
+    let (tx, rx) = multiproc::queue::SerdeQueue::<String>::anonymous(4, 64)
+        .unwrap()
+        .split();
     let child = spawn(move || i32::from(tx.put("hi".to_owned()).is_err()));
     assert_eq!(join(child), ExitStatus::Code(0));
     assert_eq!(rx.get().unwrap(), "hi");

@@ -164,7 +164,7 @@ impl Receiver<BytesQueue> {
 }
 
 impl<T: Pod> Sender<JoinableQueue<T>> {
-    forward! { JoinableQueue;
+    forward! { Queue;
         put(item: T) -> Result<(), PutError<T>>;
         put_timeout(item: T, timeout: Duration) -> Result<(), PutError<T>>;
         try_put(item: T) -> Result<(), PutError<T>>;
@@ -172,26 +172,30 @@ impl<T: Pod> Sender<JoinableQueue<T>> {
         close() -> ();
         is_closed() -> bool;
         receivers_gone() -> bool;
+    }
+    forward! { JoinableQueue;
         unfinished() -> u64;
         join() -> ();
         join_timeout(timeout: Duration) -> bool;
     }
-    common!(JoinableQueue);
+    common!(Queue);
 }
 
 impl<T: Pod> Receiver<JoinableQueue<T>> {
-    forward! { JoinableQueue;
+    forward! { Queue;
         get() -> Result<T, GetError>;
         get_timeout(timeout: Duration) -> Result<T, GetError>;
         try_get() -> Result<T, GetError>;
         get_many(out: &mut [T]) -> usize;
         senders_gone() -> bool;
+    }
+    forward! { JoinableQueue;
         task_done() -> Result<(), TaskDoneError>;
         unfinished() -> u64;
         join() -> ();
         join_timeout(timeout: Duration) -> bool;
     }
-    common!(JoinableQueue);
+    common!(Queue);
 }
 
 #[cfg(feature = "serde")]

@@ -43,12 +43,24 @@
 //! A producer bumps `not_empty` with one RMW *after claiming and before
 //! publishing*: the RMW tells it whether the queue was closed (then it poisons its
 //! own slot and hands the item back) and whether someone sleeps (then it wakes
-//! them after publishing). A getter reads the word, checks the ring, and sleeps only
-//! if a CAS setting `SLEEPERS` succeeds on the unchanged word, so a put that slipped
-//! in between makes the CAS fail; puts after the CAS see `SLEEPERS`. Because every
+//! them after publishing). Waiting is [`crate::park`]'s loop in bit mode
+//! (`SLEEPERS` is the sleeper bit): a getter reads the word, checks the ring, and
+//! sleeps only if a CAS setting `SLEEPERS` succeeds on the unchanged word, so a put
+//! that slipped in between makes the CAS fail; puts after the CAS see `SLEEPERS`.
+//! The wait layer owns the spin, the growing sleep slices (an idle waiter wakes at
+//! most ~10 times a second) and the probe run between slices; the ring's probe asks
+//! whether any live process still holds the other end (`super::ends`), and a
+//! waiter that finds the head or tail slot held by a dead owner recovers it on its
+//! next look (at most one slice, 100 ms, after the death). Because every
 //! access to these words is an RMW except the getter's first load (which then
 //! synchronizes with the release sequence of RMWs), no store-load race exists and
 //! no `SeqCst` is needed. A put or get with nobody asleep makes no syscall.
+//!
+//! The last sender (receiver) of a process going away bumps `not_empty`
+//! (`not_full`) with an RMW after its count's RMW ([`RingCore::ends_changed`]), so
+//! the same argument covers disconnection: a getter that read the counts before
+//! the drop fails its arming CAS or is woken. A getter reports `Disconnected`
+//! only after reading "no live sender" and then finding the ring still empty.
 //!
 //! A getter returns `Closed` only when it saw `CLOSED` *before* finding the head
 //! slot free and unclaimed: any producer that claims that slot afterwards bumps the
@@ -76,9 +88,11 @@
 #[cfg(not(loom))]
 use std::time::Duration;
 
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(not(loom))]
+use crate::loom::futex;
 use crate::loom::hint::spin_loop;
-use crate::loom::{Deadline, futex};
 use crate::park::{Park, Unparked, WaitPolicy, no_probe};
 
 const OWNER_MASK: u64 = 0xffff;
@@ -871,7 +885,10 @@ impl RingCore {
     /// The wait is [`crate::park`]'s loop on `not_full`: every get bumps it
     /// with an RMW after freeing its slot, and so does the last receiver of a
     /// process when it goes away, so the park argument covers both.
-    #[allow(clippy::too_many_arguments, reason = "internal; each is a separate concern")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal; each is a separate concern"
+    )]
     pub(crate) fn put_wait<S: Slots>(
         &self,
         slots: &S,
@@ -924,7 +941,10 @@ impl RingCore {
     /// `gone` says whether no live sender is left (asked only when the ring
     /// is empty); then the ring is looked at once more, and only if it is
     /// still empty does the call report `Disconnected`.
-    #[allow(clippy::too_many_arguments, reason = "internal; each is a separate concern")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal; each is a separate concern"
+    )]
     pub(crate) fn get_wait<S: Slots, R>(
         &self,
         slots: &S,

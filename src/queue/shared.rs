@@ -618,7 +618,7 @@ impl<K: QueueKind> QueueCore<K> {
     /// ring's words (tail, head, `not_empty`, `not_full`, the stored capacity,
     /// payload size, owner-table length, stride and slots offset, the task
     /// counters and `abandoned`), then to every slot word, then to every owner
-    /// generation word; what is left is copied over the slots' payload bytes.
+    /// generation word, then to every sender/receiver count; what is left is copied over the slots' payload bytes.
     /// The handle's validated geometry is what bounds every write.
     pub(crate) fn fuzz_scribble(&self, data: &[u8]) {
         let off = |name: &str| {
@@ -647,6 +647,7 @@ impl<K: QueueKind> QueueCore<K> {
         let g = self.slots.geo;
         fields.extend((0..g.capacity).map(|i| (g.slots_offset + i * g.stride, 8)));
         fields.extend((0..g.owners_len).map(|i| (g.owners_offset + 4 * i, 4)));
+        fields.extend((0..2 * g.owners_len).map(|i| (g.ends_offset + 8 * i, 8)));
         let mut i = 0;
         for &(at, n) in &fields {
             if i >= data.len() {
