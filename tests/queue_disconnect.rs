@@ -478,3 +478,26 @@ fn serde_queue_ends_disconnect() {
         Err(multiproc::queue::SerdeError::Get(GetError::Disconnected))
     ));
 }
+
+/// The fork idiom for a copy the child only borrowed: the child closes it,
+/// and it stops counting while the child lives on.
+#[test]
+fn child_closes_a_borrowed_receiver_copy() {
+    let (tx, rx) = Queue::<u8>::anonymous(2).unwrap().split();
+    let closed = Event::anonymous().unwrap();
+    let never = Event::anonymous().unwrap();
+    let (closed, never) = (&closed, &never);
+    let rx_copy = &rx;
+    let child = spawn(move || {
+        rx_copy.close();
+        closed.set();
+        never.wait();
+        0
+    });
+    closed.wait();
+    drop(rx);
+    tx.put(1).unwrap();
+    tx.put(2).unwrap();
+    assert_eq!(watched(move || tx.put(3)), Err(PutError::Disconnected(3)));
+    kill(child);
+}

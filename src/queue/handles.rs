@@ -126,6 +126,14 @@ impl<T: Pod> Sender<Queue<T>> {
 }
 
 impl<T: Pod> Receiver<Queue<T>> {
+    /// This process will get no more through this mapping: its handles stop
+    /// counting as receivers, and their gets fail with [`GetError::Closed`].
+    /// For a copy a forked child inherited and cannot drop (it borrowed it),
+    /// as Python's child closes the pipe end it does not use.
+    pub fn close(&self) {
+        self.q.core().close_receiving();
+    }
+
     forward! { Queue;
         get() -> Result<T, GetError>;
         get_timeout(timeout: Duration) -> Result<T, GetError>;
@@ -150,6 +158,14 @@ impl Sender<BytesQueue> {
 }
 
 impl Receiver<BytesQueue> {
+    /// This process will get no more through this mapping: its handles stop
+    /// counting as receivers, and their gets fail with [`GetError::Closed`].
+    /// For a copy a forked child inherited and cannot drop (it borrowed it),
+    /// as Python's child closes the pipe end it does not use.
+    pub fn close(&self) {
+        self.q.close_receiving();
+    }
+
     forward! { BytesQueue;
         get() -> Result<Vec<u8>, GetError>;
         get_timeout(timeout: Duration) -> Result<Vec<u8>, GetError>;
@@ -182,6 +198,14 @@ impl<T: Pod> Sender<JoinableQueue<T>> {
 }
 
 impl<T: Pod> Receiver<JoinableQueue<T>> {
+    /// This process will get no more through this mapping: its handles stop
+    /// counting as receivers, and their gets fail with [`GetError::Closed`].
+    /// For a copy a forked child inherited and cannot drop (it borrowed it),
+    /// as Python's child closes the pipe end it does not use.
+    pub fn close(&self) {
+        self.q.core().close_receiving();
+    }
+
     forward! { Queue;
         get() -> Result<T, GetError>;
         get_timeout(timeout: Duration) -> Result<T, GetError>;
@@ -232,6 +256,11 @@ mod serde_ends {
             get_timeout(timeout: Duration) -> Result<T, SerdeError<T>>;
             try_get() -> Result<T, SerdeError<T>>;
         }
+        /// This process will get no more (see `Receiver<Queue<T>>::close`).
+        pub fn close(&self) {
+            self.q.bytes().close_receiving();
+        }
+
         /// The underlying byte queue's receiver.
         pub fn bytes(&self) -> &crate::BytesQueue {
             self.q.bytes()

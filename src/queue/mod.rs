@@ -58,16 +58,20 @@
 //! before it returns in the parent, so a parent that drops its copy right
 //! after forking never makes a receiver see a false disconnection. So, as
 //! Python's docs advise for `Pipe`, each process drops the ends it does not
-//! use. A closure that *moves* an end into the child does half of it: the
-//! parent's copy is dropped when `fork` returns.
+//! use: a closure that *moves* an end into the child drops the parent's copy
+//! when `fork` returns; a copy the child only borrowed it closes
+//! ([`Queue::close`] for a sending side, `Receiver::close` for a receiving one,
+//! [`PipeEnd::close`]).
 //!
 //! ```no_run
 //! use multiproc::{GetError, Queue};
 //! let (tx, rx) = Queue::<u64>::anonymous(64)?.split();
+//! let rx_copy = &rx;
 //! let worker = multiproc::process::fork(move || {
 //!     // The child holds `tx` (moved in) and a copy of `rx` it never uses:
-//!     // it counts as a receiver too until it exits. Drop it if the child
-//!     // runs on long after it stops caring about the queue's readers.
+//!     // that copy counts as a receiver until the child exits, unless the
+//!     // child closes it (a borrowed copy cannot be dropped).
+//!     rx_copy.close();
 //!     for i in 0..10 {
 //!         if tx.put(i).is_err() {
 //!             return 1;

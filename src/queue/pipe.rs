@@ -60,14 +60,16 @@ impl Pipe {
 ///
 /// It counts as the holder of its end in every process that has a copy
 /// (forked children inherit copies). The other end sees end-of-file once no
-/// live process holds this end. After a `fork`, each process drops the end
-/// it does not use, as with Python's `Pipe`:
+/// live process holds this end. After a `fork`, each process drops (or, for a
+/// copy it only borrowed, [`close`](PipeEnd::close)s) the end it does not
+/// use, as with Python's `Pipe`:
 ///
 /// ```no_run
 /// use multiproc::{GetError, Pipe};
 /// let (parent_end, child_end) = Pipe::anonymous(8, 64)?;
+/// let parent_copy = &parent_end;
 /// let child = multiproc::process::fork(move || {
-///     drop(parent_end); // the child's copy of the parent's end
+///     parent_copy.close(); // the child's copy of the parent's end
 ///     let _ = child_end.send(b"hello");
 ///     0
 /// })?;
