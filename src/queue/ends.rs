@@ -47,7 +47,7 @@
 //! counts before the drop either fails its arming CAS or is woken (the park
 //! argument, `crate::park`).
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::region::Region;
@@ -124,6 +124,92 @@ fn adjust(t: &Table, m: Member, role: usize, delta: i64) -> Option<u32> {
     }
 }
 
+/// A process-local lock that a forked child can always take: the word holds
+/// the holder's fork epoch, and a hold from another epoch belongs to a thread
+/// of an ancestor, which does not exist in this process (a `std` mutex held
+/// at the fork would stay locked in the child for good). Critical sections
+/// are a few loads and one shared CAS, so waiting is a yield loop.
+struct ForkLock<T> {
+    /// 0: free; `epoch << 32 | 1`: held by a thread of the process with that
+    /// fork epoch.
+    word: AtomicU64,
+    cell: crate::loom::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the lock gives one thread at a time access to `T` (an ancestor's
+// stale hold is from a thread that does not run in this process).
+unsafe impl<T: Send> Sync for ForkLock<T> {}
+// SAFETY: as above; `T` moves with the lock.
+unsafe impl<T: Send> Send for ForkLock<T> {}
+
+struct ForkGuard<'a, T> {
+    lock: &'a ForkLock<T>,
+}
+
+impl<T> ForkLock<T> {
+    fn new(v: T) -> ForkLock<T> {
+        ForkLock {
+            word: AtomicU64::new(0),
+            cell: crate::loom::cell::UnsafeCell::new(v),
+        }
+    }
+
+    /// Takes the lock; `None` if `wait` is false and a thread of this process
+    /// holds it.
+    fn acquire(&self, wait: bool) -> Option<ForkGuard<'_, T>> {
+        let me = u64::from(crate::sys::process::fork_epoch()) << 32 | 1;
+        loop {
+            let cur = self.word.load(Ordering::Relaxed);
+            if cur == 0 || cur >> 32 != me >> 32 {
+                // Acquire: pairs with the Release in `ForkGuard::drop`.
+                if self
+                    .word
+                    .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(ForkGuard { lock: self });
+                }
+                continue;
+            }
+            if !wait {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn lock(&self) -> ForkGuard<'_, T> {
+        loop {
+            if let Some(g) = self.acquire(true) {
+                return g;
+            }
+        }
+    }
+}
+
+impl<T> std::ops::Deref for ForkGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock: no other thread of this process
+        // touches the cell until it is dropped.
+        self.lock.cell.with(|p| unsafe { &*p })
+    }
+}
+
+impl<T> std::ops::DerefMut for ForkGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only borrow.
+        self.lock.cell.with_mut(|p| unsafe { &mut *p })
+    }
+}
+
+impl<T> Drop for ForkGuard<'_, T> {
+    fn drop(&mut self) {
+        // Release: the next holder sees what this one wrote.
+        self.lock.word.store(0, Ordering::Release);
+    }
+}
+
 /// This process's counts for one mapping.
 #[derive(Debug, Default)]
 struct Counts {
@@ -151,7 +237,7 @@ impl Counts {
 pub(crate) struct Local {
     region: Arc<dyn RegionRef>,
     table: Table,
-    counts: Mutex<Counts>,
+    counts: ForkLock<Counts>,
     /// Mirrors of the close flags, read by `put` without the mutex.
     send_closed: AtomicU32,
     recv_closed: AtomicU32,
@@ -184,7 +270,11 @@ pub(crate) trait RegionRef: Send + Sync {
 }
 
 /// Every live [`Local`] of this process, for [`inherit_in_child`].
-static LOCALS: Mutex<Vec<Weak<Local>>> = Mutex::new(Vec::new());
+static LOCALS: OnceLock<ForkLock<Vec<Weak<Local>>>> = OnceLock::new();
+
+fn locals() -> &'static ForkLock<Vec<Weak<Local>>> {
+    LOCALS.get_or_init(|| ForkLock::new(Vec::new()))
+}
 
 impl Local {
     /// Accounting for a mapping whose entry table is `table`; `wake(role)`
@@ -198,14 +288,14 @@ impl Local {
         let l = Arc::new(Local {
             region,
             table,
-            counts: Mutex::new(Counts::default()),
+            counts: ForkLock::new(Counts::default()),
             send_closed: AtomicU32::new(0),
             recv_closed: AtomicU32::new(0),
             hint: [AtomicU32::new(0), AtomicU32::new(0)],
             mirror: [AtomicU64::new(0), AtomicU64::new(0)],
             wake,
         });
-        let mut all = LOCALS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = locals().lock();
         all.retain(|w| w.strong_count() > 0);
         all.push(Arc::downgrade(&l));
         l
@@ -215,8 +305,8 @@ impl Local {
         self.region.region().member()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> ForkGuard<'_, Counts> {
+        self.counts.lock()
     }
 
     /// Refreshes the lock-free mirror of `c` (called with the mutex held).
@@ -407,9 +497,9 @@ impl Local {
     /// process, if not yet done.
     fn inherit(&self) {
         let m = self.member();
-        // `try_lock`: in a forked child, a mutex another parent thread held at
-        // the fork stays held; skip that mapping (it is adopted lazily later).
-        if let Ok(mut c) = self.counts.try_lock() {
+        // The child is single-threaded here: a hold it finds is an ancestor
+        // thread's, which `ForkLock` takes over.
+        if let Some(mut c) = self.counts.acquire(false) {
             self.adopt(&mut c, m);
             self.sync_mirror(&c);
         }
@@ -420,9 +510,9 @@ impl Local {
 /// counting under the child's membership. Returns at once if this process
 /// holds no queue handle.
 pub(crate) fn inherit_in_child() {
-    let all: Vec<Arc<Local>> = match LOCALS.try_lock() {
-        Ok(v) => v.iter().filter_map(Weak::upgrade).collect(),
-        Err(_) => return,
+    let all: Vec<Arc<Local>> = match locals().acquire(false) {
+        Some(v) => v.iter().filter_map(Weak::upgrade).collect(),
+        None => return,
     };
     for l in all {
         l.inherit();
@@ -432,11 +522,7 @@ pub(crate) fn inherit_in_child() {
 /// Whether this process holds any queue handle (so a fork must wait for the
 /// child to publish what it inherits).
 pub(crate) fn any_held() -> bool {
-    LOCALS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .any(|w| w.strong_count() > 0)
+    locals().lock().iter().any(|w| w.strong_count() > 0)
 }
 
 /// The crate's `fork` waits for the child to publish what it inherited.
