@@ -11,7 +11,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    reason = "tests: a panic is the failure report"
+    clippy::disallowed_types,
+    reason = "tests: a panic is the failure report; std atomics for test control"
 )]
 
 mod common;
@@ -500,4 +501,38 @@ fn child_closes_a_borrowed_receiver_copy() {
     tx.put(2).unwrap();
     assert_eq!(watched(move || tx.put(3)), Err(PutError::Disconnected(3)));
     kill(child);
+}
+
+/// A thread keeps making and dropping handles of a queue while the main
+/// thread forks children that do the same: a child forked while that thread
+/// held this process's end-count lock must still be able to take it (the
+/// thread does not exist in the child). Each child must finish, not hang.
+#[test]
+fn forks_while_another_thread_churns_handles_never_hang_the_child() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let q: Queue<u8> = Queue::anonymous(4).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (q, stop) = (q.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let tx = q.sender();
+                let rx = tx.clone();
+                drop((tx, rx));
+            }
+        })
+    };
+    for _ in 0..100 {
+        let child = spawn(|| {
+            let tx = q.sender();
+            let rx = q.receiver();
+            drop((tx, rx));
+            i32::from(q.put(1).is_err())
+        });
+        assert_eq!(join(child), ExitStatus::Code(0));
+        assert_eq!(q.try_get(), Ok(1));
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
 }
