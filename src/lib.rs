@@ -59,6 +59,7 @@ pub(crate) mod loom;
 pub(crate) mod sys;
 
 pub mod dict;
+pub mod identity;
 pub(crate) mod park;
 pub(crate) mod spin;
 pub(crate) mod words;
@@ -83,6 +84,7 @@ pub use dict::{DictError, FixedBytes, FixedStr, TooLong};
 #[cfg(not(loom))]
 pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
+pub use identity::{SharedType, Tagged};
 
 /// The `bytemuck` this crate is built on, so one dependency suffices: derive
 /// [`Pod`] and [`Zeroable`] for your own `#[repr(C)]` types through it.
@@ -157,7 +159,7 @@ pub mod __private {
     pub fn fuzz_region_header(bytes: &[u8]) -> bool {
         let expect = crate::region::header::Expect {
             kind: "Lock",
-            fingerprint: 0,
+            elements: crate::identity::Elements::NONE,
         };
         let mapping_len = bytes.len().max(1) * 4096;
         crate::region::header::parse(bytes, mapping_len, expect).is_ok()
@@ -326,12 +328,12 @@ pub mod __private {
 
     /// Where an array's shared words sit in its region (byte offsets from the
     /// start of the mapping or file), for tests that play a hostile peer.
-    pub fn array_layout<T: bytemuck::Pod>(a: &crate::Array<T>) -> crate::value::CellsLayout {
+    pub fn array_layout<T: crate::SharedType>(a: &crate::Array<T>) -> crate::value::CellsLayout {
         a.layout()
     }
 
     /// [`array_layout`] for a `Value` (an array of one element).
-    pub fn value_layout<T: bytemuck::Pod>(v: &crate::Value<T>) -> crate::value::CellsLayout {
+    pub fn value_layout<T: crate::SharedType>(v: &crate::Value<T>) -> crate::value::CellsLayout {
         v.layout()
     }
 

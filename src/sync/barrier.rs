@@ -252,6 +252,10 @@ mod handle {
             Ok(size_of::<Self>())
         }
 
+        fn geometry(parties: &u32) -> crate::identity::Geometry {
+            crate::identity::Geometry::counted("parties", u64::from(*parties))
+        }
+
         unsafe fn init(this: *mut Self, parties: &u32) -> Result<(), Error> {
             // SAFETY: the caller guarantees `this` is valid, aligned and unused.
             unsafe { this.write(RawBarrier::new(*parties)) };
@@ -368,6 +372,27 @@ mod handle {
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<Barrier, Error> {
             Ok(Barrier::from_object(Region::open_object_with(name, opts)?))
+        }
+
+        /// Opens the barrier `name`, creating it for `parties` if the name
+        /// does not exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        /// An existing barrier for another number of parties is
+        /// [`Error::CapacityMismatch`].
+        pub fn open_or_create(name: &str, parties: u32) -> Result<Barrier, Error> {
+            Barrier::open_or_create_with(name, parties, RegionOptions::default())
+        }
+
+        /// [`Barrier::open_or_create`] with region options (creation and
+        /// trust).
+        pub fn open_or_create_with(
+            name: &str,
+            parties: u32,
+            opts: RegionOptions,
+        ) -> Result<Barrier, Error> {
+            Ok(Barrier::from_object(Region::open_or_create_object(
+                name, opts, &parties,
+            )?))
         }
 
         /// Records this process as a party so others notice if it dies.
