@@ -69,10 +69,11 @@ pub enum Error {
         found: crate::identity::ElementId,
     },
     /// `open_or_create` (or a [`crate::Manager`] get-or-create) found the
-    /// object with another capacity (or array length, or barrier parties).
+    /// object with another capacity (or array length, or arena size).
     #[error("{what} differs: asked for {expected}, the existing object has {found}")]
     CapacityMismatch {
-        /// What differs: `"capacity"`, `"length"` or `"parties"`.
+        /// What differs: `"capacity"` (queues, dicts), `"length"` (arrays,
+        /// a `Value` being an array of length 1) or `"arena size"` (managers).
         what: &'static str,
         /// The value asked for.
         expected: u64,

@@ -42,9 +42,10 @@
 //! 216     8     element 1: size      (0 when n < 2)
 //! 224     8     element 1: alignment (0 when n < 2)
 //! 232     8     element 1: type id   (0 when n < 2)
-//! 240     8     capacity: queue slots, dict entries, array length, barrier parties; else 0
-//! 248     8     slot size: bytes per queue slot (a BytesQueue's includes its 4-byte
-//!               length prefix); else 0
+//! 240     8     capacity: queue slots, dict entries, array length, manager arena
+//!               bytes; else 0
+//! 248     8     slot size: bytes of item per queue slot (a Queue's element size, a
+//!               BytesQueue's slot_size without its 4-byte length prefix); else 0
 //! ```
 //!
 //! The fingerprint is FNV-1a 64 (offset basis `0xcbf29ce484222325`, prime
@@ -53,7 +54,7 @@
 //! alignment and type id, each 8 bytes LE. Capacity and slot size are not
 //! hashed: they are geometry, compared field by field. A worked value, checked
 //! by a unit test: a `Queue<u64>` (kind `"Queue"`, one element of size 8,
-//! alignment 8, id 0) has fingerprint `0x3b6c_7c0c_ca72_d6ff`.
+//! alignment 8, id 0) has fingerprint `0x0243_ba91_b1e4_ada9`.
 //!
 //! Which kinds have which elements: `Queue<T>` and `JoinableQueue<T>` (kind
 //! `"Queue"`; the joinable flag lives in the queue object) and `Value<T>` /
@@ -308,7 +309,7 @@ pub(crate) fn fingerprint(kind: &str, elements: &[ElementId]) -> u64 {
 /// Geometry recorded beside the identity: what `open_or_create` compares.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Geometry {
-    /// Queue slots, dict entries, array length, barrier parties; else 0.
+    /// Queue slots, dict entries, array length, manager arena bytes; else 0.
     pub(crate) capacity: u64,
     /// What `capacity` counts, for error messages.
     pub(crate) what: &'static str,
@@ -408,10 +409,11 @@ pub struct TypeIdentity {
     /// Element identities: none, one (queues, values, arrays) or two (a dict's
     /// key and value).
     pub elements: Vec<ElementId>,
-    /// Queue slots, dict entries, array length or barrier parties; 0 for
+    /// Queue slots, dict entries, array length or manager arena bytes; 0 for
     /// kinds without one.
     pub capacity: u64,
-    /// Bytes per queue slot; 0 for other kinds.
+    /// Bytes of item per queue slot (a byte queue's `slot_size`); 0 for
+    /// other kinds.
     pub slot_size: u64,
     /// The fingerprint stored with it (see the [spec](self#spec-region-format-version-3)).
     pub fingerprint: u64,
@@ -539,10 +541,13 @@ mod tests {
         }
         let fp = fingerprint("Queue", &[ElementId::of::<u64>()]);
         assert_eq!(fp, h);
-        assert_eq!(fp, 0x3b6c_7c0c_ca72_d6ff);
+        assert_eq!(fp, 0x0243_ba91_b1e4_ada9);
         // Names are not part of it; ids, sizes and kinds are.
         assert_eq!(fp, fingerprint("Queue", &[ElementId::of::<i64>()]));
-        assert_ne!(fp, fingerprint("Queue", &[ElementId::of::<Tagged<u64, 1>>()]));
+        assert_ne!(
+            fp,
+            fingerprint("Queue", &[ElementId::of::<Tagged<u64, 1>>()])
+        );
         assert_ne!(fp, fingerprint("Array", &[ElementId::of::<u64>()]));
         assert_ne!(fp, fingerprint("Queue", &[ElementId::of::<[u32; 2]>()]));
     }

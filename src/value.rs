@@ -517,7 +517,10 @@ impl<'a, T: SharedType> Core<'a, T> {
         seq.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
         if let Some(w) = self.data(i).first() {
-            w.store(words::word_of(crate::identity::bytes_of(v), 0), Ordering::Relaxed);
+            w.store(
+                words::word_of(crate::identity::bytes_of(v), 0),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -560,7 +563,8 @@ impl<'a, T: SharedType> Core<'a, T> {
         for word in 0..self.geo.len.div_ceil(64) {
             w[self.geo.changed(word * 64)].store(0, Ordering::Relaxed);
         }
-        let changed = |i: usize| crate::identity::bytes_of(&old[i]) != crate::identity::bytes_of(&new[i]);
+        let changed =
+            |i: usize| crate::identity::bytes_of(&old[i]) != crate::identity::bytes_of(&new[i]);
         for (n, (i, v)) in new
             .iter()
             .enumerate()
@@ -1547,7 +1551,10 @@ mod handle {
             .is_ok()
         {
             ok += 1;
-            assert_eq!(a.to_vec().ok(), Some(vec![crate::identity::zeroed::<T>(); len]));
+            assert_eq!(
+                a.to_vec().ok(),
+                Some(vec![crate::identity::zeroed::<T>(); len])
+            );
         }
         for i in [1, len - 2] {
             ok += usize::from(atomic(a, i).is_some());

@@ -74,8 +74,8 @@ mod handle {
 
     use super::*;
     use crate::Error;
-    use crate::loom::atomic::AtomicU64;
     use crate::identity::{ElementId, Elements, Geometry};
+    use crate::loom::atomic::AtomicU64;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
     use table::{Geo, RawDict, Table};
 

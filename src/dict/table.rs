@@ -420,7 +420,10 @@ impl<'a> Table<'a> {
     // ---- readers (no lock) ----
 
     /// The value for `key`.
-    pub(crate) fn get<K: SharedType, V: SharedType>(&self, key: &K) -> Result<Option<V>, DictError> {
+    pub(crate) fn get<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+    ) -> Result<Option<V>, DictError> {
         let kb = crate::identity::bytes_of(key);
         let h = self.hash(kb);
         match self.read_lookup::<V>(kb, h) {
@@ -722,10 +725,12 @@ impl<'a> Table<'a> {
                 self.set_value(i, crate::identity::bytes_of(&value));
                 Ok(Some(old))
             }
-            Locate::Vacant(free) => match self.put_new(free, h, kb, crate::identity::bytes_of(&value)) {
-                Ok(()) => Ok(None),
-                Err(()) => Err(DictError::Full((key, value))),
-            },
+            Locate::Vacant(free) => {
+                match self.put_new(free, h, kb, crate::identity::bytes_of(&value)) {
+                    Ok(()) => Ok(None),
+                    Err(()) => Err(DictError::Full((key, value))),
+                }
+            }
         }
     }
 
@@ -740,10 +745,12 @@ impl<'a> Table<'a> {
         let _w = self.lock().map_err(|e| e.map(|()| (key, value)))?;
         match self.locate(kb, h) {
             Locate::Found(i) => Ok(self.value_at::<V>(i)),
-            Locate::Vacant(free) => match self.put_new(free, h, kb, crate::identity::bytes_of(&value)) {
-                Ok(()) => Ok(value),
-                Err(()) => Err(DictError::Full((key, value))),
-            },
+            Locate::Vacant(free) => {
+                match self.put_new(free, h, kb, crate::identity::bytes_of(&value)) {
+                    Ok(()) => Ok(value),
+                    Err(()) => Err(DictError::Full((key, value))),
+                }
+            }
         }
     }
 
@@ -802,7 +809,10 @@ impl<'a> Table<'a> {
     }
 
     /// Removes `key`; its value if it was present.
-    pub(crate) fn remove<K: SharedType, V: SharedType>(&self, key: &K) -> Result<Option<V>, DictError> {
+    pub(crate) fn remove<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+    ) -> Result<Option<V>, DictError> {
         let kb = crate::identity::bytes_of(key);
         let h = self.hash(kb);
         let _w = self.lock()?;
@@ -886,7 +896,11 @@ impl<'a> Table<'a> {
     /// Loom: write `value` to `key`'s slot completely (readers can see it) but
     /// die before clearing the journal. The caller then "dies".
     #[cfg(loom)]
-    pub(crate) fn finish_write_then_stop<K: SharedType, V: SharedType>(&self, key: &K, value: &V) -> bool {
+    pub(crate) fn finish_write_then_stop<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+        value: &V,
+    ) -> bool {
         let Some(i) = self.lock_forever_and_journal(key) else {
             return false;
         };
@@ -901,7 +915,11 @@ impl<'a> Table<'a> {
     /// and stop halfway (journal armed, `seq` odd, first value word written), as a
     /// writer killed at that instruction would. The caller then "dies".
     #[cfg(loom)]
-    pub(crate) fn begin_torn_write<K: SharedType, V: SharedType>(&self, key: &K, value: &V) -> bool {
+    pub(crate) fn begin_torn_write<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+        value: &V,
+    ) -> bool {
         let Some(i) = self.lock_forever_and_journal(key) else {
             return false;
         };

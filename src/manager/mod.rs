@@ -48,12 +48,11 @@
 
 use std::fmt;
 
-
 use crate::Error;
 use crate::dict::{DictObject, DictOptions, SharedDict};
+use crate::identity::{self, Block, Geometry, SharedType, TypeIdentity};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::queue::{BytesQueue, JoinableQueue, Queue};
-use crate::identity::{self, Block, Geometry, SharedType, TypeIdentity};
 use crate::region::header::{self, Expect};
 use crate::region::{Object, Region, RegionOptions, SharedObject, check_geometry};
 use crate::sync::robust::MutexError;

@@ -169,7 +169,9 @@ pub(crate) fn check_identity(
     }
     let (want, have) = (expect.elements.as_slice(), found.elements.as_slice());
     if want.len() != have.len() {
-        return Err(Error::Corrupted("identity element count differs from the kind's"));
+        return Err(Error::Corrupted(
+            "identity element count differs from the kind's",
+        ));
     }
     for (i, (w, h)) in want.iter().zip(have).enumerate() {
         if w != h {

@@ -252,10 +252,6 @@ mod handle {
             Ok(size_of::<Self>())
         }
 
-        fn geometry(parties: &u32) -> crate::identity::Geometry {
-            crate::identity::Geometry::counted("parties", u64::from(*parties))
-        }
-
         unsafe fn init(this: *mut Self, parties: &u32) -> Result<(), Error> {
             // SAFETY: the caller guarantees `this` is valid, aligned and unused.
             unsafe { this.write(RawBarrier::new(*parties)) };
@@ -377,8 +373,8 @@ mod handle {
         /// Opens the barrier `name`, creating it for `parties` if the name
         /// does not exist; race-free between concurrent starters (see
         /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
-        /// An existing barrier for another number of parties is
-        /// [`Error::CapacityMismatch`].
+        /// `parties` is used only by the creator (as with a manager's
+        /// get-or-create): check [`Barrier::parties`] if it matters.
         pub fn open_or_create(name: &str, parties: u32) -> Result<Barrier, Error> {
             Barrier::open_or_create_with(name, parties, RegionOptions::default())
         }
