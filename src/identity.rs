@@ -578,7 +578,7 @@ mod tests {
             flags: 3,
         };
         assert_eq!(bytes_of(&s), bytemuck::bytes_of(&s));
-        let back: Stat = read_unaligned(&bytes_of(&s)[..]);
+        let back: Stat = read_unaligned(bytes_of(&s));
         assert_eq!(back.flags, 3);
         let z: Stat = read_unaligned(&[1, 2]);
         assert_eq!(z.hits, 0);

@@ -31,6 +31,35 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Named objects between programs
+//!
+//! A named object (`Queue::create("/jobs", 64)`) can be opened by any program
+//! of the same user, written in Rust or not. What must match is the object's
+//! kind and the *layout* of its element types (size, alignment and an
+//! optional type id, never a Rust type name: see [`identity`]), so two
+//! programs that each define the same `#[repr(C)]` struct share it, and
+//! [`Tagged`] keeps equal layouts of different meaning apart. A mismatch is a
+//! typed [`Error`] naming both sides. `open_or_create` (on every named kind)
+//! is what a program that may start first, second or again after a crash
+//! calls: race-free, exactly one starter creates.
+//!
+//! ```
+//! use multiproc::{Error, Queue};
+//!
+//! # let name = format!("/doc-named-{}", std::process::id());
+//! let jobs = Queue::<[u64; 2]>::open_or_create(&name, 64)?;
+//! jobs.put([1, 2]).unwrap();
+//! // Another program, another type of the same layout: the same queue.
+//! let same = Queue::<[i64; 2]>::open_or_create(&name, 64)?;
+//! assert_eq!(same.get(), Ok([1, 2]));
+//! // Another size: refused, and the error says both.
+//! let e = Queue::<[u64; 3]>::open(&name).unwrap_err();
+//! assert!(matches!(e, Error::ElementMismatch { .. }));
+//! assert!(e.to_string().contains("size 24") && e.to_string().contains("size 16"));
+//! # multiproc::Region::unlink(&name)?;
+//! # Ok::<(), Error>(())
+//! ```
+//!
 //! ## Layers
 //!
 //! `sys` (all libc calls) → `loom` (the atomics/futex facade, swapped for loom
@@ -59,6 +88,7 @@ pub(crate) mod loom;
 pub(crate) mod sys;
 
 pub mod dict;
+#[cfg_attr(loom, allow(dead_code, reason = "regions are not modelled under loom"))]
 pub mod identity;
 pub(crate) mod park;
 pub(crate) mod spin;
@@ -106,8 +136,10 @@ pub use identity::{SharedType, Tagged};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub use bytemuck;
-/// Plain old data: the bound on every value that crosses a region (re-exported
-/// from `bytemuck`, trait and derive).
+/// Plain old data (re-exported from `bytemuck`, trait and derive): every
+/// `Pod` type is a [`SharedType`], the bound on every value that crosses a
+/// region, identified by its size, alignment and optional type id (see
+/// [`identity`]).
 pub use bytemuck::Pod;
 /// All-zero bytes are a valid value (re-exported from `bytemuck`, trait and derive).
 pub use bytemuck::Zeroable;

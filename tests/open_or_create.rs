@@ -1,6 +1,11 @@
 //! `open_or_create` on every named kind: one creator among racing starters,
 //! the checks of `open` plus capacity and slot size, and the restart after a
 //! SIGKILL that `create` alone cannot do.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
 
 mod common;
 

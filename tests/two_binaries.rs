@@ -3,6 +3,11 @@
 //! this test binary creates them, and `examples/typed_peer.rs` (built here
 //! with cargo, run as a child process) opens all three, exchanges data and
 //! checks that a struct of another size is refused with both sizes named.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
 
 mod common;
 

@@ -89,7 +89,7 @@ pub(crate) fn check_capacity(capacity: u64) -> Result<(), Error> {
 }
 
 /// Marker types naming what a queue region holds, for the header's kind and
-/// fingerprint (a `Queue<u64>` cannot be opened as a `Queue<u32>` or a
+/// element identity (a `Queue<u64>` cannot be opened as a `Queue<u32>` or a
 /// `BytesQueue`).
 pub(crate) trait QueueKind {
     const KIND: &'static str;
