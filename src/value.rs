@@ -1,4 +1,4 @@
-//! Shared values: [`Counter`] (an atomic `i64`), [`Value<T>`] (one `Pod` or other [`SharedType`](crate::SharedType) value
+//! Shared values: [`Counter`] (an atomic `i64`), [`Value<T>`] (one `Pod` or other [`SharedType`] value
 //! with lock-free reads and locked, crash-atomic updates) and [`Array<T>`] (a
 //! fixed-length array of them, with lock-free per-element atomics for integers).
 //!
