@@ -222,6 +222,24 @@ pub(crate) fn kind_field(kind: &str) -> [u8; 32] {
     out
 }
 
+/// The identity a header snapshot records (kind, element identities,
+/// capacity, slot size, fingerprint), for tools that inspect a region without
+/// knowing its type. Only decodes: the caller validates the rest of the header
+/// (magic, version, ...) as `parse` does. `None` if `bytes` is shorter than a
+/// header or the element count is impossible.
+#[allow(dead_code, reason = "for Region::inspect (the cli branch)")]
+pub(crate) fn identity_of(bytes: &[u8]) -> Option<identity::TypeIdentity> {
+    if bytes.len() < HEADER_SIZE {
+        return None;
+    }
+    let block = Block::decode(&bytes[IDENTITY_OFFSET..HEADER_SIZE])?;
+    Some(identity::TypeIdentity::from_block(
+        kind_name(&bytes[64..96]),
+        &block,
+        u64_at(bytes, 24),
+    ))
+}
+
 /// Validates a snapshot of a region's first bytes against the mapping length and
 /// what the caller expects; returns the layout and the stored identity block.
 /// Never panics, whatever the bytes.
@@ -397,6 +415,16 @@ mod tests {
             parse(&b, l.total_size + 4096, EXPECT),
             Err(Error::Corrupted(_))
         ));
+    }
+
+    #[test]
+    fn identity_is_readable_without_knowing_the_type() {
+        let (b, _) = good();
+        let id = identity_of(&b).unwrap();
+        assert_eq!(id.kind, "Test");
+        assert_eq!(id.elements, [ELEM]);
+        assert_eq!(id.fingerprint, identity::fingerprint("Test", &[ELEM]));
+        assert!(identity_of(&b[..100]).is_none());
     }
 
     #[test]
