@@ -171,3 +171,70 @@ fn a_separate_binary_with_its_own_struct_opens_queue_dict_and_value() {
         assert!(msg.contains("size 8") && msg.contains("size 16"), "{msg}");
     }
 }
+
+/// FNV-1a 64 as the spec in `src/identity.rs` writes it.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Decodes a region file's identity as a peer in another language would,
+/// from the written spec only: (kind, elements, capacity, slot size,
+/// stored fingerprint, fingerprint recomputed from the fields).
+fn decode_as_a_foreign_peer(name: &str) -> (String, Vec<[u64; 3]>, u64, u64, u64, u64) {
+    let h = std::fs::read(format!("/dev/shm{name}")).unwrap();
+    let u64_at = |o: usize| u64::from_ne_bytes(h[o..o + 8].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_ne_bytes(h[o..o + 4].try_into().unwrap());
+    assert_eq!(&h[..8], b"MPROCRGN");
+    assert_eq!(u32_at(8), 3, "format version");
+    let kind: Vec<u8> = h[64..96].iter().copied().take_while(|&b| b != 0).collect();
+    let n = u32_at(184) as usize;
+    let elems: Vec<[u64; 3]> = (0..n)
+        .map(|i| {
+            let at = 192 + 24 * i;
+            [u64_at(at), u64_at(at + 8), u64_at(at + 16)]
+        })
+        .collect();
+    let mut s = kind.clone();
+    s.push(0);
+    s.extend_from_slice(&(n as u64).to_le_bytes());
+    for e in &elems {
+        for v in e {
+            s.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    (
+        String::from_utf8(kind).unwrap(),
+        elems,
+        u64_at(240),
+        u64_at(248),
+        u64_at(24),
+        fnv1a(&s),
+    )
+}
+
+#[test]
+fn a_peer_in_another_language_computes_the_identity_from_the_spec() {
+    use multiproc::identity::stable_id;
+    const STAT: u64 = stable_id("demo.Stat/v1");
+    assert_eq!(STAT, fnv1a(b"demo.Stat/v1"));
+
+    let (qn, dn) = (unique_name("spec-q"), unique_name("spec-d"));
+    let _u = [Unlink(qn.clone()), Unlink(dn.clone())];
+    let q = Queue::<multiproc::Tagged<CreatorStat, STAT>>::create(&qn, 8).unwrap();
+    let _d = SharedDict::<Key, NarrowStat>::create(&dn, 10).unwrap();
+
+    let (kind, elems, cap, slot, stored, computed) = decode_as_a_foreign_peer(&qn);
+    assert_eq!(kind, "Queue");
+    assert_eq!(elems, [[16, 8, STAT]]);
+    assert_eq!((cap, slot), (8, 16));
+    assert_eq!(stored, computed);
+    assert_eq!(stored, q.region().identity().fingerprint);
+
+    let (kind, elems, cap, slot, stored, computed) = decode_as_a_foreign_peer(&dn);
+    assert_eq!(kind, "SharedDict");
+    assert_eq!(elems, [[18, 1, 0], [8, 8, 0]]);
+    assert_eq!((cap, slot), (10, 0));
+    assert_eq!(stored, computed);
+}
