@@ -121,7 +121,7 @@ pub use queue::{
     BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,
 };
 #[cfg(not(loom))]
-pub use region::{Region, RegionOptions};
+pub use region::{Cleanup, Region, RegionInfo, RegionOptions};
 #[cfg(not(loom))]
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,

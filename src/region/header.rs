@@ -16,7 +16,15 @@
 //! 56      payload size          "
 //! 64      kind name (32 bytes)  "
 //! 96      creator pid           "
+//! 192     lifecycle block       see [`Lifecycle`]: creation time, the creator's
+//!                               identity and the cleanup policy (before READY),
+//!                               then the creator's membership token and the
+//!                               closing flag (atomics, after READY)
 //! ```
+//!
+//! The lifecycle block sits at a fixed offset of its own, apart from the fields
+//! above, so that fields added after `creator pid` (type identity) and the
+//! lifecycle block never move each other.
 //!
 //! [`parse`] turns an arbitrary byte snapshot into either a validated [`Layout`] or a
 //! typed [`Error`]; it never panics and never indexes out of bounds, which the
@@ -29,7 +37,9 @@ use crate::sys::LIBC_FAMILY;
 /// The first eight bytes of every region.
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCRGN";
 /// Bumped whenever any shared layout in the crate changes.
-pub(crate) const VERSION: u32 = 2;
+///
+/// 3: the lifecycle block (cleanup policy, creation time, creator identity).
+pub(crate) const VERSION: u32 = 3;
 /// Bytes reserved for the header; the participant table starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
 /// Alignment of the participant table and the payload (two cache lines, so the
@@ -66,7 +76,45 @@ pub(crate) struct Header {
     pub(crate) creator_pid: u32,
 }
 
+/// Offset of the [`Lifecycle`] block in the header.
+pub(crate) const LIFECYCLE_OFFSET: usize = 192;
+
+/// Cleanup policy values stored in [`Lifecycle::cleanup`].
+pub(crate) const CLEANUP_PERSISTENT: u32 = 0;
+/// Unlink the name once the creating process is dead.
+pub(crate) const CLEANUP_CREATOR: u32 = 1;
+/// Unlink the name once no participant is left (left or dead).
+pub(crate) const CLEANUP_LAST: u32 = 2;
+
+/// Who made a region, when, and what happens to its name afterwards.
+///
+/// | field | written |
+/// |---|---|
+/// | `created_at`, `creator_start_time`, `creator_pidns`, `cleanup` | by the creator, before READY; immutable after |
+/// | `creator_token` | by the creator, Release, once it joined (0 before) |
+/// | `closing` | 0 -> 1 by the process that unlinks the name under the last-participant policy (SeqCst, see `Region::try_close`); 1 -> 0 if a joiner came in between |
+#[repr(C)]
+pub(crate) struct Lifecycle {
+    /// Seconds since the Unix epoch at creation.
+    pub(crate) created_at: u64,
+    /// The creator's start time (`/proc/<pid>/stat`, clock ticks after boot).
+    pub(crate) creator_start_time: u64,
+    /// The creator's pid namespace (0 when unknown).
+    pub(crate) creator_pidns: u64,
+    /// One of the `CLEANUP_*` values.
+    pub(crate) cleanup: u32,
+    /// SYNC(creator): the creator's owner token, Release-stored after it joined.
+    pub(crate) creator_token: AtomicU32,
+    /// SYNC(closing): set while the name is being removed (last-participant
+    /// policy); paired with the participant states through SeqCst fences.
+    pub(crate) closing: AtomicU32,
+    _pad: u32,
+}
+
 const _: () = {
+    assert!(size_of::<Header>() <= LIFECYCLE_OFFSET);
+    assert!(LIFECYCLE_OFFSET + size_of::<Lifecycle>() <= HEADER_SIZE);
+    assert!(LIFECYCLE_OFFSET % 8 == 0);
     assert!(size_of::<Header>() <= HEADER_SIZE);
     assert!(core::mem::offset_of!(Header, init) == 44);
     assert!(core::mem::offset_of!(Header, kind) == 64);
@@ -192,6 +240,9 @@ pub(crate) fn parse(bytes: &[u8], mapping_len: usize, expect: Expect<'_>) -> Res
     if u32_at(bytes, 44) != READY {
         return Err(Error::NotReady);
     }
+    if cleanup_of(bytes) > CLEANUP_LAST {
+        return Err(Error::Corrupted("cleanup policy"));
+    }
     let kind = kind_name(&bytes[64..96]);
     if kind != kind_name(&kind_field(expect.kind)) {
         return Err(Error::TypeMismatch {
@@ -237,6 +288,69 @@ pub(crate) fn parse(bytes: &[u8], mapping_len: usize, expect: Expect<'_>) -> Res
         payload_offset: payload_offset as usize,
         payload_size: payload_size as usize,
     })
+}
+
+/// The raw cleanup policy of a header snapshot (validated by [`parse`]).
+pub(crate) fn cleanup_of(bytes: &[u8]) -> u32 {
+    u32_at(bytes, LIFECYCLE_OFFSET + core::mem::offset_of!(Lifecycle, cleanup))
+}
+
+/// A header snapshot read without knowing the kind: every field as stored,
+/// nothing trusted beyond the checks [`peek`] names.
+#[derive(Clone, Debug)]
+pub(crate) struct Peek {
+    pub(crate) version: u32,
+    pub(crate) kind: String,
+    pub(crate) fingerprint: u64,
+    pub(crate) creator_pid: u32,
+    pub(crate) created_at: u64,
+    pub(crate) creator_start_time: u64,
+    pub(crate) creator_pidns: u64,
+    pub(crate) cleanup: u32,
+    pub(crate) creator_token: u32,
+}
+
+/// Reads what a header says about itself: `None` without the magic (not a
+/// region), `Err` for this crate's magic with a header that another format
+/// version wrote, is not ready, or whose geometry does not fit `file_len`.
+/// Never panics, whatever the bytes.
+pub(crate) fn peek(bytes: &[u8], file_len: u64) -> Option<Result<(Peek, Layout), Error>> {
+    if bytes.get(..8)? != MAGIC {
+        return None;
+    }
+    let version = u32_at(bytes, 8);
+    if version != VERSION {
+        return Some(Err(Error::VersionMismatch {
+            expected: VERSION,
+            found: version,
+        }));
+    }
+    let Ok(len) = usize::try_from(file_len) else {
+        return Some(Err(Error::Corrupted("size does not fit in memory")));
+    };
+    let kind = kind_name(bytes.get(64..96).unwrap_or(&[]));
+    let fingerprint = u64_at(bytes, 24);
+    // `parse` checks everything except kind and fingerprint, which it is told.
+    let layout = match parse(bytes, len, Expect { kind: &kind, fingerprint }) {
+        Ok(l) => l,
+        Err(e) => return Some(Err(e)),
+    };
+    let lc = |f: usize| LIFECYCLE_OFFSET + f;
+    use core::mem::offset_of;
+    Some(Ok((
+        Peek {
+            version,
+            kind,
+            fingerprint,
+            creator_pid: u32_at(bytes, 96),
+            created_at: u64_at(bytes, lc(offset_of!(Lifecycle, created_at))),
+            creator_start_time: u64_at(bytes, lc(offset_of!(Lifecycle, creator_start_time))),
+            creator_pidns: u64_at(bytes, lc(offset_of!(Lifecycle, creator_pidns))),
+            cleanup: cleanup_of(bytes),
+            creator_token: u32_at(bytes, lc(offset_of!(Lifecycle, creator_token))),
+        },
+        layout,
+    )))
 }
 
 /// FNV-1a, 64 bit: a fingerprint that is the same in every process and build
