@@ -88,8 +88,9 @@ impl Region {
             Cleanup::Persistent => false,
             Cleanup::CreatorDeath => self.creator_dead() && self.unlink_self(),
             Cleanup::LastParticipant => {
-                // Only once someone died: a fresh region's creator may not have
-                // joined yet, and a clean last leave removed the name already.
+                // Only once someone died: a clean last leave removed the name
+                // already (the creator joins before READY, so an opener never
+                // sees an empty table that nobody left).
                 let (live, dead) = self.table().occupancy();
                 !live && dead && self.try_close()
             }

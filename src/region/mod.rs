@@ -568,19 +568,22 @@ impl Region {
         // SAFETY: the payload is `payload_size(params)` zeroed bytes at an offset
         // aligned to max(128, align_of::<T>()), unused by anyone before READY.
         unsafe { T::init(base.add(layout.payload_offset).cast(), params)? };
-        // SYNC(init): Release publishes the header, table and object to openers.
-        region.header().init.store(header::READY, Ordering::Release);
-        crate::loom::futex::wake(&region.header().init, u32::MAX);
         let region = Arc::new(region);
-        // Join once the region has its final address (the exit registry keeps it).
+        // Join once the region has its final address (the exit registry keeps
+        // it), and before READY: no opener can see a table without its creator
+        // (a last-participant region would look abandoned to it).
         region.attach()?;
         if let Some(token) = region.token() {
-            // SYNC(creator): pairs with the Acquire load in `creator_dead`.
+            // SYNC(creator): published by the READY store below (openers) and
+            // paired with the Acquire load in `creator_dead`.
             region
                 .lifecycle()
                 .creator_token
                 .store(token, Ordering::Release);
         }
+        // SYNC(init): Release publishes the header, table and object to openers.
+        region.header().init.store(header::READY, Ordering::Release);
+        crate::loom::futex::wake(&region.header().init, u32::MAX);
         Ok(Object {
             region,
             offset: layout.payload_offset,
