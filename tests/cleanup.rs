@@ -13,9 +13,7 @@ mod common;
 
 use common::{Scratch, Unlink, WATCHDOG, join, kill, spawn, unique_name};
 use multiproc::process::{Child, ExitStatus};
-use multiproc::{
-    Cleanup, Counter, Error, Event, Lock, LockError, Queue, Region, RegionOptions,
-};
+use multiproc::{Cleanup, Counter, Error, Event, Lock, LockError, Queue, Region, RegionOptions};
 
 fn exists(name: &str) -> bool {
     std::path::Path::new(&format!("/dev/shm{name}")).exists()
@@ -73,7 +71,10 @@ fn creator_death_is_noticed_by_the_next_open() {
     // While the creator lives, the region opens as usual.
     let before = Counter::open(&name).unwrap();
     assert_eq!(before.load(), 5);
-    assert_eq!(Region::inspect(&name).unwrap().cleanup, Cleanup::CreatorDeath);
+    assert_eq!(
+        Region::inspect(&name).unwrap().cleanup,
+        Cleanup::CreatorDeath
+    );
     kill(c);
     // An open notices the dead creator, removes the name and says NotFound, so
     // open-else-create starts afresh...
@@ -95,13 +96,15 @@ fn creator_death_after_a_clean_exit_counts_too() {
     let _u = Unlink(name.clone());
     let n = name.clone();
     // The child creates and returns normally (leaving the table on the way).
-    let c = spawn(move || match Counter::create_with(&n, 1, policy(Cleanup::CreatorDeath)) {
-        Ok(c) => {
-            std::mem::forget(c);
-            0
-        }
-        Err(_) => 1,
-    });
+    let c = spawn(
+        move || match Counter::create_with(&n, 1, policy(Cleanup::CreatorDeath)) {
+            Ok(c) => {
+                std::mem::forget(c);
+                0
+            }
+            Err(_) => 1,
+        },
+    );
     assert_eq!(join(c), ExitStatus::Code(0));
     assert!(exists(&name));
     assert!(matches!(Counter::open(&name), Err(Error::NotFound(_))));
@@ -128,7 +131,10 @@ fn creator_death_is_noticed_by_a_lock_probe() {
         Err(LockError::OwnerDied(mut g)) => g.mark_consistent(),
         other => panic!("expected OwnerDied, got {:?}", other.map(|_| ())),
     }
-    assert!(!exists(&name), "the probe that found the creator dead left the name");
+    assert!(
+        !exists(&name),
+        "the probe that found the creator dead left the name"
+    );
     // The lock itself works on.
     drop(lock.lock().unwrap());
 }
@@ -249,9 +255,11 @@ fn last_participant_close_never_strands_a_joiner() {
                     };
                     h.fetch_add(1);
                     if !matches!(Region::is_region(&n), Ok(true)) {
-                        s.atomic(0).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        s.atomic(0)
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    s.atomic(1).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    s.atomic(1)
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     drop(h);
                 }
                 0
@@ -261,7 +269,10 @@ fn last_participant_close_never_strands_a_joiner() {
     for c in children {
         assert_eq!(join(c), ExitStatus::Code(0));
     }
-    assert_eq!(scratch.atomic(1).load(std::sync::atomic::Ordering::Relaxed), 2 * ROUNDS);
+    assert_eq!(
+        scratch.atomic(1).load(std::sync::atomic::Ordering::Relaxed),
+        2 * ROUNDS
+    );
     assert_eq!(
         scratch.atomic(0).load(std::sync::atomic::Ordering::Relaxed),
         0,

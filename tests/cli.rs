@@ -113,12 +113,16 @@ fn plant_non_regions(prefix: &str, guard: &mut Remove) -> Vec<String> {
         guard.0.push(n.clone());
         names.push(n);
     };
-    plant("plain", &|p| std::fs::write(p, b"just some text\n").unwrap());
+    plant("plain", &|p| {
+        std::fs::write(p, b"just some text\n").unwrap()
+    });
     plant("empty", &|p| std::fs::write(p, b"").unwrap());
     // The magic alone, shorter than a header: truncated, not a region.
     plant("short-magic", &|p| std::fs::write(p, b"MPROCRGN").unwrap());
     plant("garbage", &|p| {
-        let b: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let b: Vec<u8> = (0..8192u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         std::fs::write(p, b).unwrap()
     });
     plant("fifo", &|p| {
@@ -225,7 +229,9 @@ fn ls_lists_exactly_the_regions_created() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let mut lines = r.stdout.lines();
     let head = lines.next().unwrap();
-    for col in ["NAME", "KIND", "LEN", "CAP", "PROCS", "CLEANUP", "MODE", "OWNER"] {
+    for col in [
+        "NAME", "KIND", "LEN", "CAP", "PROCS", "CLEANUP", "MODE", "OWNER",
+    ] {
         assert!(head.contains(col), "{head}");
     }
     let table: BTreeSet<String> = lines
@@ -305,7 +311,10 @@ fn inspect_shows_every_kind() {
                 let objs = detail("object");
                 assert_eq!(objs.len(), 2, "{j}");
                 assert!(objs[0].as_str().unwrap().starts_with("jobs Queue "), "{j}");
-                assert!(objs[1].as_str().unwrap().starts_with("jobs-lock Lock "), "{j}");
+                assert!(
+                    objs[1].as_str().unwrap().starts_with("jobs-lock Lock "),
+                    "{j}"
+                );
             }
             "lock" | "rlock" | "cond" => {
                 let want = match tag {
@@ -352,7 +361,11 @@ fn inspect_shows_every_kind() {
     }
 
     // The text form names every field, for one region of each shape.
-    let r = run(&["inspect", &format!("{prefix}queue"), &format!("{prefix}manager")]);
+    let r = run(&[
+        "inspect",
+        &format!("{prefix}queue"),
+        &format!("{prefix}manager"),
+    ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     for field in [
         "kind:         Queue",
@@ -368,7 +381,11 @@ fn inspect_shows_every_kind() {
         "kind:         Manager",
         "object:       jobs Queue",
     ] {
-        assert!(r.stdout.contains(field), "{field:?} missing from\n{}", r.stdout);
+        assert!(
+            r.stdout.contains(field),
+            "{field:?} missing from\n{}",
+            r.stdout
+        );
     }
     assert!(r.stdout.contains(&format!("pid {me}")), "{}", r.stdout);
 
@@ -431,7 +448,10 @@ fn creator_child(name: &str, opts: RegionOptions) -> multiproc::process::Child {
         never.wait();
         4
     });
-    assert!(ready.wait_timeout(WATCHDOG), "watchdog: {name} never created");
+    assert!(
+        ready.wait_timeout(WATCHDOG),
+        "watchdog: {name} never created"
+    );
     child
 }
 
@@ -462,7 +482,10 @@ fn gc_removes_regions_nobody_alive_uses_and_nothing_else() {
     kill(c);
     // Creator-death policy, creator killed while we use it: collected.
     let expired = name("expired", &mut guard);
-    let c = creator_child(&expired, RegionOptions::new().cleanup(Cleanup::CreatorDeath));
+    let c = creator_child(
+        &expired,
+        RegionOptions::new().cleanup(Cleanup::CreatorDeath),
+    );
     let _expired = Counter::open(&expired).unwrap();
     kill(c);
 

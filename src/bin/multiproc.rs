@@ -101,8 +101,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// A listed name and what inspecting it gave.
+type Listed = (String, Result<RegionInfo, Error>);
+
 /// The regions under /dev/shm, filtered by `prefix`, each inspected.
-fn regions(prefix: Option<&str>) -> Result<Vec<(String, Result<RegionInfo, Error>)>, Error> {
+fn regions(prefix: Option<&str>) -> Result<Vec<Listed>, Error> {
     Ok(Region::list()?
         .into_iter()
         .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
@@ -144,11 +147,13 @@ fn ls(json: bool, prefix: Option<&str>) -> Result<bool, Error> {
         writeln!(out, "[{}]", items.join(",")).map_err(Error::Io)?;
         return Ok(true);
     }
-    let mut rows = vec![[
-        "NAME", "KIND", "SIZE", "LEN", "CAP", "PROCS", "CREATOR", "CLEANUP", "MODE", "OWNER",
-        "STATUS",
-    ]
-    .map(str::to_owned)];
+    let mut rows = vec![
+        [
+            "NAME", "KIND", "SIZE", "LEN", "CAP", "PROCS", "CREATOR", "CLEANUP", "MODE", "OWNER",
+            "STATUS",
+        ]
+        .map(str::to_owned),
+    ];
     let mut users = Users::load();
     for (n, r) in &all {
         rows.push(match r {
@@ -309,7 +314,9 @@ fn rm(names: &[String], force: bool) -> Result<bool, Error> {
             Ok(true) => Region::unlink(n),
             Ok(false) if force => Region::unlink(n),
             Ok(false) => {
-                eprintln!("multiproc: {n}: not a multiproc region (use --force to remove it anyway)");
+                eprintln!(
+                    "multiproc: {n}: not a multiproc region (use --force to remove it anyway)"
+                );
                 ok = false;
                 continue;
             }
@@ -331,7 +338,10 @@ fn reason(i: &RegionInfo) -> String {
     if i.abandoned() {
         format!("no live participant, {} dead", i.participants.len())
     } else {
-        format!("creator pid {} dead (cleanup: {})", i.creator_pid, i.cleanup)
+        format!(
+            "creator pid {} dead (cleanup: {})",
+            i.creator_pid, i.cleanup
+        )
     }
 }
 
@@ -577,7 +587,10 @@ mod tests {
 
     #[test]
     fn json_strings_escape_everything_a_parser_rejects() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}\u{1b}é"), "\"a\\\"b\\\\c\\n\\u0001\\u001bé\"");
+        assert_eq!(
+            json_str("a\"b\\c\n\u{1}\u{1b}é"),
+            "\"a\\\"b\\\\c\\n\\u0001\\u001bé\""
+        );
     }
 
     #[test]

@@ -144,7 +144,11 @@ pub(crate) fn entry_view(
     let name = unpad(obj.bytes(at + offset_of!(Entry, name), 64)?);
     let kind = unpad(obj.bytes(at + offset_of!(Entry, kind), 32)?);
     let size = obj.u64(at + offset_of!(Entry, size))?;
-    Some(format!("{} {} {size}", name.escape_debug(), kind.escape_debug()))
+    Some(format!(
+        "{} {} {size}",
+        name.escape_debug(),
+        kind.escape_debug()
+    ))
 }
 
 /// Creation parameters of a manager.

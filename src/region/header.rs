@@ -292,7 +292,10 @@ pub(crate) fn parse(bytes: &[u8], mapping_len: usize, expect: Expect<'_>) -> Res
 
 /// The raw cleanup policy of a header snapshot (validated by [`parse`]).
 pub(crate) fn cleanup_of(bytes: &[u8]) -> u32 {
-    u32_at(bytes, LIFECYCLE_OFFSET + core::mem::offset_of!(Lifecycle, cleanup))
+    u32_at(
+        bytes,
+        LIFECYCLE_OFFSET + core::mem::offset_of!(Lifecycle, cleanup),
+    )
 }
 
 /// A header snapshot read without knowing the kind: every field as stored,
@@ -331,7 +334,14 @@ pub(crate) fn peek(bytes: &[u8], file_len: u64) -> Option<Result<(Peek, Layout),
     let kind = kind_name(bytes.get(64..96).unwrap_or(&[]));
     let fingerprint = u64_at(bytes, 24);
     // `parse` checks everything except kind and fingerprint, which it is told.
-    let layout = match parse(bytes, len, Expect { kind: &kind, fingerprint }) {
+    let layout = match parse(
+        bytes,
+        len,
+        Expect {
+            kind: &kind,
+            fingerprint,
+        },
+    ) {
         Ok(l) => l,
         Err(e) => return Some(Err(e)),
     };
@@ -429,6 +439,9 @@ mod tests {
             (41, 0xff, |e| matches!(e, Error::Corrupted(_))),
             (49, 0xff, |e| matches!(e, Error::Corrupted(_))),
             (63, 0xff, |e| matches!(e, Error::Corrupted(_))),
+            (LIFECYCLE_OFFSET + 24, 3, |e| {
+                matches!(e, Error::Corrupted(_))
+            }),
         ];
         for &(off, val, is) in cases {
             let mut bad = b.clone();
@@ -444,6 +457,24 @@ mod tests {
             parse(&b, l.total_size + 4096, EXPECT),
             Err(Error::Corrupted(_))
         ));
+    }
+
+    #[test]
+    fn peek_reads_any_kind_and_never_panics() {
+        let (b, l) = good();
+        let (p, layout) = peek(&b, l.total_size as u64).unwrap().unwrap();
+        assert_eq!((p.kind.as_str(), p.fingerprint, layout), ("Test", 7, l));
+        assert!(peek(&b[..7], 4096).is_none());
+        assert!(peek(b"not a region at all", 4096).is_none());
+        assert!(matches!(peek(&b[..100], 4096), Some(Err(_))));
+        for off in 0..HEADER_SIZE {
+            for v in [0u8, 1, 0x80, 0xff] {
+                let mut bad = b.clone();
+                bad[off] = v;
+                let _ = peek(&bad, l.total_size as u64);
+                let _ = peek(&bad, u64::MAX);
+            }
+        }
     }
 
     #[test]

@@ -269,8 +269,12 @@ fn read_exact(file: &File, off: u64, len: usize) -> Result<Vec<u8>, Error> {
         match file.read_at(&mut buf[done..], off + done as u64) {
             Ok(0) => {
                 return Err(Error::Truncated {
-                    len: usize::try_from(off).unwrap_or(usize::MAX).saturating_add(done),
-                    needed: usize::try_from(off).unwrap_or(usize::MAX).saturating_add(len),
+                    len: usize::try_from(off)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(done),
+                    needed: usize::try_from(off)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(len),
                 });
             }
             Ok(n) => done += n,

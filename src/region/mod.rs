@@ -549,7 +549,9 @@ impl Region {
             (*h).payload_size = layout.payload_size as u64;
             (*h).kind = header::kind_field(T::KIND);
             (*h).creator_pid = sys::process::pid();
-            let lc = base.add(header::LIFECYCLE_OFFSET).cast::<header::Lifecycle>();
+            let lc = base
+                .add(header::LIFECYCLE_OFFSET)
+                .cast::<header::Lifecycle>();
             (*lc).created_at = sys::time::unix_seconds();
             (*lc).creator_start_time = sys::process::start_time();
             (*lc).creator_pidns = sys::process::pid_namespace();
