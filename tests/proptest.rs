@@ -79,7 +79,7 @@ fn valid_header(len: usize, participants: u32, extra: u64, payload_size: u64) ->
     let payload_size = payload_size % (total - payload_offset + 1);
     let mut b = vec![0u8; len];
     b[..8].copy_from_slice(MAGIC);
-    put_u32(&mut b, 8, 2);
+    put_u32(&mut b, 8, 3);
     b[12..16].copy_from_slice(b"GNU\0");
     put_u64(&mut b, 16, total);
     put_u64(&mut b, 24, 0);
@@ -107,7 +107,9 @@ fn reference_accepts(b: &[u8]) -> bool {
     let payload_size = get_u64(b, 56);
     let table_end = HEADER_SIZE as u64 + u64::from(participants) * SLOT_SIZE;
     &b[..8] == MAGIC
-        && get_u32(b, 8) == 2
+        && get_u32(b, 8) == 3
+        // The lifecycle block's cleanup policy (offset 192 + 24): 0, 1 or 2.
+        && get_u32(b, 216) <= 2
         && b[12..16] == *b"GNU\0"
         && get_u32(b, 44) == READY
         && kind == KIND
@@ -284,9 +286,11 @@ proptest! {
         reserved in prop::collection::vec(any::<u8>(), 600),
     ) {
         let mut h = valid_header(len, n, extra, size);
-        // The creator pid and the reserved bytes after it are not validated.
+        // The creator pid and the bytes after it are not validated, except the
+        // lifecycle block's cleanup policy (offset 216), which must be 0..=2.
         let reserved_len = h.len() - 96;
         h[96..].copy_from_slice(&reserved[..reserved_len]);
+        put_u32(&mut h, 216, u32::from(reserved[0] % 3));
         prop_assert!(fuzz_region_header(&h));
     }
 
