@@ -280,3 +280,33 @@ fn last_participant_close_never_strands_a_joiner() {
     );
     assert!(!exists(&name), "the last leaver left the name behind");
 }
+
+/// `Region::collect` (what `multiproc gc` calls after its prompt) looks again:
+/// a region joined or replaced since it was inspected is kept.
+#[test]
+fn collect_keeps_regions_joined_or_replaced_since_inspection() {
+    let joined = unique_name("collect-joined");
+    let _u1 = Unlink(joined.clone());
+    let replaced = unique_name("collect-replaced");
+    let _u2 = Unlink(replaced.clone());
+    let gone = unique_name("collect-gone");
+    let _u3 = Unlink(gone.clone());
+    let mut infos = Vec::new();
+    for n in [&joined, &replaced, &gone] {
+        let n2 = n.clone();
+        let c = child_holding(move || Counter::create(&n2, 1).ok());
+        kill(c);
+        let info = Region::inspect(n).unwrap();
+        assert!(info.abandoned() && info.collectable(), "{info:?}");
+        infos.push(info);
+    }
+    // A restarted program joins the first; the second is made anew.
+    let _back = Counter::open(&joined).unwrap();
+    Region::unlink(&replaced).unwrap();
+    let _new = Counter::create(&replaced, 2).unwrap();
+    assert!(!Region::collect(&infos[0]).unwrap());
+    assert!(!Region::collect(&infos[1]).unwrap());
+    assert!(Region::collect(&infos[2]).unwrap());
+    assert!(exists(&joined) && exists(&replaced) && !exists(&gone));
+    assert!(!Region::collect(&infos[2]).unwrap(), "already removed");
+}

@@ -233,12 +233,11 @@ fn inspect(names: &[String], json: bool) -> Result<bool, Error> {
         }
     }
     if json {
-        let body = if names.len() == 1 {
-            items.pop().unwrap_or_else(|| "null".into())
-        } else {
-            format!("[{}]", items.join(","))
-        };
-        writeln!(out, "{body}").map_err(Error::Io)?;
+        if names.len() > 1 {
+            writeln!(out, "[{}]", items.join(",")).map_err(Error::Io)?;
+        } else if let Some(one) = items.pop() {
+            writeln!(out, "{one}").map_err(Error::Io)?;
+        }
     }
     Ok(ok)
 }
@@ -373,9 +372,9 @@ fn gc(yes: bool, dry_run: bool, prefix: Option<&str>) -> Result<bool, Error> {
     }
     let mut ok = true;
     for i in &doomed {
-        match Region::unlink_inspected(i) {
+        match Region::collect(i) {
             Ok(true) => println!("removed {}", i.name),
-            Ok(false) => println!("kept {} (changed since it was inspected)", i.name),
+            Ok(false) => println!("kept {} (in use or replaced since it was listed)", i.name),
             Err(e) => {
                 eprintln!("multiproc: {}: {e}", i.name);
                 ok = false;

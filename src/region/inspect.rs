@@ -426,10 +426,23 @@ impl Region {
         })
     }
 
-    /// Removes the name of a region [`inspect`](Region::inspect)ed before, if
-    /// it still names the same file (a region removed and created again under
-    /// that name since is left alone). Returns whether it removed it.
-    pub fn unlink_inspected(info: &RegionInfo) -> Result<bool, Error> {
+    /// Removes the name of a region [`inspect`](Region::inspect)ed before if
+    /// it is still [`collectable`](RegionInfo::collectable) now and still the
+    /// same file: it is inspected again first, so a region that someone joined
+    /// since (a restarted consumer), or that was removed and created anew under
+    /// the name, is left alone. Returns whether it removed it.
+    ///
+    /// What remains is the instant between that second look and the unlink: a
+    /// process joining exactly then keeps a working region whose name is gone.
+    pub fn collect(info: &RegionInfo) -> Result<bool, Error> {
+        let now = match Region::inspect(&info.name) {
+            Ok(now) => now,
+            Err(Error::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if now.file_id != info.file_id || !now.collectable() {
+            return Ok(false);
+        }
         let c = name::check(&info.name)?;
         shm::unlink_if_same(&c, info.file_id).map_err(|e| os_error(e, &info.name))
     }

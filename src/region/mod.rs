@@ -140,8 +140,7 @@ impl Default for RegionOptions {
 /// for is made by whichever process notices first: an `open` of the name (which
 /// then fails with [`Error::NotFound`]), a participant whose probe finds the
 /// dead process (a lock or queue operation looking at a dead peer), or
-/// `multiproc gc` / [`Region::inspect`] followed by
-/// [`Region::unlink_inspected`].
+/// `multiproc gc` ([`Region::inspect`] then [`Region::collect`]).
 ///
 /// ```
 /// use multiproc::{Cleanup, Counter, RegionOptions};
