@@ -1,16 +1,4 @@
-//! `multiproc`: list, inspect and remove the crate's named regions in `/dev/shm`.
-//!
-//! ```text
-//! multiproc ls [--json] [--prefix P]     every region, one line each
-//! multiproc inspect [--json] NAME...     everything the header and table say
-//! multiproc rm [--force] NAME...         remove names (only regions, unless --force)
-//! multiproc gc [--yes] [--dry-run] [--prefix P]
-//!                                        remove regions nobody alive uses any more
-//! ```
-//!
-//! Everything shown is read from shared memory that others may write: numbers
-//! were bounds-checked by [`multiproc::Region::inspect`], and text (kind names,
-//! manager object names) is printed with control characters escaped.
+//! The commands (everything but `main`; see `main.rs`).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -77,7 +65,8 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
+/// Parses the arguments and runs the command.
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ls { json, prefix } => ls(json, prefix.as_deref()),
