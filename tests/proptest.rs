@@ -108,8 +108,8 @@ fn reference_accepts(b: &[u8]) -> bool {
     let table_end = HEADER_SIZE as u64 + u64::from(participants) * SLOT_SIZE;
     &b[..8] == MAGIC
         && get_u32(b, 8) == 3
-        // The lifecycle block's cleanup policy (offset 192 + 24): 0, 1 or 2.
-        && get_u32(b, 216) <= 2
+        // The lifecycle block's cleanup policy (offset 104 + 24): 0, 1 or 2.
+        && get_u32(b, 128) <= 2
         && b[12..16] == *b"GNU\0"
         && get_u32(b, 44) == READY
         && kind == KIND
@@ -287,10 +287,10 @@ proptest! {
     ) {
         let mut h = valid_header(len, n, extra, size);
         // The creator pid and the bytes after it are not validated, except the
-        // lifecycle block's cleanup policy (offset 216), which must be 0..=2.
+        // lifecycle block's cleanup policy (offset 128), which must be 0..=2.
         let reserved_len = h.len() - 96;
         h[96..].copy_from_slice(&reserved[..reserved_len]);
-        put_u32(&mut h, 216, u32::from(reserved[0] % 3));
+        put_u32(&mut h, 128, u32::from(reserved[0] % 3));
         prop_assert!(fuzz_region_header(&h));
     }
 

@@ -16,15 +16,16 @@
 //! 56      payload size          "
 //! 64      kind name (32 bytes)  "
 //! 96      creator pid           "
-//! 192     lifecycle block       see [`Lifecycle`]: creation time, the creator's
-//!                               identity and the cleanup policy (before READY),
-//!                               then the creator's membership token and the
-//!                               closing flag (atomics, after READY)
+//! 104     lifecycle block       40 bytes, see [`Lifecycle`]: creation time, the
+//!                               creator's identity and the cleanup policy
+//!                               (before READY), the creator's membership token
+//!                               (before READY) and the closing flag (atomic)
+//! 144     (free, zero)          184..256 is kept for the type identity block
 //! ```
 //!
 //! The lifecycle block sits at a fixed offset of its own, apart from the fields
-//! above, so that fields added after `creator pid` (type identity) and the
-//! lifecycle block never move each other.
+//! above, so that it and the type identity block at the end of the header
+//! never move each other.
 //!
 //! [`parse`] turns an arbitrary byte snapshot into either a validated [`Layout`] or a
 //! typed [`Error`]; it never panics and never indexes out of bounds, which the
@@ -77,7 +78,10 @@ pub(crate) struct Header {
 }
 
 /// Offset of the [`Lifecycle`] block in the header.
-pub(crate) const LIFECYCLE_OFFSET: usize = 192;
+pub(crate) const LIFECYCLE_OFFSET: usize = 104;
+/// Where the lifecycle block must end: the type identity block takes the
+/// header's last 72 bytes.
+const LIFECYCLE_END: usize = 184;
 
 /// Cleanup policy values stored in [`Lifecycle::cleanup`].
 pub(crate) const CLEANUP_PERSISTENT: u32 = 0;
@@ -91,7 +95,7 @@ pub(crate) const CLEANUP_LAST: u32 = 2;
 /// | field | written |
 /// |---|---|
 /// | `created_at`, `creator_start_time`, `creator_pidns`, `cleanup` | by the creator, before READY; immutable after |
-/// | `creator_token` | by the creator, Release, once it joined (0 before) |
+/// | `creator_token` | by the creator, once it joined, before READY (0 if it could not join) |
 /// | `closing` | 0 -> 1 by the process that unlinks the name under the last-participant policy (SeqCst, see `Region::try_close`); 1 -> 0 if a joiner came in between |
 #[repr(C)]
 pub(crate) struct Lifecycle {
@@ -113,7 +117,8 @@ pub(crate) struct Lifecycle {
 
 const _: () = {
     assert!(size_of::<Header>() <= LIFECYCLE_OFFSET);
-    assert!(LIFECYCLE_OFFSET + size_of::<Lifecycle>() <= HEADER_SIZE);
+    assert!(LIFECYCLE_OFFSET + size_of::<Lifecycle>() <= LIFECYCLE_END);
+    assert!(LIFECYCLE_END <= HEADER_SIZE);
     assert!(LIFECYCLE_OFFSET % 8 == 0);
     assert!(size_of::<Header>() <= HEADER_SIZE);
     assert!(core::mem::offset_of!(Header, init) == 44);
