@@ -34,7 +34,8 @@
 //! ## Layers
 //!
 //! `sys` (all libc calls) → `loom` (the atomics/futex facade, swapped for loom
-//! models under `--cfg loom`) → [`region`] (headers, participants) → the
+//! models under `--cfg loom`) → [`region`] (headers, participants, discovery and
+//! cleanup policies of named regions) → the
 //! primitives in [`sync`].
 #![deny(
     unsafe_op_in_unsafe_fn,

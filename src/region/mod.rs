@@ -10,6 +10,13 @@
 //! every field (`header::parse`) before touching anything else. A process joins
 //! the participant table when it creates or opens a region (a forked child joins
 //! the first time it needs an identity) and leaves when its handle drops.
+//!
+//! Named regions outlive their programs in `/dev/shm`. [`Region::list`] finds
+//! the names that carry the crate's magic and [`Region::inspect`] describes one
+//! without knowing its type (both read only: see `inspect.rs`); the `multiproc`
+//! command-line tool (feature `cli`) is built on them. A [`Cleanup`] policy
+//! chosen at creation decides whether a name outlives its creator or its last
+//! participant (see `lifecycle.rs`).
 
 pub(crate) mod header;
 pub(crate) mod inspect;
