@@ -23,9 +23,7 @@ fn sane(name: &str) {
     match Region::inspect(name) {
         Ok(i) => {
             if let (Some(l), Some(c)) = (i.len, i.capacity) {
-                if i.kind != "Semaphore" {
-                    assert!(l <= c, "{name}: len {l} > capacity {c}");
-                }
+                assert!(l <= c, "{name}: len {l} > capacity {c}");
             }
             assert!(i.participants.len() <= i.participant_slots as usize);
             assert!(i.payload_size <= i.size);

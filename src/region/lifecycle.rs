@@ -105,7 +105,9 @@ impl Region {
         }
         // Acquire: as in `creator_dead`.
         let creator = self.lifecycle().creator_token.load(Ordering::Acquire);
-        if creator != 0 && creator == token {
+        // A lock word may name a membership that merely left (its process
+        // alive): ask again about the process itself before removing anything.
+        if creator != 0 && creator == token && self.creator_dead() {
             self.unlink_self();
         }
     }

@@ -59,13 +59,15 @@ pub(crate) fn inspect(
     info: &mut crate::region::inspect::KindInfo,
 ) {
     use std::mem::offset_of;
-    info.len = obj
-        .u32(offset_of!(RawSemaphore, word))
-        .map(|w| u64::from(w & MAX_VALUE));
     let bound = obj.u32(offset_of!(RawSemaphore, bound));
     info.capacity = bound
         .filter(|&b| b != UNBOUNDED)
         .map(|b| u64::from(b.min(MAX_VALUE)));
+    // Clamped to the bound: only a scribbled word holds more.
+    info.len = obj
+        .u32(offset_of!(RawSemaphore, word))
+        .map(|w| u64::from(w & MAX_VALUE))
+        .map(|v| info.capacity.map_or(v, |c| v.min(c)));
     info.flag("bounded", bound.map(|b| b != UNBOUNDED));
 }
 
