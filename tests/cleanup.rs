@@ -310,3 +310,27 @@ fn collect_keeps_regions_joined_or_replaced_since_inspection() {
     assert!(exists(&joined) && exists(&replaced) && !exists(&gone));
     assert!(!Region::collect(&infos[2]).unwrap(), "already removed");
 }
+
+#[test]
+fn open_or_create_starts_afresh_after_a_killed_creator_death_creator() {
+    let name = unique_name("creator-ooc");
+    let _u = Unlink(name.clone());
+    let n = name.clone();
+    let c = child_holding(move || {
+        let q = Queue::<u64>::open_or_create_with(&n, 8, policy(Cleanup::CreatorDeath)).ok()?;
+        q.try_put(7).ok()?;
+        q.region().created_here().then_some(q)
+    });
+    // While the creator lives, open_or_create opens its queue.
+    let live = Queue::<u64>::open_or_create_with(&name, 8, policy(Cleanup::CreatorDeath)).unwrap();
+    assert!(!live.region().created_here());
+    assert_eq!(live.len(), 1);
+    drop(live);
+    kill(c);
+    // After its death the name is removed by whoever notices, and
+    // open_or_create creates a fresh, empty queue instead of failing.
+    let q = Queue::<u64>::open_or_create_with(&name, 8, policy(Cleanup::CreatorDeath)).unwrap();
+    assert!(q.region().created_here());
+    assert_eq!(q.len(), 0);
+    assert!(exists(&name));
+}
