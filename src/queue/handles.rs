@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytemuck::Pod;
+use crate::identity::SharedType;
 
 use super::{BytesQueue, GetError, JoinableQueue, PutError, Queue, TaskDoneError};
 
@@ -112,7 +112,7 @@ macro_rules! common {
     };
 }
 
-impl<T: Pod> Sender<Queue<T>> {
+impl<T: SharedType> Sender<Queue<T>> {
     forward! { Queue;
         put(item: T) -> Result<(), PutError<T>>;
         put_timeout(item: T, timeout: Duration) -> Result<(), PutError<T>>;
@@ -125,7 +125,7 @@ impl<T: Pod> Sender<Queue<T>> {
     common!(Queue);
 }
 
-impl<T: Pod> Receiver<Queue<T>> {
+impl<T: SharedType> Receiver<Queue<T>> {
     /// This process will get no more through this mapping: its handles stop
     /// counting as receivers, and their gets fail with [`GetError::Closed`].
     /// For a copy a forked child inherited and cannot drop (it borrowed it),
@@ -179,7 +179,7 @@ impl Receiver<BytesQueue> {
     common!(BytesQueue);
 }
 
-impl<T: Pod> Sender<JoinableQueue<T>> {
+impl<T: SharedType> Sender<JoinableQueue<T>> {
     forward! { Queue;
         put(item: T) -> Result<(), PutError<T>>;
         put_timeout(item: T, timeout: Duration) -> Result<(), PutError<T>>;
@@ -197,7 +197,7 @@ impl<T: Pod> Sender<JoinableQueue<T>> {
     common!(Queue);
 }
 
-impl<T: Pod> Receiver<JoinableQueue<T>> {
+impl<T: SharedType> Receiver<JoinableQueue<T>> {
     /// This process will get no more through this mapping: its handles stop
     /// counting as receivers, and their gets fail with [`GetError::Closed`].
     /// For a copy a forked child inherited and cannot drop (it borrowed it),

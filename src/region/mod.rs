@@ -10,8 +10,17 @@
 //! every field (`header::parse`) before touching anything else. A process joins
 //! the participant table when it creates or opens a region (a forked child joins
 //! the first time it needs an identity) and leaves when its handle drops.
+//!
+//! Named regions outlive their programs in `/dev/shm`. [`Region::list`] finds
+//! the names that carry the crate's magic and [`Region::inspect`] describes one
+//! without knowing its type (both read only: see `inspect.rs`); the `multiproc`
+//! command-line tool (feature `cli`) is built on them. A [`Cleanup`] policy
+//! chosen at creation decides whether a name outlives its creator or its last
+//! participant (see `lifecycle.rs`).
 
 pub(crate) mod header;
+pub(crate) mod inspect;
+mod lifecycle;
 mod name;
 pub(crate) mod participants;
 
@@ -21,9 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
+use crate::identity::{self, Block, Elements, Geometry, TypeIdentity};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::sys::{self, shm, time::Deadline};
 use header::{Expect, Header, Layout};
+pub use inspect::{Detail, DetailValue, RegionInfo};
 pub use name::MAX_NAME_LEN;
 pub use participants::Participant;
 use participants::{Liveness, Member, Slot, Table};
@@ -32,6 +43,11 @@ use participants::{Liveness, Member, Slot, Table};
 pub const DEFAULT_PARTICIPANTS: u32 = 128;
 /// How long `open` waits for a concurrent creator to finish initializing.
 const OPEN_WAIT: Duration = Duration::from_secs(2);
+/// How many times `open_or_create` goes round create-or-open when the name
+/// keeps vanishing between its `O_EXCL` create and its open (a creator that
+/// failed and removed it, or someone unlinking it): each round means another
+/// process made progress, so a bound this size is never reached in practice.
+const OPEN_OR_CREATE_ROUNDS: u32 = 64;
 
 /// An object that can live in a region: a `#[repr(C)]` struct of atomics and
 /// plain integers with no pointers.
@@ -48,14 +64,23 @@ pub(crate) unsafe trait SharedObject: Sync + Sized {
     /// Creation parameters.
     type Params;
 
-    /// Layout fingerprint: the same in every process of the same build and
-    /// format, different for anything that changes the bytes' meaning.
+    /// Identities of the element types the object holds (none by default):
+    /// with `KIND`, what an opener must match. The object's own layout is
+    /// fixed by `KIND` and the format version.
+    fn elements() -> Elements {
+        Elements::NONE
+    }
+
+    /// The fingerprint the [spec](crate::identity) defines for `KIND` and
+    /// `elements()`: never a Rust type name.
     fn fingerprint() -> u64 {
-        header::Fnv::new()
-            .bytes(Self::KIND.as_bytes())
-            .u64(size_of::<Self>() as u64)
-            .u64(align_of::<Self>() as u64)
-            .finish()
+        identity::fingerprint(Self::KIND, Self::elements().as_slice())
+    }
+
+    /// Capacity and slot size these parameters create, recorded in the
+    /// identity block and compared by `open_or_create`.
+    fn geometry(_params: &Self::Params) -> Geometry {
+        Geometry::default()
     }
 
     /// Bytes the object needs for these parameters; rejects bad parameters.
@@ -110,6 +135,7 @@ pub struct RegionOptions {
     participants: u32,
     allow_foreign_owner: bool,
     allow_shared_write: bool,
+    cleanup: Cleanup,
 }
 
 impl Default for RegionOptions {
@@ -119,7 +145,84 @@ impl Default for RegionOptions {
             participants: DEFAULT_PARTICIPANTS,
             allow_foreign_owner: false,
             allow_shared_write: false,
+            cleanup: Cleanup::Persistent,
         }
+    }
+}
+
+/// What happens to a named region's name when the processes using it go away,
+/// chosen at creation ([`RegionOptions::cleanup`]) and recorded in the header.
+///
+/// Removing the name never disturbs processes that have the region mapped: they
+/// keep using it, and the memory is freed when the last mapping goes. A process
+/// that opens the name afterwards gets [`Error::NotFound`] (so
+/// `open`-else-`create` starts afresh).
+///
+/// Nobody runs code when a process is SIGKILLed, so the removal a death calls
+/// for is made by whichever process notices first: an `open` of the name (which
+/// then fails with [`Error::NotFound`]), a participant whose probe finds the
+/// dead process (a lock or queue operation looking at a dead peer), or
+/// `multiproc gc` ([`Region::inspect`] then [`Region::collect`]).
+///
+/// ```
+/// use multiproc::{Cleanup, Counter, RegionOptions};
+///
+/// # let name = format!("/doc-cleanup-{}", std::process::id());
+/// let opts = RegionOptions::new().cleanup(Cleanup::LastParticipant);
+/// let c = Counter::create_with(&name, 0, opts)?;
+/// assert_eq!(multiproc::Region::inspect(&name)?.cleanup, Cleanup::LastParticipant);
+/// drop(c); // the last participant left: the name is gone
+/// assert!(matches!(Counter::open(&name), Err(multiproc::Error::NotFound(_))));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cleanup {
+    /// The name stays until someone unlinks it (the default): a program that
+    /// restarts finds what others left in the region while it was away.
+    #[default]
+    Persistent,
+    /// The name is removed once the creating process is dead (killed, or
+    /// exited), like the objects Python's `resource_tracker` removes.
+    CreatorDeath,
+    /// The name is removed when the last participant leaves (drops its last
+    /// handle, or exits from [`crate::process::fork`]), or once every
+    /// participant is dead.
+    LastParticipant,
+}
+
+impl Cleanup {
+    fn to_raw(self) -> u32 {
+        match self {
+            Cleanup::Persistent => header::CLEANUP_PERSISTENT,
+            Cleanup::CreatorDeath => header::CLEANUP_CREATOR,
+            Cleanup::LastParticipant => header::CLEANUP_LAST,
+        }
+    }
+
+    /// The policy a header stores (validated: unknown values never get here).
+    fn from_raw(raw: u32) -> Cleanup {
+        match raw {
+            header::CLEANUP_CREATOR => Cleanup::CreatorDeath,
+            header::CLEANUP_LAST => Cleanup::LastParticipant,
+            _ => Cleanup::Persistent,
+        }
+    }
+
+    /// The policy's name as the CLI prints it: `persistent`, `creator-death`,
+    /// `last-participant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cleanup::Persistent => "persistent",
+            Cleanup::CreatorDeath => "creator-death",
+            Cleanup::LastParticipant => "last-participant",
+        }
+    }
+}
+
+impl fmt::Display for Cleanup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -176,6 +279,13 @@ impl RegionOptions {
         self
     }
 
+    /// Cleanup policy of a named region (default [`Cleanup::Persistent`]);
+    /// ignored for anonymous regions, which vanish with their last mapping.
+    pub fn cleanup(mut self, policy: Cleanup) -> RegionOptions {
+        self.cleanup = policy;
+        self
+    }
+
     /// The participant slot count these options ask for.
     pub(crate) fn participant_count(&self) -> u32 {
         self.participants
@@ -201,6 +311,16 @@ pub struct Region {
     map: shm::Mapping,
     layout: Layout,
     name: Option<String>,
+    /// The identity block as written (creator) or validated (opener):
+    /// process-local, never re-read.
+    ident: Block,
+    /// Whether this handle's process created the region.
+    created: bool,
+    /// Cleanup policy, as planned or validated from the header (process-local).
+    cleanup: Cleanup,
+    /// `(device, inode)` of a named region's file, so that a policy removes the
+    /// name only while it still names this region.
+    file_id: Option<(u64, u64)>,
     /// This process's membership, cached: `fork_epoch << 32 | state` where state is
     /// the membership's owner token (`Member::token`, never 0), 0 (none) or
     /// `JOINING`. Process-local memory; a forked child sees an older epoch and
@@ -278,6 +398,39 @@ impl Region {
     /// The kind of object this region holds (`"Lock"`, `"Semaphore"`, ...).
     pub fn kind(&self) -> String {
         header::kind_name(&self.header().kind)
+    }
+
+    /// What the region says it holds: kind, element identities, capacity and
+    /// slot size, fingerprint (see [`crate::identity`]). Read when the region
+    /// was created or opened.
+    ///
+    /// ```
+    /// use multiproc::Queue;
+    /// let q = Queue::<[u32; 3]>::anonymous(16)?;
+    /// let id = q.region().identity();
+    /// assert_eq!((id.kind.as_str(), id.capacity, id.slot_size), ("Queue", 16, 12));
+    /// assert_eq!((id.elements[0].size, id.elements[0].align), (12, 4));
+    /// assert_eq!(id.to_string(), "Queue; element size 12, align 4, no type id; capacity 16; slot size 12");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn identity(&self) -> TypeIdentity {
+        TypeIdentity::from_block(self.kind(), &self.ident, self.header().fingerprint)
+    }
+
+    /// Whether this process created the region (with `create`, `anonymous`,
+    /// or as the winner of an `open_or_create`), rather than opened it.
+    ///
+    /// ```
+    /// # let name = format!("/doc-created-{}", std::process::id());
+    /// let a = multiproc::Event::open_or_create(&name)?;
+    /// let b = multiproc::Event::open_or_create(&name)?;
+    /// assert!(a.region().created_here());
+    /// assert!(!b.region().created_here());
+    /// # multiproc::Region::unlink(&name)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn created_here(&self) -> bool {
+        self.created
     }
 
     /// The processes that joined this region and have not left, each probed for
@@ -359,7 +512,11 @@ impl Region {
     }
 
     pub(crate) fn probe(&self, m: Member) -> Liveness {
-        self.table().probe(m)
+        let l = self.table().probe(m);
+        if l == Liveness::Dead {
+            self.noticed_death(m.token());
+        }
+        l
     }
 
     /// Joins the participant table now (creators and openers do), so that a full
@@ -387,7 +544,7 @@ impl Region {
             }
             _ => shm::memfd(layout.total_size)?,
         };
-        let built = Self::build::<T>(&file, layout, name, params);
+        let built = Self::build::<T>(&file, layout, name, opts, params);
         if built.is_err() {
             if let Some(c) = &cname {
                 let _ = shm::unlink_named(c);
@@ -400,13 +557,27 @@ impl Region {
         file: &std::fs::File,
         layout: Layout,
         name: Option<&str>,
+        opts: RegionOptions,
         params: &T::Params,
     ) -> Result<Object<T>, Error> {
         let map = shm::Mapping::new(file, layout.total_size)?;
+        let ident = Block::new(T::elements(), T::geometry(params));
+        let file_id = match name {
+            Some(_) => Some(shm::file_id(file)?.0),
+            None => None,
+        };
         let region = Region {
             map,
             layout,
             name: name.map(str::to_owned),
+            ident,
+            created: true,
+            cleanup: if name.is_some() {
+                opts.cleanup
+            } else {
+                Cleanup::Persistent
+            },
+            file_id,
             me: AtomicU64::new(0),
         };
         let base = region.base();
@@ -427,7 +598,8 @@ impl Region {
         }
         let h = base.cast::<Header>();
         // SAFETY: we own the INITIALIZING state, so no other process reads these
-        // fields until READY; `h` is the page-aligned start of the mapping.
+        // fields until READY; `h` is the page-aligned start of the mapping, and
+        // the identity block lies inside the header (HEADER_SIZE bytes).
         unsafe {
             (*h).magic = header::MAGIC;
             (*h).version = header::VERSION;
@@ -440,6 +612,19 @@ impl Region {
             (*h).payload_size = layout.payload_size as u64;
             (*h).kind = header::kind_field(T::KIND);
             (*h).creator_pid = sys::process::pid();
+            let block = ident.encode();
+            std::ptr::copy_nonoverlapping(
+                block.as_ptr(),
+                base.add(header::IDENTITY_OFFSET),
+                block.len(),
+            );
+            let lc = base
+                .add(header::LIFECYCLE_OFFSET)
+                .cast::<header::Lifecycle>();
+            (*lc).created_at = sys::time::unix_seconds();
+            (*lc).creator_start_time = sys::process::start_time();
+            (*lc).creator_pidns = sys::process::pid_namespace();
+            (*lc).cleanup = region.cleanup.to_raw();
         }
         for i in 0..layout.participants_len as usize {
             // SAFETY: slot `i` lies inside the planned table, which is inside the
@@ -454,12 +639,22 @@ impl Region {
         // SAFETY: the payload is `payload_size(params)` zeroed bytes at an offset
         // aligned to max(128, align_of::<T>()), unused by anyone before READY.
         unsafe { T::init(base.add(layout.payload_offset).cast(), params)? };
+        let region = Arc::new(region);
+        // Join once the region has its final address (the exit registry keeps
+        // it), and before READY: no opener can see a table without its creator
+        // (a last-participant region would look abandoned to it).
+        region.attach()?;
+        if let Some(token) = region.token() {
+            // SYNC(creator): published by the READY store below (openers) and
+            // paired with the Acquire load in `creator_dead`.
+            region
+                .lifecycle()
+                .creator_token
+                .store(token, Ordering::Release);
+        }
         // SYNC(init): Release publishes the header, table and object to openers.
         region.header().init.store(header::READY, Ordering::Release);
         crate::loom::futex::wake(&region.header().init, u32::MAX);
-        let region = Arc::new(region);
-        // Join once the region has its final address (the exit registry keeps it).
-        region.attach()?;
         Ok(Object {
             region,
             offset: layout.payload_offset,
@@ -522,17 +717,23 @@ impl Region {
             .map_err(|_| Error::Corrupted("size does not fit in memory"))?;
         let expect = Expect {
             kind: T::KIND,
-            fingerprint: T::fingerprint(),
+            elements: T::elements(),
         };
-        let layout = header::parse(&snapshot, len, expect)?;
+        let (layout, ident) = header::parse(&snapshot, len, expect)?;
         if layout.payload_offset % align_of::<T>() != 0 {
             return Err(Error::Corrupted("payload misaligned for the object"));
         }
+        let cleanup = Cleanup::from_raw(header::cleanup_of(&snapshot));
+        let file_id = Some(shm::file_id(&file)?.0);
         let map = shm::Mapping::new(&file, layout.total_size)?;
         let region = Region {
             map,
             layout,
             name: Some(name.to_owned()),
+            ident,
+            created: false,
+            cleanup,
+            file_id,
             me: AtomicU64::new(0),
         };
         let offset = region.layout.payload_offset;
@@ -544,8 +745,53 @@ impl Region {
             _t: PhantomData,
         };
         object.get().check(object.region.layout.payload_size)?;
+        // A region its policy says should be gone is removed by whoever notices
+        // first: here, before joining it.
+        if object.region.expire_if_due() {
+            return Err(Error::NotFound(name.to_owned()));
+        }
         object.region.attach()?;
+        if object.region.cleanup == Cleanup::LastParticipant && object.region.closing_seen() {
+            // The last participant is removing the name right now (see
+            // `try_close`): do not join a region that is going away.
+            object.region.leave();
+            return Err(Error::NotFound(name.to_owned()));
+        }
         Ok(object)
+    }
+
+    /// Opens the region `name` holding a `T`, or creates it with `params` if
+    /// the name does not exist: race-free between any number of concurrent
+    /// starters. Creation is `O_EXCL`, so exactly one of them creates; the
+    /// others get `EEXIST` and open, which waits (at most 2 s) for the
+    /// creator's `READY` exactly as `open` does, runs every check `open` runs,
+    /// and then compares the capacity and slot size these `params` would
+    /// create. A name that vanishes between the two steps (a creator that
+    /// failed and removed it) sends the caller round again.
+    pub(crate) fn open_or_create_object<T: SharedObject>(
+        name: &str,
+        opts: RegionOptions,
+        params: &T::Params,
+    ) -> Result<Object<T>, Error> {
+        name::check(name)?;
+        // Bad parameters fail the same way whoever wins the race.
+        T::payload_size(params)?;
+        let want = T::geometry(params);
+        for _ in 0..OPEN_OR_CREATE_ROUNDS {
+            match Self::create_object::<T>(Some(name), opts, params) {
+                Err(Error::AlreadyExists(_)) => {}
+                other => return other,
+            }
+            match Self::open_object_with::<T>(name, opts) {
+                Ok(obj) => {
+                    check_geometry(want, &obj.region.ident)?;
+                    return Ok(obj);
+                }
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NotFound(name.to_owned()))
     }
 
     /// Maps the header alone, waits (until `deadline`) for the creator's
@@ -587,6 +833,25 @@ impl Region {
     }
 }
 
+/// Compares the geometry a caller would create with what an existing object
+/// recorded.
+pub(crate) fn check_geometry(want: Geometry, found: &Block) -> Result<(), Error> {
+    if want.capacity != found.capacity {
+        return Err(Error::CapacityMismatch {
+            what: want.what,
+            expected: want.capacity,
+            found: found.capacity,
+        });
+    }
+    if want.slot_size != found.slot_size {
+        return Err(Error::SlotSizeMismatch {
+            expected: want.slot_size,
+            found: found.slot_size,
+        });
+    }
+    Ok(())
+}
+
 impl Region {
     /// Gives this process's slot back, if it holds one in this region.
     fn leave(&self) {
@@ -598,6 +863,9 @@ impl Region {
                 self.table().leave(m);
             }
             self.me.store(epoch << 32, Ordering::Release);
+            if self.cleanup == Cleanup::LastParticipant {
+                self.try_close();
+            }
         }
     }
 }
@@ -609,7 +877,11 @@ impl crate::sync::robust::Owners for Region {
     }
 
     fn probe(&self, owner: u32) -> crate::sync::robust::Probe<'_> {
-        self.table().probe_owner(owner)
+        let p = self.table().probe_owner(owner);
+        if matches!(p, crate::sync::robust::Probe::Dead) {
+            self.noticed_death(owner);
+        }
+        p
     }
 }
 

@@ -92,6 +92,23 @@ pub struct RawBarrier {
     pub(crate) party_ids: [AtomicU64; TRACKED],
 }
 
+/// `Region::inspect`: parties (`capacity`), parties waiting now (`len`,
+/// clamped) and the broken flag, from a copy of the object's bytes.
+#[cfg(not(loom))]
+pub(crate) fn inspect(
+    obj: crate::region::inspect::Snapshot<'_>,
+    info: &mut crate::region::inspect::KindInfo,
+) {
+    use std::mem::offset_of;
+    let parties = obj.u32(offset_of!(RawBarrier, parties)).map(|p| p & COUNT);
+    info.capacity = parties.map(u64::from);
+    let state = obj.u32(offset_of!(RawBarrier, state));
+    if let (Some(s), Some(p)) = (state, parties) {
+        info.len = Some(u64::from((s & COUNT).min(p)));
+    }
+    info.flag("broken", state.map(|s| s & BROKEN != 0));
+}
+
 impl RawBarrier {
     /// A barrier for `parties` (1 to 65535, checked by the caller).
     pub fn new(parties: u32) -> RawBarrier {
@@ -368,6 +385,27 @@ mod handle {
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<Barrier, Error> {
             Ok(Barrier::from_object(Region::open_object_with(name, opts)?))
+        }
+
+        /// Opens the barrier `name`, creating it for `parties` if the name
+        /// does not exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        /// `parties` is used only by the creator (as with a manager's
+        /// get-or-create): check [`Barrier::parties`] if it matters.
+        pub fn open_or_create(name: &str, parties: u32) -> Result<Barrier, Error> {
+            Barrier::open_or_create_with(name, parties, RegionOptions::default())
+        }
+
+        /// [`Barrier::open_or_create`] with region options (creation and
+        /// trust).
+        pub fn open_or_create_with(
+            name: &str,
+            parties: u32,
+            opts: RegionOptions,
+        ) -> Result<Barrier, Error> {
+            Ok(Barrier::from_object(Region::open_or_create_object(
+                name, opts, &parties,
+            )?))
         }
 
         /// Records this process as a party so others notice if it dies.

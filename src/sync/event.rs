@@ -37,6 +37,16 @@ pub struct RawEvent {
     word: AtomicU32,
 }
 
+/// `Region::inspect`: whether the event is set, from a copy of its bytes.
+#[cfg(not(loom))]
+pub(crate) fn inspect(
+    obj: crate::region::inspect::Snapshot<'_>,
+    info: &mut crate::region::inspect::KindInfo,
+) {
+    let w = obj.u32(std::mem::offset_of!(RawEvent, word));
+    info.flag("set", w.map(|w| w & SET != 0));
+}
+
 impl RawEvent {
     /// A clear event.
     pub fn new() -> RawEvent {
@@ -233,6 +243,22 @@ mod handle {
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<Event, Error> {
             Ok(Event::from_object(Region::open_object_with(name, opts)?))
+        }
+
+        /// Opens the event `name`, creating it (cleared) if the name does not
+        /// exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        pub fn open_or_create(name: &str) -> Result<Event, Error> {
+            Event::open_or_create_with(name, RegionOptions::default())
+        }
+
+        /// [`Event::open_or_create`] with region options (creation and trust).
+        pub fn open_or_create_with(name: &str, opts: RegionOptions) -> Result<Event, Error> {
+            Ok(Event::from_object(Region::open_or_create_object(
+                name,
+                opts,
+                &(),
+            )?))
         }
 
         /// Sets the flag, waking every waiter in every process.

@@ -51,6 +51,26 @@ pub struct RawSemaphore {
     bound: AtomicU32,
 }
 
+/// `Region::inspect`: permits now (`len`) and the bound (`capacity`, absent
+/// when unbounded), from a copy of the object's bytes.
+#[cfg(not(loom))]
+pub(crate) fn inspect(
+    obj: crate::region::inspect::Snapshot<'_>,
+    info: &mut crate::region::inspect::KindInfo,
+) {
+    use std::mem::offset_of;
+    let bound = obj.u32(offset_of!(RawSemaphore, bound));
+    info.capacity = bound
+        .filter(|&b| b != UNBOUNDED)
+        .map(|b| u64::from(b.min(MAX_VALUE)));
+    // Clamped to the bound: only a scribbled word holds more.
+    info.len = obj
+        .u32(offset_of!(RawSemaphore, word))
+        .map(|w| u64::from(w & MAX_VALUE))
+        .map(|v| info.capacity.map_or(v, |c| v.min(c)));
+    info.flag("bounded", bound.map(|b| b != UNBOUNDED));
+}
+
 impl RawSemaphore {
     /// A semaphore with `value` permits that `release` may raise up to `bound`
     /// (`None`: up to the hard maximum, 2^31 - 1).
@@ -352,6 +372,29 @@ mod handle {
                 /// [`RegionOptions::allow_shared_write`]).
                 pub fn open_with(name: &str, opts: RegionOptions) -> Result<$name, Error> {
                     $name::from_obj(Region::open_object_with(name, opts)?)
+                }
+
+                /// Opens the semaphore `name`, creating it with `value` permits
+                /// if the name does not exist; race-free between concurrent
+                /// starters (see [`Queue::open_or_create`](crate::Queue::open_or_create)).
+                /// `value` is used only by the creator (an existing semaphore
+                /// keeps its count, as with a manager's get-or-create).
+                pub fn open_or_create(name: &str, value: u32) -> Result<$name, Error> {
+                    $name::open_or_create_with(name, value, RegionOptions::default())
+                }
+
+                /// [`Self::open_or_create`] with region options (creation and
+                /// trust).
+                pub fn open_or_create_with(
+                    name: &str,
+                    value: u32,
+                    opts: RegionOptions,
+                ) -> Result<$name, Error> {
+                    $name::from_obj(Region::open_or_create_object(
+                        name,
+                        opts,
+                        &Self::params(value),
+                    )?)
                 }
 
                 /// Takes a permit, blocking while none is available.
