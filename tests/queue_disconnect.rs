@@ -25,6 +25,16 @@ use common::{WATCHDOG, join, kill, spawn, wait_until_asleep};
 use multiproc::process::ExitStatus;
 use multiproc::{BytesQueue, Event, GetError, JoinableQueue, Pipe, PutError, Queue};
 
+/// One test at a time: a child forked by one test inherits (and counts as a
+/// holder of) every handle the other tests hold at that moment, which would
+/// keep their queues connected. Programs see the same: fork while other
+/// threads hold handles, and the child holds copies.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `f` on a helper thread, waits until that thread is asleep in the
 /// kernel (so `f` reached its blocking call), then runs `then` and returns
 /// `f`'s result, failing (not hanging) if it never comes.
@@ -83,6 +93,7 @@ fn watched<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
 /// must keep working.
 #[test]
 fn finding3_pipe_no_eof_while_this_process_holds_the_peer_end() {
+    let _serial = serial();
     let (w, r) = Pipe::anonymous(8, 64).unwrap();
     let child = spawn(|| i32::from(w.send(b"x").is_err()));
     assert_eq!(join(child), ExitStatus::Code(0));
@@ -105,6 +116,7 @@ fn finding3_pipe_no_eof_while_this_process_holds_the_peer_end() {
 /// receiving only after the kill.
 #[test]
 fn finding4_pipe_receiver_sees_eof_when_the_sender_dies_before_sending() {
+    let _serial = serial();
     let (parent, child_end) = Pipe::anonymous(8, 64).unwrap();
     let never = Event::anonymous().unwrap();
     let never = &never;
@@ -122,6 +134,7 @@ fn finding4_pipe_receiver_sees_eof_when_the_sender_dies_before_sending() {
 /// SIGKILLed.
 #[test]
 fn finding4_pipe_blocked_receiver_sees_eof_when_the_sender_is_killed() {
+    let _serial = serial();
     let (parent, child_end) = Pipe::anonymous(8, 64).unwrap();
     let never = Event::anonymous().unwrap();
     let never = &never;
@@ -137,6 +150,7 @@ fn finding4_pipe_blocked_receiver_sees_eof_when_the_sender_is_killed() {
 /// A sender blocked in `send` on a full pipe when the receiver is SIGKILLed.
 #[test]
 fn finding4_pipe_blocked_sender_sees_disconnection_when_the_receiver_is_killed() {
+    let _serial = serial();
     let (parent, child_end) = Pipe::anonymous(2, 16).unwrap();
     let never = Event::anonymous().unwrap();
     let never = &never;
@@ -160,6 +174,7 @@ fn finding4_pipe_blocked_sender_sees_disconnection_when_the_receiver_is_killed()
 /// the `Sender` and is SIGKILLed while the front is blocked in `get`.
 #[test]
 fn finding5_get_returns_disconnected_when_the_only_worker_is_killed() {
+    let _serial = serial();
     let (tx, rx) = Queue::<u64>::anonymous(8).unwrap().split();
     let jobs = Event::anonymous().unwrap();
     let jobs = &jobs;
@@ -176,6 +191,7 @@ fn finding5_get_returns_disconnected_when_the_only_worker_is_killed() {
 /// The same with a `JoinableQueue`, and a worker that answers once first.
 #[test]
 fn finding5_joinable_get_after_answer_then_kill() {
+    let _serial = serial();
     let (tx, rx) = JoinableQueue::<u64>::anonymous(8).unwrap().split();
     let never = Event::anonymous().unwrap();
     let never = &never;
@@ -203,6 +219,7 @@ fn watched_get(rx: &multiproc::queue::Receiver<JoinableQueue<u64>>) -> Result<u6
 /// `Disconnected`.
 #[test]
 fn senders_exit_receiver_drains_then_disconnected() {
+    let _serial = serial();
     const PRODUCERS: u64 = 3;
     const PER: u64 = 2_000;
     let (tx, rx) = Queue::<u64>::anonymous(16).unwrap().split();
@@ -244,6 +261,7 @@ fn senders_exit_receiver_drains_then_disconnected() {
 /// producer's sequence (in order, no duplicates) and then `Disconnected`.
 #[test]
 fn senders_killed_mid_stream_receiver_ends_with_disconnected() {
+    let _serial = serial();
     const PRODUCERS: u64 = 2;
     let (tx, rx) = BytesQueue::anonymous(8, 16).unwrap().split();
     let children: Vec<_> = (0..PRODUCERS)
@@ -296,6 +314,7 @@ fn senders_killed_mid_stream_receiver_ends_with_disconnected() {
 /// Receivers die while a sender is blocked in `put` on a full queue.
 #[test]
 fn receivers_killed_while_a_sender_blocks_in_put() {
+    let _serial = serial();
     let (tx, rx) = Queue::<u32>::anonymous(2).unwrap().split();
     let never = Event::anonymous().unwrap();
     let never = &never;
@@ -329,6 +348,7 @@ fn receivers_killed_while_a_sender_blocks_in_put() {
 /// put that finds room still succeeds (the item waits in the queue).
 #[test]
 fn receivers_exit_then_put_on_full_queue_is_disconnected() {
+    let _serial = serial();
     let (tx, rx) = Queue::<u32>::anonymous(2).unwrap().split();
     let child = spawn(move || match rx.get() {
         Ok(1) => 0,
@@ -346,6 +366,7 @@ fn receivers_exit_then_put_on_full_queue_is_disconnected() {
 /// receiver blocked in `get`: the drop wakes the futex.
 #[test]
 fn last_sender_dropped_in_a_live_process_wakes_the_receiver() {
+    let _serial = serial();
     let (tx, rx) = Queue::<u8>::anonymous(4).unwrap().split();
     let go = Event::anonymous().unwrap();
     let never = Event::anonymous().unwrap();
@@ -365,6 +386,7 @@ fn last_sender_dropped_in_a_live_process_wakes_the_receiver() {
 /// receiver; dropping the last `Receiver` wakes a blocked sender.
 #[test]
 fn last_drop_wakes_blocked_threads() {
+    let _serial = serial();
     let (tx, rx) = Queue::<u8>::anonymous(2).unwrap().split();
     let got = blocked_then(move || rx.get(), move || drop(tx));
     assert_eq!(got, Err(GetError::Disconnected));
@@ -381,6 +403,7 @@ fn last_drop_wakes_blocked_threads() {
 /// disconnection, even before the child has done anything.
 #[test]
 fn forked_child_counts_its_inherited_sender_from_the_start() {
+    let _serial = serial();
     for _ in 0..20 {
         let (tx, rx) = Queue::<u8>::anonymous(4).unwrap().split();
         let go = Event::anonymous().unwrap();
@@ -402,6 +425,7 @@ fn forked_child_counts_its_inherited_sender_from_the_start() {
 /// that holds one never sees `Disconnected`.
 #[test]
 fn plain_queue_handles_are_never_disconnected_from_themselves() {
+    let _serial = serial();
     let q: Queue<u8> = Queue::anonymous(2).unwrap();
     let child = spawn(|| i32::from(q.put(1).is_err()));
     assert_eq!(join(child), ExitStatus::Code(0));
@@ -416,6 +440,7 @@ fn plain_queue_handles_are_never_disconnected_from_themselves() {
 /// `close()` is this process's "I put no more"; `shutdown()` is global.
 #[test]
 fn close_is_per_process_and_shutdown_is_global() {
+    let _serial = serial();
     let q: Queue<u8> = Queue::anonymous(4).unwrap();
     let rx = q.receiver();
     q.put(1).unwrap();
@@ -454,6 +479,7 @@ fn close_is_per_process_and_shutdown_is_global() {
 /// `PipeEnd::close` closes this process's end only.
 #[test]
 fn pipe_close_is_this_process_end() {
+    let _serial = serial();
     let (a, b) = Pipe::anonymous(4, 16).unwrap();
     a.send(b"last").unwrap();
     a.close();
@@ -468,6 +494,7 @@ fn pipe_close_is_this_process_end() {
 #[cfg(feature = "serde")]
 #[test]
 fn serde_queue_ends_disconnect() {
+    let _serial = serial();
     let (tx, rx) = multiproc::queue::SerdeQueue::<String>::anonymous(4, 64)
         .unwrap()
         .split();
@@ -484,6 +511,7 @@ fn serde_queue_ends_disconnect() {
 /// and it stops counting while the child lives on.
 #[test]
 fn child_closes_a_borrowed_receiver_copy() {
+    let _serial = serial();
     let (tx, rx) = Queue::<u8>::anonymous(2).unwrap().split();
     let closed = Event::anonymous().unwrap();
     let never = Event::anonymous().unwrap();
@@ -509,6 +537,7 @@ fn child_closes_a_borrowed_receiver_copy() {
 /// thread does not exist in the child). Each child must finish, not hang.
 #[test]
 fn forks_while_another_thread_churns_handles_never_hang_the_child() {
+    let _serial = serial();
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let q: Queue<u8> = Queue::anonymous(4).unwrap();
