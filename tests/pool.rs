@@ -346,6 +346,104 @@ fn hundred_kills_fail_exactly_the_running_tasks() {
     });
 }
 
+/// Logs every run of a task, then dies like [`die_on_3`].
+fn log_then_die_on_3(x: u64) -> u64 {
+    RAN.get().unwrap().put(x).unwrap();
+    die_on_3(x)
+}
+
+static RAN: OnceLock<Queue<u64>> = OnceLock::new();
+
+/// The tasks of a killed worker's chunk that had finished keep their results
+/// (they are in the shared slot): with `map`, `imap` and default chunks (many
+/// tasks per chunk, a kill in every one), every task runs exactly once.
+#[test]
+fn killed_chunks_run_each_task_once() {
+    watchdog(|| {
+        let ran = RAN.get_or_init(|| Queue::anonymous(4096).unwrap());
+        let p = pool(2);
+        let n = 1000u64;
+        let out: Vec<Result<u64, PoolError>> = p.imap(log_then_die_on_3, 0..n).unwrap().collect();
+        for (x, r) in out.iter().enumerate() {
+            if x % 10 == 3 {
+                assert!(
+                    matches!(r, Err(PoolError::WorkerDied { signal: Some(9), .. })),
+                    "task {x}: {r:?}"
+                );
+            } else {
+                assert_eq!(r, &Ok(x as u64 + 1), "task {x}");
+            }
+        }
+        let mut runs = vec![0u32; n as usize];
+        while let Ok(x) = ran.try_get() {
+            runs[x as usize] += 1;
+        }
+        let wrong: Vec<(usize, u32)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != 1)
+            .map(|(i, c)| (i, *c))
+            .collect();
+        assert!(wrong.is_empty(), "tasks not run exactly once: {wrong:?}");
+        // `map` (the caller's iterator feeds the chunks) reports the first
+        // death in order and runs nothing twice either.
+        let r = p.map(log_then_die_on_3, 0..100u64);
+        assert!(
+            matches!(r, Err(PoolError::WorkerDied { signal: Some(9), .. })),
+            "{r:?}"
+        );
+        let mut runs = vec![0u32; 100];
+        while let Ok(x) = ran.try_get() {
+            runs[x as usize] += 1;
+        }
+        assert!(runs.iter().all(|&c| c == 1), "{runs:?}");
+        assert_eq!(p.pids().len(), 2, "the pool keeps its size");
+    });
+}
+
+/// Many more chunks than arena slots: slots are reused, results stay in order,
+/// for `map` over a range (fed while the caller drives), over an iterator of
+/// unknown length (collected), `map_async` and `starmap`.
+#[test]
+fn many_chunks_reuse_the_slots() {
+    watchdog(|| {
+        let p = builder(2).message_size(16 * 1024).build().unwrap();
+        let n = 100_000u64;
+        let want: Vec<u64> = (0..n).map(square).collect();
+        assert!(p.map(square, 0..n).unwrap() == want);
+        let odd: Vec<u64> = (0..n).filter(|x| x % 2 == 1).map(square).collect();
+        assert!(p.map(square, (0..n).filter(|x| x % 2 == 1)).unwrap() == odd);
+        assert!(p.map_async(square, 0..n).unwrap().get().unwrap() == want);
+        let pairs: Vec<(u32, u64)> = (0..n).map(|x| (x as u32, x)).collect();
+        let star: Vec<u64> = pairs.iter().map(|&(a, b)| add(a, b)).collect();
+        assert!(p.starmap(add, pairs).unwrap() == star);
+        // Two jobs in flight at once share the slots.
+        let a = p.map_async(square, 0..n).unwrap();
+        let b = p.map_async(square, 0..n).unwrap();
+        assert!(p.map(square, 0..n).unwrap() == want);
+        assert!(b.get().unwrap() == want);
+        assert!(a.get().unwrap() == want);
+    });
+}
+
+/// An argument iterator that panics: the panic reaches the caller of `map`,
+/// and the pool goes on.
+#[test]
+fn panicking_argument_iterator() {
+    watchdog(|| {
+        let p = pool(2);
+        let it = (0..10_000u64).map(|x| {
+            assert!(x != 5_000, "iterator gave up");
+            x
+        });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.map(square, it)));
+        assert!(r.is_err());
+        assert_eq!(p.map(square, 0..10u64).unwrap()[9], 81);
+        p.close();
+        p.join().unwrap();
+    });
+}
+
 /// Workers killed from outside (by another thread) while their task blocks:
 /// exactly that task fails with the killed pid, the tasks queued behind it on
 /// the same worker run elsewhere.
