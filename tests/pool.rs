@@ -691,3 +691,111 @@ fn forked_copy_of_a_pool_is_inert() {
         assert_eq!(p.apply(square, 5), Ok(25));
     });
 }
+
+/// The serde methods: any `Serialize + DeserializeOwned` argument and result.
+#[cfg(feature = "serde")]
+mod serde_values {
+    use super::*;
+
+    fn describe(v: (String, Vec<u32>)) -> (usize, String, Option<u32>) {
+        let (name, xs) = v;
+        (xs.len(), name.to_uppercase(), xs.iter().copied().max())
+    }
+
+    fn fail_on_odd_len(s: String) -> String {
+        assert!(s.len() % 2 == 0, "odd length {}", s.len());
+        s.repeat(2)
+    }
+
+    fn huge(n: u32) -> Vec<u8> {
+        vec![7; n as usize]
+    }
+
+    fn die_on_len_3(s: String) -> usize {
+        if s.len() % 10 == 3 {
+            // SAFETY: SIGKILL to this worker process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        s.len()
+    }
+
+    fn inputs(n: usize) -> Vec<(String, Vec<u32>)> {
+        (0..n)
+            .map(|i| (format!("item-{i}"), (0..(i % 17) as u32).map(|k| k * 31 + i as u32).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn serde_map_imap_apply_match_sequential() {
+        watchdog(|| {
+            let p = pool(2);
+            for n in [0usize, 1, 7, 300, 5000] {
+                let args = inputs(n);
+                let want: Vec<_> = args.iter().cloned().map(describe).collect();
+                assert_eq!(p.map_serde(describe, args.clone()).unwrap(), want, "n = {n}");
+                assert_eq!(p.map_serde_chunked(describe, args.clone(), 3).unwrap(), want);
+                let ordered: Vec<_> = p
+                    .imap_serde(describe, args.clone(), true)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(ordered, want);
+                let mut unordered: Vec<_> = p
+                    .imap_serde(describe, args.clone(), false)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                unordered.sort();
+                let mut sorted = want.clone();
+                sorted.sort();
+                assert_eq!(unordered, sorted);
+            }
+            let one = ("x".to_string(), vec![3, 9]);
+            assert_eq!(p.apply_serde(describe, one.clone()).unwrap(), describe(one.clone()));
+            let r = p.apply_async_serde(describe, one.clone()).unwrap();
+            assert_eq!(r.get().unwrap(), describe(one.clone()));
+            assert_eq!(r.get().unwrap(), describe(one));
+        });
+    }
+
+    #[test]
+    fn serde_failures_are_values() {
+        watchdog(|| {
+            let p = builder(2).serde_result_size(256).build().unwrap();
+            // Panics.
+            let words: Vec<String> = (0..20).map(|i| "ab".repeat(i) + &"c".repeat(i % 2)).collect();
+            let out: Vec<_> = p.imap_serde(fail_on_odd_len, words.clone(), true).unwrap().collect();
+            for (w, r) in words.iter().zip(&out) {
+                if w.len() % 2 == 1 {
+                    assert_eq!(r, &Err(PoolError::Panicked(format!("odd length {}", w.len()))));
+                } else {
+                    assert_eq!(r, &Ok(w.repeat(2)));
+                }
+            }
+            // A result larger than its cell fails that task only.
+            let out: Vec<_> = p.imap_serde(huge, [10u32, 100_000, 20], true).unwrap().collect();
+            assert_eq!(out[0], Ok(vec![7; 10]));
+            assert!(
+                matches!(&out[1], Err(PoolError::Panicked(m)) if m.contains("does not fit")),
+                "{:?}",
+                out[1]
+            );
+            assert_eq!(out[2], Ok(vec![7; 20]));
+            // Killed workers: exactly the running tasks fail, the pool keeps its size.
+            let words: Vec<String> = (0..200).map(|i| "z".repeat(i)).collect();
+            let out: Vec<_> = p.imap_serde(die_on_len_3, words.clone(), true).unwrap().collect();
+            for (w, r) in words.iter().zip(&out) {
+                if w.len() % 10 == 3 {
+                    assert!(
+                        matches!(r, Err(PoolError::WorkerDied { signal: Some(9), .. })),
+                        "{}: {r:?}",
+                        w.len()
+                    );
+                } else {
+                    assert_eq!(r, &Ok(w.len()));
+                }
+            }
+            assert_eq!(p.pids().len(), 2);
+        });
+    }
+}

@@ -65,6 +65,9 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) initializer: Option<fn()>,
     pub(crate) method: Method,
+    /// Result cell bytes of the serde methods.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) serde_result: usize,
     pub(crate) key: u64,
 }
 
@@ -186,6 +189,44 @@ impl Job {
                 .cloned()
                 .unwrap_or(PoolError::Panicked(String::new())))),
         }
+    }
+
+    /// The outcome of item `i` as the `size` bytes of its result cell, once it
+    /// completed.
+    #[cfg(feature = "serde")]
+    pub(crate) fn item_bytes(&mut self, i: usize, size: usize) -> Option<Result<&[u8], PoolError>> {
+        match self.status.get(i).copied()? {
+            PENDING => None,
+            OK => {
+                let p = self.store.as_mut()?.raw(i.checked_mul(size)?, size)?;
+                // SAFETY: in the storage (checked by `raw`) and written, since
+                // item `i` is `OK` (see `Results`); borrowed from `self`.
+                Some(Ok(unsafe { std::slice::from_raw_parts(p, size) }))
+            }
+            _ => Some(Err(self
+                .errors
+                .get(&i)
+                .cloned()
+                .unwrap_or(PoolError::Panicked(String::new())))),
+        }
+    }
+
+    /// The first failure in item order, if any.
+    pub(crate) fn first_error(&self) -> Option<PoolError> {
+        let i = self.errors.keys().min()?;
+        self.errors.get(i).cloned()
+    }
+
+    /// Items in the job.
+    #[cfg(feature = "serde")]
+    pub(crate) fn len(&self) -> usize {
+        self.spec.n
+    }
+
+    /// Bytes of one result (cell).
+    #[cfg(feature = "serde")]
+    pub(crate) fn cell_size(&self) -> usize {
+        self.spec.res_size
     }
 
     fn fail(&mut self, i: usize, e: PoolError) {

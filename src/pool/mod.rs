@@ -77,6 +77,8 @@
 //! against.
 
 mod engine;
+#[cfg(feature = "serde")]
+mod serde_pool;
 mod wire;
 mod worker;
 
@@ -134,6 +136,10 @@ pub enum PoolError {
         /// The message size.
         max: usize,
     },
+    /// A value could not be encoded or decoded (the `serde` methods, such as
+    /// `Pool::map_serde`): postcard's message.
+    #[error("cannot encode or decode a value: {0}")]
+    Serde(String),
     /// The workers' initializer panicked; the pool accepts no work.
     #[error("the worker initializer panicked")]
     InitializerPanicked,
@@ -160,7 +166,12 @@ pub struct PoolBuilder {
     max_tasks: Option<u64>,
     initializer: Option<fn()>,
     method: Method,
+    serde_result: usize,
 }
+
+/// Default bytes of one result cell of the `serde` methods (`Pool::map_serde`
+/// and the others): the largest encoded result, plus 4.
+pub const DEFAULT_SERDE_RESULT_SIZE: usize = 1024;
 
 impl Default for PoolBuilder {
     fn default() -> PoolBuilder {
@@ -170,6 +181,7 @@ impl Default for PoolBuilder {
             max_tasks: None,
             initializer: None,
             method: Method::Fork,
+            serde_result: DEFAULT_SERDE_RESULT_SIZE,
         }
     }
 }
@@ -226,6 +238,20 @@ impl PoolBuilder {
         self
     }
 
+    /// Bytes of one result cell of the `serde` methods (default
+    /// [`DEFAULT_SERDE_RESULT_SIZE`]): a result whose postcard encoding needs
+    /// more than this minus 4 bytes gives its task [`PoolError::Panicked`]
+    /// saying so. (Arguments are sized by the largest one of each call.)
+    ///
+    /// ```
+    /// let b = multiproc::pool::Pool::builder().serde_result_size(64 * 1024);
+    /// # drop(b);
+    /// ```
+    pub fn serde_result_size(mut self, bytes: usize) -> PoolBuilder {
+        self.serde_result = bytes.clamp(8, u32::MAX as usize);
+        self
+    }
+
     /// Start workers with `fork` (the default), refusing when the parent runs
     /// other threads.
     ///
@@ -276,6 +302,7 @@ impl PoolBuilder {
             max_tasks: self.max_tasks,
             initializer: self.initializer,
             method: self.method,
+            serde_result: self.serde_result,
             key: crate::sys::process::random_u64(),
         };
         Ok(Pool {
@@ -614,6 +641,7 @@ impl Pool {
             next: 0,
             n,
             ordered,
+            decode: item_pod::<R>,
             _r: PhantomData,
         })
     }
@@ -848,8 +876,8 @@ fn decode_one<R: Pod>(job: &mut Job) -> Result<R, PoolError> {
 }
 
 fn decode_vec<R: Pod>(job: &mut Job) -> Result<Vec<R>, PoolError> {
-    if let Some(i) = job.errors.keys().min().copied() {
-        return Err(job.errors.get(&i).cloned().unwrap_or(PoolError::Terminated));
+    if let Some(e) = job.first_error() {
+        return Err(e);
     }
     if !job.is_done() {
         return Err(PoolError::Terminated);
@@ -1088,6 +1116,7 @@ pub struct Imap<R> {
     next: usize,
     n: usize,
     ordered: bool,
+    decode: fn(&mut Job, usize) -> Option<Result<R, PoolError>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -1107,23 +1136,23 @@ impl<R> Drop for Imap<R> {
     }
 }
 
-impl<R: Pod> Iterator for Imap<R> {
+impl<R> Iterator for Imap<R> {
     type Item = Result<R, PoolError>;
 
     fn next(&mut self) -> Option<Result<R, PoolError>> {
         if self.next >= self.n {
             return None;
         }
-        let (job, i, ordered) = (self.job, self.next, self.ordered);
+        let (job, i, ordered, decode) = (self.job, self.next, self.ordered, self.decode);
         let r = self.inner.drive(None, None, |st| {
             let Some(j) = st.jobs.get_mut(&job) else {
                 return Some(Err(PoolError::Terminated));
             };
             if ordered {
-                j.item::<R>(i)
+                decode(j, i)
             } else {
                 let k = j.completed.pop_front()?;
-                j.item::<R>(k)
+                decode(j, k)
             }
         });
         self.next += 1;
@@ -1136,4 +1165,8 @@ impl<R: Pod> Iterator for Imap<R> {
     }
 }
 
-impl<R: Pod> ExactSizeIterator for Imap<R> {}
+impl<R> ExactSizeIterator for Imap<R> {}
+
+fn item_pod<R: Pod>(job: &mut Job, i: usize) -> Option<Result<R, PoolError>> {
+    job.item::<R>(i)
+}

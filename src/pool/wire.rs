@@ -57,9 +57,9 @@ const ALIGN: usize = 64;
 pub(crate) const MSG_SIZE: usize = 128;
 
 /// Runs tasks `from..to` of a chunk: for each, records `index + 1` in
-/// `running`, reads the argument from `args`, calls the function at `func` and
-/// writes the result into `out`. A panic leaves `running` naming the task that
-/// panicked.
+/// `running`, reads the argument from `args` (cells of `cells.0` bytes), calls
+/// the function at `func` and writes the result into `out` (cells of `cells.1`
+/// bytes). A panic leaves `running` naming the task that panicked.
 ///
 /// # Safety
 ///
@@ -71,6 +71,7 @@ pub(crate) type Trampoline = unsafe fn(
     out: &mut [u8],
     from: usize,
     to: usize,
+    cells: (usize, usize),
     running: &AtomicU64,
 );
 
@@ -343,6 +344,7 @@ pub(crate) unsafe fn call1<A: Pod, R: Pod>(
     out: &mut [u8],
     from: usize,
     to: usize,
+    _cells: (usize, usize),
     running: &AtomicU64,
 ) {
     // SAFETY: the caller passes the address of a `fn(A) -> R` (the pool put it
@@ -388,6 +390,7 @@ pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(
     out: &mut [u8],
     from: usize,
     to: usize,
+    _cells: (usize, usize),
     running: &AtomicU64,
 ) {
     // SAFETY: as in `call1`, for a `fn(A, B) -> R`.
@@ -480,5 +483,82 @@ impl Running {
         let chunk = c.load(Ordering::Relaxed);
         let idx = usize::try_from(idx.checked_sub(1)?).ok()?;
         Some((chunk, idx))
+    }
+}
+
+/// Bytes of the length prefix of a serde cell.
+#[cfg(feature = "serde")]
+pub(crate) const CELL_LEN: usize = 4;
+
+/// The value in a serde cell (`len: u32 LE`, then `len` bytes of postcard),
+/// `None` if the length does not fit the cell.
+#[cfg(feature = "serde")]
+pub(crate) fn cell_value(cell: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_le_bytes(cell.get(..CELL_LEN)?.try_into().ok()?) as usize;
+    cell.get(CELL_LEN..CELL_LEN.checked_add(len)?)
+}
+
+/// Writes `value` into `cell` as a serde cell; false if it does not fit.
+#[cfg(feature = "serde")]
+pub(crate) fn write_cell(cell: &mut [u8], value: &[u8]) -> bool {
+    let Some(end) = CELL_LEN.checked_add(value.len()) else {
+        return false;
+    };
+    let (Some(dst), Ok(len)) = (cell.get_mut(..end), u32::try_from(value.len())) else {
+        return false;
+    };
+    dst[..CELL_LEN].copy_from_slice(&len.to_le_bytes());
+    dst[CELL_LEN..].copy_from_slice(value);
+    true
+}
+
+/// The trampoline for `fn(A) -> R` over serde values: each argument cell is
+/// decoded with postcard, the result encoded into its result cell. A value
+/// that does not decode, or a result too large for its cell, panics (the task
+/// gets [`PoolError::Panicked`](super::PoolError::Panicked) with the reason).
+///
+/// # Safety
+///
+/// See [`Trampoline`].
+#[cfg(feature = "serde")]
+pub(crate) unsafe fn call_serde<A: serde::de::DeserializeOwned, R: serde::Serialize>(
+    func: usize,
+    args: &[u8],
+    out: &mut [u8],
+    from: usize,
+    to: usize,
+    (asz, rsz): (usize, usize),
+    running: &AtomicU64,
+) {
+    // SAFETY: as in `call1`.
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    for i in from..to {
+        // Release (SYNC(running)): as in `call1`.
+        running.store(i as u64 + 1, Ordering::Release);
+        let cell = args
+            .get(i * asz..(i + 1) * asz)
+            .and_then(cell_value)
+            .unwrap_or(&[]);
+        let a: A = match postcard::from_bytes(cell) {
+            Ok(a) => a,
+            Err(e) => panic!("cannot decode the argument: {e}"),
+        };
+        let r = f(a);
+        let Some(dst) = out.get_mut(i * rsz..(i + 1) * rsz) else {
+            return;
+        };
+        let room = rsz.saturating_sub(CELL_LEN);
+        match postcard::to_slice(&r, &mut dst[CELL_LEN.min(rsz)..]) {
+            Ok(b) => {
+                let len = b.len() as u32;
+                if let Some(l) = dst.get_mut(..CELL_LEN) {
+                    l.copy_from_slice(&len.to_le_bytes());
+                }
+            }
+            Err(postcard::Error::SerializeBufferFull) => panic!(
+                "the result does not fit its {room}-byte cell (PoolBuilder::serde_result_size)"
+            ),
+            Err(e) => panic!("cannot encode the result: {e}"),
+        }
     }
 }

@@ -113,7 +113,7 @@ fn run_chunk(a: &WorkerArgs<'_>, msg: &[u8]) -> Option<ResultMsg> {
         // holds `count` arguments and `results` `count` results of the sizes
         // the trampoline was instantiated for, as the checksummed header says.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe {
-            tramp(func, args, results, next, to, running)
+            tramp(func, args, results, next, to, (arg_size, res_size), running)
         }));
         let Err(p) = r else {
             break;
