@@ -367,7 +367,13 @@ fn killed_chunks_run_each_task_once() {
         for (x, r) in out.iter().enumerate() {
             if x % 10 == 3 {
                 assert!(
-                    matches!(r, Err(PoolError::WorkerDied { signal: Some(9), .. })),
+                    matches!(
+                        r,
+                        Err(PoolError::WorkerDied {
+                            signal: Some(9),
+                            ..
+                        })
+                    ),
                     "task {x}: {r:?}"
                 );
             } else {
@@ -389,7 +395,13 @@ fn killed_chunks_run_each_task_once() {
         // death in order and runs nothing twice either.
         let r = p.map(log_then_die_on_3, 0..100u64);
         assert!(
-            matches!(r, Err(PoolError::WorkerDied { signal: Some(9), .. })),
+            matches!(
+                r,
+                Err(PoolError::WorkerDied {
+                    signal: Some(9),
+                    ..
+                })
+            ),
             "{r:?}"
         );
         let mut runs = vec![0u32; 100];
@@ -432,10 +444,7 @@ fn many_chunks_reuse_the_slots() {
 fn panicking_argument_iterator() {
     watchdog(|| {
         let p = pool(2);
-        let it = (0..10_000u64).map(|x| {
-            assert!(x != 5_000, "iterator gave up");
-            x
-        });
+        let it = (0..10_000u64).inspect(|&x| assert!(x != 5_000, "iterator gave up"));
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.map(square, it)));
         assert!(r.is_err());
         assert_eq!(p.map(square, 0..10u64).unwrap()[9], 81);
@@ -721,7 +730,12 @@ mod serde_values {
 
     fn inputs(n: usize) -> Vec<(String, Vec<u32>)> {
         (0..n)
-            .map(|i| (format!("item-{i}"), (0..(i % 17) as u32).map(|k| k * 31 + i as u32).collect()))
+            .map(|i| {
+                (
+                    format!("item-{i}"),
+                    (0..(i % 17) as u32).map(|k| k * 31 + i as u32).collect(),
+                )
+            })
             .collect()
     }
 
@@ -732,8 +746,15 @@ mod serde_values {
             for n in [0usize, 1, 7, 300, 5000] {
                 let args = inputs(n);
                 let want: Vec<_> = args.iter().cloned().map(describe).collect();
-                assert_eq!(p.map_serde(describe, args.clone()).unwrap(), want, "n = {n}");
-                assert_eq!(p.map_serde_chunked(describe, args.clone(), 3).unwrap(), want);
+                assert_eq!(
+                    p.map_serde(describe, args.clone()).unwrap(),
+                    want,
+                    "n = {n}"
+                );
+                assert_eq!(
+                    p.map_serde_chunked(describe, args.clone(), 3).unwrap(),
+                    want
+                );
                 let ordered: Vec<_> = p
                     .imap_serde(describe, args.clone(), true)
                     .unwrap()
@@ -751,7 +772,10 @@ mod serde_values {
                 assert_eq!(unordered, sorted);
             }
             let one = ("x".to_string(), vec![3, 9]);
-            assert_eq!(p.apply_serde(describe, one.clone()).unwrap(), describe(one.clone()));
+            assert_eq!(
+                p.apply_serde(describe, one.clone()).unwrap(),
+                describe(one.clone())
+            );
             let r = p.apply_async_serde(describe, one.clone()).unwrap();
             assert_eq!(r.get().unwrap(), describe(one.clone()));
             assert_eq!(r.get().unwrap(), describe(one));
@@ -763,17 +787,28 @@ mod serde_values {
         watchdog(|| {
             let p = builder(2).serde_result_size(256).build().unwrap();
             // Panics.
-            let words: Vec<String> = (0..20).map(|i| "ab".repeat(i) + &"c".repeat(i % 2)).collect();
-            let out: Vec<_> = p.imap_serde(fail_on_odd_len, words.clone(), true).unwrap().collect();
+            let words: Vec<String> = (0..20)
+                .map(|i| "ab".repeat(i) + &"c".repeat(i % 2))
+                .collect();
+            let out: Vec<_> = p
+                .imap_serde(fail_on_odd_len, words.clone(), true)
+                .unwrap()
+                .collect();
             for (w, r) in words.iter().zip(&out) {
                 if w.len() % 2 == 1 {
-                    assert_eq!(r, &Err(PoolError::Panicked(format!("odd length {}", w.len()))));
+                    assert_eq!(
+                        r,
+                        &Err(PoolError::Panicked(format!("odd length {}", w.len())))
+                    );
                 } else {
                     assert_eq!(r, &Ok(w.repeat(2)));
                 }
             }
             // A result larger than its cell fails that task only.
-            let out: Vec<_> = p.imap_serde(huge, [10u32, 100_000, 20], true).unwrap().collect();
+            let out: Vec<_> = p
+                .imap_serde(huge, [10u32, 100_000, 20], true)
+                .unwrap()
+                .collect();
             assert_eq!(out[0], Ok(vec![7; 10]));
             assert!(
                 matches!(&out[1], Err(PoolError::Panicked(m)) if m.contains("does not fit")),
@@ -783,11 +818,20 @@ mod serde_values {
             assert_eq!(out[2], Ok(vec![7; 20]));
             // Killed workers: exactly the running tasks fail, the pool keeps its size.
             let words: Vec<String> = (0..200).map(|i| "z".repeat(i)).collect();
-            let out: Vec<_> = p.imap_serde(die_on_len_3, words.clone(), true).unwrap().collect();
+            let out: Vec<_> = p
+                .imap_serde(die_on_len_3, words.clone(), true)
+                .unwrap()
+                .collect();
             for (w, r) in words.iter().zip(&out) {
                 if w.len() % 10 == 3 {
                     assert!(
-                        matches!(r, Err(PoolError::WorkerDied { signal: Some(9), .. })),
+                        matches!(
+                            r,
+                            Err(PoolError::WorkerDied {
+                                signal: Some(9),
+                                ..
+                            })
+                        ),
                         "{}: {r:?}",
                         w.len()
                     );

@@ -140,7 +140,12 @@ pub fn run(opts: &Options, python: &Result<Python, String>, out: &mut dyn Write)
     }
     for round in 0..opts.runs {
         eprint!("compare: pool round {}/{} ", round + 1, opts.runs);
-        ns[0].push(rust_run(opts.time, n, &want, &|| Ok(pool.map(tiny, 0..n)?))?);
+        ns[0].push(rust_run(
+            opts.time,
+            n,
+            &want,
+            &|| Ok(pool.map(tiny, 0..n)?),
+        )?);
         eprint!(".");
         ns[1].push(rust_run(opts.time, n, &want, &|| {
             Ok((0..n).into_par_iter().map(tiny).collect())
@@ -170,7 +175,8 @@ pub fn run(opts: &Options, python: &Result<Python, String>, out: &mut dyn Write)
         "  {:<34} {:>12} {:>20} {:>14} {:>16}",
         "", "ns/task", "range", "tasks/s", "vs multiproc"
     )?;
-    let mut csv = String::from("row,tasks,workers,ns_per_task_median,ns_min,ns_max,tasks_per_sec\n");
+    let mut csv =
+        String::from("row,tasks,workers,ns_per_task_median,ns_min,ns_max,tasks_per_sec\n");
     for (i, name) in ROWS.iter().enumerate() {
         match spreads[i] {
             Some(s) => {

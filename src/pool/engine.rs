@@ -672,7 +672,9 @@ impl Inner {
             return;
         }
         let matches = st.chunks.get(&h.chunk).is_some_and(|c| {
-            c.from == h.from as usize && c.to == h.to as usize && c.worker == Some(h.worker as usize)
+            c.from == h.from as usize
+                && c.to == h.to as usize
+                && c.worker == Some(h.worker as usize)
         });
         if !matches {
             return;
@@ -699,21 +701,34 @@ impl Inner {
         if from >= to {
             return;
         }
-        let Some(lay) = Layout::new(c.count, spec.arg_size, spec.res_size, self.arena.slot_size())
-        else {
+        let Some(lay) = Layout::new(
+            c.count,
+            spec.arg_size,
+            spec.res_size,
+            self.arena.slot_size(),
+        ) else {
             return;
         };
         let rs = spec.res_size;
         let (lo, hi) = (c.first + from, c.first + to);
         // Every item marked OK below must have its bytes written here.
-        let written = job.store.as_mut().and_then(|s| s.raw(lo * rs, (hi - lo) * rs)).map(|dst| {
-            // SAFETY: `dst` has room for `(hi - lo) * rs` bytes (checked by
-            // `raw`); the storage is this process's own memory.
-            unsafe { self.arena.copy_out(c.slot, lay.results + from * rs, dst, (hi - lo) * rs) }
-        });
+        let written = job
+            .store
+            .as_mut()
+            .and_then(|s| s.raw(lo * rs, (hi - lo) * rs))
+            .map(|dst| {
+                // SAFETY: `dst` has room for `(hi - lo) * rs` bytes (checked by
+                // `raw`); the storage is this process's own memory.
+                unsafe {
+                    self.arena
+                        .copy_out(c.slot, lay.results + from * rs, dst, (hi - lo) * rs)
+                }
+            });
         let mut status = std::mem::take(&mut st.buf);
         status.resize(to - from, 0);
-        let read_ok = self.arena.read_into(c.slot, lay.status + from, &mut status[..to - from]);
+        let read_ok = self
+            .arena
+            .read_into(c.slot, lay.status + from, &mut status[..to - from]);
         let read_ok = read_ok && written == Some(true);
         let all_ok = read_ok && !status[..to - from].contains(&PANICKED);
         // (PENDING is 0: an OR over the range vectorizes, an early exit would not.)

@@ -532,9 +532,13 @@ impl Pool {
         };
         let (asz, rsz) = (size_of::<A>(), size_of::<R>());
         let spec = self.spec(f as usize, wire::call1::<A, R>, asz, rsz, n, chunksize)?;
-        let job = self
-            .inner
-            .submit(spec, Box::new(engine::Results::<R>::new(n)), None, None, false)?;
+        let job = self.inner.submit(
+            spec,
+            Box::new(engine::Results::<R>::new(n)),
+            None,
+            None,
+            false,
+        )?;
         let _guard = Release(&self.inner, job);
         let mut feed = |_first: usize, count: usize, out: &mut [u8]| {
             if asz == 0 {

@@ -22,10 +22,15 @@ use super::wire::{self, CELL_LEN};
 use super::{AsyncResult, Imap, Pool, PoolError, Release};
 
 /// Decodes result cell `i` of a serde job.
-fn item_serde<R: DeserializeOwned>(job: &mut Job, i: usize, cell: usize) -> Option<Result<R, PoolError>> {
+fn item_serde<R: DeserializeOwned>(
+    job: &mut Job,
+    i: usize,
+    cell: usize,
+) -> Option<Result<R, PoolError>> {
     Some(match job.item_bytes(i, cell)? {
         Ok(bytes) => {
-            let v = wire::cell_value(bytes).ok_or_else(|| PoolError::Serde("bad result cell".into()));
+            let v =
+                wire::cell_value(bytes).ok_or_else(|| PoolError::Serde("bad result cell".into()));
             v.and_then(|v| postcard::from_bytes(v).map_err(|e| PoolError::Serde(e.to_string())))
         }
         Err(e) => Err(e),
@@ -72,16 +77,14 @@ impl Pool {
                 max: self.inner.cfg.message_size,
             });
         }
-        let spec = self.spec(
-            f as usize,
-            wire::call_serde::<A, R>,
-            asz,
-            rsz,
-            n,
-            chunksize,
-        )?;
+        let spec = self.spec(f as usize, wire::call_serde::<A, R>, asz, rsz, n, chunksize)?;
         let feed: Box<Feed> = Box::new(move |first, count, out: &mut [u8]| {
-            for (v, cell) in encoded.iter().skip(first).take(count).zip(out.chunks_exact_mut(asz)) {
+            for (v, cell) in encoded
+                .iter()
+                .skip(first)
+                .take(count)
+                .zip(out.chunks_exact_mut(asz))
+            {
                 // Fits: the cells are sized by the longest encoding.
                 wire::write_cell(cell, v);
             }
@@ -130,7 +133,8 @@ impl Pool {
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        let (job, cell) = self.submit_serde(f, args, (chunksize > 0).then_some(chunksize), false)?;
+        let (job, cell) =
+            self.submit_serde(f, args, (chunksize > 0).then_some(chunksize), false)?;
         let _guard = Release(&self.inner, job);
         self.inner.drive(None, None, |st| {
             let j = st.jobs.get_mut(&job)?;

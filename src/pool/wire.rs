@@ -193,10 +193,9 @@ pub(crate) struct Arena {
 impl Arena {
     pub(crate) fn new(slots: usize, slot_size: usize) -> std::io::Result<Arena> {
         let slot_size = align_up(slot_size.max(ALIGN)).unwrap_or(ALIGN);
-        let len = slots
-            .max(1)
-            .checked_mul(slot_size)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "arena too large"))?;
+        let len = slots.max(1).checked_mul(slot_size).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "arena too large")
+        })?;
         let file = shm::memfd(len)?;
         let map = shm::Mapping::new(&file, len)?;
         Ok(Arena {
@@ -222,7 +221,12 @@ impl Arena {
     /// these bytes while the slice lives, and this process holds no other
     /// reference to them.
     #[allow(clippy::mut_from_ref, reason = "exclusive by the slot protocol")]
-    pub(crate) unsafe fn bytes_mut(&self, slot: usize, off: usize, len: usize) -> Option<&mut [u8]> {
+    pub(crate) unsafe fn bytes_mut(
+        &self,
+        slot: usize,
+        off: usize,
+        len: usize,
+    ) -> Option<&mut [u8]> {
         if slot >= self.slots || off.checked_add(len)? > self.slot_size {
             return None;
         }
@@ -230,10 +234,7 @@ impl Arena {
         // above), which lives as long as `self`; exclusivity is the caller's
         // contract.
         Some(unsafe {
-            std::slice::from_raw_parts_mut(
-                self.map.as_ptr().add(slot * self.slot_size + off),
-                len,
-            )
+            std::slice::from_raw_parts_mut(self.map.as_ptr().add(slot * self.slot_size + off), len)
         })
     }
 
@@ -243,7 +244,13 @@ impl Arena {
     /// # Safety
     ///
     /// `dst` is valid for writes of `len` bytes and does not overlap the arena.
-    pub(crate) unsafe fn copy_out(&self, slot: usize, off: usize, dst: *mut u8, len: usize) -> bool {
+    pub(crate) unsafe fn copy_out(
+        &self,
+        slot: usize,
+        off: usize,
+        dst: *mut u8,
+        len: usize,
+    ) -> bool {
         let inside = slot < self.slots && off.checked_add(len).is_some_and(|e| e <= self.slot_size);
         if !inside {
             // SAFETY: `dst` is valid for `len` bytes (the caller's contract).
@@ -255,7 +262,11 @@ impl Arena {
         // raw copy makes no reference to shared bytes, so a worker writing them
         // at the same time (a protocol breach) can only make the values wrong.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.map.as_ptr().add(slot * self.slot_size + off), dst, len);
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(slot * self.slot_size + off),
+                dst,
+                len,
+            );
         }
         true
     }

@@ -73,8 +73,7 @@ pub(crate) fn run(a: &WorkerArgs<'_>) -> i32 {
 /// if the descriptor is malformed.
 fn run_chunk(a: &WorkerArgs<'_>, msg: &[u8]) -> Option<ResultMsg> {
     let h: TaskMsg = read(msg)?;
-    if msg.len() != size_of::<TaskMsg>() || h.magic != TASK_MAGIC || h.checksum(a.key) != h.check
-    {
+    if msg.len() != size_of::<TaskMsg>() || h.magic != TASK_MAGIC || h.checksum(a.key) != h.check {
         return None;
     }
     let (count, from, to) = (h.count as usize, h.from as usize, h.to as usize);
