@@ -41,10 +41,16 @@ use crate::sys::process as sys;
 /// How long a waiting caller sleeps on the result queue before checking for
 /// dead workers.
 const SLICE: Duration = Duration::from_millis(2);
-/// Chunks in flight per worker (queued in its inbox or running); the arena has
-/// this many slots per worker. Deep enough that workers rarely wait for the
+/// Most chunks in flight per worker (queued in its inbox or running); the arena
+/// has this many slots per worker. Deep enough that workers rarely wait for the
 /// parent to be scheduled on a busy machine.
 pub(crate) const DEPTH: usize = 8;
+/// Chunks a worker is always given (one running, one queued); more only while
+/// the bytes in flight to it stay within one slot. Large chunks then cycle
+/// through few slots, whose lines stay in the caches (measured: about a fifth
+/// less CPU per tiny task than eight 1 MiB chunks per worker), and small ones
+/// (`apply_async`, `imap` with chunk size 1) still queue deep.
+const ALWAYS: usize = 2;
 /// Item state in a job.
 const PENDING: u8 = 0;
 pub(crate) const OK: u8 = 1;
@@ -268,6 +274,8 @@ struct Worker {
     inbox: BytesQueue,
     sent: VecDeque<u64>,
     total_sent: u64,
+    /// Argument and result bytes of the chunks in `sent`.
+    inflight: usize,
 }
 
 pub(crate) struct State {
@@ -306,7 +314,7 @@ fn region_error(e: crate::Error) -> PoolError {
 }
 
 fn new_inbox() -> Result<BytesQueue, PoolError> {
-    BytesQueue::anonymous(DEPTH * 2, MSG_SIZE).map_err(region_error)
+    BytesQueue::anonymous((DEPTH * 2).next_power_of_two(), MSG_SIZE).map_err(region_error)
 }
 
 impl Inner {
@@ -324,6 +332,7 @@ impl Inner {
                 inbox: new_inbox()?,
                 sent: VecDeque::new(),
                 total_sent: 0,
+                inflight: 0,
             });
         }
         let mut state = State {
@@ -513,14 +522,17 @@ impl Inner {
         st.buf = buf;
     }
 
-    /// Whether some live worker can take another chunk.
+    /// Whether some live worker can take another (small) chunk.
     fn room(&self, st: &State) -> bool {
-        st.workers.iter().any(|w| self.can_take(w))
+        st.workers.iter().any(|w| self.can_take(w, 0))
     }
 
-    fn can_take(&self, w: &Worker) -> bool {
+    /// Whether worker `w` can take a chunk of `bytes` bytes (see [`ALWAYS`]).
+    fn can_take(&self, w: &Worker, bytes: usize) -> bool {
         w.pid.is_some()
-            && w.sent.len() < DEPTH
+            && (w.sent.len() < ALWAYS
+                || (w.sent.len() < DEPTH
+                    && w.inflight.saturating_add(bytes) <= self.arena.slot_size()))
             && self.cfg.max_tasks.is_none_or(|m| w.total_sent < m)
     }
 
@@ -613,9 +625,10 @@ impl Inner {
     /// [`DEPTH`] each (and never past a worker's `max_tasks`).
     fn send_backlog(&self, st: &mut State) {
         while let Some(&cid) = st.backlog.front() {
+            let bytes = st.chunks.get(&cid).map_or(0, |c| chunk_bytes(c, &st.jobs));
             let mut best: Option<usize> = None;
             for (i, w) in st.workers.iter().enumerate() {
-                if !self.can_take(w) {
+                if !self.can_take(w, bytes) {
                     continue;
                 }
                 if best.is_none_or(|b| st.workers[b].sent.len() > w.sent.len()) {
@@ -660,6 +673,7 @@ impl Inner {
             let w = &mut st.workers[i];
             w.sent.push_back(cid);
             w.total_sent += 1;
+            w.inflight = w.inflight.saturating_add(bytes);
         }
     }
 
@@ -682,9 +696,11 @@ impl Inner {
         let Some(c) = st.chunks.remove(&h.chunk) else {
             return;
         };
+        let bytes = chunk_bytes(&c, &st.jobs);
         if let Some(w) = c.worker.and_then(|w| st.workers.get_mut(w)) {
             if let Some(pos) = w.sent.iter().position(|&x| x == h.chunk) {
                 w.sent.remove(pos);
+                w.inflight = w.inflight.saturating_sub(bytes);
             }
         }
         self.deliver(st, &c, c.to);
@@ -812,6 +828,7 @@ impl Inner {
     fn requeue(&self, st: &mut State, w: usize, pid: u32, status: ExitStatus) {
         let running = st.running.take(w);
         let sent: Vec<u64> = st.workers[w].sent.drain(..).collect();
+        st.workers[w].inflight = 0;
         let mut front = Vec::new();
         for cid in sent {
             let Some(mut c) = st.chunks.remove(&cid) else {
@@ -941,6 +958,15 @@ impl Inner {
     }
 }
 
+/// Argument and result bytes of chunk `c`'s slot (its whole layout: that is
+/// what the caches hold).
+fn chunk_bytes(c: &Chunk, jobs: &HashMap<u64, Job>) -> usize {
+    jobs.get(&c.job).map_or(0, |j| {
+        c.count
+            .saturating_mul(j.spec.arg_size.saturating_add(j.spec.res_size))
+    })
+}
+
 fn job_done(st: &State, job: u64) -> bool {
     st.jobs.get(&job).is_some_and(Job::is_done)
 }
@@ -966,6 +992,7 @@ fn break_pool(st: &mut State, e: PoolError) {
     st.backlog.clear();
     for w in &mut st.workers {
         w.sent.clear();
+        w.inflight = 0;
     }
     let chunks: Vec<Chunk> = st.chunks.drain().map(|(_, c)| c).collect();
     for c in chunks {
@@ -1036,6 +1063,7 @@ fn start_worker(
     w.pid = Some(pid);
     w.sent.clear();
     w.total_sent = 0;
+    w.inflight = 0;
     Ok(())
 }
 
