@@ -181,6 +181,7 @@ pub(crate) fn check_single_threaded() -> Result<(), StartError> {
     Ok(())
 }
 
+pub(crate) use spawn::take_inherited;
 pub use spawn::{MAX_SPAWN_ARG, Spawn};
 
 static NEXT_NAME: AtomicU64 = AtomicU64::new(1);

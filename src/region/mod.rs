@@ -201,6 +201,10 @@ pub struct Region {
     map: shm::Mapping,
     layout: Layout,
     name: Option<String>,
+    /// An anonymous region's memfd (close-on-exec), kept so that the region
+    /// can be handed to a spawned child ([`crate::process::Spawn::share`]);
+    /// `None` for named regions (a child opens those by name).
+    memfd: Option<std::fs::File>,
     /// This process's membership, cached: `fork_epoch << 32 | state` where state is
     /// the membership's owner token (`Member::token`, never 0), 0 (none) or
     /// `JOINING`. Process-local memory; a forked child sees an older epoch and
@@ -362,6 +366,11 @@ impl Region {
         self.table().probe(m)
     }
 
+    /// An anonymous region's memfd (`None` for a named region).
+    pub(crate) fn memfd(&self) -> Option<&std::fs::File> {
+        self.memfd.as_ref()
+    }
+
     /// Joins the participant table now (creators and openers do), so that a full
     /// table is an error at attach rather than at the first lock.
     fn attach(&self) -> Result<(), Error> {
@@ -387,7 +396,7 @@ impl Region {
             }
             _ => shm::memfd(layout.total_size)?,
         };
-        let built = Self::build::<T>(&file, layout, name, params);
+        let built = Self::build::<T>(file, layout, name, params);
         if built.is_err() {
             if let Some(c) = &cname {
                 let _ = shm::unlink_named(c);
@@ -397,16 +406,17 @@ impl Region {
     }
 
     fn build<T: SharedObject>(
-        file: &std::fs::File,
+        file: std::fs::File,
         layout: Layout,
         name: Option<&str>,
         params: &T::Params,
     ) -> Result<Object<T>, Error> {
-        let map = shm::Mapping::new(file, layout.total_size)?;
+        let map = shm::Mapping::new(&file, layout.total_size)?;
         let region = Region {
             map,
             layout,
             name: name.map(str::to_owned),
+            memfd: name.is_none().then_some(file),
             me: AtomicU64::new(0),
         };
         let base = region.base();
@@ -500,6 +510,27 @@ impl Region {
                 mode,
             });
         }
+        Self::open_file(file, Some(name))
+    }
+
+    /// Opens a region handed to this spawned process by its parent (see
+    /// [`crate::process::Spawn::share`]): `index` counts the parent's `share`
+    /// calls. Checked as [`Region::open_object`] checks a named file (the
+    /// owner and mode checks aside: the parent made it).
+    pub(crate) fn inherit_object<T: SharedObject>(index: usize) -> Result<Object<T>, Error> {
+        let fd = crate::process::take_inherited(index).ok_or(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no region was shared with this spawned process at that index",
+        )))?;
+        Self::open_file(std::fs::File::from(fd), None)
+    }
+
+    /// The open path after the trust checks: waits for the size and `READY`,
+    /// validates the header, maps. `name`: `None` for an inherited memfd.
+    fn open_file<T: SharedObject>(
+        file: std::fs::File,
+        name: Option<&str>,
+    ) -> Result<Object<T>, Error> {
         let deadline = Deadline::after(OPEN_WAIT);
         // The creator sizes the object right after creating it: wait for that
         // (touching a mapped page past the end of the file would be SIGBUS).
@@ -532,7 +563,8 @@ impl Region {
         let region = Region {
             map,
             layout,
-            name: Some(name.to_owned()),
+            name: name.map(str::to_owned),
+            memfd: name.is_none().then_some(file),
             me: AtomicU64::new(0),
         };
         let offset = region.layout.payload_offset;
