@@ -843,3 +843,107 @@ mod serde_values {
         });
     }
 }
+
+/// Set in the parent before the pool starts: a forked worker sees it, a
+/// spawned one (a fresh run of the program) does not.
+static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn mark_plus(x: u64) -> u64 {
+    MARK.load(Ordering::SeqCst) + x
+}
+
+fn init_mark() {
+    MARK.store(1000, Ordering::SeqCst);
+}
+
+/// The spawn start method in a parent with several threads (one holding a
+/// lock): no `unsafe`, workers are fresh processes (they do not see the
+/// parent's statics; the initializer runs in each), results match, failures
+/// are values, a killed worker is replaced by a spawned one, and terminate
+/// leaves no child.
+#[test]
+fn spawn_start_method_in_a_threaded_parent() {
+    watchdog(|| {
+        let held = Arc::new(Mutex::new(()));
+        let (locked, release) = (
+            Arc::new(std::sync::Barrier::new(3)),
+            Arc::new(std::sync::Barrier::new(3)),
+        );
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let (h, l, r) = (Arc::clone(&held), Arc::clone(&locked), Arc::clone(&release));
+                std::thread::spawn(move || {
+                    let _g = (i == 0).then(|| h.lock().unwrap());
+                    l.wait();
+                    r.wait();
+                })
+            })
+            .collect();
+        locked.wait();
+        MARK.store(7, Ordering::SeqCst);
+        assert!(matches!(Pool::new(2), Err(PoolError::Start(_))));
+        let p = Pool::builder().processes(2).spawn().build().unwrap();
+        let pids = p.pids();
+        assert_eq!(pids.len(), 2);
+        assert!(pids.iter().all(|&pid| is_our_child(pid)));
+        // Fresh processes: the parent's 7 is not there.
+        assert_eq!(
+            p.map(mark_plus, 0..100u64).unwrap(),
+            (0..100u64).collect::<Vec<_>>()
+        );
+        let n = 20_000u64;
+        let want: Vec<u64> = (0..n).map(square).collect();
+        assert!(p.map(square, 0..n).unwrap() == want);
+        let pairs: Vec<(u32, u64)> = (0..100).map(|x| (x as u32, x)).collect();
+        assert_eq!(
+            p.starmap(add, pairs.clone()).unwrap(),
+            pairs.iter().map(|&(a, b)| add(a, b)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            p.apply(panic_if_odd, 3),
+            Err(PoolError::Panicked("odd input 3".into()))
+        );
+        let out: Vec<Result<u64, PoolError>> = p.imap(die_on_3, 0..40u64).unwrap().collect();
+        for (x, r) in out.iter().enumerate() {
+            if x % 10 == 3 {
+                assert!(
+                    matches!(
+                        r,
+                        Err(PoolError::WorkerDied {
+                            signal: Some(9),
+                            ..
+                        })
+                    ),
+                    "{x}: {r:?}"
+                );
+            } else {
+                assert_eq!(r, &Ok(x as u64 + 1));
+            }
+        }
+        let live = p.pids();
+        assert_eq!(live.len(), 2, "replacements are spawned");
+        p.terminate();
+        for pid in live {
+            assert!(!is_our_child(pid), "worker {pid} left after terminate");
+        }
+        // The initializer runs in every spawned worker.
+        let p = Pool::builder()
+            .processes(2)
+            .spawn()
+            .initializer(init_mark)
+            .build()
+            .unwrap();
+        assert!(
+            p.map(mark_plus, 0..10u64)
+                .unwrap()
+                .iter()
+                .zip(0..)
+                .all(|(&r, x)| r == 1000 + x)
+        );
+        drop(p);
+        release.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}

@@ -63,6 +63,8 @@ pub(crate) enum Method {
     Fork,
     /// `fork` without the thread check (the builder's `unsafe` method).
     ForkUnchecked,
+    /// A fresh `exec` of this program ([`crate::process::Spawn`]).
+    Spawn,
 }
 
 pub(crate) struct Config {
@@ -394,6 +396,12 @@ impl Inner {
     ) -> Result<u64, PoolError> {
         if sys::pid() != self.owner {
             return Err(PoolError::Terminated);
+        }
+        if self.cfg.method == Method::Spawn && !in_executable(&[spec.func, spec.tramp]) {
+            return Err(PoolError::Start(
+                "with the spawn start method, task functions must be in the program's executable"
+                    .into(),
+            ));
         }
         let mut st = self.lock();
         if st.terminated {
@@ -958,6 +966,16 @@ impl Inner {
     }
 }
 
+/// Whether every address lies in the ELF object holding this crate (the
+/// executable), so that a spawned worker finds the same code at the same
+/// offset.
+pub(crate) fn in_executable(addrs: &[usize]) -> bool {
+    let Some(base) = sys::object_base(worker::anchor()) else {
+        return false;
+    };
+    addrs.iter().all(|&a| sys::object_base(a) == Some(base))
+}
+
 /// Argument and result bytes of chunk `c`'s slot (its whole layout: that is
 /// what the caches hold).
 fn chunk_bytes(c: &Chunk, jobs: &HashMap<u64, Job>) -> usize {
@@ -1037,6 +1055,30 @@ fn start_worker(
     arena: &Arena,
     i: usize,
 ) -> Result<(), PoolError> {
+    if cfg.method == Method::Spawn {
+        let setup = worker::setup(
+            i,
+            cfg.processes,
+            cfg.key,
+            cfg.max_tasks,
+            cfg.initializer,
+            arena,
+        );
+        let child = crate::process::Spawn::new(worker::spawn_entry, bytemuck::bytes_of(&setup))
+            .daemon(true)
+            .share(st.workers[i].inbox.region())
+            .share(results.region())
+            .share_file(arena.file())
+            .share_file(st.running.file())
+            .start()
+            .map_err(|e| PoolError::Start(e.to_string()))?;
+        let w = &mut st.workers[i];
+        w.pid = Some(child.detach());
+        w.sent.clear();
+        w.total_sent = 0;
+        w.inflight = 0;
+        return Ok(());
+    }
     if cfg.method == Method::Fork {
         crate::process::check_single_threaded().map_err(|e| PoolError::Start(e.to_string()))?;
     }

@@ -64,8 +64,11 @@
 //! worker is left every unfinished task fails with [`PoolError::Start`]. Workers
 //! are daemons: they die with the parent (more precisely, with the thread that
 //! forked them, as `PR_SET_PDEATHSIG` works; the pool forks from the threads
-//! that call it). The spawn start method is not available for pools yet (see
-//! [`crate::process::Spawn`] for processes).
+//! that call it). With [`PoolBuilder::spawn`] workers are instead fresh
+//! `exec`s of the program ([`crate::process::Spawn`]), which is safe in a
+//! parent with any number of threads; they are handed the pool's queues and
+//! arena as inherited descriptors and relocate the function addresses they
+//! receive.
 //!
 //! # Trust
 //!
@@ -264,6 +267,28 @@ impl PoolBuilder {
         self
     }
 
+    /// Start workers with the spawn start method: each worker is a fresh
+    /// `exec` of this program ([`crate::process::Spawn`]) handed the pool's
+    /// queues and arena, so the parent may run any number of threads (a tokio
+    /// service, a test harness). Task functions and the initializer must be in
+    /// the program's executable (not a separately loaded shared library):
+    /// `build` checks the initializer, every call its task function
+    /// ([`PoolError::Start`] otherwise). Workers start slower than forked ones
+    /// (an `exec` each) and share nothing else with the parent: statics have
+    /// their initial values there.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// std::thread::spawn(|| std::thread::park()); // a threaded parent is fine
+    /// let pool = multiproc::pool::Pool::builder().processes(2).spawn().build()?;
+    /// assert_eq!(pool.map(square, 0..4u64)?, vec![0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn spawn(mut self) -> PoolBuilder {
+        self.method = Method::Spawn;
+        self
+    }
+
     /// Start workers with `fork` even when the parent runs other threads (now or
     /// when a replacement worker starts later).
     ///
@@ -296,6 +321,16 @@ impl PoolBuilder {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        if self.method == Method::Spawn {
+            if let Some(init) = self.initializer {
+                if !engine::in_executable(&[init as usize]) {
+                    return Err(PoolError::Start(
+                        "with the spawn start method, the initializer must be in the program's executable"
+                            .into(),
+                    ));
+                }
+            }
+        }
         let cfg = Config {
             processes,
             message_size: self.message_size,

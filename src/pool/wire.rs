@@ -188,21 +188,50 @@ pub(crate) struct Arena {
     map: shm::Mapping,
     slots: usize,
     slot_size: usize,
+    /// The memfd, kept for spawned workers.
+    file: std::fs::File,
+}
+
+fn invalid(m: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_owned())
 }
 
 impl Arena {
     pub(crate) fn new(slots: usize, slot_size: usize) -> std::io::Result<Arena> {
         let slot_size = align_up(slot_size.max(ALIGN)).unwrap_or(ALIGN);
-        let len = slots.max(1).checked_mul(slot_size).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "arena too large")
-        })?;
+        let len = slots
+            .max(1)
+            .checked_mul(slot_size)
+            .ok_or_else(|| invalid("arena too large"))?;
         let file = shm::memfd(len)?;
+        Arena::from_file(file, slots.max(1), slot_size)
+    }
+
+    /// Maps an arena's memfd (a spawned worker's inherited one), checking that
+    /// its length is exactly `slots * slot_size`.
+    pub(crate) fn from_file(
+        file: std::fs::File,
+        slots: usize,
+        slot_size: usize,
+    ) -> std::io::Result<Arena> {
+        let len = slots
+            .checked_mul(slot_size)
+            .filter(|&l| l > 0 && slot_size % ALIGN == 0)
+            .ok_or_else(|| invalid("bad arena geometry"))?;
+        if shm::file_len(&file)? != len as u64 {
+            return Err(invalid("arena size does not match"));
+        }
         let map = shm::Mapping::new(&file, len)?;
         Ok(Arena {
             map,
-            slots: slots.max(1),
+            slots,
             slot_size,
+            file,
         })
+    }
+
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.file
     }
 
     pub(crate) fn slots(&self) -> usize {
@@ -435,16 +464,33 @@ pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(
 pub(crate) struct Running {
     map: shm::Mapping,
     workers: usize,
+    /// The memfd, kept for spawned workers.
+    file: std::fs::File,
 }
 
 const LINE: usize = 128;
 
 impl Running {
     pub(crate) fn new(workers: usize) -> std::io::Result<Running> {
-        let len = workers.max(1) * LINE;
-        let file = shm::memfd(len)?;
+        let file = shm::memfd(workers.max(1) * LINE)?;
+        Running::from_file(file, workers.max(1))
+    }
+
+    /// Maps a running table's memfd, checking its length.
+    pub(crate) fn from_file(file: std::fs::File, workers: usize) -> std::io::Result<Running> {
+        let len = workers
+            .checked_mul(LINE)
+            .filter(|&l| l > 0)
+            .ok_or_else(|| invalid("bad running table geometry"))?;
+        if shm::file_len(&file)? != len as u64 {
+            return Err(invalid("running table size does not match"));
+        }
         let map = shm::Mapping::new(&file, len)?;
-        Ok(Running { map, workers })
+        Ok(Running { map, workers, file })
+    }
+
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.file
     }
 
     fn word(&self, worker: usize, j: usize) -> Option<&AtomicU64> {

@@ -11,6 +11,101 @@ use super::wire::{
 use crate::loom::atomic::Ordering;
 use crate::{BytesQueue, GetError};
 
+/// Exit code of a spawned worker that could not set itself up.
+pub(crate) const EXIT_SPAWN_SETUP: i32 = 104;
+const SETUP_MAGIC: u64 = u64::from_le_bytes(*b"POOLSPWN");
+
+/// What a spawned worker is told (its [`Spawn`](crate::process::Spawn)
+/// argument); the queues, the arena and the running table follow as shared
+/// descriptors 0 (inbox), 1 (results), 2 (arena), 3 (running).
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub(crate) struct SpawnSetup {
+    pub(crate) magic: u64,
+    pub(crate) index: u64,
+    pub(crate) workers: u64,
+    pub(crate) key: u64,
+    /// 0: unlimited.
+    pub(crate) max_tasks: u64,
+    /// The initializer's address in the parent, 0: none.
+    pub(crate) initializer: u64,
+    /// [`anchor`]'s address in the parent: the difference to this process's
+    /// relocates every function address.
+    pub(crate) anchor: u64,
+    pub(crate) slots: u64,
+    pub(crate) slot_size: u64,
+}
+
+/// A function of this crate whose address relocates a spawned worker's.
+pub(crate) fn anchor() -> usize {
+    anchor as fn() -> usize as usize
+}
+
+/// The entry point of a spawned worker (see [`SpawnSetup`]).
+pub(crate) fn spawn_entry(arg: &[u8]) -> i32 {
+    spawn_setup(arg).unwrap_or(EXIT_SPAWN_SETUP)
+}
+
+fn spawn_setup(arg: &[u8]) -> Option<i32> {
+    let s: SpawnSetup = read(arg)?;
+    if s.magic != SETUP_MAGIC || arg.len() != size_of::<SpawnSetup>() {
+        return None;
+    }
+    let inbox = BytesQueue::inherit(0).ok()?;
+    let results = BytesQueue::inherit(1).ok()?;
+    let arena = crate::process::take_inherited(2)?;
+    let running = crate::process::take_inherited(3)?;
+    let (slots, slot_size, workers) = (
+        usize::try_from(s.slots).ok()?,
+        usize::try_from(s.slot_size).ok()?,
+        usize::try_from(s.workers).ok()?,
+    );
+    let arena = Arena::from_file(std::fs::File::from(arena), slots, slot_size).ok()?;
+    let running = Running::from_file(std::fs::File::from(running), workers).ok()?;
+    let relocate = (anchor() as isize).wrapping_sub(s.anchor as isize);
+    let initializer = (s.initializer != 0).then(|| {
+        let addr = (s.initializer as usize).wrapping_add_signed(relocate);
+        // SAFETY: the parent put the address of a `fn()` of its executable
+        // there (checked with `object_base`); this process runs the same
+        // executable, so the relocated address is that function here.
+        unsafe { std::mem::transmute::<usize, fn()>(addr) }
+    });
+    let index = usize::try_from(s.index).ok().filter(|&i| i < workers)?;
+    Some(run(&WorkerArgs {
+        index,
+        inbox: &inbox,
+        results: &results,
+        running: &running,
+        arena: &arena,
+        key: s.key,
+        max_tasks: (s.max_tasks > 0).then_some(s.max_tasks),
+        initializer,
+        relocate,
+    }))
+}
+
+/// A setup for worker `index` of a pool (the parent side).
+pub(crate) fn setup(
+    index: usize,
+    workers: usize,
+    key: u64,
+    max_tasks: Option<u64>,
+    initializer: Option<fn()>,
+    arena: &Arena,
+) -> SpawnSetup {
+    SpawnSetup {
+        magic: SETUP_MAGIC,
+        index: index as u64,
+        workers: workers as u64,
+        key,
+        max_tasks: max_tasks.unwrap_or(0),
+        initializer: initializer.map_or(0, |f| f as usize as u64),
+        anchor: anchor() as u64,
+        slots: arena.slots() as u64,
+        slot_size: arena.slot_size() as u64,
+    }
+}
+
 /// Exit code of a worker whose initializer panicked.
 pub(crate) const EXIT_INIT_PANICKED: i32 = 102;
 /// Exit code of a worker that received a malformed task.

@@ -588,6 +588,15 @@ impl Child {
     }
 }
 
+impl Child {
+    /// The pid, for a caller that reaps (and, for a daemon, kills) the child
+    /// itself: the handle then does nothing on drop.
+    pub(crate) fn detach(mut self) -> u32 {
+        self.reaped = Some(ExitStatus::Code(0));
+        self.pid
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         if self.poll().is_some() {

@@ -269,14 +269,24 @@ impl Spawn {
     /// assert!(c.join()?.success());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn share(mut self, region: &crate::Region) -> Spawn {
-        let fd = match region.memfd() {
-            Some(f) => crate::sys::shm::dup_cloexec(f.as_fd()),
-            None => Err(io::Error::new(
+    pub fn share(self, region: &crate::Region) -> Spawn {
+        match region.memfd() {
+            Some(f) => self.share_file(f),
+            None => self.share_result(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "Spawn::share: a named region; pass its name instead",
-            )),
-        };
+            ))),
+        }
+    }
+
+    /// [`Spawn::share`] for a raw memfd (the pool's arena); the child takes it
+    /// with [`take_inherited`].
+    pub(crate) fn share_file(self, file: &std::fs::File) -> Spawn {
+        let fd = crate::sys::shm::dup_cloexec(file.as_fd());
+        self.share_result(fd)
+    }
+
+    fn share_result(mut self, fd: io::Result<OwnedFd>) -> Spawn {
         self.shared.push(fd);
         self
     }
