@@ -129,24 +129,6 @@ pub(crate) fn file_len(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.len())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memfd_refuses_to_shrink() {
-        let f = memfd(3 * 4096).unwrap();
-        let seals = seals(&f).unwrap();
-        assert_ne!(seals & libc::F_SEAL_SHRINK, 0, "seals {seals:#x}");
-        assert_ne!(seals & libc::F_SEAL_SEAL, 0, "seals {seals:#x}");
-        let e = f.set_len(4096).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
-        assert_eq!(file_len(&f).unwrap(), 3 * 4096);
-        // Growing stays allowed (and harmless to existing mappings).
-        f.set_len(4 * 4096).unwrap();
-    }
-}
-
 /// A close-on-exec duplicate of `fd`, numbered 3 or above.
 pub(crate) fn dup_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
@@ -168,4 +150,22 @@ pub(crate) fn clear_cloexec_raw(fd: libc::c_int) -> bool {
 pub(crate) fn set_cloexec_raw(fd: libc::c_int) -> bool {
     // SAFETY: fcntl on any number is defined (EBADF for a closed one).
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memfd_refuses_to_shrink() {
+        let f = memfd(3 * 4096).unwrap();
+        let seals = seals(&f).unwrap();
+        assert_ne!(seals & libc::F_SEAL_SHRINK, 0, "seals {seals:#x}");
+        assert_ne!(seals & libc::F_SEAL_SEAL, 0, "seals {seals:#x}");
+        let e = f.set_len(4096).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        assert_eq!(file_len(&f).unwrap(), 3 * 4096);
+        // Growing stays allowed (and harmless to existing mappings).
+        f.set_len(4 * 4096).unwrap();
+    }
 }
