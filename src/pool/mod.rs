@@ -72,12 +72,15 @@
 //!
 //! # Trust
 //!
-//! The queues are anonymous and shared only with the pool's own workers. Task
-//! messages carry function addresses; a worker calls one only if the message's
-//! keyed checksum (the key lives in process memory, not in shared memory)
-//! matches, so a stray write makes the worker exit rather than jump. A
-//! deliberately hostile worker runs as the same user and is not defended
-//! against.
+//! The queues and the arena are anonymous and shared only with the pool's own
+//! workers. Task messages carry function addresses; a worker calls one only if
+//! the message's keyed checksum (the key lives in process memory, not in
+//! shared memory; a spawned worker receives it in its environment) matches, so
+//! a stray write makes the worker exit rather than jump. The parent reads
+//! results from the arena with bounds it computed itself: a worker that
+//! scribbles over the arena can make results wrong, never make the parent
+//! read or write out of bounds. A deliberately hostile worker runs as the same
+//! user and is not defended against.
 
 mod engine;
 #[cfg(feature = "serde")]
