@@ -4,13 +4,18 @@
 //! cargo run --release --example tour
 //! ```
 //!
-//! Sections: `Lock` (4 processes increment one plain counter), `RLock`
+//! Sections: `Queue` (3 producer processes, the parent consumes: every item
+//! exactly once, in order per producer), `SharedDict` through a `Manager` (4
+//! processes count words in one dict they each get by name), `Pipe` (a child
+//! answers the parent's messages), `Lock` (4 processes increment one plain counter), `RLock`
 //! (re-entry in a child, exclusion for the parent), `Semaphore` (8 processes,
 //! at most 3 inside at once), `BoundedSemaphore` (an extra release is refused),
 //! `Event` (a start signal), `Condition` (producer and consumer hand values
 //! through a one-value slot), `Barrier` (4 processes, 3 rounds) and robustness
 //! (a child is SIGKILLed holding the `Lock`; the parent gets `OwnerDied`,
-//! repairs the data and goes on).
+//! repairs the data and goes on; a producer is SIGKILLed while it streams into
+//! a `Queue`, which keeps working: nothing after the loss point is missing or
+//! out of order, at most the one message in flight is lost and counted).
 //!
 //! Children only compute: they report through a small shared mapping made here
 //! ([`Shared`]) and their exit code, and the parent prints everything. The
@@ -28,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use multiproc::process::{self, Child, ExitStatus};
 use multiproc::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, ReleaseError, Semaphore,
+    Barrier, BoundedSemaphore, Condition, Error as MpError, Event, FixedStr, GetError, Lock,
+    LockError, Manager, Pipe, Queue, RLock, ReleaseError, Semaphore,
 };
 
 type Res<T = ()> = Result<T, Box<dyn Error>>;
@@ -127,6 +133,244 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) -> Res {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
+}
+
+fn queue_section() -> Res {
+    const PRODUCERS: u64 = 3;
+    const ITEMS: u64 = 10_000;
+    // Items are `[producer, sequence number]`; any `Pod` type works.
+    let q = Queue::<[u64; 2]>::anonymous(64)?;
+    let start = Instant::now();
+    let producers = (0..PRODUCERS)
+        .map(|p| {
+            // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+            unsafe {
+                process::fork_unchecked(|| {
+                    for seq in 0..ITEMS {
+                        if q.put([p, seq]).is_err() {
+                            return 1;
+                        }
+                    }
+                    0
+                })
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut next = [0u64; PRODUCERS as usize];
+    let mut out_of_order = 0;
+    for _ in 0..PRODUCERS * ITEMS {
+        let [p, seq] = q.get_timeout(WATCHDOG)?;
+        let Some(n) = next.get_mut(p as usize) else {
+            return Err(format!("Queue: item from unknown producer {p}").into());
+        };
+        if seq != *n {
+            out_of_order += 1;
+        }
+        *n = seq + 1;
+    }
+    join_ok("Queue", producers)?;
+    let extra = q.try_get();
+    println!(
+        "  {PRODUCERS} producer processes x {ITEMS} items through a 64-slot queue in {:.0?}: \
+         received {} per producer, {out_of_order} out of order, then {extra:?}",
+        start.elapsed(),
+        next.map(|n| n.to_string()).join("/"),
+    );
+    check(
+        next == [ITEMS; PRODUCERS as usize] && out_of_order == 0,
+        "Queue: items lost, duplicated or reordered",
+    )?;
+    check(extra == Err(GetError::Empty), "Queue: extra items")
+}
+
+fn manager_dict_section() -> Res {
+    const PROCS: usize = 4;
+    const ROUNDS: usize = 1_000;
+    const WORDS: [&str; 3] = ["apple", "banana", "cherry"];
+    type Word = FixedStr<16>;
+    let m = Manager::anonymous(1 << 20)?;
+    let children = (0..PROCS)
+        .map(|c| {
+            // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+            unsafe {
+                process::fork_unchecked(|| {
+                    // Each process gets the dict by name: the first creates it.
+                    let Ok(counts) = m.dict::<Word, u64>("counts", 16) else {
+                        return 1;
+                    };
+                    for i in 0..ROUNDS {
+                        let Ok(w) = Word::try_new(WORDS[(i + c) % WORDS.len()]) else {
+                            return 2;
+                        };
+                        // One atomic read-modify-write, unlike Python's `d[k] += 1`.
+                        if counts.update_or_insert(w, 0, |n| *n += 1).is_err() {
+                            return 3;
+                        }
+                    }
+                    0
+                })
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    join_ok("SharedDict", children)?;
+    let counts = m.dict::<Word, u64>("counts", 16)?;
+    let mut got = Vec::new();
+    let mut ok = counts.len() == WORDS.len();
+    for (k, word) in WORDS.iter().enumerate() {
+        let expected = (0..PROCS)
+            .map(|c| (0..ROUNDS).filter(|i| (i + c) % WORDS.len() == k).count() as u64)
+            .sum::<u64>();
+        let n = counts.get(&Word::try_new(word)?)?.unwrap_or(0);
+        ok &= n == expected;
+        got.push(format!("{word}={n} (expected {expected})"));
+    }
+    println!(
+        "  {PROCS} processes x {ROUNDS} updates of one dict found by name in a Manager: {}",
+        got.join(", ")
+    );
+    // The same name with another capacity is refused, saying why.
+    let other = m.dict::<Word, u64>("counts", 32).map(drop);
+    println!(
+        "  m.dict(\"counts\", 32) -> {}",
+        match &other {
+            Err(e) => format!("Err({e})"),
+            Ok(()) => "Ok".to_owned(),
+        }
+    );
+    check(ok, "SharedDict: wrong counts")?;
+    check(
+        matches!(
+            other,
+            Err(MpError::CapacityMismatch {
+                expected: 32,
+                found: 16,
+                ..
+            })
+        ),
+        "SharedDict: capacity mismatch not reported",
+    )
+}
+
+fn pipe_section() -> Res {
+    let (here, there) = Pipe::anonymous(8, 64)?;
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let child = unsafe {
+        process::fork_unchecked(|| {
+            loop {
+                match there.recv() {
+                    Ok(msg) => {
+                        if there.send(&msg.to_ascii_uppercase()).is_err() {
+                            return 1;
+                        }
+                    }
+                    // The parent closed its end: Python's EOFError.
+                    Err(GetError::Closed) => return 0,
+                    Err(_) => return 2,
+                }
+            }
+        })
+    }?;
+    let mut replies = Vec::new();
+    for word in ["ping", "multiproc", "pipe"] {
+        here.send(word.as_bytes())
+            .map_err(|e| format!("Pipe: send: {e}"))?;
+        let reply = here.recv_timeout(WATCHDOG)?;
+        replies.push(String::from_utf8_lossy(&reply).into_owned());
+    }
+    here.close();
+    join_ok("Pipe", vec![child])?;
+    println!(
+        "  sent ping, multiproc, pipe; the child answered {replies:?}, then saw the close and exited 0"
+    );
+    check(
+        replies == ["PING", "MULTIPROC", "PIPE"],
+        "Pipe: wrong replies",
+    )
+}
+
+fn queue_kill_section() -> Res {
+    let q = Queue::<u64>::anonymous(16)?;
+    let started = Event::anonymous()?;
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let mut producer = unsafe {
+        process::fork_unchecked(|| {
+            for i in 0.. {
+                if q.put(i).is_err() {
+                    return 1;
+                }
+                if i == 0 {
+                    started.set();
+                }
+            }
+            0
+        })
+    }?;
+    check(
+        started.wait_timeout(WATCHDOG),
+        "queue kill: producer never started",
+    )?;
+    // Take some items while the producer streams, then kill it mid-stream.
+    let mut expected = 0u64;
+    let mut gaps = 0;
+    for _ in 0..1_000 {
+        let v = q.get_timeout(WATCHDOG)?;
+        gaps += u64::from(v != expected);
+        expected = v + 1;
+    }
+    let pid = producer.pid();
+    producer.kill()?;
+    let status = reap(producer)?;
+    // A slot the producer held when it died is recovered (and counted); the
+    // items it published before are all still there, in order.
+    let recovered = q.recover();
+    let mut drained = 0;
+    loop {
+        match q.try_get() {
+            Ok(v) => {
+                gaps += u64::from(v != expected);
+                expected = v + 1;
+                drained += 1;
+            }
+            Err(GetError::Empty) => break,
+            Err(e) => return Err(format!("queue kill: {e}").into()),
+        }
+    }
+    let stats = q.stats();
+    // Still usable by everyone: a new child puts, the parent gets.
+    // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
+    let newcomer = unsafe {
+        process::fork_unchecked(|| {
+            for v in [7, 8, 9] {
+                if q.put(v).is_err() {
+                    return 1;
+                }
+            }
+            0
+        })
+    }?;
+    join_ok("queue kill", vec![newcomer])?;
+    let after: Vec<u64> = (0..3)
+        .map(|_| q.get_timeout(WATCHDOG))
+        .collect::<Result<_, _>>()?;
+    println!(
+        "  producer {pid} streamed into a 16-slot queue and was killed ({status:?}) after the \
+         parent took 1000 items; the parent then drained {drained} more, {gaps} out of order; \
+         slots recovered from the dead producer: {recovered}, messages lost and counted: {}",
+        stats.abandoned
+    );
+    println!("  a new child put [7, 8, 9] into the same queue; the parent got {after:?}");
+    check(
+        status == ExitStatus::Signal(libc::SIGKILL),
+        "queue kill: producer not killed",
+    )?;
+    check(
+        gaps == 0 && stats.abandoned <= 1,
+        "queue kill: items lost or reordered",
+    )?;
+    check(
+        after == [7, 8, 9],
+        "queue kill: queue unusable after the kill",
+    )
 }
 
 fn lock_section() -> Res {
@@ -544,7 +788,10 @@ fn robustness_section() -> Res {
 
 fn main() -> Res {
     let start = Instant::now();
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 12] = [
+        ("Queue between processes", queue_section),
+        ("SharedDict through a Manager", manager_dict_section),
+        ("Pipe", pipe_section),
         ("Lock", lock_section),
         ("RLock", rlock_section),
         ("Semaphore", semaphore_section),
@@ -555,6 +802,10 @@ fn main() -> Res {
         (
             "Robustness: owner killed holding the Lock",
             robustness_section,
+        ),
+        (
+            "Robustness: producer killed (kill -9) mid-stream, the queue survives",
+            queue_kill_section,
         ),
     ];
     for (name, section) in sections {

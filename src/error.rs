@@ -44,16 +44,55 @@ pub enum Error {
     /// layout differs.
     #[error("region was created by a process using another libc")]
     LibcMismatch,
-    /// The region holds another kind of object.
-    #[error("region holds a {found}, not a {expected}")]
+    /// The region (or manager entry) holds another kind of object: a `Queue`
+    /// opened as a `SharedDict`, a `JoinableQueue` as a plain `Queue`, a longer
+    /// `Array` as a `Value`.
+    #[error("the object holds a {found}, not a {expected}")]
     TypeMismatch {
         /// The kind the caller asked for.
         expected: String,
         /// The kind recorded in the header.
         found: String,
     },
-    /// Same kind, different layout (element type, size or alignment).
-    #[error("layout fingerprint {found:#018x} differs from the expected {expected:#018x}")]
+    /// Same kind, another element type: its size, alignment or type id differs
+    /// (see [`crate::identity`] for what identifies a type). Both sides are
+    /// named, for example `value type differs: this program's has size 24,
+    /// align 8, no type id; the object's has size 16, align 8, no type id`.
+    #[error("{role} type differs: this program's has {expected}; the object's has {found}")]
+    ElementMismatch {
+        /// Which element: `"element"` (queues, values, arrays), `"key"` or
+        /// `"value"` (dicts).
+        role: &'static str,
+        /// The caller's type.
+        expected: crate::identity::ElementId,
+        /// The type recorded in the header or manager entry.
+        found: crate::identity::ElementId,
+    },
+    /// `open_or_create` (or a [`crate::Manager`] get-or-create) found the
+    /// object with another capacity (or array length, or arena size).
+    #[error("{what} differs: asked for {expected}, the existing object has {found}")]
+    CapacityMismatch {
+        /// What differs: `"capacity"` (queues, dicts), `"length"` (arrays,
+        /// a `Value` being an array of length 1) or `"arena size"` (managers).
+        what: &'static str,
+        /// The value asked for.
+        expected: u64,
+        /// The existing object's.
+        found: u64,
+    },
+    /// `open_or_create` (or a [`crate::Manager`] get-or-create) found a queue
+    /// whose slots have another size.
+    #[error("slot size differs: asked for {expected} bytes, the existing queue has {found}")]
+    SlotSizeMismatch {
+        /// Bytes per slot asked for.
+        expected: u64,
+        /// Bytes per slot of the existing queue.
+        found: u64,
+    },
+    /// The kind and every element identity match but the stored fingerprint
+    /// does not: the header (or entry) is inconsistent, or was written by an
+    /// implementation that hashes differently.
+    #[error("identity fingerprint {found:#018x} differs from the expected {expected:#018x}")]
     LayoutMismatch {
         /// Fingerprint of the caller's type.
         expected: u64,

@@ -31,6 +31,35 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Named objects between programs
+//!
+//! A named object (`Queue::create("/jobs", 64)`) can be opened by any program
+//! of the same user, written in Rust or not. What must match is the object's
+//! kind and the *layout* of its element types (size, alignment and an
+//! optional type id, never a Rust type name: see [`identity`]), so two
+//! programs that each define the same `#[repr(C)]` struct share it, and
+//! [`Tagged`] keeps equal layouts of different meaning apart. A mismatch is a
+//! typed [`Error`] naming both sides. `open_or_create` (on every named kind)
+//! is what a program that may start first, second or again after a crash
+//! calls: race-free, exactly one starter creates.
+//!
+//! ```
+//! use multiproc::{Error, Queue};
+//!
+//! # let name = format!("/doc-named-{}", std::process::id());
+//! let jobs = Queue::<[u64; 2]>::open_or_create(&name, 64)?;
+//! jobs.put([1, 2]).unwrap();
+//! // Another program, another type of the same layout: the same queue.
+//! let same = Queue::<[i64; 2]>::open_or_create(&name, 64)?;
+//! assert_eq!(same.get(), Ok([1, 2]));
+//! // Another size: refused, and the error says both.
+//! let e = Queue::<[u64; 3]>::open(&name).unwrap_err();
+//! assert!(matches!(e, Error::ElementMismatch { .. }));
+//! assert!(e.to_string().contains("size 24") && e.to_string().contains("size 16"));
+//! # multiproc::Region::unlink(&name)?;
+//! # Ok::<(), Error>(())
+//! ```
+//!
 //! ## Layers
 //!
 //! `sys` (all libc calls) → `loom` (the atomics/futex facade, swapped for loom
@@ -59,6 +88,8 @@ pub(crate) mod loom;
 pub(crate) mod sys;
 
 pub mod dict;
+#[cfg_attr(loom, allow(dead_code, reason = "regions are not modelled under loom"))]
+pub mod identity;
 pub(crate) mod park;
 pub(crate) mod spin;
 pub(crate) mod words;
@@ -83,6 +114,7 @@ pub use dict::{DictError, FixedBytes, FixedStr, TooLong};
 #[cfg(not(loom))]
 pub use dict::{DictOptions, DictStats, SharedDict};
 pub use error::Error;
+pub use identity::{SharedType, Tagged};
 
 /// The `bytemuck` this crate is built on, so one dependency suffices: derive
 /// [`Pod`] and [`Zeroable`] for your own `#[repr(C)]` types through it.
@@ -104,8 +136,10 @@ pub use error::Error;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub use bytemuck;
-/// Plain old data: the bound on every value that crosses a region (re-exported
-/// from `bytemuck`, trait and derive).
+/// Plain old data (re-exported from `bytemuck`, trait and derive): every
+/// `Pod` type is a [`SharedType`], the bound on every value that crosses a
+/// region, identified by its size, alignment and optional type id (see
+/// [`identity`]).
 pub use bytemuck::Pod;
 /// All-zero bytes are a valid value (re-exported from `bytemuck`, trait and derive).
 pub use bytemuck::Zeroable;
@@ -157,7 +191,7 @@ pub mod __private {
     pub fn fuzz_region_header(bytes: &[u8]) -> bool {
         let expect = crate::region::header::Expect {
             kind: "Lock",
-            fingerprint: 0,
+            elements: crate::identity::Elements::NONE,
         };
         let mapping_len = bytes.len().max(1) * 4096;
         crate::region::header::parse(bytes, mapping_len, expect).is_ok()
@@ -326,12 +360,12 @@ pub mod __private {
 
     /// Where an array's shared words sit in its region (byte offsets from the
     /// start of the mapping or file), for tests that play a hostile peer.
-    pub fn array_layout<T: bytemuck::Pod>(a: &crate::Array<T>) -> crate::value::CellsLayout {
+    pub fn array_layout<T: crate::SharedType>(a: &crate::Array<T>) -> crate::value::CellsLayout {
         a.layout()
     }
 
     /// [`array_layout`] for a `Value` (an array of one element).
-    pub fn value_layout<T: bytemuck::Pod>(v: &crate::Value<T>) -> crate::value::CellsLayout {
+    pub fn value_layout<T: crate::SharedType>(v: &crate::Value<T>) -> crate::value::CellsLayout {
         v.layout()
     }
 

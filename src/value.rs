@@ -1,4 +1,4 @@
-//! Shared values: [`Counter`] (an atomic `i64`), [`Value<T>`] (one `Pod` value
+//! Shared values: [`Counter`] (an atomic `i64`), [`Value<T>`] (one `Pod` or other [`SharedType`] value
 //! with lock-free reads and locked, crash-atomic updates) and [`Array<T>`] (a
 //! fixed-length array of them, with lock-free per-element atomics for integers).
 //!
@@ -75,7 +75,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use bytemuck::Pod;
+use crate::identity::SharedType;
 
 use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU64, Ordering};
@@ -163,7 +163,7 @@ pub enum ValueError {
 
 /// Element types with lock-free atomic operations in an [`Array`]: the integers
 /// of at most 64 bits.
-pub trait AtomicElement: Pod + sealed::Sealed {
+pub trait AtomicElement: bytemuck::Pod + sealed::Sealed {
     #[doc(hidden)]
     fn to_word(self) -> u64;
     #[doc(hidden)]
@@ -331,7 +331,7 @@ struct Core<'a, T> {
     _t: PhantomData<fn() -> T>,
 }
 
-impl<'a, T: Pod> Core<'a, T> {
+impl<'a, T: SharedType> Core<'a, T> {
     fn new(
         raw: &'a RawCells,
         words: &'a [AtomicU64],
@@ -503,7 +503,7 @@ impl<'a, T: Pod> Core<'a, T> {
 
     fn seq_write(&self, i: usize, v: &T) {
         seq_write(self.seq(i), || {
-            words::write_bytes(self.data(i), bytemuck::bytes_of(v))
+            words::write_bytes(self.data(i), crate::identity::bytes_of(v))
         });
     }
 
@@ -517,7 +517,10 @@ impl<'a, T: Pod> Core<'a, T> {
         seq.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
         if let Some(w) = self.data(i).first() {
-            w.store(words::word_of(bytemuck::bytes_of(v), 0), Ordering::Relaxed);
+            w.store(
+                words::word_of(crate::identity::bytes_of(v), 0),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -560,7 +563,8 @@ impl<'a, T: Pod> Core<'a, T> {
         for word in 0..self.geo.len.div_ceil(64) {
             w[self.geo.changed(word * 64)].store(0, Ordering::Relaxed);
         }
-        let changed = |i: usize| bytemuck::bytes_of(&old[i]) != bytemuck::bytes_of(&new[i]);
+        let changed =
+            |i: usize| crate::identity::bytes_of(&old[i]) != crate::identity::bytes_of(&new[i]);
         for (n, (i, v)) in new
             .iter()
             .enumerate()
@@ -570,7 +574,7 @@ impl<'a, T: Pod> Core<'a, T> {
             if n == 1 && stops(crash, Crash::MidJournal) {
                 return false;
             }
-            words::write_bytes(self.journal_words(i), bytemuck::bytes_of(v));
+            words::write_bytes(self.journal_words(i), crate::identity::bytes_of(v));
             w[self.geo.changed(i)].fetch_or(1 << (i % 64), Ordering::Relaxed);
         }
         // Release: the journal words and bitmap before the armed flag. Only a
@@ -611,7 +615,7 @@ impl<'a, T: Pod> Core<'a, T> {
             self.die(held);
             return Ok(old);
         }
-        words::write_bytes(self.journal_words(i), bytemuck::bytes_of(&v));
+        words::write_bytes(self.journal_words(i), crate::identity::bytes_of(&v));
         // Release: the journal words before the armed flag naming element `i`
         // (as in `commit`, the lock is what orders them for the repair).
         self.raw.journal.store(i as u64 + 1, Ordering::Release);
@@ -674,11 +678,11 @@ mod handle {
     use std::marker::PhantomData;
     use std::time::Duration;
 
-    use bytemuck::Pod;
+    use crate::identity::SharedType;
 
     use super::*;
     use crate::Error;
-    use crate::region::header::Fnv;
+    use crate::identity::{ElementId, Elements, Geometry};
     use crate::region::{Object, Region, RegionOptions, SharedObject};
 
     // -----------------------------------------------------------------------
@@ -774,6 +778,26 @@ mod handle {
             })
         }
 
+        /// Opens the counter `name`, creating it at `initial` if the name does
+        /// not exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        /// `initial` is used only by the creator.
+        pub fn open_or_create(name: &str, initial: i64) -> Result<Counter, Error> {
+            Counter::open_or_create_with(name, initial, RegionOptions::default())
+        }
+
+        /// [`Counter::open_or_create`] with region options (creation and
+        /// trust).
+        pub fn open_or_create_with(
+            name: &str,
+            initial: i64,
+            opts: RegionOptions,
+        ) -> Result<Counter, Error> {
+            Ok(Counter {
+                obj: Region::open_or_create_object(name, opts, &initial)?,
+            })
+        }
+
         pub(crate) fn from_object(obj: Object<RawCounter>) -> Counter {
             Counter { obj }
         }
@@ -839,14 +863,14 @@ mod handle {
     }
 
     impl CellsParams {
-        pub(crate) fn new<T: Pod>(len: usize, initial: &[T]) -> Result<CellsParams, Error> {
+        pub(crate) fn new<T: SharedType>(len: usize, initial: &[T]) -> Result<CellsParams, Error> {
             if len == 0 {
                 return Err(Error::InvalidParameter("array length must be at least 1"));
             }
             Ok(CellsParams {
                 len: len as u64,
                 elem_size: size_of::<T>() as u64,
-                initial: bytemuck::cast_slice(initial).to_vec(),
+                initial: crate::identity::slice_bytes(initial).to_vec(),
             })
         }
     }
@@ -861,18 +885,16 @@ mod handle {
     // SAFETY: repr(C): a robust mutex, atomics and integers; `check` re-derives
     // the geometry and requires the words to fit in the payload, and the handle
     // (`Cells::from_object`) re-checks the geometry it keeps against the mapping.
-    unsafe impl<T: Pod> SharedObject for CellsObject<T> {
+    unsafe impl<T: SharedType> SharedObject for CellsObject<T> {
         const KIND: &'static str = "Array";
         type Params = CellsParams;
 
-        fn fingerprint() -> u64 {
-            Fnv::new()
-                .bytes(Self::KIND.as_bytes())
-                .bytes(std::any::type_name::<T>().as_bytes())
-                .u64(size_of::<T>() as u64)
-                .u64(align_of::<T>() as u64)
-                .u64(size_of::<RawCells>() as u64)
-                .finish()
+        fn elements() -> Elements {
+            Elements::one(ElementId::of::<T>())
+        }
+
+        fn geometry(p: &CellsParams) -> Geometry {
+            Geometry::counted("length", p.len)
         }
 
         fn payload_size(p: &CellsParams) -> Result<usize, Error> {
@@ -941,11 +963,11 @@ mod handle {
 
     // SAFETY: `words` points into the mapping kept alive by `obj`; every access
     // through it is atomic.
-    unsafe impl<T: Pod> Send for Cells<T> {}
+    unsafe impl<T: SharedType> Send for Cells<T> {}
     // SAFETY: as above.
-    unsafe impl<T: Pod> Sync for Cells<T> {}
+    unsafe impl<T: SharedType> Sync for Cells<T> {}
 
-    impl<T: Pod> Clone for Cells<T> {
+    impl<T: SharedType> Clone for Cells<T> {
         fn clone(&self) -> Self {
             Cells {
                 obj: self.obj.clone(),
@@ -955,7 +977,7 @@ mod handle {
         }
     }
 
-    impl<T: Pod> Cells<T> {
+    impl<T: SharedType> Cells<T> {
         fn create(
             name: Option<&str>,
             len: usize,
@@ -1103,7 +1125,7 @@ mod handle {
         cells: Cells<T>,
     }
 
-    impl<T: Pod> Clone for Value<T> {
+    impl<T: SharedType> Clone for Value<T> {
         fn clone(&self) -> Self {
             Value {
                 cells: self.cells.clone(),
@@ -1111,7 +1133,7 @@ mod handle {
         }
     }
 
-    impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
+    impl<T: SharedType + fmt::Debug> fmt::Debug for Value<T> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("Value")
                 .field("value", &self.load())
@@ -1119,7 +1141,7 @@ mod handle {
         }
     }
 
-    impl<T: Pod> Value<T> {
+    impl<T: SharedType> Value<T> {
         /// A value holding `initial` in an anonymous shared mapping.
         pub fn anonymous(initial: T) -> Result<Value<T>, Error> {
             Ok(Value {
@@ -1171,6 +1193,26 @@ mod handle {
         /// ```
         pub fn inherit(index: usize) -> Result<Value<T>, Error> {
             Value::from_object(Region::inherit_object(index)?)
+        }
+
+        /// Opens the value `name`, creating it holding `initial` if the name
+        /// does not exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        /// `initial` is used only by the creator; an existing value of another
+        /// element type is refused as [`Value::open`] refuses it.
+        pub fn open_or_create(name: &str, initial: T) -> Result<Value<T>, Error> {
+            Value::open_or_create_with(name, initial, RegionOptions::default())
+        }
+
+        /// [`Value::open_or_create`] with region options (creation and
+        /// trust).
+        pub fn open_or_create_with(
+            name: &str,
+            initial: T,
+            opts: RegionOptions,
+        ) -> Result<Value<T>, Error> {
+            let params = CellsParams::new(1, &[initial])?;
+            Value::from_object(Region::open_or_create_object(name, opts, &params)?)
         }
 
         pub(crate) fn from_object(obj: Object<CellsObject<T>>) -> Result<Value<T>, Error> {
@@ -1267,7 +1309,7 @@ mod handle {
         cells: Cells<T>,
     }
 
-    impl<T: Pod> Clone for Array<T> {
+    impl<T: SharedType> Clone for Array<T> {
         fn clone(&self) -> Self {
             Array {
                 cells: self.cells.clone(),
@@ -1275,13 +1317,13 @@ mod handle {
         }
     }
 
-    impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
+    impl<T: SharedType + fmt::Debug> fmt::Debug for Array<T> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("Array").field("len", &self.len()).finish()
         }
     }
 
-    impl<T: Pod> Array<T> {
+    impl<T: SharedType> Array<T> {
         /// A zero-filled array of `len` elements in an anonymous shared mapping.
         pub fn anonymous(len: usize) -> Result<Array<T>, Error> {
             Ok(Array {
@@ -1318,6 +1360,25 @@ mod handle {
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<Array<T>, Error> {
             Array::from_object(Region::open_object_with(name, opts)?)
+        }
+
+        /// Opens the array `name`, creating it with `len` zeroed elements if
+        /// the name does not exist; race-free between concurrent starters
+        /// (see [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        /// An existing array of another length is [`Error::CapacityMismatch`].
+        pub fn open_or_create(name: &str, len: usize) -> Result<Array<T>, Error> {
+            Array::open_or_create_with(name, len, RegionOptions::default())
+        }
+
+        /// [`Array::open_or_create`] with region options (creation and
+        /// trust).
+        pub fn open_or_create_with(
+            name: &str,
+            len: usize,
+            opts: RegionOptions,
+        ) -> Result<Array<T>, Error> {
+            let params = CellsParams::new::<T>(len, &[])?;
+            Array::from_object(Region::open_or_create_object(name, opts, &params)?)
         }
 
         pub(crate) fn from_object(obj: Object<CellsObject<T>>) -> Result<Array<T>, Error> {
@@ -1469,7 +1530,7 @@ mod handle {
         }
     }
 
-    fn exercise<T: Pod + PartialEq + fmt::Debug>(
+    fn exercise<T: SharedType + PartialEq + fmt::Debug>(
         a: &Array<T>,
         data: &[u8],
         repair: bool,
@@ -1496,8 +1557,8 @@ mod handle {
         assert_eq!(a.get(len), Err(ValueError::OutOfBounds { index: len, len }));
         // Updates: a set is read back exactly; a with_lock edits what set wrote.
         let pattern = |i: usize| {
-            let mut v = T::zeroed();
-            for (n, b) in bytemuck::bytes_of_mut(&mut v).iter_mut().enumerate() {
+            let mut v: T = crate::identity::zeroed();
+            for (n, b) in crate::identity::bytes_of_mut(&mut v).iter_mut().enumerate() {
                 *b = (i * 31 + n) as u8;
             }
             v
@@ -1508,11 +1569,14 @@ mod handle {
                 assert_eq!(a.get_timeout(i, FUZZ_READ), Ok(pattern(i)));
             }
         }
-        if a.with_lock(|s| s.iter_mut().for_each(|v| *v = T::zeroed()))
+        if a.with_lock(|s| s.iter_mut().for_each(|v| *v = crate::identity::zeroed()))
             .is_ok()
         {
             ok += 1;
-            assert_eq!(a.to_vec().ok(), Some(vec![T::zeroed(); len]));
+            assert_eq!(
+                a.to_vec().ok(),
+                Some(vec![crate::identity::zeroed::<T>(); len])
+            );
         }
         for i in [1, len - 2] {
             ok += usize::from(atomic(a, i).is_some());
@@ -1546,7 +1610,7 @@ pub mod model {
         }
     }
 
-    impl<T: Pod> LoomArray<T> {
+    impl<T: SharedType> LoomArray<T> {
         /// An array holding `initial` (at least one element).
         pub fn new(initial: &[T]) -> LoomArray<T> {
             let geo = match CellGeo::plan(initial.len() as u64, size_of::<T>() as u64) {
@@ -1567,7 +1631,7 @@ pub mod model {
                 _t: PhantomData,
             };
             for (i, v) in initial.iter().enumerate() {
-                words::write_bytes(a.core().data(i), bytemuck::bytes_of(v));
+                words::write_bytes(a.core().data(i), crate::identity::bytes_of(v));
             }
             a
         }

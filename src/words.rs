@@ -13,7 +13,7 @@
 //! A reader whose loads saw any word stored after the writer's Release fence
 //! also sees, after its own Acquire fence, the odd `seq` stored before it.
 
-use bytemuck::Pod;
+use crate::identity::SharedType;
 
 use crate::loom::atomic::{AtomicU64, Ordering, fence};
 use crate::loom::hint::spin_wait;
@@ -38,11 +38,11 @@ pub(crate) const fn words_for(size: usize) -> usize {
 
 /// Reads a `T` from the first `words_for(size_of::<T>())` of `words`.
 #[inline]
-pub(crate) fn read_pod<T: Pod>(words: &[AtomicU64]) -> T {
-    let mut out = T::zeroed();
+pub(crate) fn read_pod<T: SharedType>(words: &[AtomicU64]) -> T {
+    let mut out: T = crate::identity::zeroed();
     for (w, chunk) in words
         .iter()
-        .zip(bytemuck::bytes_of_mut(&mut out).chunks_mut(8))
+        .zip(crate::identity::bytes_of_mut(&mut out).chunks_mut(8))
     {
         let b = w.load(Ordering::Relaxed).to_le_bytes();
         chunk.copy_from_slice(&b[..chunk.len()]);

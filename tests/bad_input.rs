@@ -234,14 +234,25 @@ fn queue_bad_parameters_and_mismatched_opens_are_typed_errors() {
     let _u = Unlink(name.clone());
     let q = Queue::<u64>::create(&name, 4).unwrap();
     q.put(7).unwrap();
+    match Queue::<u32>::open(&name) {
+        Err(Error::ElementMismatch {
+            role,
+            expected,
+            found,
+        }) => {
+            assert_eq!(role, "element");
+            assert_eq!((expected.size, found.size), (4, 8));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Same size and alignment, no type id: the same identity (type names are
+    // not part of it), so it opens and sees the same bytes.
+    assert_eq!(Queue::<i64>::open(&name).unwrap().len(), 1);
+    // The same layout under an explicit type id is another identity.
     assert!(matches!(
-        Queue::<u32>::open(&name),
-        Err(Error::LayoutMismatch { .. })
+        Queue::<multiproc::Tagged<u64, 1>>::open(&name),
+        Err(Error::ElementMismatch { .. })
     ));
-    assert!(
-        matches!(Queue::<i64>::open(&name), Err(Error::LayoutMismatch { .. })),
-        "same size, other type"
-    );
     assert!(matches!(
         BytesQueue::open(&name),
         Err(Error::TypeMismatch { .. })

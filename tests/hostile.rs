@@ -279,7 +279,9 @@ fn table_fair_game() -> bool {
 /// runs, re-opening by name now and then.
 fn victim(kind: &str, seed: u64, secs: f64) {
     let name = common::unique_name(&format!("hostile-{}", kind.to_lowercase()));
-    let _u = common::Unlink(name.clone());
+    // The companion objects some kinds create beside `name` go too: a leaked
+    // one makes a later run whose pid is reused fail with AlreadyExists.
+    let _u = ["", "-a", "-c", "-r"].map(|suffix| common::Unlink(format!("{name}{suffix}")));
     let table = table_fair_game();
     let mut rng = Rng(seed | 1);
     let until = Instant::now() + Duration::from_secs_f64(secs);

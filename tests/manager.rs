@@ -376,40 +376,95 @@ fn same_name_with_another_type_is_a_type_mismatch() {
     contents_intact(&m);
 }
 
+/// `e` is an element mismatch of `role` from `expected` bytes to `found`.
+fn is_element(e: &Error, role: &str, expected: u64, found: u64) -> bool {
+    matches!(e, Error::ElementMismatch { role: r, expected: x, found: y }
+        if *r == role && x.size == expected && y.size == found)
+}
+
 #[test]
-fn same_kind_with_another_layout_is_a_layout_mismatch() {
+fn same_kind_with_another_layout_says_what_differs() {
     let m = populated();
-    let layout = |e: Error| assert!(matches!(e, Error::LayoutMismatch { .. }), "{e:?}");
-    layout(fails(&m, "dict capacity", || {
-        m.dict::<u64, u64>("dict", 32)
-    }));
-    layout(fails(&m, "dict key", || m.dict::<u32, u64>("dict", 16)));
-    layout(fails(&m, "dict value", || m.dict::<u64, u32>("dict", 16)));
-    layout(fails(&m, "dict value, same size", || {
-        m.dict::<u64, i64>("dict", 16)
-    }));
-    layout(fails(&m, "dict key, same size", || {
-        m.dict::<[u8; 8], u64>("dict", 16)
-    }));
-    layout(fails(&m, "queue capacity", || m.queue::<u32>("queue", 8)));
-    layout(fails(&m, "queue item", || m.queue::<u64>("queue", 4)));
-    layout(fails(&m, "queue item, same size", || {
-        m.queue::<i32>("queue", 4)
-    }));
-    layout(fails(&m, "bytes slot size", || {
-        m.bytes_queue("bytes", 4, 32)
-    }));
-    layout(fails(&m, "bytes capacity", || {
-        m.bytes_queue("bytes", 8, 16)
-    }));
-    layout(fails(&m, "value type", || m.value("value", 0u32)));
-    layout(fails(&m, "value type, same size", || {
-        m.value("value", 0i64)
-    }));
-    layout(fails(&m, "array length", || m.array::<u32>("array", 4)));
-    layout(fails(&m, "array element", || m.array::<i32>("array", 3)));
-    layout(fails(&m, "value as the 3-array", || m.value("array", 0u32)));
+    let capacity = |e: Error, what: &str, x: u64, y: u64| {
+        assert!(
+            matches!(&e, Error::CapacityMismatch { what: w, expected, found }
+                if *w == what && *expected == x && *found == y),
+            "{e:?}"
+        );
+    };
+    capacity(
+        fails(&m, "dict capacity", || m.dict::<u64, u64>("dict", 32)),
+        "capacity",
+        32,
+        16,
+    );
+    let e = fails(&m, "dict key", || m.dict::<u32, u64>("dict", 16));
+    assert!(is_element(&e, "key", 4, 8), "{e:?}");
+    let e = fails(&m, "dict value", || m.dict::<u64, u32>("dict", 16));
+    assert!(is_element(&e, "value", 4, 8), "{e:?}");
+    let e = fails(&m, "dict value, other id", || {
+        m.dict::<u64, multiproc::Tagged<u64, 9>>("dict", 16)
+    });
+    assert!(
+        matches!(&e, Error::ElementMismatch { role: "value", expected, found }
+            if expected.type_id == 9 && found.type_id == 0),
+        "{e:?}"
+    );
+    capacity(
+        fails(&m, "queue capacity", || m.queue::<u32>("queue", 8)),
+        "capacity",
+        8,
+        4,
+    );
+    let e = fails(&m, "queue item", || m.queue::<u64>("queue", 4));
+    assert!(is_element(&e, "element", 8, 4), "{e:?}");
+    let e = fails(&m, "bytes slot size", || m.bytes_queue("bytes", 4, 32));
+    assert!(
+        matches!(
+            e,
+            Error::SlotSizeMismatch {
+                expected: 32,
+                found: 16
+            }
+        ),
+        "{e:?}"
+    );
+    capacity(
+        fails(&m, "bytes capacity", || m.bytes_queue("bytes", 8, 16)),
+        "capacity",
+        8,
+        4,
+    );
+    let e = fails(&m, "value type", || m.value("value", 0u32));
+    assert!(is_element(&e, "element", 4, 8), "{e:?}");
+    capacity(
+        fails(&m, "array length", || m.array::<u32>("array", 4)),
+        "length",
+        4,
+        3,
+    );
+    let e = fails(&m, "array element", || m.array::<u16>("array", 3));
+    assert!(is_element(&e, "element", 2, 4), "{e:?}");
+    capacity(
+        fails(&m, "value as the 3-array", || m.value("array", 0u32)),
+        "length",
+        1,
+        3,
+    );
     contents_intact(&m);
+}
+
+#[test]
+fn same_layout_under_another_type_name_is_the_same_object() {
+    // Identity is size, alignment and type id, not the Rust type: these are
+    // how another program's identical `#[repr(C)]` types look to a manager.
+    let m = populated();
+    let before = snapshot(&m);
+    assert_eq!(m.dict::<i64, i64>("dict", 16).unwrap().len(), 1);
+    assert_eq!(m.queue::<i32>("queue", 4).unwrap().capacity(), 4);
+    assert_eq!(m.value("value", 0i64).unwrap().load(), Ok(5));
+    assert_eq!(m.array::<i32>("array", 3).unwrap().len(), 3);
+    assert_eq!(snapshot(&m), before);
 }
 
 #[test]

@@ -43,6 +43,27 @@ const ALIGN: u64 = 128;
 const MAX_PARTICIPANTS: u32 = 4096;
 /// The kind `fuzz_region_header` expects.
 const KIND: &[u8] = b"Lock";
+/// The format version.
+const VERSION: u32 = 3;
+/// Where the identity block starts (element count, then elements, capacity,
+/// slot size: see `src/identity.rs`).
+const IDENTITY: usize = 184;
+
+/// FNV-1a 64, as the identity spec in `src/identity.rs` defines it.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The fingerprint of a kind with no elements (a lock): the kind's name, a
+/// NUL, and the element count 0 as 8 bytes.
+fn lock_fingerprint() -> u64 {
+    let mut s = KIND.to_vec();
+    s.push(0);
+    s.extend_from_slice(&0u64.to_le_bytes());
+    fnv1a(&s)
+}
 
 fn put_u32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
@@ -66,7 +87,7 @@ fn mapping_len(len: usize) -> u64 {
 }
 
 /// A header `fuzz_region_header` must accept: `len` bytes (at least 256), kind
-/// "Lock", fingerprint 0, total size equal to the mapping length it assumes,
+/// "Lock", no elements, its fingerprint, total size equal to the mapping length it assumes,
 /// `participants` slots, the payload `extra` alignment units after the table and
 /// `payload_size` bytes long (reduced to fit).
 fn valid_header(len: usize, participants: u32, extra: u64, payload_size: u64) -> Vec<u8> {
@@ -79,10 +100,10 @@ fn valid_header(len: usize, participants: u32, extra: u64, payload_size: u64) ->
     let payload_size = payload_size % (total - payload_offset + 1);
     let mut b = vec![0u8; len];
     b[..8].copy_from_slice(MAGIC);
-    put_u32(&mut b, 8, 2);
+    put_u32(&mut b, 8, VERSION);
     b[12..16].copy_from_slice(b"GNU\0");
     put_u64(&mut b, 16, total);
-    put_u64(&mut b, 24, 0);
+    put_u64(&mut b, 24, lock_fingerprint());
     put_u64(&mut b, 32, HEADER_SIZE as u64);
     put_u32(&mut b, 40, participants);
     put_u32(&mut b, 44, READY);
@@ -107,11 +128,12 @@ fn reference_accepts(b: &[u8]) -> bool {
     let payload_size = get_u64(b, 56);
     let table_end = HEADER_SIZE as u64 + u64::from(participants) * SLOT_SIZE;
     &b[..8] == MAGIC
-        && get_u32(b, 8) == 2
+        && get_u32(b, 8) == VERSION
         && b[12..16] == *b"GNU\0"
         && get_u32(b, 44) == READY
         && kind == KIND
-        && get_u64(b, 24) == 0
+        && get_u64(b, 24) == lock_fingerprint()
+        && get_u32(b, IDENTITY) == 0
         && total == mapping_len(b.len())
         && get_u64(b, 32) == HEADER_SIZE as u64
         && (1..=MAX_PARTICIPANTS).contains(&participants)
@@ -122,9 +144,19 @@ fn reference_accepts(b: &[u8]) -> bool {
 
 /// Byte ranges where any change must make the header invalid: magic, version,
 /// libc family, total size, fingerprint, participant table offset, init state,
-/// and the kind name with its terminating NUL.
-const STRICT: &[std::ops::Range<usize>] =
-    &[0..8, 8..12, 12..16, 16..24, 24..32, 32..40, 44..48, 64..69];
+/// the kind name with its terminating NUL, and the identity block's element
+/// count (a lock has none).
+const STRICT: &[std::ops::Range<usize>] = &[
+    0..8,
+    8..12,
+    12..16,
+    16..24,
+    24..32,
+    32..40,
+    44..48,
+    64..69,
+    IDENTITY..IDENTITY + 4,
+];
 
 fn strict_offset() -> impl Strategy<Value = usize> {
     prop::sample::select(STRICT.iter().flat_map(|r| r.clone()).collect::<Vec<_>>())
@@ -284,9 +316,12 @@ proptest! {
         reserved in prop::collection::vec(any::<u8>(), 600),
     ) {
         let mut h = valid_header(len, n, extra, size);
-        // The creator pid and the reserved bytes after it are not validated.
+        // The creator pid, the reserved bytes after it, and everything of
+        // the identity block but its element count are not validated for a
+        // kind without elements.
         let reserved_len = h.len() - 96;
         h[96..].copy_from_slice(&reserved[..reserved_len]);
+        put_u32(&mut h, IDENTITY, 0);
         prop_assert!(fuzz_region_header(&h));
     }
 

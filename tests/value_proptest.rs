@@ -670,27 +670,37 @@ fn value_and_array_open_of_a_dict_is_a_type_mismatch() {
 }
 
 #[test]
-fn dict_open_with_other_key_or_value_type_is_a_layout_mismatch() {
+fn dict_open_with_other_key_or_value_layout_is_an_element_mismatch() {
     let name = unique_name("dict-kv");
     let _u = Unlink(name.clone());
     let d = SharedDict::<u64, u32>::create(&name, 4).unwrap();
     d.insert(7, 70).unwrap();
-    assert!(matches!(
-        SharedDict::<u64, u64>::open(&name),
-        Err(Error::LayoutMismatch { .. })
-    ));
+    match SharedDict::<u64, u64>::open(&name) {
+        Err(e @ Error::ElementMismatch { .. }) => assert_eq!(
+            e.to_string(),
+            "value type differs: this program's has size 8, align 8, no type id; \
+             the object's has size 4, align 4, no type id"
+        ),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         SharedDict::<u32, u32>::open(&name),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::ElementMismatch { role: "key", .. })
     ));
-    // Same sizes, other types: still refused.
+    // An explicit type id on equal layouts is another identity.
     assert!(matches!(
-        SharedDict::<i64, u32>::open(&name),
-        Err(Error::LayoutMismatch { .. })
+        SharedDict::<u64, multiproc::Tagged<u32, 4>>::open(&name),
+        Err(Error::ElementMismatch { role: "value", .. })
     ));
+    // Same sizes and alignments, other type names: the same identity.
+    assert_eq!(
+        SharedDict::<i64, i32>::open(&name).unwrap().get(&7),
+        Ok(Some(70))
+    );
+    // Same size, smaller alignment: another identity.
     assert!(matches!(
         SharedDict::<u64, [u8; 4]>::open(&name),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::ElementMismatch { role: "value", .. })
     ));
     assert_eq!(
         SharedDict::<u64, u32>::open(&name).unwrap().get(&7),
@@ -721,15 +731,19 @@ fn value_and_array_open_checks_element_type_and_shape() {
     let name = unique_name("val");
     let _u = Unlink(name.clone());
     let v = Value::create(&name, [1u16, 2, 3]).unwrap();
-    // Another element type of the same size, or another size: refused.
+    // Another size, or an alignment, is refused; equal layouts are one identity.
     assert!(matches!(
-        Value::<[i16; 3]>::open(&name),
-        Err(Error::LayoutMismatch { .. })
+        Value::<[u8; 6]>::open(&name),
+        Err(Error::ElementMismatch { .. })
     ));
     assert!(matches!(
         Value::<u64>::open(&name),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::ElementMismatch { .. })
     ));
+    assert_eq!(
+        Value::<[i16; 3]>::open(&name).unwrap().load(),
+        Ok([1, 2, 3])
+    );
     assert!(matches!(
         Counter::open(&name),
         Err(Error::TypeMismatch { .. })
@@ -750,10 +764,10 @@ fn value_and_array_open_checks_element_type_and_shape() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        Array::<i32>::open(&name),
-        Err(Error::LayoutMismatch { .. })
+        Array::<i16>::open(&name),
+        Err(Error::ElementMismatch { .. })
     ));
-    assert_eq!(Array::<u32>::open(&name).unwrap().len(), 3);
+    assert_eq!(Array::<i32>::open(&name).unwrap().len(), 3);
 }
 
 #[test]

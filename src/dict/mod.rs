@@ -6,7 +6,7 @@
 //! - **Fixed capacity**, chosen at creation: the table has the smallest power of
 //!   two of slots such that `capacity` entries fill at most 75% of them. A full
 //!   dict refuses new keys with [`DictError::Full`], handing the pair back.
-//! - **Open addressing, linear probing**; keys and values are [`Pod`](bytemuck::Pod), copied
+//! - **Open addressing, linear probing**; keys and values are [`SharedType`](crate::SharedType)s (any `Pod`), copied
 //!   in and out as words, so no pointer ever lives in the region.
 //! - **Stable hashing**: SipHash-1-3 keyed by two words stored in the region,
 //!   identical in every process. By default the key is fixed, so the layout is
@@ -70,12 +70,12 @@ mod handle {
     use std::fmt;
     use std::marker::PhantomData;
 
-    use bytemuck::Pod;
+    use crate::identity::SharedType;
 
     use super::*;
     use crate::Error;
+    use crate::identity::{ElementId, Elements, Geometry};
     use crate::loom::atomic::AtomicU64;
-    use crate::region::header::Fnv;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
     use table::{Geo, RawDict, Table};
 
@@ -124,21 +124,16 @@ mod handle {
     // SAFETY: repr(C); a robust mutex, atomics and immutable integers; `check`
     // re-derives the geometry from the header and requires the slot words to fit
     // in the payload before any handle computes an address from it.
-    unsafe impl<K: Pod, V: Pod> SharedObject for DictObject<K, V> {
+    unsafe impl<K: SharedType, V: SharedType> SharedObject for DictObject<K, V> {
         const KIND: &'static str = "SharedDict";
         type Params = DictParams;
 
-        fn fingerprint() -> u64 {
-            Fnv::new()
-                .bytes(Self::KIND.as_bytes())
-                .bytes(std::any::type_name::<K>().as_bytes())
-                .u64(size_of::<K>() as u64)
-                .u64(align_of::<K>() as u64)
-                .bytes(std::any::type_name::<V>().as_bytes())
-                .u64(size_of::<V>() as u64)
-                .u64(align_of::<V>() as u64)
-                .u64(size_of::<RawDict>() as u64)
-                .finish()
+        fn elements() -> Elements {
+            Elements::two(ElementId::of::<K>(), ElementId::of::<V>())
+        }
+
+        fn geometry(p: &DictParams) -> Geometry {
+            Geometry::counted("capacity", p.capacity)
         }
 
         fn payload_size(p: &DictParams) -> Result<usize, Error> {
@@ -269,11 +264,11 @@ mod handle {
 
     // SAFETY: `words` points into the mapping kept alive by `obj`; every access
     // through it is atomic.
-    unsafe impl<K: Pod, V: Pod> Send for SharedDict<K, V> {}
+    unsafe impl<K: SharedType, V: SharedType> Send for SharedDict<K, V> {}
     // SAFETY: as above.
-    unsafe impl<K: Pod, V: Pod> Sync for SharedDict<K, V> {}
+    unsafe impl<K: SharedType, V: SharedType> Sync for SharedDict<K, V> {}
 
-    impl<K: Pod, V: Pod> Clone for SharedDict<K, V> {
+    impl<K: SharedType, V: SharedType> Clone for SharedDict<K, V> {
         fn clone(&self) -> Self {
             SharedDict {
                 obj: self.obj.clone(),
@@ -283,7 +278,7 @@ mod handle {
         }
     }
 
-    impl<K: Pod, V: Pod> fmt::Debug for SharedDict<K, V> {
+    impl<K: SharedType, V: SharedType> fmt::Debug for SharedDict<K, V> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("SharedDict")
                 .field("len", &self.len())
@@ -293,7 +288,7 @@ mod handle {
         }
     }
 
-    impl<K: Pod, V: Pod> SharedDict<K, V> {
+    impl<K: SharedType, V: SharedType> SharedDict<K, V> {
         /// A dict for up to `capacity` entries in an anonymous shared mapping,
         /// inherited by forked children.
         pub fn anonymous(capacity: usize) -> Result<SharedDict<K, V>, Error> {
@@ -344,6 +339,30 @@ mod handle {
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<SharedDict<K, V>, Error> {
             SharedDict::from_object(Region::open_object_with(name, opts)?)
+        }
+
+        /// Opens the dict `name`, creating it for `capacity` entries if the
+        /// name does not exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        /// An existing dict must hold `K -> V` (as for [`SharedDict::open`])
+        /// for the same `capacity` ([`Error::CapacityMismatch`] otherwise).
+        pub fn open_or_create(name: &str, capacity: usize) -> Result<SharedDict<K, V>, Error> {
+            SharedDict::open_or_create_with(name, capacity, DictOptions::default())
+        }
+
+        /// [`SharedDict::open_or_create`] with options: the hash seed is used
+        /// only if this call creates the dict; the region options apply to
+        /// both paths (mode and slots when creating, trust when opening).
+        pub fn open_or_create_with(
+            name: &str,
+            capacity: usize,
+            opts: DictOptions,
+        ) -> Result<SharedDict<K, V>, Error> {
+            SharedDict::from_object(Region::open_or_create_object(
+                name,
+                opts.region,
+                &opts.params(capacity),
+            )?)
         }
 
         pub(crate) fn from_object(

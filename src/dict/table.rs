@@ -51,7 +51,7 @@
 //! `h..j` non-empty, so a slot followed by an empty one lies on no key's probe
 //! path.
 
-use bytemuck::Pod;
+use crate::identity::SharedType;
 
 use crate::loom::Deadline;
 #[cfg(loom)]
@@ -408,7 +408,7 @@ impl<'a> Table<'a> {
     }
 
     #[inline]
-    fn key_at<K: Pod>(&self, base: usize) -> K {
+    fn key_at<K: SharedType>(&self, base: usize) -> K {
         read_pod(self.span(base + 2, self.geo.key_words))
     }
 
@@ -420,8 +420,11 @@ impl<'a> Table<'a> {
     // ---- readers (no lock) ----
 
     /// The value for `key`.
-    pub(crate) fn get<K: Pod, V: Pod>(&self, key: &K) -> Result<Option<V>, DictError> {
-        let kb = bytemuck::bytes_of(key);
+    pub(crate) fn get<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+    ) -> Result<Option<V>, DictError> {
+        let kb = crate::identity::bytes_of(key);
         let h = self.hash(kb);
         match self.read_lookup::<V>(kb, h) {
             Read::Done(r) => Ok(r),
@@ -438,7 +441,7 @@ impl<'a> Table<'a> {
         }
     }
 
-    fn read_lookup<V: Pod>(&self, kb: &[u8], h: u64) -> Read<Option<V>> {
+    fn read_lookup<V: SharedType>(&self, kb: &[u8], h: u64) -> Read<Option<V>> {
         let want = Self::tag_for(h);
         let mut i = h as usize;
         for _ in 0..self.geo.slots {
@@ -475,7 +478,7 @@ impl<'a> Table<'a> {
 
     /// Every entry, each read consistently (the set is not one atomic snapshot
     /// when writers run concurrently).
-    pub(crate) fn entries<K: Pod, V: Pod>(&self) -> Result<Vec<(K, V)>, DictError> {
+    pub(crate) fn entries<K: SharedType, V: SharedType>(&self) -> Result<Vec<(K, V)>, DictError> {
         let mut out = Vec::new();
         let mut i = 0;
         let mut retries = 0;
@@ -670,7 +673,7 @@ impl<'a> Table<'a> {
         Locate::Vacant(free)
     }
 
-    fn value_at<V: Pod>(&self, i: usize) -> V {
+    fn value_at<V: SharedType>(&self, i: usize) -> V {
         read_pod(self.value_words(self.base(i)))
     }
 
@@ -708,52 +711,56 @@ impl<'a> Table<'a> {
     }
 
     /// Inserts or replaces; the old value if there was one.
-    pub(crate) fn insert<K: Pod, V: Pod>(
+    pub(crate) fn insert<K: SharedType, V: SharedType>(
         &self,
         key: K,
         value: V,
     ) -> Result<Option<V>, DictError<(K, V)>> {
-        let kb = bytemuck::bytes_of(&key);
+        let kb = crate::identity::bytes_of(&key);
         let h = self.hash(kb);
         let _w = self.lock().map_err(|e| e.map(|()| (key, value)))?;
         match self.locate(kb, h) {
             Locate::Found(i) => {
                 let old = self.value_at::<V>(i);
-                self.set_value(i, bytemuck::bytes_of(&value));
+                self.set_value(i, crate::identity::bytes_of(&value));
                 Ok(Some(old))
             }
-            Locate::Vacant(free) => match self.put_new(free, h, kb, bytemuck::bytes_of(&value)) {
-                Ok(()) => Ok(None),
-                Err(()) => Err(DictError::Full((key, value))),
-            },
+            Locate::Vacant(free) => {
+                match self.put_new(free, h, kb, crate::identity::bytes_of(&value)) {
+                    Ok(()) => Ok(None),
+                    Err(()) => Err(DictError::Full((key, value))),
+                }
+            }
         }
     }
 
     /// The value for `key`, inserting `value` first if the key is absent.
-    pub(crate) fn get_or_insert<K: Pod, V: Pod>(
+    pub(crate) fn get_or_insert<K: SharedType, V: SharedType>(
         &self,
         key: K,
         value: V,
     ) -> Result<V, DictError<(K, V)>> {
-        let kb = bytemuck::bytes_of(&key);
+        let kb = crate::identity::bytes_of(&key);
         let h = self.hash(kb);
         let _w = self.lock().map_err(|e| e.map(|()| (key, value)))?;
         match self.locate(kb, h) {
             Locate::Found(i) => Ok(self.value_at::<V>(i)),
-            Locate::Vacant(free) => match self.put_new(free, h, kb, bytemuck::bytes_of(&value)) {
-                Ok(()) => Ok(value),
-                Err(()) => Err(DictError::Full((key, value))),
-            },
+            Locate::Vacant(free) => {
+                match self.put_new(free, h, kb, crate::identity::bytes_of(&value)) {
+                    Ok(()) => Ok(value),
+                    Err(()) => Err(DictError::Full((key, value))),
+                }
+            }
         }
     }
 
     /// Applies `f` to the value of `key` atomically; `None` if absent.
-    pub(crate) fn update<K: Pod, V: Pod, R>(
+    pub(crate) fn update<K: SharedType, V: SharedType, R>(
         &self,
         key: &K,
         f: impl FnOnce(&mut V) -> R,
     ) -> Result<Option<R>, DictError> {
-        let kb = bytemuck::bytes_of(key);
+        let kb = crate::identity::bytes_of(key);
         let h = self.hash(kb);
         let _w = self.lock()?;
         match self.locate(kb, h) {
@@ -762,7 +769,7 @@ impl<'a> Table<'a> {
                 // `f` runs before anything is journaled: if it panics, the guard
                 // releases the lock and nothing changed.
                 let r = f(&mut v);
-                self.set_value(i, bytemuck::bytes_of(&v));
+                self.set_value(i, crate::identity::bytes_of(&v));
                 Ok(Some(r))
             }
             Locate::Vacant(_) => Ok(None),
@@ -770,20 +777,20 @@ impl<'a> Table<'a> {
     }
 
     /// Applies `f` to the value of `key`, inserting `default` first if absent.
-    pub(crate) fn update_or_insert<K: Pod, V: Pod, R>(
+    pub(crate) fn update_or_insert<K: SharedType, V: SharedType, R>(
         &self,
         key: K,
         default: V,
         f: impl FnOnce(&mut V) -> R,
     ) -> Result<R, DictError<(K, V)>> {
-        let kb = bytemuck::bytes_of(&key);
+        let kb = crate::identity::bytes_of(&key);
         let h = self.hash(kb);
         let _w = self.lock().map_err(|e| e.map(|()| (key, default)))?;
         match self.locate(kb, h) {
             Locate::Found(i) => {
                 let mut v = self.value_at::<V>(i);
                 let r = f(&mut v);
-                self.set_value(i, bytemuck::bytes_of(&v));
+                self.set_value(i, crate::identity::bytes_of(&v));
                 Ok(r)
             }
             Locate::Vacant(free) => {
@@ -793,7 +800,7 @@ impl<'a> Table<'a> {
                 }
                 let mut v = default;
                 let r = f(&mut v);
-                match self.put_new(free, h, kb, bytemuck::bytes_of(&v)) {
+                match self.put_new(free, h, kb, crate::identity::bytes_of(&v)) {
                     Ok(()) => Ok(r),
                     Err(()) => Err(DictError::Full((key, default))),
                 }
@@ -802,8 +809,11 @@ impl<'a> Table<'a> {
     }
 
     /// Removes `key`; its value if it was present.
-    pub(crate) fn remove<K: Pod, V: Pod>(&self, key: &K) -> Result<Option<V>, DictError> {
-        let kb = bytemuck::bytes_of(key);
+    pub(crate) fn remove<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+    ) -> Result<Option<V>, DictError> {
+        let kb = crate::identity::bytes_of(key);
         let h = self.hash(kb);
         let _w = self.lock()?;
         let Locate::Found(i) = self.locate(kb, h) else {
@@ -872,8 +882,8 @@ impl<'a> Table<'a> {
     /// Loom: takes the lock for good (the caller is about to "die" holding it),
     /// finds the present `key` and arms the journal for its slot.
     #[cfg(loom)]
-    fn lock_forever_and_journal<K: Pod>(&self, key: &K) -> Option<usize> {
-        let kb = bytemuck::bytes_of(key);
+    fn lock_forever_and_journal<K: SharedType>(&self, key: &K) -> Option<usize> {
+        let kb = crate::identity::bytes_of(key);
         // The "dying" writer never releases.
         std::mem::forget(self.lock().ok()?);
         let Locate::Found(i) = self.locate(kb, self.hash(kb)) else {
@@ -886,13 +896,17 @@ impl<'a> Table<'a> {
     /// Loom: write `value` to `key`'s slot completely (readers can see it) but
     /// die before clearing the journal. The caller then "dies".
     #[cfg(loom)]
-    pub(crate) fn finish_write_then_stop<K: Pod, V: Pod>(&self, key: &K, value: &V) -> bool {
+    pub(crate) fn finish_write_then_stop<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+        value: &V,
+    ) -> bool {
         let Some(i) = self.lock_forever_and_journal(key) else {
             return false;
         };
         let kw = self.geo.key_words;
         self.write_slot(i, |s| {
-            words::write_bytes(&s[1 + kw..], bytemuck::bytes_of(value))
+            words::write_bytes(&s[1 + kw..], crate::identity::bytes_of(value))
         });
         true
     }
@@ -901,7 +915,11 @@ impl<'a> Table<'a> {
     /// and stop halfway (journal armed, `seq` odd, first value word written), as a
     /// writer killed at that instruction would. The caller then "dies".
     #[cfg(loom)]
-    pub(crate) fn begin_torn_write<K: Pod, V: Pod>(&self, key: &K, value: &V) -> bool {
+    pub(crate) fn begin_torn_write<K: SharedType, V: SharedType>(
+        &self,
+        key: &K,
+        value: &V,
+    ) -> bool {
         let Some(i) = self.lock_forever_and_journal(key) else {
             return false;
         };
@@ -909,7 +927,7 @@ impl<'a> Table<'a> {
         let odd = self.words[base].load(Ordering::Relaxed) | 1;
         self.words[base].store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
-        let vb = bytemuck::bytes_of(value);
+        let vb = crate::identity::bytes_of(value);
         self.words[base + 2 + self.geo.key_words].store(word_of(vb, 0), Ordering::Relaxed);
         true
     }

@@ -2,11 +2,14 @@
 //! replacement for Python's `multiprocessing.Manager()`.
 //!
 //! A manager region holds a directory (a robust lock, a bump pointer and a
-//! fixed table of entries `{name, kind, fingerprint, offset, size}`) followed by
-//! an arena. `m.dict::<K, V>("counts", 1000)` looks the name up; if it exists,
-//! the entry's kind and layout fingerprint (type, sizes and creation parameters
-//! that change the layout, such as capacity) must match, else a typed error; if
-//! it does not exist, the object is built in the arena and published. A forked
+//! fixed table of 192-byte entries `{name, kind, fingerprint, offset, size,
+//! identity block}`) followed by an arena. `m.dict::<K, V>("counts", 1000)`
+//! looks the name up; if it exists, the entry's kind, element identities
+//! (size, alignment and type id of each element, as in a region header: see
+//! [`crate::identity`]), capacity and slot size must match, else a typed error
+//! naming both sides ([`Error::TypeMismatch`], [`Error::ElementMismatch`],
+//! [`Error::CapacityMismatch`], [`Error::SlotSizeMismatch`]); if it does not
+//! exist, the object is built in the arena and published. A forked
 //! child or an unrelated program that opens the manager by name finds the same
 //! objects.
 //!
@@ -45,14 +48,13 @@
 
 use std::fmt;
 
-use bytemuck::Pod;
-
 use crate::Error;
 use crate::dict::{DictObject, DictOptions, SharedDict};
+use crate::identity::{self, Block, Geometry, SharedType, TypeIdentity};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::queue::{BytesQueue, JoinableQueue, Queue};
-use crate::region::header::Fnv;
-use crate::region::{Object, Region, RegionOptions, SharedObject};
+use crate::region::header::{self, Expect};
+use crate::region::{Object, Region, RegionOptions, SharedObject, check_geometry};
 use crate::sync::robust::MutexError;
 use crate::sync::{
     Barrier, BoundedSemaphore, Condition, Event, Held, Lock, RLock, RawLock, Semaphore,
@@ -67,7 +69,7 @@ pub const DEFAULT_ENTRIES: usize = 256;
 pub const MAX_ENTRIES: usize = 1 << 16;
 
 /// Size of one directory entry.
-const ENTRY_SIZE: usize = 128;
+const ENTRY_SIZE: usize = 192;
 /// Offset of the entry table from the directory's start.
 const ENTRIES_OFFSET: usize = size_of::<Directory>().next_multiple_of(128);
 /// Alignment of every object in the arena.
@@ -81,11 +83,13 @@ struct Entry {
     name: [u8; 64],
     /// The object's `SharedObject::KIND`, NUL-padded.
     kind: [u8; 32],
+    /// The identity fingerprint (spec in `crate::identity`).
     fingerprint: u64,
     /// From the directory's start.
     offset: u64,
     size: u64,
-    _pad: u64,
+    /// The identity block (spec in `crate::identity`).
+    ident: [u8; identity::BLOCK_SIZE],
 }
 
 const _: () = assert!(size_of::<Entry>() == ENTRY_SIZE);
@@ -154,12 +158,8 @@ unsafe impl SharedObject for Directory {
     const KIND: &'static str = "Manager";
     type Params = DirParams;
 
-    fn fingerprint() -> u64 {
-        Fnv::new()
-            .bytes(Self::KIND.as_bytes())
-            .u64(size_of::<Directory>() as u64)
-            .u64(ENTRY_SIZE as u64)
-            .finish()
+    fn geometry(p: &DirParams) -> Geometry {
+        Geometry::counted("arena size", p.arena as u64)
     }
 
     fn payload_size(p: &DirParams) -> Result<usize, Error> {
@@ -280,6 +280,9 @@ pub struct ObjectInfo {
     pub kind: String,
     /// Bytes of arena it occupies.
     pub size: usize,
+    /// What its entry records: element identities, capacity, slot size
+    /// (see [`crate::identity`]).
+    pub identity: TypeIdentity,
 }
 
 /// A region hosting many named objects; see the [module docs](crate::manager).
@@ -357,6 +360,39 @@ impl Manager {
         Manager::from_object(Region::open_object_with(name, opts)?)
     }
 
+    /// Opens the manager `name`, or creates it with `arena` bytes for objects
+    /// if the name does not exist; race-free between concurrent starters (see
+    /// [`Queue::open_or_create`]). An existing manager with another arena
+    /// size is [`Error::CapacityMismatch`].
+    ///
+    /// ```
+    /// # let name = format!("/doc-mgr-ooc-{}", std::process::id());
+    /// let m = multiproc::Manager::open_or_create(&name, 1 << 16)?;
+    /// let d = m.dict::<u64, u64>("d", 8)?;
+    /// // Get-or-create with another capacity says so.
+    /// let e = m.dict::<u64, u64>("d", 16).unwrap_err();
+    /// assert_eq!(e.to_string(), "capacity differs: asked for 16, the existing object has 8");
+    /// # multiproc::Region::unlink(&name)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, arena: usize) -> Result<Manager, Error> {
+        Manager::open_or_create_with(name, arena, ManagerOptions::default())
+    }
+
+    /// [`Manager::open_or_create`] with options (entries and region options
+    /// if it creates; the region's trust options if it opens).
+    pub fn open_or_create_with(
+        name: &str,
+        arena: usize,
+        opts: ManagerOptions,
+    ) -> Result<Manager, Error> {
+        let params = DirParams {
+            entries: opts.entries,
+            arena,
+        };
+        Manager::from_object(Region::open_or_create_object(name, opts.region, &params)?)
+    }
+
     fn from_object(obj: Object<Directory>) -> Result<Manager, Error> {
         let geo = obj.get().geometry(obj.size())?;
         Ok(Manager { obj, geo })
@@ -418,9 +454,12 @@ impl Manager {
         (0..self.published())
             .map(|i| {
                 let e = self.entry(i);
+                let kind = unpad(&e.kind);
+                let block = Block::decode(&e.ident).unwrap_or_default();
                 ObjectInfo {
                     name: unpad(&e.name),
-                    kind: unpad(&e.kind),
+                    identity: TypeIdentity::from_block(kind.clone(), &block, e.fingerprint),
+                    kind,
                     size: e.size as usize,
                 }
             })
@@ -505,26 +544,21 @@ impl Manager {
         Ok(())
     }
 
-    fn hosted_fingerprint<T: SharedObject>(size: usize) -> u64 {
-        Fnv::new().u64(T::fingerprint()).u64(size as u64).finish()
-    }
-
-    /// The object for entry `e`, after checking it is a `T` of `size` bytes.
-    fn open_entry<T: SharedObject>(&self, e: &Entry, size: usize) -> Result<Object<T>, Error> {
-        let found_kind = unpad(&e.kind);
-        if found_kind != T::KIND {
-            return Err(Error::TypeMismatch {
-                expected: T::KIND.to_owned(),
-                found: found_kind,
-            });
-        }
-        let expected = Self::hosted_fingerprint::<T>(size);
-        if e.fingerprint != expected {
-            return Err(Error::LayoutMismatch {
-                expected,
-                found: e.fingerprint,
-            });
-        }
+    /// The object for entry `e`, after checking it is a `T` with geometry
+    /// `want`, of `size` bytes.
+    fn open_entry<T: SharedObject>(
+        &self,
+        e: &Entry,
+        want: Geometry,
+        size: usize,
+    ) -> Result<Object<T>, Error> {
+        let block = Block::decode(&e.ident).ok_or(Error::Corrupted("manager entry identity"))?;
+        let expect = Expect {
+            kind: T::KIND,
+            elements: T::elements(),
+        };
+        header::check_identity(expect, &unpad(&e.kind), &block, e.fingerprint)?;
+        check_geometry(want, &block)?;
         let (_, start, total) = self.geometry();
         let offset = usize::try_from(e.offset).map_err(|_| Error::Corrupted("entry offset"))?;
         let in_bounds = offset >= start
@@ -551,13 +585,14 @@ impl Manager {
     ) -> Result<Object<T>, Error> {
         check_object_name(name)?;
         let size = T::payload_size(params)?;
+        let want = T::geometry(params);
         if let Some(e) = self.lookup(name) {
-            return self.open_entry(&e, size);
+            return self.open_entry(&e, want, size);
         }
         let _g = self.lock_dir()?;
         // Someone may have created it while we waited for the lock.
         if let Some(e) = self.lookup(name) {
-            return self.open_entry(&e, size);
+            return self.open_entry(&e, want, size);
         }
         let (entries, _, total) = self.geometry();
         let count = self.published();
@@ -594,10 +629,10 @@ impl Manager {
         let entry = Entry {
             name: padded(name),
             kind: padded(T::KIND),
-            fingerprint: Self::hosted_fingerprint::<T>(size),
+            fingerprint: T::fingerprint(),
             offset: offset as u64,
             size: size as u64,
-            _pad: 0,
+            ident: Block::new(T::elements(), want).encode(),
         };
         // SAFETY: entry `count < max_entries` lies inside the table; it is not
         // published, so no reader looks at it, and we hold the lock.
@@ -614,7 +649,7 @@ impl Manager {
     }
 
     /// The dict `name` (created for `capacity` entries if absent).
-    pub fn dict<K: Pod, V: Pod>(
+    pub fn dict<K: SharedType, V: SharedType>(
         &self,
         name: &str,
         capacity: usize,
@@ -623,7 +658,7 @@ impl Manager {
     }
 
     /// [`Manager::dict`] with options (hash seed) used if it is created.
-    pub fn dict_with<K: Pod, V: Pod>(
+    pub fn dict_with<K: SharedType, V: SharedType>(
         &self,
         name: &str,
         capacity: usize,
@@ -648,7 +683,7 @@ impl Manager {
     }
 
     /// The queue `name` of `T`s (created with `capacity` slots if absent).
-    pub fn queue<T: Pod>(&self, name: &str, capacity: usize) -> Result<Queue<T>, Error> {
+    pub fn queue<T: SharedType>(&self, name: &str, capacity: usize) -> Result<Queue<T>, Error> {
         let p = self.queue_params(capacity, size_of::<T>(), false);
         Queue::from_core(
             crate::queue::QueueCore::from_object(self.get_or_create(name, &p)?)?,
@@ -657,7 +692,7 @@ impl Manager {
     }
 
     /// The joinable queue `name` of `T`s.
-    pub fn joinable_queue<T: Pod>(
+    pub fn joinable_queue<T: SharedType>(
         &self,
         name: &str,
         capacity: usize,
@@ -727,14 +762,14 @@ impl Manager {
     }
 
     /// The value `name` (holding `initial` if created).
-    pub fn value<T: Pod>(&self, name: &str, initial: T) -> Result<Value<T>, Error> {
+    pub fn value<T: SharedType>(&self, name: &str, initial: T) -> Result<Value<T>, Error> {
         let obj: Object<CellsObject<T>> =
             self.get_or_create(name, &CellsParams::new(1, &[initial])?)?;
         Value::from_object(obj)
     }
 
     /// The array `name` of `len` elements (zero-filled if created).
-    pub fn array<T: Pod>(&self, name: &str, len: usize) -> Result<Array<T>, Error> {
+    pub fn array<T: SharedType>(&self, name: &str, len: usize) -> Result<Array<T>, Error> {
         let obj: Object<CellsObject<T>> =
             self.get_or_create(name, &CellsParams::new::<T>(len, &[])?)?;
         Array::from_object(obj)

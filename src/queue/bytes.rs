@@ -7,17 +7,13 @@ use super::ring::{GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
 use super::{GetError, PutError};
 use crate::loom::Deadline;
-use crate::region::header::Fnv;
 use crate::{Error, RegionOptions};
 
 pub(crate) struct Bytes;
 
 impl QueueKind for Bytes {
     const KIND: &'static str = "BytesQueue";
-
-    fn fingerprint() -> u64 {
-        Fnv::new().bytes(b"len:u32le + bytes").finish()
-    }
+    const FRAMING: u64 = LEN as u64;
 }
 
 /// Bytes of the length prefix in each slot.
@@ -123,6 +119,35 @@ impl BytesQueue {
         let payload = BytesQueue::payload_for(slot_size)?;
         let core = QueueCore::create(name, capacity as u64, payload as u64, false, opts)?;
         Ok(BytesQueue { core })
+    }
+
+    /// Opens the byte queue `name`, or creates it with `capacity` slots of
+    /// `slot_size` bytes; race-free, with the checks of
+    /// [`Queue::open_or_create`](crate::Queue::open_or_create) (an existing
+    /// queue with another slot size is [`Error::SlotSizeMismatch`]).
+    pub fn open_or_create(
+        name: &str,
+        capacity: usize,
+        slot_size: usize,
+    ) -> Result<BytesQueue, Error> {
+        BytesQueue::open_or_create_with(name, capacity, slot_size, RegionOptions::default())
+    }
+
+    /// [`BytesQueue::open_or_create`] with region options.
+    pub fn open_or_create_with(
+        name: &str,
+        capacity: usize,
+        slot_size: usize,
+        opts: RegionOptions,
+    ) -> Result<BytesQueue, Error> {
+        let payload = BytesQueue::payload_for(slot_size)?;
+        BytesQueue::from_core(QueueCore::open_or_create(
+            name,
+            capacity as u64,
+            payload as u64,
+            false,
+            opts,
+        )?)
     }
 
     /// Slot payload bytes for messages of up to `slot_size` bytes.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
 
-use bytemuck::Pod;
+use crate::identity::SharedType;
 
 use super::shared::SLICE;
 use super::{Queue, TaskDoneError};
@@ -39,7 +39,7 @@ pub struct JoinableQueue<T> {
     queue: Queue<T>,
 }
 
-impl<T: Pod> Clone for JoinableQueue<T> {
+impl<T: SharedType> Clone for JoinableQueue<T> {
     fn clone(&self) -> Self {
         JoinableQueue {
             queue: self.queue.clone(),
@@ -47,7 +47,7 @@ impl<T: Pod> Clone for JoinableQueue<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for JoinableQueue<T> {
+impl<T: SharedType> fmt::Debug for JoinableQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinableQueue")
             .field("queue", &self.queue)
@@ -63,7 +63,7 @@ impl<T> Deref for JoinableQueue<T> {
     }
 }
 
-impl<T: Pod> JoinableQueue<T> {
+impl<T: SharedType> JoinableQueue<T> {
     /// Wraps a joinable queue placed by the manager.
     pub(crate) fn from_queue(queue: Queue<T>) -> JoinableQueue<T> {
         JoinableQueue { queue }
@@ -104,6 +104,24 @@ impl<T: Pod> JoinableQueue<T> {
     pub fn open_with(name: &str, opts: RegionOptions) -> Result<JoinableQueue<T>, Error> {
         Ok(JoinableQueue {
             queue: Queue::open_kind(name, true, opts)?,
+        })
+    }
+
+    /// Opens the joinable queue `name`, or creates it with `capacity` slots;
+    /// race-free, with the checks of [`Queue::open_or_create`] (and a plain
+    /// `Queue` under the name is [`Error::TypeMismatch`]).
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<JoinableQueue<T>, Error> {
+        JoinableQueue::open_or_create_with(name, capacity, RegionOptions::default())
+    }
+
+    /// [`JoinableQueue::open_or_create`] with region options.
+    pub fn open_or_create_with(
+        name: &str,
+        capacity: usize,
+        opts: RegionOptions,
+    ) -> Result<JoinableQueue<T>, Error> {
+        Ok(JoinableQueue {
+            queue: Queue::open_or_create_kind(name, capacity, true, opts)?,
         })
     }
 

@@ -90,6 +90,21 @@ impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
         })
     }
 
+    /// Opens the queue `name`, or creates it with `capacity` slots of
+    /// `slot_size` encoded bytes; race-free, with the checks of
+    /// [`BytesQueue::open_or_create`]. As with [`SerdeQueue::open`], the
+    /// element type is not recorded (serde types have no fixed layout).
+    pub fn open_or_create(
+        name: &str,
+        capacity: usize,
+        slot_size: usize,
+    ) -> Result<SerdeQueue<T>, Error> {
+        Ok(SerdeQueue {
+            bytes: BytesQueue::open_or_create(name, capacity, slot_size)?,
+            _t: PhantomData,
+        })
+    }
+
     fn encode(item: T) -> Result<(Vec<u8>, T), SerdeError<T>> {
         match postcard::to_allocvec(&item) {
             Ok(v) => Ok((v, item)),

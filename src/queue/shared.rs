@@ -89,11 +89,17 @@ pub(crate) fn check_capacity(capacity: u64) -> Result<(), Error> {
 }
 
 /// Marker types naming what a queue region holds, for the header's kind and
-/// fingerprint (a `Queue<u64>` cannot be opened as a `Queue<u32>` or a
+/// element identity (a `Queue<u64>` cannot be opened as a `Queue<u32>` or a
 /// `BytesQueue`).
 pub(crate) trait QueueKind {
     const KIND: &'static str;
-    fn fingerprint() -> u64;
+    /// Bytes of each slot's payload that are framing, not message (a byte
+    /// queue's length prefix): the recorded slot size leaves them out.
+    const FRAMING: u64 = 0;
+    /// The element identity (none for byte queues).
+    fn elements() -> crate::identity::Elements {
+        crate::identity::Elements::NONE
+    }
 }
 
 /// A queue payload of kind `K` (the type parameter only selects the header
@@ -110,12 +116,16 @@ unsafe impl<K: QueueKind> SharedObject for QueueObject<K> {
     const KIND: &'static str = K::KIND;
     type Params = QueueParams;
 
-    fn fingerprint() -> u64 {
-        crate::region::header::Fnv::new()
-            .u64(K::fingerprint())
-            .u64(size_of::<QueueHeader>() as u64)
-            .u64(align_of::<QueueHeader>() as u64)
-            .finish()
+    fn elements() -> crate::identity::Elements {
+        K::elements()
+    }
+
+    fn geometry(p: &QueueParams) -> crate::identity::Geometry {
+        crate::identity::Geometry {
+            capacity: p.capacity,
+            what: "capacity",
+            slot_size: p.payload.saturating_sub(K::FRAMING),
+        }
     }
 
     fn payload_size(p: &QueueParams) -> Result<usize, Error> {
@@ -339,6 +349,24 @@ impl<K: QueueKind> QueueCore<K> {
             joinable,
         };
         QueueCore::from_object(Region::create_object(name, opts, &params)?)
+    }
+
+    /// Opens the queue `name` or creates it with these parameters (see
+    /// `Region::open_or_create_object`).
+    pub(crate) fn open_or_create(
+        name: &str,
+        capacity: u64,
+        payload: u64,
+        joinable: bool,
+        opts: RegionOptions,
+    ) -> Result<QueueCore<K>, Error> {
+        let params = QueueParams {
+            capacity,
+            payload,
+            participants: opts.participant_count(),
+            joinable,
+        };
+        QueueCore::from_object(Region::open_or_create_object(name, opts, &params)?)
     }
 
     pub(crate) fn open(name: &str, opts: RegionOptions) -> Result<QueueCore<K>, Error> {

@@ -4,44 +4,39 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use bytemuck::Pod;
+use crate::identity::SharedType;
 
 use super::ring::{BATCH, GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
 use super::{GetError, PutError};
+use crate::identity::{ElementId, Elements};
 use crate::loom::Deadline;
-use crate::region::header::Fnv;
 use crate::{Error, RegionOptions};
 
 pub(crate) struct Typed<T>(PhantomData<T>);
 
-impl<T: Pod> QueueKind for Typed<T> {
+impl<T: SharedType> QueueKind for Typed<T> {
     const KIND: &'static str = "Queue";
 
-    fn fingerprint() -> u64 {
-        Fnv::new()
-            .bytes(std::any::type_name::<T>().as_bytes())
-            .u64(size_of::<T>() as u64)
-            .u64(align_of::<T>() as u64)
-            .finish()
+    fn elements() -> Elements {
+        Elements::one(ElementId::of::<T>())
     }
 }
 
-pub(crate) fn write_item<T: Pod>(item: &T, buf: &mut [u8]) {
-    let src = bytemuck::bytes_of(item);
+pub(crate) fn write_item<T: SharedType>(item: &T, buf: &mut [u8]) {
+    let src = crate::identity::bytes_of(item);
     if let Some(dst) = buf.get_mut(..src.len()) {
         dst.copy_from_slice(src);
     }
 }
 
-pub(crate) fn read_item<T: Pod>(buf: &[u8]) -> T {
+pub(crate) fn read_item<T: SharedType>(buf: &[u8]) -> T {
     // The slot is exactly `size_of::<T>()` bytes (validated layout), so this
     // always succeeds; a short slice would yield zeroes rather than panic.
-    buf.get(..size_of::<T>())
-        .map_or_else(T::zeroed, bytemuck::pod_read_unaligned)
+    crate::identity::read_unaligned(buf)
 }
 
-/// A bounded multi-producer multi-consumer queue of `T: Pod` items in shared
+/// A bounded multi-producer multi-consumer queue of `T: SharedType` items in shared
 /// memory, like Python's `multiprocessing.Queue` without the pipe, the feeder
 /// thread and the pickling.
 ///
@@ -49,8 +44,11 @@ pub(crate) fn read_item<T: Pod>(buf: &[u8]) -> T {
 /// item back in the error. After [`Queue::close`], getters drain what is left and
 /// then get [`GetError::Closed`].
 ///
-/// The element type is part of the queue's identity: opening a `Queue<u32>` as a
-/// `Queue<u64>` (or under another type name) is [`Error::LayoutMismatch`].
+/// The element type's layout is part of the queue's identity: opening a
+/// `Queue<u32>` as a `Queue<u64>` is [`Error::ElementMismatch`], naming both
+/// sizes. Type names are not: the same `#[repr(C)]` struct defined in two
+/// programs opens the same queue (see [`crate::identity`]; give a type an id
+/// with [`Tagged`](crate::Tagged) to keep equal layouts apart).
 ///
 /// ```
 /// use multiproc::{Queue, GetError, PutError};
@@ -70,7 +68,7 @@ pub struct Queue<T> {
     core: QueueCore<Typed<T>>,
 }
 
-impl<T: Pod> Clone for Queue<T> {
+impl<T: SharedType> Clone for Queue<T> {
     fn clone(&self) -> Self {
         Queue {
             core: self.core.clone(),
@@ -78,7 +76,7 @@ impl<T: Pod> Clone for Queue<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Queue<T> {
+impl<T: SharedType> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.core.fmt(f)
     }
@@ -98,7 +96,7 @@ fn get_error(e: WaitFail) -> GetError {
     }
 }
 
-impl<T: Pod> Queue<T> {
+impl<T: SharedType> Queue<T> {
     /// A queue of `capacity` slots (a power of two, at least 2) in an anonymous
     /// shared mapping, inherited by forked children.
     pub fn anonymous(capacity: usize) -> Result<Queue<T>, Error> {
@@ -169,6 +167,71 @@ impl<T: Pod> Queue<T> {
     /// ```
     pub fn inherit(index: usize) -> Result<Queue<T>, Error> {
         Queue::from_core(QueueCore::inherit(index)?, false)
+    }
+
+    /// Opens the queue `name`, or creates it with `capacity` slots if the
+    /// name does not exist: what a program that may start first, second or
+    /// again after a crash calls, instead of `create` then `open` (which
+    /// races, and fails with [`Error::AlreadyExists`] after a restart).
+    ///
+    /// Race-free between any number of concurrent starters: creation is
+    /// `O_EXCL`, so exactly one of them creates the queue and the others open
+    /// it, waiting (at most 2 s, else [`Error::NotReady`]) for the creator to
+    /// finish initializing. The opening side runs every check [`Queue::open`]
+    /// runs (owner and mode, kind, element size, alignment and type id), then
+    /// compares the capacity ([`Error::CapacityMismatch`]) and the slot size
+    /// ([`Error::SlotSizeMismatch`]). [`Region::created_here`](crate::Region::created_here)
+    /// tells which side this process was.
+    ///
+    /// ```
+    /// use multiproc::{Error, Queue};
+    ///
+    /// # let name = format!("/doc-ooc-{}", std::process::id());
+    /// let a = Queue::<u64>::open_or_create(&name, 8)?; // creates
+    /// let b = Queue::<u64>::open_or_create(&name, 8)?; // opens the same queue
+    /// a.put(7).unwrap();
+    /// assert_eq!(b.get(), Ok(7));
+    /// assert!(a.region().created_here() && !b.region().created_here());
+    ///
+    /// let e = Queue::<u64>::open_or_create(&name, 16).unwrap_err();
+    /// assert_eq!(e.to_string(), "capacity differs: asked for 16, the existing object has 8");
+    /// let e = Queue::<[u64; 2]>::open_or_create(&name, 8).unwrap_err();
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "element type differs: this program's has size 16, align 8, no type id; \
+    ///      the object's has size 8, align 8, no type id"
+    /// );
+    /// # multiproc::Region::unlink(&name)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Queue<T>, Error> {
+        Queue::open_or_create_with(name, capacity, RegionOptions::default())
+    }
+
+    /// [`Queue::open_or_create`] with region options: mode and participant
+    /// slots if this call creates the queue, trust options if it opens it.
+    pub fn open_or_create_with(
+        name: &str,
+        capacity: usize,
+        opts: RegionOptions,
+    ) -> Result<Queue<T>, Error> {
+        Queue::open_or_create_kind(name, capacity, false, opts)
+    }
+
+    pub(crate) fn open_or_create_kind(
+        name: &str,
+        capacity: usize,
+        joinable: bool,
+        opts: RegionOptions,
+    ) -> Result<Queue<T>, Error> {
+        let core = QueueCore::open_or_create(
+            name,
+            capacity as u64,
+            size_of::<T>() as u64,
+            joinable,
+            opts,
+        )?;
+        Queue::from_core(core, joinable)
     }
 
     pub(crate) fn open_kind(

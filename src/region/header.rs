@@ -7,7 +7,7 @@
 //! 8       format version        "
 //! 12      libc family           "
 //! 16      total size            "
-//! 24      layout fingerprint    "   (kind, size and alignment of the object)
+//! 24      fingerprint           "   (kind and element identities: see below)
 //! 32      participants offset   "
 //! 40      participants count    "
 //! 44      init state            UNINIT -> INITIALIZING -> READY (CAS, then a
@@ -16,20 +16,33 @@
 //! 56      payload size          "
 //! 64      kind name (32 bytes)  "
 //! 96      creator pid           "
+//! 100     (free; reserved for future fields, zero)
+//! 184     identity block        "   (72 bytes: element sizes, alignments and
+//!                               type ids, capacity, slot size; spec in
+//!                               `crate::identity`)
 //! ```
+//!
+//! The fingerprint at 24 is the identity hash the spec in [`crate::identity`]
+//! defines (kind and element identities, never a Rust type name); a C or
+//! Python peer computes it from the same numbers.
 //!
 //! [`parse`] turns an arbitrary byte snapshot into either a validated [`Layout`] or a
 //! typed [`Error`]; it never panics and never indexes out of bounds, which the
 //! proptest and fuzz suites check with random and truncated input.
 
 use crate::Error;
+use crate::identity::{self, Block, Elements};
 use crate::loom::atomic::AtomicU32;
 use crate::sys::LIBC_FAMILY;
 
 /// The first eight bytes of every region.
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCRGN";
-/// Bumped whenever any shared layout in the crate changes.
-pub(crate) const VERSION: u32 = 2;
+/// Bumped whenever any shared layout in the crate changes. 3: type identity
+/// from layout (element size, alignment, type id) instead of Rust type names,
+/// the identity block at [`IDENTITY_OFFSET`], 192-byte manager entries.
+pub(crate) const VERSION: u32 = 3;
+/// Where the identity block (`crate::identity::Block`) sits in the header.
+pub(crate) const IDENTITY_OFFSET: usize = HEADER_SIZE - identity::BLOCK_SIZE;
 /// Bytes reserved for the header; the participant table starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
 /// Alignment of the participant table and the payload (two cache lines, so the
@@ -67,7 +80,8 @@ pub(crate) struct Header {
 }
 
 const _: () = {
-    assert!(size_of::<Header>() <= HEADER_SIZE);
+    assert!(size_of::<Header>() <= IDENTITY_OFFSET);
+    assert!(IDENTITY_OFFSET == 184);
     assert!(core::mem::offset_of!(Header, init) == 44);
     assert!(core::mem::offset_of!(Header, kind) == 64);
 };
@@ -133,8 +147,49 @@ impl Layout {
 pub(crate) struct Expect<'a> {
     /// Kind name, compared first so a wrong type gives the clearest error.
     pub(crate) kind: &'a str,
-    /// Layout fingerprint of the kind.
-    pub(crate) fingerprint: u64,
+    /// The element identities, compared next, one by one.
+    pub(crate) elements: Elements,
+}
+
+/// Compares a stored identity against the expected one: kind first, then
+/// each element, then the fingerprint (which only an inconsistent or foreign
+/// header can fail once the fields match). Shared by region headers and
+/// manager entries.
+pub(crate) fn check_identity(
+    expect: Expect<'_>,
+    found_kind: &str,
+    found: &Block,
+    found_fingerprint: u64,
+) -> Result<(), Error> {
+    if found_kind != kind_name(&kind_field(expect.kind)) {
+        return Err(Error::TypeMismatch {
+            expected: expect.kind.to_owned(),
+            found: found_kind.to_owned(),
+        });
+    }
+    let (want, have) = (expect.elements.as_slice(), found.elements.as_slice());
+    if want.len() != have.len() {
+        return Err(Error::Corrupted(
+            "identity element count differs from the kind's",
+        ));
+    }
+    for (i, (w, h)) in want.iter().zip(have).enumerate() {
+        if w != h {
+            return Err(Error::ElementMismatch {
+                role: expect.elements.role(i),
+                expected: *w,
+                found: *h,
+            });
+        }
+    }
+    let fingerprint = identity::fingerprint(expect.kind, want);
+    if found_fingerprint != fingerprint {
+        return Err(Error::LayoutMismatch {
+            expected: fingerprint,
+            found: found_fingerprint,
+        });
+    }
+    Ok(())
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -167,9 +222,32 @@ pub(crate) fn kind_field(kind: &str) -> [u8; 32] {
     out
 }
 
+/// The identity a header snapshot records (kind, element identities,
+/// capacity, slot size, fingerprint), for tools that inspect a region without
+/// knowing its type. Only decodes: the caller validates the rest of the header
+/// (magic, version, ...) as `parse` does. `None` if `bytes` is shorter than a
+/// header or the element count is impossible.
+#[allow(dead_code, reason = "for Region::inspect (the cli branch)")]
+pub(crate) fn identity_of(bytes: &[u8]) -> Option<identity::TypeIdentity> {
+    if bytes.len() < HEADER_SIZE {
+        return None;
+    }
+    let block = Block::decode(&bytes[IDENTITY_OFFSET..HEADER_SIZE])?;
+    Some(identity::TypeIdentity::from_block(
+        kind_name(&bytes[64..96]),
+        &block,
+        u64_at(bytes, 24),
+    ))
+}
+
 /// Validates a snapshot of a region's first bytes against the mapping length and
-/// what the caller expects. Never panics, whatever the bytes.
-pub(crate) fn parse(bytes: &[u8], mapping_len: usize, expect: Expect<'_>) -> Result<Layout, Error> {
+/// what the caller expects; returns the layout and the stored identity block.
+/// Never panics, whatever the bytes.
+pub(crate) fn parse(
+    bytes: &[u8],
+    mapping_len: usize,
+    expect: Expect<'_>,
+) -> Result<(Layout, Block), Error> {
     if bytes.len() < HEADER_SIZE || mapping_len < HEADER_SIZE {
         return Err(Error::Truncated {
             len: bytes.len().min(mapping_len),
@@ -193,19 +271,9 @@ pub(crate) fn parse(bytes: &[u8], mapping_len: usize, expect: Expect<'_>) -> Res
         return Err(Error::NotReady);
     }
     let kind = kind_name(&bytes[64..96]);
-    if kind != kind_name(&kind_field(expect.kind)) {
-        return Err(Error::TypeMismatch {
-            expected: expect.kind.to_owned(),
-            found: kind,
-        });
-    }
-    let fingerprint = u64_at(bytes, 24);
-    if fingerprint != expect.fingerprint {
-        return Err(Error::LayoutMismatch {
-            expected: expect.fingerprint,
-            found: fingerprint,
-        });
-    }
+    let block = Block::decode(&bytes[IDENTITY_OFFSET..HEADER_SIZE])
+        .ok_or(Error::Corrupted("identity element count"))?;
+    check_identity(expect, &kind, &block, u64_at(bytes, 24))?;
     let corrupt = |what: &'static str| Err(Error::Corrupted(what));
     let total = u64_at(bytes, 16);
     if usize::try_from(total).ok() != Some(mapping_len) {
@@ -230,13 +298,14 @@ pub(crate) fn parse(bytes: &[u8], mapping_len: usize, expect: Expect<'_>) -> Res
         _ => return corrupt("payload extends past the end of the region"),
     }
     // Every value is now bounded by `total`, which equals `mapping_len`.
-    Ok(Layout {
+    let layout = Layout {
         total_size: mapping_len,
         participants_offset: HEADER_SIZE,
         participants_len,
         payload_offset: payload_offset as usize,
         payload_size: payload_size as usize,
-    })
+    };
+    Ok((layout, block))
 }
 
 /// FNV-1a, 64 bit: a fingerprint that is the same in every process and build
@@ -271,6 +340,7 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::ElementId;
 
     fn good() -> (Vec<u8>, Layout) {
         let l = Layout::plan(100, 8, 4).unwrap();
@@ -279,25 +349,33 @@ mod tests {
         b[8..12].copy_from_slice(&VERSION.to_ne_bytes());
         b[12..16].copy_from_slice(&LIBC_FAMILY.to_ne_bytes());
         b[16..24].copy_from_slice(&(l.total_size as u64).to_ne_bytes());
-        b[24..32].copy_from_slice(&7u64.to_ne_bytes());
+        b[24..32].copy_from_slice(&identity::fingerprint("Test", &[ELEM]).to_ne_bytes());
         b[32..40].copy_from_slice(&(HEADER_SIZE as u64).to_ne_bytes());
         b[40..44].copy_from_slice(&4u32.to_ne_bytes());
         b[44..48].copy_from_slice(&READY.to_ne_bytes());
         b[48..56].copy_from_slice(&(l.payload_offset as u64).to_ne_bytes());
         b[56..64].copy_from_slice(&100u64.to_ne_bytes());
         b[64..68].copy_from_slice(b"Test");
+        let block = Block::new(Elements::one(ELEM), identity::Geometry::default());
+        b[IDENTITY_OFFSET..].copy_from_slice(&block.encode());
         (b, l)
     }
 
+    const ELEM: ElementId = ElementId {
+        size: 24,
+        align: 8,
+        type_id: 0,
+    };
+
     const EXPECT: Expect<'static> = Expect {
         kind: "Test",
-        fingerprint: 7,
+        elements: Elements::one(ELEM),
     };
 
     #[test]
     fn good_header_parses_to_the_planned_layout() {
         let (b, l) = good();
-        assert_eq!(parse(&b, l.total_size, EXPECT).unwrap(), l);
+        assert_eq!(parse(&b, l.total_size, EXPECT).unwrap().0, l);
     }
 
     #[test]
@@ -311,6 +389,13 @@ mod tests {
             (44, 1, |e| matches!(e, Error::NotReady)),
             (64, b'X', |e| matches!(e, Error::TypeMismatch { .. })),
             (24, 8, |e| matches!(e, Error::LayoutMismatch { .. })),
+            // Element 0's size, alignment and type id.
+            (192, 16, |e| matches!(e, Error::ElementMismatch { .. })),
+            (200, 4, |e| matches!(e, Error::ElementMismatch { .. })),
+            (208, 1, |e| matches!(e, Error::ElementMismatch { .. })),
+            // The element count.
+            (184, 2, |e| matches!(e, Error::Corrupted(_))),
+            (184, 9, |e| matches!(e, Error::Corrupted(_))),
             (17, 0xff, |e| matches!(e, Error::Corrupted(_))),
             (41, 0xff, |e| matches!(e, Error::Corrupted(_))),
             (49, 0xff, |e| matches!(e, Error::Corrupted(_))),
@@ -330,6 +415,16 @@ mod tests {
             parse(&b, l.total_size + 4096, EXPECT),
             Err(Error::Corrupted(_))
         ));
+    }
+
+    #[test]
+    fn identity_is_readable_without_knowing_the_type() {
+        let (b, _) = good();
+        let id = identity_of(&b).unwrap();
+        assert_eq!(id.kind, "Test");
+        assert_eq!(id.elements, [ELEM]);
+        assert_eq!(id.fingerprint, identity::fingerprint("Test", &[ELEM]));
+        assert!(identity_of(&b[..100]).is_none());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
+use crate::identity::{self, Block, Elements, Geometry, TypeIdentity};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::sys::{self, shm, time::Deadline};
 use header::{Expect, Header, Layout};
@@ -32,6 +33,11 @@ use participants::{Liveness, Member, Slot, Table};
 pub const DEFAULT_PARTICIPANTS: u32 = 128;
 /// How long `open` waits for a concurrent creator to finish initializing.
 const OPEN_WAIT: Duration = Duration::from_secs(2);
+/// How many times `open_or_create` goes round create-or-open when the name
+/// keeps vanishing between its `O_EXCL` create and its open (a creator that
+/// failed and removed it, or someone unlinking it): each round means another
+/// process made progress, so a bound this size is never reached in practice.
+const OPEN_OR_CREATE_ROUNDS: u32 = 64;
 
 /// An object that can live in a region: a `#[repr(C)]` struct of atomics and
 /// plain integers with no pointers.
@@ -48,14 +54,23 @@ pub(crate) unsafe trait SharedObject: Sync + Sized {
     /// Creation parameters.
     type Params;
 
-    /// Layout fingerprint: the same in every process of the same build and
-    /// format, different for anything that changes the bytes' meaning.
+    /// Identities of the element types the object holds (none by default):
+    /// with `KIND`, what an opener must match. The object's own layout is
+    /// fixed by `KIND` and the format version.
+    fn elements() -> Elements {
+        Elements::NONE
+    }
+
+    /// The fingerprint the [spec](crate::identity) defines for `KIND` and
+    /// `elements()`: never a Rust type name.
     fn fingerprint() -> u64 {
-        header::Fnv::new()
-            .bytes(Self::KIND.as_bytes())
-            .u64(size_of::<Self>() as u64)
-            .u64(align_of::<Self>() as u64)
-            .finish()
+        identity::fingerprint(Self::KIND, Self::elements().as_slice())
+    }
+
+    /// Capacity and slot size these parameters create, recorded in the
+    /// identity block and compared by `open_or_create`.
+    fn geometry(_params: &Self::Params) -> Geometry {
+        Geometry::default()
     }
 
     /// Bytes the object needs for these parameters; rejects bad parameters.
@@ -205,6 +220,11 @@ pub struct Region {
     /// can be handed to a spawned child ([`crate::process::Spawn::share`]);
     /// `None` for named regions (a child opens those by name).
     memfd: Option<std::fs::File>,
+    /// The identity block as written (creator) or validated (opener):
+    /// process-local, never re-read.
+    ident: Block,
+    /// Whether this handle's process created the region.
+    created: bool,
     /// This process's membership, cached: `fork_epoch << 32 | state` where state is
     /// the membership's owner token (`Member::token`, never 0), 0 (none) or
     /// `JOINING`. Process-local memory; a forked child sees an older epoch and
@@ -282,6 +302,39 @@ impl Region {
     /// The kind of object this region holds (`"Lock"`, `"Semaphore"`, ...).
     pub fn kind(&self) -> String {
         header::kind_name(&self.header().kind)
+    }
+
+    /// What the region says it holds: kind, element identities, capacity and
+    /// slot size, fingerprint (see [`crate::identity`]). Read when the region
+    /// was created or opened.
+    ///
+    /// ```
+    /// use multiproc::Queue;
+    /// let q = Queue::<[u32; 3]>::anonymous(16)?;
+    /// let id = q.region().identity();
+    /// assert_eq!((id.kind.as_str(), id.capacity, id.slot_size), ("Queue", 16, 12));
+    /// assert_eq!((id.elements[0].size, id.elements[0].align), (12, 4));
+    /// assert_eq!(id.to_string(), "Queue; element size 12, align 4, no type id; capacity 16; slot size 12");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn identity(&self) -> TypeIdentity {
+        TypeIdentity::from_block(self.kind(), &self.ident, self.header().fingerprint)
+    }
+
+    /// Whether this process created the region (with `create`, `anonymous`,
+    /// or as the winner of an `open_or_create`), rather than opened it.
+    ///
+    /// ```
+    /// # let name = format!("/doc-created-{}", std::process::id());
+    /// let a = multiproc::Event::open_or_create(&name)?;
+    /// let b = multiproc::Event::open_or_create(&name)?;
+    /// assert!(a.region().created_here());
+    /// assert!(!b.region().created_here());
+    /// # multiproc::Region::unlink(&name)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn created_here(&self) -> bool {
+        self.created
     }
 
     /// The processes that joined this region and have not left, each probed for
@@ -412,11 +465,14 @@ impl Region {
         params: &T::Params,
     ) -> Result<Object<T>, Error> {
         let map = shm::Mapping::new(&file, layout.total_size)?;
+        let ident = Block::new(T::elements(), T::geometry(params));
         let region = Region {
             map,
             layout,
             name: name.map(str::to_owned),
             memfd: name.is_none().then_some(file),
+            ident,
+            created: true,
             me: AtomicU64::new(0),
         };
         let base = region.base();
@@ -437,7 +493,8 @@ impl Region {
         }
         let h = base.cast::<Header>();
         // SAFETY: we own the INITIALIZING state, so no other process reads these
-        // fields until READY; `h` is the page-aligned start of the mapping.
+        // fields until READY; `h` is the page-aligned start of the mapping, and
+        // the identity block lies inside the header (HEADER_SIZE bytes).
         unsafe {
             (*h).magic = header::MAGIC;
             (*h).version = header::VERSION;
@@ -450,6 +507,12 @@ impl Region {
             (*h).payload_size = layout.payload_size as u64;
             (*h).kind = header::kind_field(T::KIND);
             (*h).creator_pid = sys::process::pid();
+            let block = ident.encode();
+            std::ptr::copy_nonoverlapping(
+                block.as_ptr(),
+                base.add(header::IDENTITY_OFFSET),
+                block.len(),
+            );
         }
         for i in 0..layout.participants_len as usize {
             // SAFETY: slot `i` lies inside the planned table, which is inside the
@@ -553,9 +616,9 @@ impl Region {
             .map_err(|_| Error::Corrupted("size does not fit in memory"))?;
         let expect = Expect {
             kind: T::KIND,
-            fingerprint: T::fingerprint(),
+            elements: T::elements(),
         };
-        let layout = header::parse(&snapshot, len, expect)?;
+        let (layout, ident) = header::parse(&snapshot, len, expect)?;
         if layout.payload_offset % align_of::<T>() != 0 {
             return Err(Error::Corrupted("payload misaligned for the object"));
         }
@@ -565,6 +628,8 @@ impl Region {
             layout,
             name: name.map(str::to_owned),
             memfd: name.is_none().then_some(file),
+            ident,
+            created: false,
             me: AtomicU64::new(0),
         };
         let offset = region.layout.payload_offset;
@@ -578,6 +643,40 @@ impl Region {
         object.get().check(object.region.layout.payload_size)?;
         object.region.attach()?;
         Ok(object)
+    }
+
+    /// Opens the region `name` holding a `T`, or creates it with `params` if
+    /// the name does not exist: race-free between any number of concurrent
+    /// starters. Creation is `O_EXCL`, so exactly one of them creates; the
+    /// others get `EEXIST` and open, which waits (at most 2 s) for the
+    /// creator's `READY` exactly as `open` does, runs every check `open` runs,
+    /// and then compares the capacity and slot size these `params` would
+    /// create. A name that vanishes between the two steps (a creator that
+    /// failed and removed it) sends the caller round again.
+    pub(crate) fn open_or_create_object<T: SharedObject>(
+        name: &str,
+        opts: RegionOptions,
+        params: &T::Params,
+    ) -> Result<Object<T>, Error> {
+        name::check(name)?;
+        // Bad parameters fail the same way whoever wins the race.
+        T::payload_size(params)?;
+        let want = T::geometry(params);
+        for _ in 0..OPEN_OR_CREATE_ROUNDS {
+            match Self::create_object::<T>(Some(name), opts, params) {
+                Err(Error::AlreadyExists(_)) => {}
+                other => return other,
+            }
+            match Self::open_object_with::<T>(name, opts) {
+                Ok(obj) => {
+                    check_geometry(want, &obj.region.ident)?;
+                    return Ok(obj);
+                }
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NotFound(name.to_owned()))
     }
 
     /// Maps the header alone, waits (until `deadline`) for the creator's
@@ -617,6 +716,25 @@ impl Region {
         };
         Ok(snapshot)
     }
+}
+
+/// Compares the geometry a caller would create with what an existing object
+/// recorded.
+pub(crate) fn check_geometry(want: Geometry, found: &Block) -> Result<(), Error> {
+    if want.capacity != found.capacity {
+        return Err(Error::CapacityMismatch {
+            what: want.what,
+            expected: want.capacity,
+            found: found.capacity,
+        });
+    }
+    if want.slot_size != found.slot_size {
+        return Err(Error::SlotSizeMismatch {
+            expected: want.slot_size,
+            found: found.slot_size,
+        });
+    }
+    Ok(())
 }
 
 impl Region {

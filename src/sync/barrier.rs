@@ -370,6 +370,27 @@ mod handle {
             Ok(Barrier::from_object(Region::open_object_with(name, opts)?))
         }
 
+        /// Opens the barrier `name`, creating it for `parties` if the name
+        /// does not exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        /// `parties` is used only by the creator (as with a manager's
+        /// get-or-create): check [`Barrier::parties`] if it matters.
+        pub fn open_or_create(name: &str, parties: u32) -> Result<Barrier, Error> {
+            Barrier::open_or_create_with(name, parties, RegionOptions::default())
+        }
+
+        /// [`Barrier::open_or_create`] with region options (creation and
+        /// trust).
+        pub fn open_or_create_with(
+            name: &str,
+            parties: u32,
+            opts: RegionOptions,
+        ) -> Result<Barrier, Error> {
+            Ok(Barrier::from_object(Region::open_or_create_object(
+                name, opts, &parties,
+            )?))
+        }
+
         /// Records this process as a party so others notice if it dies.
         fn register(&self) -> Option<Member> {
             let me = self.obj.region().member()?;

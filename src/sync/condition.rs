@@ -403,6 +403,23 @@ mod handle {
             )?))
         }
 
+        /// Opens the condition `name`, creating it if the name does not
+        /// exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        pub fn open_or_create(name: &str) -> Result<Condition, Error> {
+            Condition::open_or_create_with(name, RegionOptions::default())
+        }
+
+        /// [`Condition::open_or_create`] with region options (creation and
+        /// trust).
+        pub fn open_or_create_with(name: &str, opts: RegionOptions) -> Result<Condition, Error> {
+            Ok(Condition::from_object(Region::open_or_create_object(
+                name,
+                opts,
+                &(),
+            )?))
+        }
+
         /// Acquires the condition's lock.
         pub fn lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();

@@ -235,6 +235,22 @@ mod handle {
             Ok(Event::from_object(Region::open_object_with(name, opts)?))
         }
 
+        /// Opens the event `name`, creating it (cleared) if the name does not
+        /// exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        pub fn open_or_create(name: &str) -> Result<Event, Error> {
+            Event::open_or_create_with(name, RegionOptions::default())
+        }
+
+        /// [`Event::open_or_create`] with region options (creation and trust).
+        pub fn open_or_create_with(name: &str, opts: RegionOptions) -> Result<Event, Error> {
+            Ok(Event::from_object(Region::open_or_create_object(
+                name,
+                opts,
+                &(),
+            )?))
+        }
+
         /// Sets the flag, waking every waiter in every process.
         pub fn set(&self) {
             self.obj.get().set();

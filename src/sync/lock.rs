@@ -428,6 +428,20 @@ pub(crate) mod handle {
             })
         }
 
+        /// Opens the lock `name`, creating it if the name does not exist;
+        /// race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        pub fn open_or_create(name: &str) -> Result<Lock, Error> {
+            Lock::open_or_create_with(name, RegionOptions::default())
+        }
+
+        /// [`Lock::open_or_create`] with region options (creation and trust).
+        pub fn open_or_create_with(name: &str, opts: RegionOptions) -> Result<Lock, Error> {
+            Ok(Lock {
+                obj: Region::open_or_create_object(name, opts, &())?,
+            })
+        }
+
         /// Blocks until the lock is acquired.
         #[inline]
         pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {

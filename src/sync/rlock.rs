@@ -285,6 +285,20 @@ mod handle {
             })
         }
 
+        /// Opens the re-entrant lock `name`, creating it if the name does not
+        /// exist; race-free between concurrent starters (see
+        /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+        pub fn open_or_create(name: &str) -> Result<RLock, Error> {
+            RLock::open_or_create_with(name, RegionOptions::default())
+        }
+
+        /// [`RLock::open_or_create`] with region options (creation and trust).
+        pub fn open_or_create_with(name: &str, opts: RegionOptions) -> Result<RLock, Error> {
+            Ok(RLock {
+                obj: Region::open_or_create_object(name, opts, &())?,
+            })
+        }
+
         /// Blocks until acquired (immediately if this thread holds it already).
         pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
             self.acquire_guard(How::Block)

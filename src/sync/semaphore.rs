@@ -354,6 +354,29 @@ mod handle {
                     $name::from_obj(Region::open_object_with(name, opts)?)
                 }
 
+                /// Opens the semaphore `name`, creating it with `value` permits
+                /// if the name does not exist; race-free between concurrent
+                /// starters (see [`Queue::open_or_create`](crate::Queue::open_or_create)).
+                /// `value` is used only by the creator (an existing semaphore
+                /// keeps its count, as with a manager's get-or-create).
+                pub fn open_or_create(name: &str, value: u32) -> Result<$name, Error> {
+                    $name::open_or_create_with(name, value, RegionOptions::default())
+                }
+
+                /// [`Self::open_or_create`] with region options (creation and
+                /// trust).
+                pub fn open_or_create_with(
+                    name: &str,
+                    value: u32,
+                    opts: RegionOptions,
+                ) -> Result<$name, Error> {
+                    $name::from_obj(Region::open_or_create_object(
+                        name,
+                        opts,
+                        &Self::params(value),
+                    )?)
+                }
+
                 /// Takes a permit, blocking while none is available.
                 pub fn acquire(&self) {
                     while !self.obj.get().acquire(self.policy, None) {}
