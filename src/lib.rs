@@ -63,7 +63,8 @@
 //! ## Layers
 //!
 //! `sys` (all libc calls) → `loom` (the atomics/futex facade, swapped for loom
-//! models under `--cfg loom`) → [`region`] (headers, participants) → the
+//! models under `--cfg loom`) → [`region`] (headers, participants, discovery and
+//! cleanup policies of named regions) → the
 //! primitives in [`sync`].
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -155,7 +156,7 @@ pub use queue::{
     BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,
 };
 #[cfg(not(loom))]
-pub use region::{Region, RegionOptions};
+pub use region::{Cleanup, Region, RegionInfo, RegionOptions};
 #[cfg(not(loom))]
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,

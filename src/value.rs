@@ -89,7 +89,7 @@ pub use handle::{Array, Counter, Value};
 #[doc(hidden)]
 pub use handle::{CellsLayout, fuzz_value};
 #[cfg(not(loom))]
-pub(crate) use handle::{CellsObject, CellsParams, RawCounter};
+pub(crate) use handle::{CellsObject, CellsParams, RawCounter, inspect};
 
 /// How long a lock-free read ([`Value::load`], [`Array::get`], [`Array::to_vec`]
 /// per element) waits for an element that stays mid-write before it fails with
@@ -708,6 +708,30 @@ mod handle {
                 })
             };
             Ok(())
+        }
+    }
+
+    /// `Region::inspect`: a counter's value (as a detail), an array's length
+    /// (`len`, also `capacity`) and element size, from a copy of the bytes.
+    pub(crate) fn inspect(
+        kind: &str,
+        obj: crate::region::inspect::Snapshot<'_>,
+        info: &mut crate::region::inspect::KindInfo,
+    ) {
+        use std::mem::offset_of;
+        match kind {
+            "Counter" => {
+                let v = obj.u64(offset_of!(RawCounter, value));
+                if let Some(v) = v {
+                    info.text("value", (v as i64).to_string());
+                }
+            }
+            _ => {
+                let len = obj.u64(offset_of!(RawCells, len));
+                info.len = len;
+                info.capacity = len;
+                info.element_size = obj.u64(offset_of!(RawCells, elem_size));
+            }
         }
     }
 

@@ -129,6 +129,8 @@ fn reference_accepts(b: &[u8]) -> bool {
     let table_end = HEADER_SIZE as u64 + u64::from(participants) * SLOT_SIZE;
     &b[..8] == MAGIC
         && get_u32(b, 8) == VERSION
+        // The lifecycle block's cleanup policy (offset 104 + 24): 0, 1 or 2.
+        && get_u32(b, 128) <= 2
         && b[12..16] == *b"GNU\0"
         && get_u32(b, 44) == READY
         && kind == KIND
@@ -318,10 +320,12 @@ proptest! {
         let mut h = valid_header(len, n, extra, size);
         // The creator pid, the reserved bytes after it, and everything of
         // the identity block but its element count are not validated for a
-        // kind without elements.
+        // kind without elements, except the lifecycle block's cleanup policy
+        // (offset 128), which must be 0..=2.
         let reserved_len = h.len() - 96;
         h[96..].copy_from_slice(&reserved[..reserved_len]);
         put_u32(&mut h, IDENTITY, 0);
+        put_u32(&mut h, 128, u32::from(reserved[0] % 3));
         prop_assert!(fuzz_region_header(&h));
     }
 

@@ -302,6 +302,8 @@ impl RawDict {
             ("len", offset_of!(RawDict, len)),
             ("capacity", offset_of!(RawDict, capacity)),
             ("slots", offset_of!(RawDict, slots)),
+            ("key_size", offset_of!(RawDict, key_size)),
+            ("value_size", offset_of!(RawDict, value_size)),
         ]
     }
 

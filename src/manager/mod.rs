@@ -135,6 +135,26 @@ pub(crate) fn field_offsets() -> Vec<(&'static str, usize)> {
     ]
 }
 
+/// Entry `i` of a directory copied into `obj` (entries from offset `entries`),
+/// as `name kind size` for `Region::inspect`; `None` past the copied bytes.
+/// Untrusted text: lossy UTF-8, control characters escaped.
+pub(crate) fn entry_view(
+    obj: crate::region::inspect::Snapshot<'_>,
+    entries: usize,
+    i: usize,
+) -> Option<String> {
+    use std::mem::offset_of;
+    let at = entries.checked_add(i.checked_mul(ENTRY_SIZE)?)?;
+    let name = unpad(obj.bytes(at + offset_of!(Entry, name), 64)?);
+    let kind = unpad(obj.bytes(at + offset_of!(Entry, kind), 32)?);
+    let size = obj.u64(at + offset_of!(Entry, size))?;
+    Some(format!(
+        "{} {} {size}",
+        name.escape_debug(),
+        kind.escape_debug()
+    ))
+}
+
 /// Creation parameters of a manager.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DirParams {

@@ -16,7 +16,12 @@
 //! 56      payload size          "
 //! 64      kind name (32 bytes)  "
 //! 96      creator pid           "
-//! 100     (free; reserved for future fields, zero)
+//! 100     (free, zero)
+//! 104     lifecycle block       40 bytes, see [`Lifecycle`]: creation time, the
+//!                               creator's identity and the cleanup policy
+//!                               (before READY), the creator's membership token
+//!                               (before READY) and the closing flag (atomic)
+//! 144     (free, zero)
 //! 184     identity block        "   (72 bytes: element sizes, alignments and
 //!                               type ids, capacity, slot size; spec in
 //!                               `crate::identity`)
@@ -24,7 +29,8 @@
 //!
 //! The fingerprint at 24 is the identity hash the spec in [`crate::identity`]
 //! defines (kind and element identities, never a Rust type name); a C or
-//! Python peer computes it from the same numbers.
+//! Python peer computes it from the same numbers. The lifecycle and identity
+//! blocks sit at fixed offsets of their own, so neither moves the other.
 //!
 //! [`parse`] turns an arbitrary byte snapshot into either a validated [`Layout`] or a
 //! typed [`Error`]; it never panics and never indexes out of bounds, which the
@@ -39,7 +45,9 @@ use crate::sys::LIBC_FAMILY;
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCRGN";
 /// Bumped whenever any shared layout in the crate changes. 3: type identity
 /// from layout (element size, alignment, type id) instead of Rust type names,
-/// the identity block at [`IDENTITY_OFFSET`], 192-byte manager entries.
+/// the identity block at [`IDENTITY_OFFSET`], 192-byte manager entries, and the
+/// lifecycle block at [`LIFECYCLE_OFFSET`] (cleanup policy, creation time,
+/// creator identity).
 pub(crate) const VERSION: u32 = 3;
 /// Where the identity block (`crate::identity::Block`) sits in the header.
 pub(crate) const IDENTITY_OFFSET: usize = HEADER_SIZE - identity::BLOCK_SIZE;
@@ -79,9 +87,46 @@ pub(crate) struct Header {
     pub(crate) creator_pid: u32,
 }
 
+/// Offset of the [`Lifecycle`] block in the header.
+pub(crate) const LIFECYCLE_OFFSET: usize = 104;
+
+/// Cleanup policy values stored in [`Lifecycle::cleanup`].
+pub(crate) const CLEANUP_PERSISTENT: u32 = 0;
+/// Unlink the name once the creating process is dead.
+pub(crate) const CLEANUP_CREATOR: u32 = 1;
+/// Unlink the name once no participant is left (left or dead).
+pub(crate) const CLEANUP_LAST: u32 = 2;
+
+/// Who made a region, when, and what happens to its name afterwards.
+///
+/// | field | written |
+/// |---|---|
+/// | `created_at`, `creator_start_time`, `creator_pidns`, `cleanup` | by the creator, before READY; immutable after |
+/// | `creator_token` | by the creator, once it joined, before READY (0 if it could not join) |
+/// | `closing` | 0 -> 1 by the process that unlinks the name under the last-participant policy (SeqCst, see `Region::try_close`); 1 -> 0 if a joiner came in between |
+#[repr(C)]
+pub(crate) struct Lifecycle {
+    /// Seconds since the Unix epoch at creation.
+    pub(crate) created_at: u64,
+    /// The creator's start time (`/proc/<pid>/stat`, clock ticks after boot).
+    pub(crate) creator_start_time: u64,
+    /// The creator's pid namespace (0 when unknown).
+    pub(crate) creator_pidns: u64,
+    /// One of the `CLEANUP_*` values.
+    pub(crate) cleanup: u32,
+    /// SYNC(creator): the creator's owner token, Release-stored after it joined.
+    pub(crate) creator_token: AtomicU32,
+    /// SYNC(closing): set while the name is being removed (last-participant
+    /// policy); paired with the participant states through SeqCst fences.
+    pub(crate) closing: AtomicU32,
+    _pad: u32,
+}
+
 const _: () = {
-    assert!(size_of::<Header>() <= IDENTITY_OFFSET);
+    assert!(size_of::<Header>() <= LIFECYCLE_OFFSET);
+    assert!(LIFECYCLE_OFFSET + size_of::<Lifecycle>() <= IDENTITY_OFFSET);
     assert!(IDENTITY_OFFSET == 184);
+    assert!(LIFECYCLE_OFFSET % 8 == 0);
     assert!(core::mem::offset_of!(Header, init) == 44);
     assert!(core::mem::offset_of!(Header, kind) == 64);
 };
@@ -222,24 +267,6 @@ pub(crate) fn kind_field(kind: &str) -> [u8; 32] {
     out
 }
 
-/// The identity a header snapshot records (kind, element identities,
-/// capacity, slot size, fingerprint), for tools that inspect a region without
-/// knowing its type. Only decodes: the caller validates the rest of the header
-/// (magic, version, ...) as `parse` does. `None` if `bytes` is shorter than a
-/// header or the element count is impossible.
-#[allow(dead_code, reason = "for Region::inspect (the cli branch)")]
-pub(crate) fn identity_of(bytes: &[u8]) -> Option<identity::TypeIdentity> {
-    if bytes.len() < HEADER_SIZE {
-        return None;
-    }
-    let block = Block::decode(&bytes[IDENTITY_OFFSET..HEADER_SIZE])?;
-    Some(identity::TypeIdentity::from_block(
-        kind_name(&bytes[64..96]),
-        &block,
-        u64_at(bytes, 24),
-    ))
-}
-
 /// Validates a snapshot of a region's first bytes against the mapping length and
 /// what the caller expects; returns the layout and the stored identity block.
 /// Never panics, whatever the bytes.
@@ -269,6 +296,9 @@ pub(crate) fn parse(
     }
     if u32_at(bytes, 44) != READY {
         return Err(Error::NotReady);
+    }
+    if cleanup_of(bytes) > CLEANUP_LAST {
+        return Err(Error::Corrupted("cleanup policy"));
     }
     let kind = kind_name(&bytes[64..96]);
     let block = Block::decode(&bytes[IDENTITY_OFFSET..HEADER_SIZE])
@@ -306,6 +336,90 @@ pub(crate) fn parse(
         payload_size: payload_size as usize,
     };
     Ok((layout, block))
+}
+
+/// The raw cleanup policy of a header snapshot (validated by [`parse`]).
+pub(crate) fn cleanup_of(bytes: &[u8]) -> u32 {
+    u32_at(
+        bytes,
+        LIFECYCLE_OFFSET + core::mem::offset_of!(Lifecycle, cleanup),
+    )
+}
+
+/// A header snapshot read without knowing the kind: every field as stored,
+/// nothing trusted beyond the checks [`peek`] names.
+#[derive(Clone, Debug)]
+pub(crate) struct Peek {
+    pub(crate) version: u32,
+    pub(crate) kind: String,
+    pub(crate) fingerprint: u64,
+    pub(crate) creator_pid: u32,
+    pub(crate) created_at: u64,
+    pub(crate) creator_start_time: u64,
+    pub(crate) creator_pidns: u64,
+    pub(crate) cleanup: u32,
+    pub(crate) creator_token: u32,
+    /// The stored type identity (kind, element identities, geometry).
+    pub(crate) identity: identity::TypeIdentity,
+}
+
+/// Reads what a header says about itself: `None` without the magic (not a
+/// region), `Err` for this crate's magic with a header that another format
+/// version wrote, is not ready, or whose geometry does not fit `file_len`.
+/// Never panics, whatever the bytes.
+pub(crate) fn peek(bytes: &[u8], file_len: u64) -> Option<Result<(Peek, Layout), Error>> {
+    if bytes.get(..8)? != MAGIC {
+        return None;
+    }
+    let version = u32_at(bytes, 8);
+    if version != VERSION {
+        return Some(Err(Error::VersionMismatch {
+            expected: VERSION,
+            found: version,
+        }));
+    }
+    let Ok(len) = usize::try_from(file_len) else {
+        return Some(Err(Error::Corrupted("size does not fit in memory")));
+    };
+    let kind = kind_name(bytes.get(64..96).unwrap_or(&[]));
+    let fingerprint = u64_at(bytes, 24);
+    // `parse` checks everything except kind and element identities, which it
+    // is told: here they are taken from the header itself.
+    let Some(block) = bytes
+        .get(IDENTITY_OFFSET..HEADER_SIZE)
+        .and_then(Block::decode)
+    else {
+        return Some(Err(Error::Corrupted("identity element count")));
+    };
+    let layout = match parse(
+        bytes,
+        len,
+        Expect {
+            kind: &kind,
+            elements: block.elements,
+        },
+    ) {
+        Ok((l, _)) => l,
+        Err(e) => return Some(Err(e)),
+    };
+    let identity = identity::TypeIdentity::from_block(kind.clone(), &block, fingerprint);
+    let lc = |f: usize| LIFECYCLE_OFFSET + f;
+    use core::mem::offset_of;
+    Some(Ok((
+        Peek {
+            version,
+            kind,
+            fingerprint,
+            creator_pid: u32_at(bytes, 96),
+            created_at: u64_at(bytes, lc(offset_of!(Lifecycle, created_at))),
+            creator_start_time: u64_at(bytes, lc(offset_of!(Lifecycle, creator_start_time))),
+            creator_pidns: u64_at(bytes, lc(offset_of!(Lifecycle, creator_pidns))),
+            cleanup: cleanup_of(bytes),
+            creator_token: u32_at(bytes, lc(offset_of!(Lifecycle, creator_token))),
+            identity,
+        },
+        layout,
+    )))
 }
 
 /// FNV-1a, 64 bit: a fingerprint that is the same in every process and build
@@ -400,6 +514,9 @@ mod tests {
             (41, 0xff, |e| matches!(e, Error::Corrupted(_))),
             (49, 0xff, |e| matches!(e, Error::Corrupted(_))),
             (63, 0xff, |e| matches!(e, Error::Corrupted(_))),
+            (LIFECYCLE_OFFSET + 24, 3, |e| {
+                matches!(e, Error::Corrupted(_))
+            }),
         ];
         for &(off, val, is) in cases {
             let mut bad = b.clone();
@@ -419,12 +536,37 @@ mod tests {
 
     #[test]
     fn identity_is_readable_without_knowing_the_type() {
-        let (b, _) = good();
-        let id = identity_of(&b).unwrap();
+        let (b, l) = good();
+        let (p, _) = peek(&b, l.total_size as u64).unwrap().unwrap();
+        let id = p.identity;
         assert_eq!(id.kind, "Test");
         assert_eq!(id.elements, [ELEM]);
         assert_eq!(id.fingerprint, identity::fingerprint("Test", &[ELEM]));
-        assert!(identity_of(&b[..100]).is_none());
+        let mut bad = b.clone();
+        bad[IDENTITY_OFFSET] = 3; // an impossible element count
+        assert!(matches!(
+            peek(&bad, l.total_size as u64),
+            Some(Err(Error::Corrupted(_)))
+        ));
+    }
+
+    #[test]
+    fn peek_reads_any_kind_and_never_panics() {
+        let (b, l) = good();
+        let (p, layout) = peek(&b, l.total_size as u64).unwrap().unwrap();
+        assert_eq!((p.kind.as_str(), layout), ("Test", l));
+        assert_eq!(p.identity.elements, [ELEM]);
+        assert!(peek(&b[..7], 4096).is_none());
+        assert!(peek(b"not a region at all", 4096).is_none());
+        assert!(matches!(peek(&b[..100], 4096), Some(Err(_))));
+        for off in 0..HEADER_SIZE {
+            for v in [0u8, 1, 0x80, 0xff] {
+                let mut bad = b.clone();
+                bad[off] = v;
+                let _ = peek(&bad, l.total_size as u64);
+                let _ = peek(&bad, u64::MAX);
+            }
+        }
     }
 
     #[test]

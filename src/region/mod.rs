@@ -10,8 +10,17 @@
 //! every field (`header::parse`) before touching anything else. A process joins
 //! the participant table when it creates or opens a region (a forked child joins
 //! the first time it needs an identity) and leaves when its handle drops.
+//!
+//! Named regions outlive their programs in `/dev/shm`. [`Region::list`] finds
+//! the names that carry the crate's magic and [`Region::inspect`] describes one
+//! without knowing its type (both read only: see `inspect.rs`); the `multiproc`
+//! command-line tool (feature `cli`) is built on them. A [`Cleanup`] policy
+//! chosen at creation decides whether a name outlives its creator or its last
+//! participant (see `lifecycle.rs`).
 
 pub(crate) mod header;
+pub(crate) mod inspect;
+mod lifecycle;
 mod name;
 pub(crate) mod participants;
 
@@ -25,6 +34,7 @@ use crate::identity::{self, Block, Elements, Geometry, TypeIdentity};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::sys::{self, shm, time::Deadline};
 use header::{Expect, Header, Layout};
+pub use inspect::{Detail, DetailValue, RegionInfo};
 pub use name::MAX_NAME_LEN;
 pub use participants::Participant;
 use participants::{Liveness, Member, Slot, Table};
@@ -125,6 +135,7 @@ pub struct RegionOptions {
     participants: u32,
     allow_foreign_owner: bool,
     allow_shared_write: bool,
+    cleanup: Cleanup,
 }
 
 impl Default for RegionOptions {
@@ -134,7 +145,84 @@ impl Default for RegionOptions {
             participants: DEFAULT_PARTICIPANTS,
             allow_foreign_owner: false,
             allow_shared_write: false,
+            cleanup: Cleanup::Persistent,
         }
+    }
+}
+
+/// What happens to a named region's name when the processes using it go away,
+/// chosen at creation ([`RegionOptions::cleanup`]) and recorded in the header.
+///
+/// Removing the name never disturbs processes that have the region mapped: they
+/// keep using it, and the memory is freed when the last mapping goes. A process
+/// that opens the name afterwards gets [`Error::NotFound`] (so
+/// `open`-else-`create` starts afresh).
+///
+/// Nobody runs code when a process is SIGKILLed, so the removal a death calls
+/// for is made by whichever process notices first: an `open` of the name (which
+/// then fails with [`Error::NotFound`]), a participant whose probe finds the
+/// dead process (a lock or queue operation looking at a dead peer), or
+/// `multiproc gc` ([`Region::inspect`] then [`Region::collect`]).
+///
+/// ```
+/// use multiproc::{Cleanup, Counter, RegionOptions};
+///
+/// # let name = format!("/doc-cleanup-{}", std::process::id());
+/// let opts = RegionOptions::new().cleanup(Cleanup::LastParticipant);
+/// let c = Counter::create_with(&name, 0, opts)?;
+/// assert_eq!(multiproc::Region::inspect(&name)?.cleanup, Cleanup::LastParticipant);
+/// drop(c); // the last participant left: the name is gone
+/// assert!(matches!(Counter::open(&name), Err(multiproc::Error::NotFound(_))));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cleanup {
+    /// The name stays until someone unlinks it (the default): a program that
+    /// restarts finds what others left in the region while it was away.
+    #[default]
+    Persistent,
+    /// The name is removed once the creating process is dead (killed, or
+    /// exited), like the objects Python's `resource_tracker` removes.
+    CreatorDeath,
+    /// The name is removed when the last participant leaves (drops its last
+    /// handle, or exits from [`crate::process::fork`]), or once every
+    /// participant is dead.
+    LastParticipant,
+}
+
+impl Cleanup {
+    fn to_raw(self) -> u32 {
+        match self {
+            Cleanup::Persistent => header::CLEANUP_PERSISTENT,
+            Cleanup::CreatorDeath => header::CLEANUP_CREATOR,
+            Cleanup::LastParticipant => header::CLEANUP_LAST,
+        }
+    }
+
+    /// The policy a header stores (validated: unknown values never get here).
+    fn from_raw(raw: u32) -> Cleanup {
+        match raw {
+            header::CLEANUP_CREATOR => Cleanup::CreatorDeath,
+            header::CLEANUP_LAST => Cleanup::LastParticipant,
+            _ => Cleanup::Persistent,
+        }
+    }
+
+    /// The policy's name as the CLI prints it: `persistent`, `creator-death`,
+    /// `last-participant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cleanup::Persistent => "persistent",
+            Cleanup::CreatorDeath => "creator-death",
+            Cleanup::LastParticipant => "last-participant",
+        }
+    }
+}
+
+impl fmt::Display for Cleanup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -191,6 +279,13 @@ impl RegionOptions {
         self
     }
 
+    /// Cleanup policy of a named region (default [`Cleanup::Persistent`]);
+    /// ignored for anonymous regions, which vanish with their last mapping.
+    pub fn cleanup(mut self, policy: Cleanup) -> RegionOptions {
+        self.cleanup = policy;
+        self
+    }
+
     /// The participant slot count these options ask for.
     pub(crate) fn participant_count(&self) -> u32 {
         self.participants
@@ -225,6 +320,11 @@ pub struct Region {
     ident: Block,
     /// Whether this handle's process created the region.
     created: bool,
+    /// Cleanup policy, as planned or validated from the header (process-local).
+    cleanup: Cleanup,
+    /// `(device, inode)` of a named region's file, so that a policy removes the
+    /// name only while it still names this region.
+    file_id: Option<(u64, u64)>,
     /// This process's membership, cached: `fork_epoch << 32 | state` where state is
     /// the membership's owner token (`Member::token`, never 0), 0 (none) or
     /// `JOINING`. Process-local memory; a forked child sees an older epoch and
@@ -416,7 +516,11 @@ impl Region {
     }
 
     pub(crate) fn probe(&self, m: Member) -> Liveness {
-        self.table().probe(m)
+        let l = self.table().probe(m);
+        if l == Liveness::Dead {
+            self.noticed_death(m.token());
+        }
+        l
     }
 
     /// An anonymous region's memfd (`None` for a named region).
@@ -449,7 +553,7 @@ impl Region {
             }
             _ => shm::memfd(layout.total_size)?,
         };
-        let built = Self::build::<T>(file, layout, name, params);
+        let built = Self::build::<T>(file, layout, name, opts, params);
         if built.is_err() {
             if let Some(c) = &cname {
                 let _ = shm::unlink_named(c);
@@ -462,10 +566,15 @@ impl Region {
         file: std::fs::File,
         layout: Layout,
         name: Option<&str>,
+        opts: RegionOptions,
         params: &T::Params,
     ) -> Result<Object<T>, Error> {
         let map = shm::Mapping::new(&file, layout.total_size)?;
         let ident = Block::new(T::elements(), T::geometry(params));
+        let file_id = match name {
+            Some(_) => Some(shm::file_id(&file)?.0),
+            None => None,
+        };
         let region = Region {
             map,
             layout,
@@ -473,6 +582,12 @@ impl Region {
             memfd: name.is_none().then_some(file),
             ident,
             created: true,
+            cleanup: if name.is_some() {
+                opts.cleanup
+            } else {
+                Cleanup::Persistent
+            },
+            file_id,
             me: AtomicU64::new(0),
         };
         let base = region.base();
@@ -513,6 +628,13 @@ impl Region {
                 base.add(header::IDENTITY_OFFSET),
                 block.len(),
             );
+            let lc = base
+                .add(header::LIFECYCLE_OFFSET)
+                .cast::<header::Lifecycle>();
+            (*lc).created_at = sys::time::unix_seconds();
+            (*lc).creator_start_time = sys::process::start_time();
+            (*lc).creator_pidns = sys::process::pid_namespace();
+            (*lc).cleanup = region.cleanup.to_raw();
         }
         for i in 0..layout.participants_len as usize {
             // SAFETY: slot `i` lies inside the planned table, which is inside the
@@ -527,12 +649,22 @@ impl Region {
         // SAFETY: the payload is `payload_size(params)` zeroed bytes at an offset
         // aligned to max(128, align_of::<T>()), unused by anyone before READY.
         unsafe { T::init(base.add(layout.payload_offset).cast(), params)? };
+        let region = Arc::new(region);
+        // Join once the region has its final address (the exit registry keeps
+        // it), and before READY: no opener can see a table without its creator
+        // (a last-participant region would look abandoned to it).
+        region.attach()?;
+        if let Some(token) = region.token() {
+            // SYNC(creator): published by the READY store below (openers) and
+            // paired with the Acquire load in `creator_dead`.
+            region
+                .lifecycle()
+                .creator_token
+                .store(token, Ordering::Release);
+        }
         // SYNC(init): Release publishes the header, table and object to openers.
         region.header().init.store(header::READY, Ordering::Release);
         crate::loom::futex::wake(&region.header().init, u32::MAX);
-        let region = Arc::new(region);
-        // Join once the region has its final address (the exit registry keeps it).
-        region.attach()?;
         Ok(Object {
             region,
             offset: layout.payload_offset,
@@ -622,6 +754,14 @@ impl Region {
         if layout.payload_offset % align_of::<T>() != 0 {
             return Err(Error::Corrupted("payload misaligned for the object"));
         }
+        // An inherited memfd is anonymous: no name to clean up or identify.
+        let (cleanup, file_id) = match name {
+            Some(_) => (
+                Cleanup::from_raw(header::cleanup_of(&snapshot)),
+                Some(shm::file_id(&file)?.0),
+            ),
+            None => (Cleanup::Persistent, None),
+        };
         let map = shm::Mapping::new(&file, layout.total_size)?;
         let region = Region {
             map,
@@ -630,6 +770,8 @@ impl Region {
             memfd: name.is_none().then_some(file),
             ident,
             created: false,
+            cleanup,
+            file_id,
             me: AtomicU64::new(0),
         };
         let offset = region.layout.payload_offset;
@@ -641,7 +783,19 @@ impl Region {
             _t: PhantomData,
         };
         object.get().check(object.region.layout.payload_size)?;
+        // A region its policy says should be gone is removed by whoever notices
+        // first: here, before joining it.
+        let gone = || Error::NotFound(name.unwrap_or("(inherited region)").to_owned());
+        if name.is_some() && object.region.expire_if_due() {
+            return Err(gone());
+        }
         object.region.attach()?;
+        if object.region.cleanup == Cleanup::LastParticipant && object.region.closing_seen() {
+            // The last participant is removing the name right now (see
+            // `try_close`): do not join a region that is going away.
+            object.region.leave();
+            return Err(gone());
+        }
         Ok(object)
     }
 
@@ -748,6 +902,9 @@ impl Region {
                 self.table().leave(m);
             }
             self.me.store(epoch << 32, Ordering::Release);
+            if self.cleanup == Cleanup::LastParticipant {
+                self.try_close();
+            }
         }
     }
 }
@@ -759,7 +916,11 @@ impl crate::sync::robust::Owners for Region {
     }
 
     fn probe(&self, owner: u32) -> crate::sync::robust::Probe<'_> {
-        self.table().probe_owner(owner)
+        let p = self.table().probe_owner(owner);
+        if matches!(p, crate::sync::robust::Probe::Dead) {
+            self.noticed_death(owner);
+        }
+        p
     }
 }
 

@@ -116,6 +116,9 @@ pub struct Participant {
     pub generation: u32,
     /// `false` once a probe found the process dead.
     pub alive: bool,
+    /// When it joined, in seconds since the Unix epoch (as the joiner wrote it:
+    /// informational, untrusted).
+    pub joined_at: u64,
 }
 
 impl Slot {
@@ -220,13 +223,11 @@ impl Slot {
     /// (another pid namespace, or no permission), the member counts as alive: a
     /// wrong "dead" would hand its locks and slots to others.
     fn proc_says_alive(&self) -> bool {
-        let pidns = self.pidns.load(Ordering::Relaxed);
-        if pidns != 0 && pidns != process::pid_namespace() {
-            return true;
-        }
-        let pid = self.pid.load(Ordering::Relaxed);
-        let start = self.start_time.load(Ordering::Relaxed);
-        process::is_alive(pid, start).unwrap_or(true)
+        proc_says_alive(
+            self.pid.load(Ordering::Relaxed),
+            self.start_time.load(Ordering::Relaxed),
+            self.pidns.load(Ordering::Relaxed),
+        )
     }
 
     fn mark_dead(&self, generation: u32) -> Liveness {
@@ -258,6 +259,97 @@ impl Slot {
         self.state
             .compare_exchange(state, DEAD, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
+    }
+}
+
+/// Whether `/proc` shows the process `pid` that started at `start` (in the pid
+/// namespace `pidns`, 0 if unknown) still running; `true` when it cannot tell.
+pub(crate) fn proc_says_alive(pid: u32, start: u64, pidns: u64) -> bool {
+    if pidns != 0 && pidns != process::pid_namespace() {
+        return true;
+    }
+    process::is_alive(pid, start).unwrap_or(true)
+}
+
+/// One slot as copied out of a region by a process that has not joined it
+/// (`Region::inspect`): plain numbers, untrusted, judged without writing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotView {
+    state: u32,
+    pid: u32,
+    generation: u32,
+    start_time: u64,
+    pidns: u64,
+    joined_at: u64,
+    beacon: u32,
+}
+
+impl SlotView {
+    /// Reads slot `index` of a participant table copied into `table`; `None`
+    /// past the end of the bytes.
+    pub(crate) fn read(table: &[u8], index: usize) -> Option<SlotView> {
+        use std::mem::offset_of;
+        let size = size_of::<Slot>();
+        let b = table.get(index.checked_mul(size)?..)?.get(..size)?;
+        let u32_at = |o: usize| {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(b.get(o..o + 4).unwrap_or(&[0; 4]));
+            u32::from_ne_bytes(a)
+        };
+        let u64_at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b.get(o..o + 8).unwrap_or(&[0; 8]));
+            u64::from_ne_bytes(a)
+        };
+        Some(SlotView {
+            state: u32_at(offset_of!(Slot, state)),
+            pid: u32_at(offset_of!(Slot, pid)),
+            generation: u32_at(offset_of!(Slot, generation)),
+            start_time: u64_at(offset_of!(Slot, start_time)),
+            pidns: u64_at(offset_of!(Slot, pidns)),
+            joined_at: u64_at(offset_of!(Slot, joined_at)),
+            beacon: u32_at(offset_of!(Slot, beacon) + offset_of!(Entry, word)),
+        })
+    }
+
+    /// The participant this slot holds (`None` when free or being filled), with
+    /// its liveness judged as [`Slot::probe`] would, without marking anything.
+    pub(crate) fn participant(&self, index: u32) -> Option<Participant> {
+        let alive = match self.state {
+            LIVE => self.looks_alive(),
+            DEAD => false,
+            _ => return None,
+        };
+        Some(Participant {
+            index,
+            pid: self.pid,
+            generation: self.generation,
+            alive,
+            joined_at: self.joined_at,
+        })
+    }
+
+    fn looks_alive(&self) -> bool {
+        if self.beacon & FUTEX_OWNER_DIED != 0 {
+            return false;
+        }
+        if self.beacon & FUTEX_TID_MASK != 0 {
+            return true;
+        }
+        proc_says_alive(self.pid, self.start_time, self.pidns)
+    }
+
+    /// The liveness of membership `m` if this is its slot: `Gone` when the
+    /// slot was left or reused since.
+    pub(crate) fn liveness(&self, m: Member) -> Liveness {
+        if self.generation != m.generation {
+            return Liveness::Gone;
+        }
+        match self.state {
+            LIVE if self.looks_alive() => Liveness::Alive,
+            LIVE | DEAD => Liveness::Dead,
+            _ => Liveness::Gone,
+        }
     }
 }
 
@@ -351,6 +443,34 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Whether any slot holds a live member or a joiner at work (`CLAIMING` by
+    /// a live claimant), probing (and marking) dead members on the way; and
+    /// whether any member was found dead.
+    pub(crate) fn occupancy(&self) -> (bool, bool) {
+        let (mut live, mut dead) = (false, false);
+        for slot in self.slots {
+            let state = slot.state.load(Ordering::Acquire);
+            if state == LIVE {
+                let g = slot.generation.load(Ordering::Relaxed);
+                match slot.probe(g) {
+                    Liveness::Alive => live = true,
+                    Liveness::Dead => dead = true,
+                    // Left or rejoined since the load: look again.
+                    Liveness::Gone => match slot.state.load(Ordering::Acquire) {
+                        EMPTY => {}
+                        DEAD => dead = true,
+                        _ => live = true,
+                    },
+                }
+            } else if state == DEAD {
+                dead = true;
+            } else if is_claiming(state) && !slot.reclaim_dead_claimant() {
+                live = true;
+            }
+        }
+        (live, dead)
+    }
+
     /// Probes member `m`; an out-of-range index is `Gone`.
     pub(crate) fn probe(&self, m: Member) -> Liveness {
         match self.slots.get(m.index as usize) {
@@ -378,6 +498,7 @@ impl<'a> Table<'a> {
                 pid,
                 generation,
                 alive,
+                joined_at: slot.joined_at.load(Ordering::Relaxed),
             });
         }
         out

@@ -92,6 +92,23 @@ pub struct RawBarrier {
     pub(crate) party_ids: [AtomicU64; TRACKED],
 }
 
+/// `Region::inspect`: parties (`capacity`), parties waiting now (`len`,
+/// clamped) and the broken flag, from a copy of the object's bytes.
+#[cfg(not(loom))]
+pub(crate) fn inspect(
+    obj: crate::region::inspect::Snapshot<'_>,
+    info: &mut crate::region::inspect::KindInfo,
+) {
+    use std::mem::offset_of;
+    let parties = obj.u32(offset_of!(RawBarrier, parties)).map(|p| p & COUNT);
+    info.capacity = parties.map(u64::from);
+    let state = obj.u32(offset_of!(RawBarrier, state));
+    if let (Some(s), Some(p)) = (state, parties) {
+        info.len = Some(u64::from((s & COUNT).min(p)));
+    }
+    info.flag("broken", state.map(|s| s & BROKEN != 0));
+}
+
 impl RawBarrier {
     /// A barrier for `parties` (1 to 65535, checked by the caller).
     pub fn new(parties: u32) -> RawBarrier {

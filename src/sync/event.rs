@@ -37,6 +37,16 @@ pub struct RawEvent {
     word: AtomicU32,
 }
 
+/// `Region::inspect`: whether the event is set, from a copy of its bytes.
+#[cfg(not(loom))]
+pub(crate) fn inspect(
+    obj: crate::region::inspect::Snapshot<'_>,
+    info: &mut crate::region::inspect::KindInfo,
+) {
+    let w = obj.u32(std::mem::offset_of!(RawEvent, word));
+    info.flag("set", w.map(|w| w & SET != 0));
+}
+
 impl RawEvent {
     /// A clear event.
     pub fn new() -> RawEvent {

@@ -64,3 +64,19 @@ pub use semaphore::RawSemaphore;
 
 #[cfg(all(test, loom))]
 mod tests;
+
+/// `Region::inspect`'s decoder for the sync kinds (nothing for kinds without a
+/// count: locks, conditions).
+#[cfg(not(loom))]
+pub(crate) fn inspect(
+    kind: &str,
+    obj: crate::region::inspect::Snapshot<'_>,
+    info: &mut crate::region::inspect::KindInfo,
+) {
+    match kind {
+        "Semaphore" => semaphore::inspect(obj, info),
+        "Event" => event::inspect(obj, info),
+        "Barrier" => barrier::inspect(obj, info),
+        _ => {}
+    }
+}

@@ -51,6 +51,26 @@ pub struct RawSemaphore {
     bound: AtomicU32,
 }
 
+/// `Region::inspect`: permits now (`len`) and the bound (`capacity`, absent
+/// when unbounded), from a copy of the object's bytes.
+#[cfg(not(loom))]
+pub(crate) fn inspect(
+    obj: crate::region::inspect::Snapshot<'_>,
+    info: &mut crate::region::inspect::KindInfo,
+) {
+    use std::mem::offset_of;
+    let bound = obj.u32(offset_of!(RawSemaphore, bound));
+    info.capacity = bound
+        .filter(|&b| b != UNBOUNDED)
+        .map(|b| u64::from(b.min(MAX_VALUE)));
+    // Clamped to the bound: only a scribbled word holds more.
+    info.len = obj
+        .u32(offset_of!(RawSemaphore, word))
+        .map(|w| u64::from(w & MAX_VALUE))
+        .map(|v| info.capacity.map_or(v, |c| v.min(c)));
+    info.flag("bounded", bound.map(|b| b != UNBOUNDED));
+}
+
 impl RawSemaphore {
     /// A semaphore with `value` permits that `release` may raise up to `bound`
     /// (`None`: up to the hard maximum, 2^31 - 1).

@@ -78,6 +78,66 @@ pub(crate) fn open_named(name: &CStr) -> io::Result<File> {
     Ok(into_file(fd))
 }
 
+/// Opens the existing shared memory object `name` read-only, without following
+/// a symlink and without blocking (a FIFO planted under the mount must not hang
+/// the caller); the caller checks with [`file_id`] that it is a regular file.
+pub(crate) fn open_readonly(name: &CStr) -> io::Result<File> {
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
+    let fd = retry(|| unsafe { libc::shm_open(name.as_ptr(), flags, 0) })?;
+    Ok(into_file(fd))
+}
+
+/// Which file an open descriptor is: `(device, inode)`, and whether it is a
+/// regular file.
+pub(crate) fn file_id(file: &File) -> io::Result<((u64, u64), bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    Ok(((m.dev(), m.ino()), m.file_type().is_file()))
+}
+
+/// Removes the name only if it still names the file `id` (a region unlinked and
+/// created again under the same name by someone else is left alone). Returns
+/// whether it removed it. The check and the unlink are two steps: a name
+/// replaced between them is removed anyway (no syscall unlinks by inode).
+pub(crate) fn unlink_if_same(name: &CStr, id: (u64, u64)) -> io::Result<bool> {
+    let file = match open_readonly(name) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if file_id(&file)?.0 != id {
+        return Ok(false);
+    }
+    match unlink_named(name) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The directory where glibc's `shm_open` keeps named objects.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// The names (with their leading `/`) of the entries directly under
+/// [`SHM_DIR`] that are regular files, sorted. Not a libc call, but kept here
+/// beside `shm_open`, which decides where the names live.
+pub(crate) fn list_names() -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let Ok(entry) = entry else { continue };
+        // `file_type` does not follow symlinks: only plain files are candidates.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if let Some(n) = entry.file_name().to_str() {
+            out.push(format!("/{n}"));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Removes the name; existing mappings stay valid.
 pub(crate) fn unlink_named(name: &CStr) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated.
