@@ -18,7 +18,7 @@ usage: cargo run --release --example compare [--features peers] -- [options]
   --time MS        measured time per run and row (default 200)
   --warmup MS      unrecorded warm-up before each run (default 50)
   --sizes LIST     message sizes, a subset of 8,64,1024 (default all)
-  --only LIST      sections: latency,throughput,sync (default all)
+  --only LIST      sections: latency,throughput,sync,pool (default all)
   --out DIR        where CSV, JSON and SVG go (default target/compare)
   --python EXE     interpreter for the multiprocessing rows (default python3)
   --no-python      skip the Python rows
@@ -38,6 +38,8 @@ pub struct Sections {
     pub throughput: bool,
     /// Events, conditions, locks.
     pub sync: bool,
+    /// Pool map of tiny tasks (`pool.rs`).
+    pub pool: bool,
 }
 
 /// Parsed options.
@@ -74,6 +76,7 @@ impl Default for Options {
                 latency: true,
                 throughput: true,
                 sync: true,
+                pool: true,
             },
             out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/compare")),
             python: Some("python3".to_owned()),
@@ -161,12 +164,14 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
                     latency: false,
                     throughput: false,
                     sync: false,
+                    pool: false,
                 };
                 for part in v.split(',') {
                     match part.trim() {
                         "latency" => s.latency = true,
                         "throughput" => s.throughput = true,
                         "sync" => s.sync = true,
+                        "pool" => s.pool = true,
                         other => return Err(format!("--only: unknown section {other:?}").into()),
                     }
                 }

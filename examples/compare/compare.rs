@@ -31,6 +31,7 @@ mod machine;
 mod payload;
 mod peers;
 mod plumbing;
+mod pool;
 mod python;
 mod report;
 mod stats;
@@ -178,6 +179,9 @@ pub fn run(args: &[String], out: &mut dyn Write) -> Res<Option<Report>> {
     drop(hogs);
     report.elapsed = started.elapsed();
     report.write_table(out)?;
+    if opts.only.pool {
+        pool::run(&opts, &python, out)?;
+    }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| format!("create {}: {e}", opts.out.display()))?;
     let written = [
