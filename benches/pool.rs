@@ -2,7 +2,8 @@
 //! tasks, in one criterion run:
 //!
 //! * `multiproc_map`: [`multiproc::pool::Pool::map`] with the default chunk size
-//!   (Python's rule, capped by the 64 KiB message), one worker per CPU;
+//!   (Python's rule, capped by what fits in one 1 MiB arena slot), one worker
+//!   per CPU;
 //! * `rayon_par_map`: rayon's `into_par_iter().map().collect()` on its global
 //!   thread pool (threads, no processes: the floor);
 //! * `python_pool_map`: CPython's `multiprocessing.Pool(cpus).map(f, range(n))`

@@ -148,17 +148,6 @@ pub(crate) mod cell {
 
 /// Spinning before parking.
 pub(crate) mod hint {
-    /// How long a waiter spins before it parks. Parking and being woken costs
-    /// ~23 µs each way on a 2-vCPU VM (measured: see README), so spinning for
-    /// about one wake-up's cost is 2-competitive and keeps round trips in the
-    /// sub-microsecond range when the peer answers quickly.
-    #[cfg(not(loom))]
-    pub(crate) const SPIN_TIME: std::time::Duration = std::time::Duration::from_micros(20);
-
-    /// Rounds of 32 `pause`s before the spin starts yielding the CPU.
-    #[cfg(not(loom))]
-    const PURE_SPIN_ROUNDS: u32 = 4;
-
     /// A CPU relax hint (`pause`), or a loom yield.
     #[inline]
     pub(crate) fn spin_loop() {
@@ -168,39 +157,12 @@ pub(crate) mod hint {
         loom::thread::yield_now();
     }
 
-    /// Re-checks `done` for up to [`SPIN_TIME`]; `true` as soon as it holds.
-    /// Under loom it checks once: spinning only multiplies interleavings.
+    /// Re-checks `done` under the crate's one spin policy
+    /// ([`crate::spin::spin_until`]); `true` as soon as it holds. Under loom it
+    /// checks once: spinning only multiplies interleavings.
     #[inline]
-    pub(crate) fn spin_wait(mut done: impl FnMut() -> bool) -> bool {
-        if done() {
-            return true;
-        }
-        #[cfg(not(loom))]
-        {
-            let until = crate::sys::time::Deadline::after(SPIN_TIME);
-            let mut rounds = 0u32;
-            loop {
-                for _ in 0..32 {
-                    core::hint::spin_loop();
-                    if done() {
-                        return true;
-                    }
-                }
-                if until.passed() {
-                    return false;
-                }
-                // Past the first few rounds (~1-2 us), give the CPU away between
-                // checks: a peer that shares this CPU gets to run and answer
-                // (pure spinning would burn our whole time slice while it
-                // waits), and with a CPU to itself `sched_yield` returns at once.
-                rounds += 1;
-                if rounds > PURE_SPIN_ROUNDS {
-                    std::thread::yield_now();
-                }
-            }
-        }
-        #[cfg(loom)]
-        false
+    pub(crate) fn spin_wait(done: impl FnMut() -> bool) -> bool {
+        crate::spin::spin_until(done)
     }
 }
 

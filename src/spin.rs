@@ -2,40 +2,84 @@
 //!
 //! Spinning pays only while the peer that will answer is running on another
 //! CPU: then the answer comes within a cache-line transfer (~0.1-0.3 µs) and a
-//! park/unpark round (~20-25 µs each way on a 2-vCPU VM) is avoided. When the
-//! machine is oversubscribed the peer is usually *not* running, and every
-//! microsecond spun is taken from it or from someone else. So the spin is short
-//! and it watches for that case:
+//! park/unpark round (~20-25 µs each way on an idle 2-vCPU VM) is avoided. When
+//! the machine is oversubscribed the peer is usually *not* running, and every
+//! microsecond spun is taken from it or from someone else. Worse, a waiter that
+//! spins (or `sched_yield`s) is a runnable task when the answer comes, and the
+//! scheduler gives a runnable task no priority; a waiter that sleeps in the
+//! futex is a *waking* task, which the scheduler (EEVDF, like CFS before it)
+//! lets preempt a CPU hog at once. Measured with `examples/compare --load N`
+//! (see [`crate::WaitPolicy`]): a spin of 20 µs with `sched_yield` between
+//! rounds made an 8-byte queue round trip take milliseconds with 4 or 8
+//! CPU-bound processes on 2 cores, where parking at once stays at a kernel
+//! pipe's ~10-15 µs.
 //!
-//! 1. `PURE_ROUNDS` rounds of 32 `pause`s (~1-2 µs): cheap even when useless.
-//! 2. Then `sched_yield` between rounds, timing each yield. A yield that comes
-//!    back within [`YIELD_BUSY`] found nobody else runnable on this CPU, so the
-//!    peer, if it is running, has a CPU of its own: keep spinning. A yield that
-//!    took longer ran another task: the CPU is contended, and spinning on would
-//!    only delay the peer. Stop and park (the futex wake then hands the CPU over
-//!    directly, which is what a kernel pipe gets for free).
-//! 3. Never longer than [`SPIN_TIME`] in all, about one wake-up's cost, which
-//!    keeps the policy 2-competitive with parking at once when the peer is slow.
+//! So the spin is **adaptive**, per thread, in the manner of glibc's adaptive
+//! mutex but driven by outcomes:
+//!
+//! 1. A thread's spin budget starts at [`SPIN_TIME`] (about one idle wake-up's
+//!    cost, which keeps spinning 2-competitive with parking at once).
+//! 2. A spin that sees the condition within its budget *doubles* the budget
+//!    (up to [`SPIN_TIME`]); a spin that runs out *halves* it, and below
+//!    [`FLOOR`] the budget is zero. So a thread spins while most of its spins
+//!    pay and stops within a handful of waits once they mostly do not.
+//! 3. A spin that succeeded only after being descheduled (wall time far past
+//!    its budget, [`PREEMPTED`]) counts as a failure: the CPU is contended.
+//! 4. At budget zero the thread parks at once, except that every
+//!    [`PROBE_EVERY`]-th wait spins for [`PROBE_TIME`] (1 µs, cheap even when
+//!    useless) to notice that spinning pays again.
+//! 5. The spin is `pause`s only, never `sched_yield`: yielding under load hands
+//!    the CPU to a hog for a whole slice and makes the waiter a runnable task
+//!    with a pushed-back deadline (see above).
+//!
+//! The budget is per thread because a thread tends to wait on the same peers;
+//! a forked child starts with its parent's estimate. It is a hint: any value
+//! is safe, since spinning only ever delays parking, and every caller re-checks
+//! its condition after the spin.
 //!
 //! Under loom the spin checks once: spinning only multiplies interleavings.
 
 #[cfg(not(loom))]
-use std::time::Duration;
+use std::cell::Cell;
+#[cfg(not(loom))]
+use std::time::{Duration, Instant};
 
-/// The longest spin before parking: about one futex wake-up's cost.
+/// The longest spin before parking: about one idle futex wake-up's cost.
 #[cfg(not(loom))]
 pub(crate) const SPIN_TIME: Duration = Duration::from_micros(20);
 
-/// A `sched_yield` that takes longer than this ran another task.
+/// A budget below this is zero: park at once.
 #[cfg(not(loom))]
-pub(crate) const YIELD_BUSY: Duration = Duration::from_micros(5);
+const FLOOR: Duration = Duration::from_nanos(500);
 
-/// Rounds of 32 `pause`s before the spin starts yielding.
+/// At budget zero, one wait in this many spins for [`PROBE_TIME`].
 #[cfg(not(loom))]
-const PURE_ROUNDS: u32 = 4;
+const PROBE_EVERY: u32 = 8;
 
-/// Re-checks `done` for up to [`SPIN_TIME`], stopping early when the CPU is
-/// contended (see the module doc); `true` as soon as `done()` holds.
+/// The probing spin at budget zero.
+#[cfg(not(loom))]
+const PROBE_TIME: Duration = Duration::from_micros(1);
+
+/// A spin that ends this long past its budget was descheduled.
+#[cfg(not(loom))]
+const PREEMPTED: Duration = Duration::from_micros(50);
+
+#[cfg(not(loom))]
+thread_local! {
+    /// This thread's spin budget in nanoseconds (at most [`SPIN_TIME`]).
+    static BUDGET_NS: Cell<u32> = const { Cell::new(nanos(SPIN_TIME)) };
+    /// Waits parked at once since the last probe (budget zero).
+    static SKIPPED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// `d` in nanoseconds; the constants here are all far below `u32::MAX` ns.
+#[cfg(not(loom))]
+const fn nanos(d: Duration) -> u32 {
+    d.as_nanos() as u32
+}
+
+/// Re-checks `done` for up to this thread's spin budget (see the module doc);
+/// `true` as soon as `done()` holds, `false` when the caller should park.
 #[inline]
 pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
     if done() {
@@ -52,29 +96,48 @@ pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
 #[cfg(not(loom))]
 #[cold]
 fn spin_slow(done: &mut dyn FnMut() -> bool) -> bool {
-    use crate::sys::time::Deadline;
-    let until = Deadline::after(SPIN_TIME);
-    let mut rounds = 0u32;
+    let budget = BUDGET_NS.with(Cell::get).min(nanos(SPIN_TIME));
+    let limit = if budget != 0 {
+        budget
+    } else {
+        let skipped = SKIPPED.with(Cell::get) + 1;
+        if skipped < PROBE_EVERY {
+            SKIPPED.with(|s| s.set(skipped));
+            return false;
+        }
+        SKIPPED.with(|s| s.set(0));
+        nanos(PROBE_TIME)
+    };
+    let start = Instant::now();
     loop {
         for _ in 0..32 {
             core::hint::spin_loop();
             if done() {
+                let next = next_budget(budget, limit, Some(start.elapsed()));
+                BUDGET_NS.with(|b| b.set(next));
                 return true;
             }
         }
-        rounds += 1;
-        if rounds <= PURE_ROUNDS {
-            continue;
-        }
-        if until.passed() {
+        if start.elapsed() >= Duration::from_nanos(u64::from(limit)) {
+            BUDGET_NS.with(|b| b.set(next_budget(budget, limit, None)));
             return false;
         }
-        let busy = Deadline::after(YIELD_BUSY);
-        std::thread::yield_now();
-        if busy.passed() {
-            // Another task had this CPU: the machine is oversubscribed.
-            return done();
-        }
+    }
+}
+
+/// The budget after a spin with budget `budget` and limit `limit` (the budget,
+/// or the probe's time at budget zero) that succeeded after `took`, or ran out
+/// (`None`).
+#[cfg(not(loom))]
+fn next_budget(budget: u32, limit: u32, took: Option<Duration>) -> u32 {
+    let halve = |ns: u32| if ns / 2 < nanos(FLOOR) { 0 } else { ns / 2 };
+    match took {
+        // Descheduled while spinning: the CPU is contended.
+        Some(t) if t > Duration::from_nanos(u64::from(limit)) + PREEMPTED => halve(budget),
+        Some(_) => budget
+            .saturating_mul(2)
+            .clamp(2 * nanos(FLOOR), nanos(SPIN_TIME)),
+        None => halve(budget),
     }
 }
 
@@ -82,4 +145,66 @@ fn spin_slow(done: &mut dyn FnMut() -> bool) -> bool {
 #[inline]
 pub(crate) fn relax() {
     crate::loom::hint::spin_loop();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The budget's rules, through outcomes that do not depend on timing: a
+    //! condition that never holds (each spin then runs its whole budget, at
+    //! most 20 µs), and the update rule fed with chosen durations.
+    use super::*;
+
+    fn budget() -> u32 {
+        BUDGET_NS.with(Cell::get)
+    }
+
+    #[test]
+    fn failures_shrink_the_budget_to_zero_then_probes_run() {
+        // A fresh thread: its own budget, starting at the maximum.
+        std::thread::spawn(|| {
+            assert_eq!(budget(), nanos(SPIN_TIME));
+            let mut failures = 0;
+            while budget() != 0 {
+                assert!(!spin_until(|| false));
+                failures += 1;
+                assert!(failures <= 8, "the budget halves on every failure");
+            }
+            // At zero, only every PROBE_EVERY-th wait spins at all.
+            let mut checks = 0u32;
+            for _ in 0..PROBE_EVERY {
+                assert!(!spin_until(|| {
+                    checks += 1;
+                    false
+                }));
+            }
+            // One check per call (the fast look) plus the probe's spinning.
+            assert!(checks > PROBE_EVERY, "one probe spun: {checks} checks");
+            let mut skipped_checks = 0u32;
+            for _ in 0..PROBE_EVERY - 1 {
+                assert!(!spin_until(|| {
+                    skipped_checks += 1;
+                    false
+                }));
+            }
+            assert_eq!(skipped_checks, PROBE_EVERY - 1, "no spin between probes");
+        })
+        .join()
+        .expect("test thread");
+    }
+
+    #[test]
+    fn the_budget_doubles_on_success_and_halves_on_failure() {
+        let max = nanos(SPIN_TIME);
+        let quick = Some(Duration::from_nanos(300));
+        assert_eq!(next_budget(max, max, quick), max, "capped");
+        assert_eq!(next_budget(4_000, 4_000, quick), 8_000);
+        assert_eq!(next_budget(4_000, 4_000, None), 2_000);
+        // Below the floor the budget is zero; a probe's success restores one.
+        assert_eq!(next_budget(nanos(FLOOR), nanos(FLOOR), None), 0);
+        assert_eq!(next_budget(0, nanos(PROBE_TIME), quick), 2 * nanos(FLOOR));
+        assert_eq!(next_budget(0, nanos(PROBE_TIME), None), 0);
+        // A success long past the limit was descheduled: it counts as a failure.
+        let late = Some(Duration::from_nanos(u64::from(max)) + PREEMPTED * 2);
+        assert_eq!(next_budget(max, max, late), max / 2);
+    }
 }

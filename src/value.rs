@@ -1197,6 +1197,28 @@ mod handle {
             Value::from_object(Region::open_object_with(name, opts)?)
         }
 
+        /// In a process started with [`Spawn`](crate::process::Spawn): the
+        /// anonymous value its parent passed with the `index`-th
+        /// [`Spawn::share`](crate::process::Spawn::share) call, checked as
+        /// [`Value::open`] checks. No region at `index` (or one already
+        /// opened): [`Error::Io`] (`NotFound`).
+        ///
+        /// ```no_run
+        /// fn child(_: &[u8]) -> i32 {
+        ///     let v = multiproc::Value::<u64>::inherit(0).unwrap();
+        ///     v.store(7).unwrap();
+        ///     0
+        /// }
+        /// let v = multiproc::Value::<u64>::anonymous(0)?;
+        /// let mut c = multiproc::process::Spawn::new(child, b"").share(v.region()).start()?;
+        /// assert!(c.join()?.success());
+        /// assert_eq!(v.load()?, 7);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn inherit(index: usize) -> Result<Value<T>, Error> {
+            Value::from_object(Region::inherit_object(index)?)
+        }
+
         /// Opens the value `name`, creating it holding `initial` if the name
         /// does not exist; race-free between concurrent starters (see
         /// [`Queue::open_or_create`](crate::Queue::open_or_create)).

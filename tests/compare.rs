@@ -190,6 +190,42 @@ fn quick_run_produces_every_row_and_file() {
 }
 
 #[test]
+fn load_option_runs_hogs_and_says_so() {
+    let dir = out_dir().with_extension("load");
+    let args: Vec<String> = [
+        "--quick",
+        "--only",
+        "sync",
+        "--no-python",
+        "--load",
+        "2",
+        "--out",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([dir.display().to_string()])
+    .collect();
+    let mut table = Vec::new();
+    compare::run(&args, &mut table)
+        .expect("the quick comparison runs under load")
+        .expect("not --help");
+    let table = String::from_utf8(table).expect("utf-8 table");
+    let machine = table
+        .lines()
+        .find(|l| l.starts_with("machine: "))
+        .expect("machine line");
+    assert!(
+        machine.contains("load: 2 CPU-bound hogs during every row (--load 2)"),
+        "machine line does not mention the hogs: {machine}"
+    );
+    assert!(machine.contains(" at end"), "no end load: {machine}");
+    let json = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(v["machine"]["cpu_hogs"].as_u64(), Some(2), "hogs in JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn help_prints_usage() {
     let mut out = Vec::new();
     let r = compare::run(&["--help".to_owned()], &mut out).expect("help works");

@@ -346,6 +346,113 @@ fn hundred_kills_fail_exactly_the_running_tasks() {
     });
 }
 
+/// Logs every run of a task, then dies like [`die_on_3`].
+fn log_then_die_on_3(x: u64) -> u64 {
+    RAN.get().unwrap().put(x).unwrap();
+    die_on_3(x)
+}
+
+static RAN: OnceLock<Queue<u64>> = OnceLock::new();
+
+/// The tasks of a killed worker's chunk that had finished keep their results
+/// (they are in the shared slot): with `map`, `imap` and default chunks (many
+/// tasks per chunk, a kill in every one), every task runs exactly once.
+#[test]
+fn killed_chunks_run_each_task_once() {
+    watchdog(|| {
+        let ran = RAN.get_or_init(|| Queue::anonymous(4096).unwrap());
+        let p = pool(2);
+        let n = 1000u64;
+        let out: Vec<Result<u64, PoolError>> = p.imap(log_then_die_on_3, 0..n).unwrap().collect();
+        for (x, r) in out.iter().enumerate() {
+            if x % 10 == 3 {
+                assert!(
+                    matches!(
+                        r,
+                        Err(PoolError::WorkerDied {
+                            signal: Some(9),
+                            ..
+                        })
+                    ),
+                    "task {x}: {r:?}"
+                );
+            } else {
+                assert_eq!(r, &Ok(x as u64 + 1), "task {x}");
+            }
+        }
+        let mut runs = vec![0u32; n as usize];
+        while let Ok(x) = ran.try_get() {
+            runs[x as usize] += 1;
+        }
+        let wrong: Vec<(usize, u32)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != 1)
+            .map(|(i, c)| (i, *c))
+            .collect();
+        assert!(wrong.is_empty(), "tasks not run exactly once: {wrong:?}");
+        // `map` (the caller's iterator feeds the chunks) reports the first
+        // death in order and runs nothing twice either.
+        let r = p.map(log_then_die_on_3, 0..100u64);
+        assert!(
+            matches!(
+                r,
+                Err(PoolError::WorkerDied {
+                    signal: Some(9),
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let mut runs = vec![0u32; 100];
+        while let Ok(x) = ran.try_get() {
+            runs[x as usize] += 1;
+        }
+        assert!(runs.iter().all(|&c| c == 1), "{runs:?}");
+        assert_eq!(p.pids().len(), 2, "the pool keeps its size");
+    });
+}
+
+/// Many more chunks than arena slots: slots are reused, results stay in order,
+/// for `map` over a range (fed while the caller drives), over an iterator of
+/// unknown length (collected), `map_async` and `starmap`.
+#[test]
+fn many_chunks_reuse_the_slots() {
+    watchdog(|| {
+        let p = builder(2).message_size(16 * 1024).build().unwrap();
+        let n = 100_000u64;
+        let want: Vec<u64> = (0..n).map(square).collect();
+        assert!(p.map(square, 0..n).unwrap() == want);
+        let odd: Vec<u64> = (0..n).filter(|x| x % 2 == 1).map(square).collect();
+        assert!(p.map(square, (0..n).filter(|x| x % 2 == 1)).unwrap() == odd);
+        assert!(p.map_async(square, 0..n).unwrap().get().unwrap() == want);
+        let pairs: Vec<(u32, u64)> = (0..n).map(|x| (x as u32, x)).collect();
+        let star: Vec<u64> = pairs.iter().map(|&(a, b)| add(a, b)).collect();
+        assert!(p.starmap(add, pairs).unwrap() == star);
+        // Two jobs in flight at once share the slots.
+        let a = p.map_async(square, 0..n).unwrap();
+        let b = p.map_async(square, 0..n).unwrap();
+        assert!(p.map(square, 0..n).unwrap() == want);
+        assert!(b.get().unwrap() == want);
+        assert!(a.get().unwrap() == want);
+    });
+}
+
+/// An argument iterator that panics: the panic reaches the caller of `map`,
+/// and the pool goes on.
+#[test]
+fn panicking_argument_iterator() {
+    watchdog(|| {
+        let p = pool(2);
+        let it = (0..10_000u64).inspect(|&x| assert!(x != 5_000, "iterator gave up"));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.map(square, it)));
+        assert!(r.is_err());
+        assert_eq!(p.map(square, 0..10u64).unwrap()[9], 81);
+        p.close();
+        p.join().unwrap();
+    });
+}
+
 /// Workers killed from outside (by another thread) while their task blocks:
 /// exactly that task fails with the killed pid, the tasks queued behind it on
 /// the same worker run elsewhere.
@@ -591,5 +698,252 @@ fn forked_copy_of_a_pool_is_inert() {
         assert!(child.wait().unwrap().success());
         assert_eq!(p.pids(), before);
         assert_eq!(p.apply(square, 5), Ok(25));
+    });
+}
+
+/// The serde methods: any `Serialize + DeserializeOwned` argument and result.
+#[cfg(feature = "serde")]
+mod serde_values {
+    use super::*;
+
+    fn describe(v: (String, Vec<u32>)) -> (usize, String, Option<u32>) {
+        let (name, xs) = v;
+        (xs.len(), name.to_uppercase(), xs.iter().copied().max())
+    }
+
+    fn fail_on_odd_len(s: String) -> String {
+        assert!(s.len() % 2 == 0, "odd length {}", s.len());
+        s.repeat(2)
+    }
+
+    fn huge(n: u32) -> Vec<u8> {
+        vec![7; n as usize]
+    }
+
+    fn die_on_len_3(s: String) -> usize {
+        if s.len() % 10 == 3 {
+            // SAFETY: SIGKILL to this worker process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        s.len()
+    }
+
+    fn inputs(n: usize) -> Vec<(String, Vec<u32>)> {
+        (0..n)
+            .map(|i| {
+                (
+                    format!("item-{i}"),
+                    (0..(i % 17) as u32).map(|k| k * 31 + i as u32).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn serde_map_imap_apply_match_sequential() {
+        watchdog(|| {
+            let p = pool(2);
+            for n in [0usize, 1, 7, 300, 5000] {
+                let args = inputs(n);
+                let want: Vec<_> = args.iter().cloned().map(describe).collect();
+                assert_eq!(
+                    p.map_serde(describe, args.clone()).unwrap(),
+                    want,
+                    "n = {n}"
+                );
+                assert_eq!(
+                    p.map_serde_chunked(describe, args.clone(), 3).unwrap(),
+                    want
+                );
+                let ordered: Vec<_> = p
+                    .imap_serde(describe, args.clone(), true)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(ordered, want);
+                let mut unordered: Vec<_> = p
+                    .imap_serde(describe, args.clone(), false)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                unordered.sort();
+                let mut sorted = want.clone();
+                sorted.sort();
+                assert_eq!(unordered, sorted);
+            }
+            let one = ("x".to_string(), vec![3, 9]);
+            assert_eq!(
+                p.apply_serde(describe, one.clone()).unwrap(),
+                describe(one.clone())
+            );
+            let r = p.apply_async_serde(describe, one.clone()).unwrap();
+            assert_eq!(r.get().unwrap(), describe(one.clone()));
+            assert_eq!(r.get().unwrap(), describe(one));
+        });
+    }
+
+    #[test]
+    fn serde_failures_are_values() {
+        watchdog(|| {
+            let p = builder(2).serde_result_size(256).build().unwrap();
+            // Panics.
+            let words: Vec<String> = (0..20)
+                .map(|i| "ab".repeat(i) + &"c".repeat(i % 2))
+                .collect();
+            let out: Vec<_> = p
+                .imap_serde(fail_on_odd_len, words.clone(), true)
+                .unwrap()
+                .collect();
+            for (w, r) in words.iter().zip(&out) {
+                if w.len() % 2 == 1 {
+                    assert_eq!(
+                        r,
+                        &Err(PoolError::Panicked(format!("odd length {}", w.len())))
+                    );
+                } else {
+                    assert_eq!(r, &Ok(w.repeat(2)));
+                }
+            }
+            // A result larger than its cell fails that task only.
+            let out: Vec<_> = p
+                .imap_serde(huge, [10u32, 100_000, 20], true)
+                .unwrap()
+                .collect();
+            assert_eq!(out[0], Ok(vec![7; 10]));
+            assert!(
+                matches!(&out[1], Err(PoolError::Panicked(m)) if m.contains("does not fit")),
+                "{:?}",
+                out[1]
+            );
+            assert_eq!(out[2], Ok(vec![7; 20]));
+            // Killed workers: exactly the running tasks fail, the pool keeps its size.
+            let words: Vec<String> = (0..200).map(|i| "z".repeat(i)).collect();
+            let out: Vec<_> = p
+                .imap_serde(die_on_len_3, words.clone(), true)
+                .unwrap()
+                .collect();
+            for (w, r) in words.iter().zip(&out) {
+                if w.len() % 10 == 3 {
+                    assert!(
+                        matches!(
+                            r,
+                            Err(PoolError::WorkerDied {
+                                signal: Some(9),
+                                ..
+                            })
+                        ),
+                        "{}: {r:?}",
+                        w.len()
+                    );
+                } else {
+                    assert_eq!(r, &Ok(w.len()));
+                }
+            }
+            assert_eq!(p.pids().len(), 2);
+        });
+    }
+}
+
+/// Set in the parent before the pool starts: a forked worker sees it, a
+/// spawned one (a fresh run of the program) does not.
+static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn mark_plus(x: u64) -> u64 {
+    MARK.load(Ordering::SeqCst) + x
+}
+
+fn init_mark() {
+    MARK.store(1000, Ordering::SeqCst);
+}
+
+/// The spawn start method in a parent with several threads (one holding a
+/// lock): no `unsafe`, workers are fresh processes (they do not see the
+/// parent's statics; the initializer runs in each), results match, failures
+/// are values, a killed worker is replaced by a spawned one, and terminate
+/// leaves no child.
+#[test]
+fn spawn_start_method_in_a_threaded_parent() {
+    watchdog(|| {
+        let held = Arc::new(Mutex::new(()));
+        let (locked, release) = (
+            Arc::new(std::sync::Barrier::new(3)),
+            Arc::new(std::sync::Barrier::new(3)),
+        );
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let (h, l, r) = (Arc::clone(&held), Arc::clone(&locked), Arc::clone(&release));
+                std::thread::spawn(move || {
+                    let _g = (i == 0).then(|| h.lock().unwrap());
+                    l.wait();
+                    r.wait();
+                })
+            })
+            .collect();
+        locked.wait();
+        MARK.store(7, Ordering::SeqCst);
+        assert!(matches!(Pool::new(2), Err(PoolError::Start(_))));
+        let p = Pool::builder().processes(2).spawn().build().unwrap();
+        let pids = p.pids();
+        assert_eq!(pids.len(), 2);
+        assert!(pids.iter().all(|&pid| is_our_child(pid)));
+        // Fresh processes: the parent's 7 is not there.
+        assert_eq!(
+            p.map(mark_plus, 0..100u64).unwrap(),
+            (0..100u64).collect::<Vec<_>>()
+        );
+        let n = 20_000u64;
+        let want: Vec<u64> = (0..n).map(square).collect();
+        assert!(p.map(square, 0..n).unwrap() == want);
+        let pairs: Vec<(u32, u64)> = (0..100).map(|x| (x as u32, x)).collect();
+        assert_eq!(
+            p.starmap(add, pairs.clone()).unwrap(),
+            pairs.iter().map(|&(a, b)| add(a, b)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            p.apply(panic_if_odd, 3),
+            Err(PoolError::Panicked("odd input 3".into()))
+        );
+        let out: Vec<Result<u64, PoolError>> = p.imap(die_on_3, 0..40u64).unwrap().collect();
+        for (x, r) in out.iter().enumerate() {
+            if x % 10 == 3 {
+                assert!(
+                    matches!(
+                        r,
+                        Err(PoolError::WorkerDied {
+                            signal: Some(9),
+                            ..
+                        })
+                    ),
+                    "{x}: {r:?}"
+                );
+            } else {
+                assert_eq!(r, &Ok(x as u64 + 1));
+            }
+        }
+        let live = p.pids();
+        assert_eq!(live.len(), 2, "replacements are spawned");
+        p.terminate();
+        for pid in live {
+            assert!(!is_our_child(pid), "worker {pid} left after terminate");
+        }
+        // The initializer runs in every spawned worker.
+        let p = Pool::builder()
+            .processes(2)
+            .spawn()
+            .initializer(init_mark)
+            .build()
+            .unwrap();
+        assert!(
+            p.map(mark_plus, 0..10u64)
+                .unwrap()
+                .iter()
+                .zip(0..)
+                .all(|(&r, x)| r == 1000 + x)
+        );
+        drop(p);
+        release.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
     });
 }

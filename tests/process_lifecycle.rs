@@ -460,3 +460,96 @@ fn spawn_in_a_threaded_parent() {
         }
     });
 }
+
+/// The spawned side of `anonymous_objects_reach_a_spawned_child`: opens the
+/// queue and value its parent shared (indices 0 and 1), checks that nothing
+/// else was shared and that an index cannot be opened twice, answers on the
+/// queue. Exit code 0 on success, 10 + the failed step otherwise.
+fn spawned_uses_anonymous(arg: &[u8]) -> i32 {
+    let Ok(q) = Queue::<u64>::inherit(0) else {
+        return 10;
+    };
+    let Ok(v) = multiproc::Value::<u64>::inherit(1) else {
+        return 11;
+    };
+    if Queue::<u64>::inherit(0).is_ok() || Queue::<u64>::inherit(2).is_ok() {
+        return 12;
+    }
+    let Ok(first) = q.get_timeout(WATCHDOG) else {
+        return 13;
+    };
+    let seed = u64::from(arg.first().copied().unwrap_or(0));
+    if v.store(first * 2 + seed).is_err() || q.put(first + 1).is_err() {
+        return 14;
+    }
+    0
+}
+
+/// A queue put into a wrong type's inherit: the child reports the refusal.
+fn spawned_wrong_type(_: &[u8]) -> i32 {
+    match multiproc::Value::<u64>::inherit(0) {
+        Err(multiproc::Error::TypeMismatch { .. }) => 0,
+        Err(_) => 2,
+        Ok(_) => 1,
+    }
+}
+
+/// Anonymous objects (no name anywhere) reach a child started with the spawn
+/// start method from a parent with several threads: their memfds are handed
+/// to that child alone, which opens them with `inherit` (type checked).
+#[test]
+fn anonymous_objects_reach_a_spawned_child() {
+    watchdog(|| {
+        let stop = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let s = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    s.wait();
+                })
+            })
+            .collect();
+        let q = Queue::<u64>::anonymous(8).unwrap();
+        let v = multiproc::Value::<u64>::anonymous(0).unwrap();
+        let mut c = process::Spawn::new(spawned_uses_anonymous, &[5])
+            .share(q.region())
+            .share(v.region())
+            .start()
+            .unwrap();
+        q.put(20).unwrap();
+        // The child answers 21 (it took 20 first); wait for a value that is not ours.
+        let got = loop {
+            let x = q.get_timeout(WATCHDOG).unwrap();
+            if x != 20 {
+                break x;
+            }
+            q.put(x).unwrap();
+        };
+        assert_eq!(got, 21);
+        assert_eq!(c.join().unwrap(), ExitStatus::Code(0));
+        assert_eq!(v.load().unwrap(), 45);
+
+        // Type checked like an open by name.
+        let mut w = process::Spawn::new(spawned_wrong_type, b"")
+            .share(q.region())
+            .start()
+            .unwrap();
+        assert_eq!(w.join().unwrap(), ExitStatus::Code(0));
+
+        // A named region cannot be shared this way.
+        let name = format!("/mp-share-named-{}", std::process::id());
+        let ev = Event::create(&name).unwrap();
+        let r = process::Spawn::new(spawned_wrong_type, b"")
+            .share(ev.region())
+            .start();
+        assert!(
+            matches!(r, Err(StartError::Io(ref e)) if e.kind() == std::io::ErrorKind::InvalidInput),
+            "{r:?}"
+        );
+        multiproc::Region::unlink(&name).unwrap();
+        stop.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}

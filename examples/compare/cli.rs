@@ -18,10 +18,12 @@ usage: cargo run --release --example compare [--features peers] -- [options]
   --time MS        measured time per run and row (default 200)
   --warmup MS      unrecorded warm-up before each run (default 50)
   --sizes LIST     message sizes, a subset of 8,64,1024 (default all)
-  --only LIST      sections: latency,throughput,sync (default all)
+  --only LIST      sections: latency,throughput,sync,pool (default all)
   --out DIR        where CSV, JSON and SVG go (default target/compare)
   --python EXE     interpreter for the multiprocessing rows (default python3)
   --no-python      skip the Python rows
+  --load N         run N CPU-bound processes (busy loops, normal priority) during
+                   every row, to measure a busy machine (default 0)
   --quick          tiny runs (2 x 5 ms): checks that every row works; numbers are noise
   -h, --help       this text
 
@@ -36,6 +38,8 @@ pub struct Sections {
     pub throughput: bool,
     /// Events, conditions, locks.
     pub sync: bool,
+    /// Pool map of tiny tasks (`pool.rs`).
+    pub pool: bool,
 }
 
 /// Parsed options.
@@ -57,6 +61,8 @@ pub struct Options {
     pub python: Option<String>,
     /// `--quick` was given.
     pub quick: bool,
+    /// CPU-bound processes to run during every row (`--load`).
+    pub load: usize,
 }
 
 impl Default for Options {
@@ -70,10 +76,12 @@ impl Default for Options {
                 latency: true,
                 throughput: true,
                 sync: true,
+                pool: true,
             },
             out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/compare")),
             python: Some("python3".to_owned()),
             quick: false,
+            load: 0,
         }
     }
 }
@@ -117,6 +125,19 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
             }
             "--time" => time = Some(millis(&value()?, flag)?),
             "--warmup" => warmup = Some(millis(&value()?, flag)?),
+            "--load" => {
+                let v = value()?;
+                o.load = v
+                    .parse()
+                    .map_err(|_| format!("--load wants a count of processes, got {v:?}"))?;
+                if o.load > 256 {
+                    return Err(format!(
+                        "--load {} is more hogs than anyone needs (at most 256)",
+                        o.load
+                    )
+                    .into());
+                }
+            }
             "--out" => o.out = PathBuf::from(value()?),
             "--python" => o.python = Some(value()?),
             "--sizes" => {
@@ -143,12 +164,14 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
                     latency: false,
                     throughput: false,
                     sync: false,
+                    pool: false,
                 };
                 for part in v.split(',') {
                     match part.trim() {
                         "latency" => s.latency = true,
                         "throughput" => s.throughput = true,
                         "sync" => s.sync = true,
+                        "pool" => s.pool = true,
                         other => return Err(format!("--only: unknown section {other:?}").into()),
                     }
                 }
@@ -195,6 +218,13 @@ mod tests {
         assert_eq!(o.runs, 5);
         assert_eq!(o.time, Duration::from_millis(300));
         assert_eq!(o.sizes, vec![8, 1024]);
+        assert_eq!(o.load, 0);
+        let l = parse(&args(&["--load", "4"]))
+            .expect("valid")
+            .expect("not help");
+        assert_eq!(l.load, 4);
+        assert!(parse(&args(&["--load", "x"])).is_err());
+        assert!(parse(&args(&["--load"])).is_err());
         assert!(parse(&args(&["--help"])).expect("valid").is_none());
         assert!(parse(&args(&["--runs", "1"])).is_err());
         assert!(parse(&args(&["--sizes", "100"])).is_err());

@@ -25,11 +25,13 @@
 
 mod charts;
 mod cli;
+mod hogs;
 mod latency;
 mod machine;
 mod payload;
 mod peers;
 mod plumbing;
+mod pool;
 mod python;
 mod report;
 mod stats;
@@ -103,7 +105,10 @@ pub fn run(args: &[String], out: &mut dyn Write) -> Res<Option<Report>> {
         return Ok(None);
     };
     let started = Instant::now();
-    let machine = machine::probe();
+    let mut machine = machine::probe();
+    // Started after the probe: the load figure at start is the machine's own.
+    let hogs = hogs::Hogs::start(opts.load)?;
+    machine.hogs = hogs.count();
     let timer_ns = stats::timer_overhead_ns();
     let python = python::find(opts.python.as_deref());
     let t = Timing {
@@ -170,8 +175,13 @@ pub fn run(args: &[String], out: &mut dyn Write) -> Res<Option<Report>> {
         elapsed: Duration::ZERO,
     };
     let mut report = report.ordered(&opts);
+    report.machine.load_end = machine::loadavg();
+    drop(hogs);
     report.elapsed = started.elapsed();
     report.write_table(out)?;
+    if opts.only.pool {
+        pool::run(&opts, &python, out)?;
+    }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| format!("create {}: {e}", opts.out.display()))?;
     let written = [

@@ -16,8 +16,14 @@ pub struct Machine {
     pub kernel: String,
     /// glibc's version.
     pub glibc: String,
-    /// `/proc/loadavg`'s three load averages when the run started.
+    /// `/proc/loadavg`'s three load averages when the run started (before
+    /// any `--load` hogs).
     pub load: String,
+    /// `/proc/loadavg`'s three load averages when the run ended (empty until
+    /// then).
+    pub load_end: String,
+    /// CPU-bound hogs that ran during every row (`--load`).
+    pub hogs: usize,
     /// The start of the run, UTC, `YYYY-MM-DD HH:MM:SS`.
     pub date: String,
     /// Whether this is an optimized build.
@@ -47,11 +53,7 @@ pub fn probe() -> Machine {
     let glibc = unsafe { CStr::from_ptr(libc::gnu_get_libc_version()) }
         .to_string_lossy()
         .into_owned();
-    let load = read("/proc/loadavg")
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let load = loadavg();
     Machine {
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu,
@@ -59,9 +61,20 @@ pub fn probe() -> Machine {
         kernel,
         glibc,
         load,
+        load_end: String::new(),
+        hogs: 0,
         date: utc_now(),
         release: !cfg!(debug_assertions),
     }
+}
+
+/// `/proc/loadavg`'s three load averages, space-separated.
+pub fn loadavg() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The current time, UTC, as `YYYY-MM-DD HH:MM:SS`.

@@ -331,13 +331,23 @@ impl Report {
         writeln!(out, "multiproc compare, {} UTC", m.date)?;
         writeln!(
             out,
-            "machine: {} cores, {}{}, Linux {}, glibc {}, load {} at start",
+            "machine: {} cores, {}{}, Linux {}, glibc {}, load {} at start{}{}",
             m.cores,
             m.cpu,
             if m.virtualized { " (virtualized)" } else { "" },
             m.kernel,
             m.glibc,
-            m.load
+            m.load,
+            if m.load_end.is_empty() {
+                String::new()
+            } else {
+                format!(", {} at end", m.load_end)
+            },
+            match m.hogs {
+                0 => String::new(),
+                1 => "; load: 1 CPU-bound hog during every row (--load 1)".to_owned(),
+                n => format!("; load: {n} CPU-bound hogs during every row (--load {n})"),
+            }
         )?;
         if !m.release {
             writeln!(
@@ -599,6 +609,8 @@ impl Report {
                 "kernel": m.kernel,
                 "glibc": m.glibc,
                 "load_at_start": m.load,
+                "load_at_end": m.load_end,
+                "cpu_hogs": m.hogs,
                 "release_build": m.release,
             },
             "python": self.python,

@@ -7,25 +7,31 @@
 //! it fork replacement workers safely. Callbacks run on the thread that drives
 //! the pool when their task completes, with no pool lock held.
 //!
-//! Every chunk the parent sends goes to one worker's inbox and is remembered in
-//! that worker's `sent` list until its result arrives. When a worker is reaped,
-//! the parent first drains the result queue (a dead process publishes nothing
-//! more), then reads the worker's [`Running`] line: the task it names gets
-//! [`PoolError::WorkerDied`], and every other task of that worker's unfinished
-//! chunks goes back to the front of the backlog. A replacement worker starts with
-//! a fresh inbox at the same index, so the pool keeps its size.
+//! A job's arguments are written into arena slots lazily, a chunk at a time,
+//! when a slot is free: by the job's own feeder (a collected vector), or, for
+//! [`Pool::map`](super::Pool::map), by the caller's iterator while that caller
+//! drives the pool. Every chunk sent goes to one worker's inbox and is
+//! remembered in that worker's `sent` list until its result arrives. When a
+//! worker is reaped, the parent first drains the result queue (a dead process
+//! publishes nothing more), then reads the worker's [`Running`] line: the tasks
+//! before the one it names finished and their results are in the slot (they
+//! are delivered), the task it names gets [`PoolError::WorkerDied`], and the
+//! rest of that chunk and the worker's other unfinished chunks go back to the
+//! front of the backlog, in their slots. A replacement worker starts with a
+//! fresh inbox at the same index, so the pool keeps its size.
 //!
 //! [`AsyncResult`]: super::AsyncResult
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::PoolError;
 use super::wire::{
-    MAX_CHUNK_ITEMS, OK, PANICKED, RESULT_HEADER, RESULT_MAGIC, ResultHeader, Running, TASK_HEADER,
-    TaskHeader, read,
+    Arena, Layout, MSG_SIZE, PANICKED, RESULT_MAGIC, ResultMsg, Running, TASK_MAGIC, TaskMsg,
+    panic_records, read,
 };
 use super::worker::{self, EXIT_INIT_PANICKED};
 use crate::BytesQueue;
@@ -35,11 +41,19 @@ use crate::sys::process as sys;
 /// How long a waiting caller sleeps on the result queue before checking for
 /// dead workers.
 const SLICE: Duration = Duration::from_millis(2);
-/// Chunks queued per worker (its inbox holds twice as many). Deep enough that
-/// workers rarely wait for the parent to be scheduled on a busy machine.
+/// Most chunks in flight per worker (queued in its inbox or running); the arena
+/// has this many slots per worker. Deep enough that workers rarely wait for the
+/// parent to be scheduled on a busy machine.
 pub(crate) const DEPTH: usize = 8;
+/// Chunks a worker is always given (one running, one queued); more only while
+/// the bytes in flight to it stay within one slot. Large chunks then cycle
+/// through few slots, whose lines stay in the caches (measured: about a fifth
+/// less CPU per tiny task than eight 1 MiB chunks per worker), and small ones
+/// (`apply_async`, `imap` with chunk size 1) still queue deep.
+const ALWAYS: usize = 2;
 /// Item state in a job.
 const PENDING: u8 = 0;
+pub(crate) const OK: u8 = 1;
 const FAILED: u8 = 3;
 
 /// How workers are started.
@@ -49,6 +63,8 @@ pub(crate) enum Method {
     Fork,
     /// `fork` without the thread check (the builder's `unsafe` method).
     ForkUnchecked,
+    /// A fresh `exec` of this program ([`crate::process::Spawn`]).
+    Spawn,
 }
 
 pub(crate) struct Config {
@@ -57,32 +73,91 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) initializer: Option<fn()>,
     pub(crate) method: Method,
+    /// Result cell bytes of the serde methods.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) serde_result: usize,
     pub(crate) key: u64,
 }
 
-/// A job's typed result storage, seen as bytes while results arrive.
+/// A job's typed result storage, seen as raw bytes while results arrive.
 pub(crate) trait Store: Send {
-    fn bytes(&mut self) -> &mut [u8];
+    /// Where bytes `off..off + len` of the results go (within the storage),
+    /// `None` if out of range.
+    fn raw(&mut self, off: usize, len: usize) -> Option<*mut u8>;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
-impl<R: bytemuck::Pod + Send> Store for Vec<R> {
-    fn bytes(&mut self) -> &mut [u8] {
-        if size_of::<R>() == 0 {
-            return &mut [];
+/// The results of a job of `n` tasks: a vector with room for `n` values,
+/// filled as chunks arrive. Nothing is zeroed first (that would cost a pass
+/// over the whole vector): every byte of item `i` is written (by
+/// [`Inner::deliver`]) before item `i` is marked [`OK`], and only `OK` items
+/// are read.
+pub(crate) struct Results<R> {
+    v: Vec<R>,
+    n: usize,
+}
+
+impl<R: bytemuck::Pod> Results<R> {
+    pub(crate) fn new(n: usize) -> Results<R> {
+        Results {
+            v: Vec::with_capacity(n),
+            n,
         }
-        bytemuck::cast_slice_mut(self.as_mut_slice())
+    }
+
+    /// The vector.
+    ///
+    /// # Safety
+    ///
+    /// Every item was written (its job completed with every item `OK`).
+    pub(crate) unsafe fn finish(mut self) -> Vec<R> {
+        // SAFETY: the capacity is at least `n` and, by the caller's contract,
+        // items `0..n` are initialized.
+        unsafe { self.v.set_len(self.n) };
+        self.v
+    }
+}
+
+impl<R: bytemuck::Pod + Send> Store for Results<R> {
+    fn raw(&mut self, off: usize, len: usize) -> Option<*mut u8> {
+        let total = self.n.checked_mul(size_of::<R>())?;
+        if off.checked_add(len)? > total {
+            return None;
+        }
+        // In bounds of the allocation (capacity >= n), or a zero-length range.
+        Some(self.v.as_mut_ptr().cast::<u8>().wrapping_add(off))
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
 }
 
+/// Writes the packed arguments of tasks `first..first + count` into the slice
+/// (exactly `count * arg_size` bytes).
+pub(crate) type Feed = dyn FnMut(usize, usize, &mut [u8]) + Send;
+/// A feeder borrowed from the caller for one job (see [`Inner::drive`]).
+pub(crate) type Local<'a> = Option<(u64, &'a mut dyn FnMut(usize, usize, &mut [u8]))>;
+
 /// Runs when a job completes; returns what to call with no lock held.
 pub(crate) type OnDone = Box<dyn FnOnce(&mut Job) -> Option<Box<dyn FnOnce() + Send>> + Send>;
 
-pub(crate) struct Job {
+/// What a job runs and how it is cut into chunks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spec {
+    pub(crate) func: usize,
+    pub(crate) tramp: usize,
+    pub(crate) arg_size: usize,
     pub(crate) res_size: usize,
+    pub(crate) n: usize,
+    pub(crate) chunk: usize,
+}
+
+pub(crate) struct Job {
+    spec: Spec,
+    /// Tasks `0..fed` have been written into chunks.
+    fed: usize,
+    /// Writes arguments; `None`: the submitting caller feeds while it drives.
+    feed: Option<Box<Feed>>,
     pub(crate) store: Option<Box<dyn Store>>,
     pub(crate) status: Vec<u8>,
     pub(crate) errors: HashMap<usize, PoolError>,
@@ -107,12 +182,14 @@ impl Job {
             PENDING => None,
             OK => {
                 let size = size_of::<R>();
-                let store = self.store.as_mut()?;
-                let bytes = store.bytes();
                 if size == 0 {
                     return Some(Ok(R::zeroed()));
                 }
-                Some(Ok(read(bytes.get(i * size..)?)?))
+                let p = self.store.as_mut()?.raw(i * size, size)?;
+                // SAFETY: `p..p + size` lies in the storage (checked by `raw`)
+                // and item `i` is `OK`, so its bytes were written (see
+                // `Results`); any bytes are a valid `R: Pod`.
+                Some(Ok(unsafe { p.cast::<R>().read_unaligned() }))
             }
             _ => Some(Err(self
                 .errors
@@ -120,6 +197,44 @@ impl Job {
                 .cloned()
                 .unwrap_or(PoolError::Panicked(String::new())))),
         }
+    }
+
+    /// The outcome of item `i` as the `size` bytes of its result cell, once it
+    /// completed.
+    #[cfg(feature = "serde")]
+    pub(crate) fn item_bytes(&mut self, i: usize, size: usize) -> Option<Result<&[u8], PoolError>> {
+        match self.status.get(i).copied()? {
+            PENDING => None,
+            OK => {
+                let p = self.store.as_mut()?.raw(i.checked_mul(size)?, size)?;
+                // SAFETY: in the storage (checked by `raw`) and written, since
+                // item `i` is `OK` (see `Results`); borrowed from `self`.
+                Some(Ok(unsafe { std::slice::from_raw_parts(p, size) }))
+            }
+            _ => Some(Err(self
+                .errors
+                .get(&i)
+                .cloned()
+                .unwrap_or(PoolError::Panicked(String::new())))),
+        }
+    }
+
+    /// The first failure in item order, if any.
+    pub(crate) fn first_error(&self) -> Option<PoolError> {
+        let i = self.errors.keys().min()?;
+        self.errors.get(i).cloned()
+    }
+
+    /// Items in the job.
+    #[cfg(feature = "serde")]
+    pub(crate) fn len(&self) -> usize {
+        self.spec.n
+    }
+
+    /// Bytes of one result (cell).
+    #[cfg(feature = "serde")]
+    pub(crate) fn cell_size(&self) -> usize {
+        self.spec.res_size
     }
 
     fn fail(&mut self, i: usize, e: PoolError) {
@@ -132,13 +247,27 @@ impl Job {
             }
         }
     }
+
+    fn succeed(&mut self, i: usize) {
+        if self.status.get(i) == Some(&PENDING) {
+            self.status[i] = OK;
+            self.remaining -= 1;
+            if self.track {
+                self.completed.push_back(i);
+            }
+        }
+    }
 }
 
+/// Tasks `first..first + count` of a job, in arena slot `slot`, of which
+/// `from..to` (slot-relative) still have to run.
 struct Chunk {
     job: u64,
     first: usize,
     count: usize,
-    msg: Vec<u8>,
+    from: usize,
+    to: usize,
+    slot: usize,
     worker: Option<usize>,
 }
 
@@ -147,6 +276,8 @@ struct Worker {
     inbox: BytesQueue,
     sent: VecDeque<u64>,
     total_sent: u64,
+    /// Argument and result bytes of the chunks in `sent`.
+    inflight: usize,
 }
 
 pub(crate) struct State {
@@ -155,6 +286,10 @@ pub(crate) struct State {
     backlog: VecDeque<u64>,
     chunks: HashMap<u64, Chunk>,
     pub(crate) jobs: HashMap<u64, Job>,
+    /// Jobs with tasks not yet written into chunks, oldest first.
+    feeding: VecDeque<u64>,
+    /// Arena slots no chunk holds.
+    free: Vec<usize>,
     next_chunk: u64,
     next_job: u64,
     pub(crate) closed: bool,
@@ -163,13 +298,13 @@ pub(crate) struct State {
     broken: Option<PoolError>,
     last_reap: Instant,
     buf: Vec<u8>,
-    spare: Vec<Vec<u8>>,
     callbacks: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 pub(crate) struct Inner {
     state: Mutex<State>,
     results: BytesQueue,
+    arena: Arena,
     pub(crate) cfg: Config,
     /// The process that started the workers; a forked copy of the pool in
     /// another process must not kill or reap them.
@@ -180,25 +315,26 @@ fn region_error(e: crate::Error) -> PoolError {
     PoolError::Start(e.to_string())
 }
 
-fn new_inbox(cfg: &Config) -> Result<BytesQueue, PoolError> {
-    BytesQueue::anonymous(DEPTH * 2, cfg.message_size).map_err(region_error)
+fn new_inbox() -> Result<BytesQueue, PoolError> {
+    BytesQueue::anonymous((DEPTH * 2).next_power_of_two(), MSG_SIZE).map_err(region_error)
 }
 
 impl Inner {
     pub(crate) fn new(cfg: Config) -> Result<Inner, PoolError> {
-        let results = BytesQueue::anonymous(
-            (cfg.processes * DEPTH).next_power_of_two().max(2),
-            cfg.message_size,
-        )
-        .map_err(region_error)?;
+        let slots = cfg.processes * DEPTH;
+        let results = BytesQueue::anonymous(slots.next_power_of_two().max(2), MSG_SIZE)
+            .map_err(region_error)?;
         let running = Running::new(cfg.processes).map_err(|e| PoolError::Start(e.to_string()))?;
+        let arena =
+            Arena::new(slots, cfg.message_size).map_err(|e| PoolError::Start(e.to_string()))?;
         let mut workers = Vec::with_capacity(cfg.processes);
         for _ in 0..cfg.processes {
             workers.push(Worker {
                 pid: None,
-                inbox: new_inbox(&cfg)?,
+                inbox: new_inbox()?,
                 sent: VecDeque::new(),
                 total_sent: 0,
+                inflight: 0,
             });
         }
         let mut state = State {
@@ -207,6 +343,8 @@ impl Inner {
             backlog: VecDeque::new(),
             chunks: HashMap::new(),
             jobs: HashMap::new(),
+            feeding: VecDeque::new(),
+            free: (0..arena.slots()).rev().collect(),
             next_chunk: 1,
             next_job: 1,
             closed: false,
@@ -214,14 +352,12 @@ impl Inner {
             terminated: false,
             broken: None,
             last_reap: Instant::now(),
-            buf: vec![0u8; cfg.message_size],
-            spare: Vec::new(),
+            buf: vec![0u8; MSG_SIZE],
             callbacks: Vec::new(),
         };
-        let inner_results = results.clone();
         for i in 0..cfg.processes {
-            if let Err(e) = start_worker(&cfg, &mut state, &inner_results, i) {
-                // Workers already started are killed by State's cleanup below.
+            if let Err(e) = start_worker(&cfg, &mut state, &results, &arena, i) {
+                // Workers already started are killed here.
                 kill_all(&mut state);
                 return Err(e);
             }
@@ -229,47 +365,43 @@ impl Inner {
         Ok(Inner {
             state: Mutex::new(state),
             results,
+            arena,
             cfg,
             owner: sys::pid(),
         })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic in a callback never happens under the lock; a poisoned lock can
-        // only come from a bug in this module: keep going with the state as is.
+        // A panic in a callback never happens under the lock (a panicking
+        // argument iterator may): keep going with the state as is, every step
+        // leaves it consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Largest number of tasks per chunk for these sizes.
     pub(crate) fn max_items(&self, arg_size: usize, res_size: usize) -> usize {
-        let m = self.cfg.message_size;
-        let by_args = match arg_size {
-            0 => MAX_CHUNK_ITEMS,
-            a => m.saturating_sub(TASK_HEADER) / a,
-        };
-        let by_results =
-            m.saturating_sub(RESULT_HEADER + super::wire::PANIC_RESERVE) / (res_size + 1);
-        by_args.min(by_results).min(MAX_CHUNK_ITEMS)
+        Layout::max_items(arg_size, res_size, self.arena.slot_size())
     }
 
-    /// Registers a job of `n` tasks whose packed arguments `arg(i)` writes, in
-    /// chunks of `chunk` tasks. Returns the job id.
-    #[allow(clippy::too_many_arguments)]
+    /// Registers a job; its arguments are written by `feed` as slots free up
+    /// (with `None`, only by the caller's [`Inner::drive`] that passes the
+    /// returned job id with its feeder). Returns the job id.
     pub(crate) fn submit(
         &self,
-        func: usize,
-        tramp: usize,
-        arg_size: usize,
-        res_size: usize,
-        n: usize,
-        chunk: usize,
+        spec: Spec,
         store: Box<dyn Store>,
-        mut write_args: impl FnMut(usize, usize, &mut Vec<u8>),
+        feed: Option<Box<Feed>>,
         on_done: Option<OnDone>,
         track: bool,
     ) -> Result<u64, PoolError> {
         if sys::pid() != self.owner {
             return Err(PoolError::Terminated);
+        }
+        if self.cfg.method == Method::Spawn && !in_executable(&[spec.func, spec.tramp]) {
+            return Err(PoolError::Start(
+                "with the spawn start method, task functions must be in the program's executable"
+                    .into(),
+            ));
         }
         let mut st = self.lock();
         if st.terminated {
@@ -280,8 +412,14 @@ impl Inner {
         }
         let id = st.next_job;
         st.next_job += 1;
+        let n = spec.n;
         let mut job = Job {
-            res_size,
+            spec: Spec {
+                chunk: spec.chunk.max(1),
+                ..spec
+            },
+            fed: 0,
+            feed,
             store: Some(store),
             status: vec![PENDING; n],
             errors: HashMap::new(),
@@ -295,47 +433,18 @@ impl Inner {
             for i in 0..n {
                 job.fail(i, e.clone());
             }
-        }
-        let broken = st.broken.is_some();
-        let chunk = chunk.max(1);
-        let mut first = 0;
-        while first < n && !broken {
-            let count = chunk.min(n - first);
-            let mut msg = buffer(&mut st, TASK_HEADER + count * arg_size);
-            msg.resize(TASK_HEADER, 0);
-            write_args(first, count, &mut msg);
-            let cid = st.next_chunk;
-            st.next_chunk += 1;
-            let h = TaskHeader {
-                magic: super::wire::TASK_MAGIC,
-                count: count as u32,
-                chunk: cid,
-                arg_size: arg_size as u32,
-                res_size: res_size as u32,
-                func: func as u64,
-                tramp: tramp as u64,
-                check: 0,
-            };
-            seal(&mut msg, h, self.cfg.key);
-            st.chunks.insert(
-                cid,
-                Chunk {
-                    job: id,
-                    first,
-                    count,
-                    msg,
-                    worker: None,
-                },
-            );
-            st.backlog.push_back(cid);
-            first += count;
+            job.fed = n;
         }
         let done = job.is_done();
+        let unfed = job.fed < n;
         st.jobs.insert(id, job);
+        if unfed {
+            st.feeding.push_back(id);
+        }
         if done {
             complete(&mut st, id);
         }
-        self.pump(&mut st);
+        self.pump(&mut st, &mut None);
         let cbs = std::mem::take(&mut st.callbacks);
         drop(st);
         for cb in cbs {
@@ -345,10 +454,12 @@ impl Inner {
     }
 
     /// Drives the pool until `ready` returns `Some` (checked with the lock held
-    /// after every step) or `deadline` passes (`Err(Timeout)`).
+    /// after every step) or `deadline` passes (`Err(Timeout)`). `local` feeds
+    /// the arguments of the job it names.
     pub(crate) fn drive<T>(
         &self,
         deadline: Option<Instant>,
+        mut local: Local<'_>,
         mut ready: impl FnMut(&mut State) -> Option<T>,
     ) -> Result<T, PoolError> {
         if sys::pid() != self.owner {
@@ -356,7 +467,7 @@ impl Inner {
         }
         loop {
             let mut st = self.lock();
-            self.pump(&mut st);
+            self.pump(&mut st, &mut local);
             let r = ready(&mut st);
             let cbs = std::mem::take(&mut st.callbacks);
             if !cbs.is_empty() {
@@ -387,15 +498,16 @@ impl Inner {
             let mut st = self.lock();
             if let Ok(n) = got {
                 if let Some(msg) = buf.get(..n) {
-                    on_result(&mut st, msg);
+                    self.on_result(&mut st, msg);
                 }
             }
             st.buf = buf;
         }
     }
 
-    /// One step without waiting: receive what arrived, reap if due, send.
-    fn pump(&self, st: &mut State) {
+    /// One step without waiting: receive what arrived, reap if due, send,
+    /// write new chunks into free slots.
+    fn pump(&self, st: &mut State, local: &mut Local<'_>) {
         if st.terminated {
             return;
         }
@@ -404,17 +516,278 @@ impl Inner {
             st.last_reap = Instant::now();
             self.reap(st);
         }
-        send_backlog(st, self.cfg.max_tasks);
+        self.send_backlog(st);
+        self.feed(st, local);
     }
 
     fn receive_all(&self, st: &mut State) {
         let mut buf = std::mem::take(&mut st.buf);
         while let Ok(n) = self.results.try_get_into(&mut buf) {
             if let Some(msg) = buf.get(..n) {
-                on_result(st, msg);
+                self.on_result(st, msg);
             }
         }
         st.buf = buf;
+    }
+
+    /// Whether some live worker can take another (small) chunk.
+    fn room(&self, st: &State) -> bool {
+        st.workers.iter().any(|w| self.can_take(w, 0))
+    }
+
+    /// Whether worker `w` can take a chunk of `bytes` bytes (see [`ALWAYS`]).
+    fn can_take(&self, w: &Worker, bytes: usize) -> bool {
+        w.pid.is_some()
+            && (w.sent.len() < ALWAYS
+                || (w.sent.len() < DEPTH
+                    && w.inflight.saturating_add(bytes) <= self.arena.slot_size()))
+            && self.cfg.max_tasks.is_none_or(|m| w.total_sent < m)
+    }
+
+    /// Writes chunks of unfed jobs into free slots while a worker has room,
+    /// sending each at once (so workers start before the parent has written
+    /// every argument).
+    fn feed(&self, st: &mut State, local: &mut Local<'_>) {
+        while st.backlog.is_empty() && self.room(st) {
+            let local_id = local.as_ref().map(|(id, _)| *id);
+            let Some(pos) = st.feeding.iter().position(|id| {
+                Some(*id) == local_id || st.jobs.get(id).is_none_or(|j| j.feed.is_some())
+            }) else {
+                return;
+            };
+            let id = st.feeding[pos];
+            let Some(job) = st.jobs.get_mut(&id) else {
+                st.feeding.remove(pos);
+                continue;
+            };
+            let (spec, first) = (job.spec, job.fed);
+            let count = spec.chunk.min(spec.n.saturating_sub(first));
+            if count == 0
+                || Layout::new(count, spec.arg_size, spec.res_size, self.arena.slot_size())
+                    .is_none()
+            {
+                // Not reached: the chunk size is capped by `max_items`.
+                for i in first..spec.n {
+                    job.fail(
+                        i,
+                        PoolError::TooLarge {
+                            needed: spec.arg_size.max(spec.res_size),
+                            max: self.cfg.message_size,
+                        },
+                    );
+                }
+                job.fed = spec.n;
+                st.feeding.remove(pos);
+                if job_done(st, id) {
+                    complete(st, id);
+                }
+                continue;
+            }
+            let Some(slot) = st.free.pop() else {
+                return;
+            };
+            // SAFETY: the slot was free: no worker holds it and this process
+            // holds no other reference to its bytes.
+            let Some(args) = (unsafe { self.arena.bytes_mut(slot, 0, count * spec.arg_size) })
+            else {
+                st.free.push(slot);
+                return;
+            };
+            let mut own = job.feed.take();
+            let wrote = match (own.as_mut(), local.as_mut()) {
+                (Some(f), _) => catch_unwind(AssertUnwindSafe(|| f(first, count, args))),
+                (None, Some((_, f))) => catch_unwind(AssertUnwindSafe(|| f(first, count, args))),
+                (None, None) => Ok(()),
+            };
+            job.feed = own;
+            if let Err(p) = wrote {
+                // The caller's iterator panicked: the slot stays free; the
+                // job's unfed tasks fail when its handle is released.
+                st.free.push(slot);
+                resume_unwind(p);
+            }
+            job.fed += count;
+            if job.fed >= spec.n {
+                st.feeding.remove(pos);
+            }
+            let cid = st.next_chunk;
+            st.next_chunk += 1;
+            st.chunks.insert(
+                cid,
+                Chunk {
+                    job: id,
+                    first,
+                    count,
+                    from: 0,
+                    to: count,
+                    slot,
+                    worker: None,
+                },
+            );
+            st.backlog.push_back(cid);
+            self.send_backlog(st);
+        }
+    }
+
+    /// Sends backlog chunks to the workers with the fewest queued, up to
+    /// [`DEPTH`] each (and never past a worker's `max_tasks`).
+    fn send_backlog(&self, st: &mut State) {
+        while let Some(&cid) = st.backlog.front() {
+            let bytes = st.chunks.get(&cid).map_or(0, |c| chunk_bytes(c, &st.jobs));
+            let mut best: Option<usize> = None;
+            for (i, w) in st.workers.iter().enumerate() {
+                if !self.can_take(w, bytes) {
+                    continue;
+                }
+                if best.is_none_or(|b| st.workers[b].sent.len() > w.sent.len()) {
+                    best = Some(i);
+                }
+            }
+            let Some(i) = best else {
+                return;
+            };
+            let Some(c) = st.chunks.get_mut(&cid) else {
+                st.backlog.pop_front();
+                continue;
+            };
+            let Some(spec) = st.jobs.get(&c.job).map(|j| j.spec) else {
+                // The job is gone (released after a failure): drop the chunk.
+                st.backlog.pop_front();
+                if let Some(c) = st.chunks.remove(&cid) {
+                    st.free.push(c.slot);
+                }
+                continue;
+            };
+            let mut m = TaskMsg {
+                magic: TASK_MAGIC,
+                slot: c.slot as u32,
+                chunk: cid,
+                count: c.count as u32,
+                from: c.from as u32,
+                to: c.to as u32,
+                arg_size: spec.arg_size as u32,
+                res_size: spec.res_size as u32,
+                _pad: 0,
+                func: spec.func as u64,
+                tramp: spec.tramp as u64,
+                check: 0,
+            };
+            m.check = m.checksum(self.cfg.key);
+            if st.workers[i].inbox.try_put(bytemuck::bytes_of(&m)).is_err() {
+                return;
+            }
+            c.worker = Some(i);
+            st.backlog.pop_front();
+            let w = &mut st.workers[i];
+            w.sent.push_back(cid);
+            w.total_sent += 1;
+            w.inflight = w.inflight.saturating_add(bytes);
+        }
+    }
+
+    /// Applies one result message from a worker.
+    fn on_result(&self, st: &mut State, msg: &[u8]) {
+        let Some(h) = read::<ResultMsg>(msg) else {
+            return;
+        };
+        if h.magic != RESULT_MAGIC {
+            return;
+        }
+        let matches = st.chunks.get(&h.chunk).is_some_and(|c| {
+            c.from == h.from as usize
+                && c.to == h.to as usize
+                && c.worker == Some(h.worker as usize)
+        });
+        if !matches {
+            return;
+        }
+        let Some(c) = st.chunks.remove(&h.chunk) else {
+            return;
+        };
+        let bytes = chunk_bytes(&c, &st.jobs);
+        if let Some(w) = c.worker.and_then(|w| st.workers.get_mut(w)) {
+            if let Some(pos) = w.sent.iter().position(|&x| x == h.chunk) {
+                w.sent.remove(pos);
+                w.inflight = w.inflight.saturating_sub(bytes);
+            }
+        }
+        self.deliver(st, &c, c.to);
+        st.free.push(c.slot);
+    }
+
+    /// Copies the outcomes of tasks `c.from..to` of chunk `c` from its slot into
+    /// the job (their worker has finished them).
+    fn deliver(&self, st: &mut State, c: &Chunk, to: usize) {
+        let Some(job) = st.jobs.get_mut(&c.job) else {
+            return;
+        };
+        let (from, spec) = (c.from, job.spec);
+        if from >= to {
+            return;
+        }
+        let Some(lay) = Layout::new(
+            c.count,
+            spec.arg_size,
+            spec.res_size,
+            self.arena.slot_size(),
+        ) else {
+            return;
+        };
+        let rs = spec.res_size;
+        let (lo, hi) = (c.first + from, c.first + to);
+        // Every item marked OK below must have its bytes written here.
+        let written = job
+            .store
+            .as_mut()
+            .and_then(|s| s.raw(lo * rs, (hi - lo) * rs))
+            .map(|dst| {
+                // SAFETY: `dst` has room for `(hi - lo) * rs` bytes (checked by
+                // `raw`); the storage is this process's own memory.
+                unsafe {
+                    self.arena
+                        .copy_out(c.slot, lay.results + from * rs, dst, (hi - lo) * rs)
+                }
+            });
+        let mut status = std::mem::take(&mut st.buf);
+        status.resize(to - from, 0);
+        let read_ok = self
+            .arena
+            .read_into(c.slot, lay.status + from, &mut status[..to - from]);
+        let read_ok = read_ok && written == Some(true);
+        let all_ok = read_ok && !status[..to - from].contains(&PANICKED);
+        // (PENDING is 0: an OR over the range vectorizes, an early exit would not.)
+        let all_pending = job
+            .status
+            .get(lo..hi)
+            .is_some_and(|v| v.iter().fold(PENDING, |a, &s| a | s) == PENDING);
+        if all_ok && all_pending && !job.track {
+            // The common case: every task of the chunk succeeded.
+            job.status[lo..hi].fill(OK);
+            job.remaining -= hi - lo;
+        } else {
+            let mut messages: HashMap<usize, String> = HashMap::new();
+            if !all_ok {
+                let mut area = vec![0u8; lay.panics_len];
+                if self.arena.read_into(c.slot, lay.panics, &mut area) {
+                    panic_records(&area, |k, m| {
+                        messages.insert(k, m);
+                    });
+                }
+            }
+            for k in from..to {
+                if !read_ok || status[k - from] == PANICKED {
+                    let m = messages.remove(&k).unwrap_or_default();
+                    job.fail(c.first + k, PoolError::Panicked(m));
+                } else {
+                    job.succeed(c.first + k);
+                }
+            }
+        }
+        status.resize(MSG_SIZE, 0);
+        st.buf = status;
+        if job_done(st, c.job) {
+            complete(st, c.job);
+        }
     }
 
     /// Reaps every worker that ended, fails the task it ran, requeues the rest
@@ -441,14 +814,14 @@ impl Inner {
             if st.joining || st.broken.is_some() {
                 continue;
             }
-            match new_inbox(&self.cfg) {
+            match new_inbox() {
                 Ok(inbox) => st.workers[i].inbox = inbox,
                 Err(e) => {
                     self.replacement_failed(st, e);
                     continue;
                 }
             }
-            if let Err(e) = start_worker(&self.cfg, st, &self.results, i) {
+            if let Err(e) = start_worker(&self.cfg, st, &self.results, &self.arena, i) {
                 self.replacement_failed(st, e);
             }
         }
@@ -463,6 +836,7 @@ impl Inner {
     fn requeue(&self, st: &mut State, w: usize, pid: u32, status: ExitStatus) {
         let running = st.running.take(w);
         let sent: Vec<u64> = st.workers[w].sent.drain(..).collect();
+        st.workers[w].inflight = 0;
         let mut front = Vec::new();
         for cid in sent {
             let Some(mut c) = st.chunks.remove(&cid) else {
@@ -470,27 +844,29 @@ impl Inner {
             };
             c.worker = None;
             match running {
-                Some((rc, k)) if rc == cid && k < c.count => {
-                    let signal = match status {
-                        ExitStatus::Signal(s) => Some(s),
-                        ExitStatus::Code(_) => None,
-                    };
-                    let code = match status {
-                        ExitStatus::Code(c) => Some(c),
-                        ExitStatus::Signal(_) => None,
+                Some((rc, k)) if rc == cid && (c.from..c.to).contains(&k) => {
+                    // Tasks before `k` finished: their results are in the slot.
+                    self.deliver(st, &c, k);
+                    let (signal, code) = match status {
+                        ExitStatus::Signal(s) => (Some(s), None),
+                        ExitStatus::Code(c) => (None, Some(c)),
                     };
                     if let Some(job) = st.jobs.get_mut(&c.job) {
                         job.fail(c.first + k, PoolError::WorkerDied { pid, signal, code });
                     }
-                    let job_id = c.job;
-                    if job_done(st, job_id) {
-                        complete(st, job_id);
+                    if job_done(st, c.job) {
+                        complete(st, c.job);
                     }
-                    for (from, count) in [(0, k), (k + 1, c.count - k - 1)] {
-                        if count > 0 {
-                            let id = self.split(st, &c, from, count);
-                            front.push(id);
-                        }
+                    if k + 1 < c.to {
+                        // The rest runs elsewhere, from the same slot, under a
+                        // new id (the dead worker's line names the old one).
+                        c.from = k + 1;
+                        let id = st.next_chunk;
+                        st.next_chunk += 1;
+                        st.chunks.insert(id, c);
+                        front.push(id);
+                    } else {
+                        st.free.push(c.slot);
                     }
                 }
                 _ => {
@@ -504,41 +880,27 @@ impl Inner {
         }
     }
 
-    /// A new chunk holding tasks `from..from + count` of chunk `c`.
-    fn split(&self, st: &mut State, c: &Chunk, from: usize, count: usize) -> u64 {
-        let id = st.next_chunk;
-        st.next_chunk += 1;
-        let mut h: TaskHeader = read(&c.msg).unwrap_or_else(bytemuck::Zeroable::zeroed);
-        let a = h.arg_size as usize;
-        let mut msg = buffer(st, TASK_HEADER + count * a);
-        msg.resize(TASK_HEADER, 0);
-        let start = TASK_HEADER + from * a;
-        msg.extend_from_slice(c.msg.get(start..start + count * a).unwrap_or(&[]));
-        h.count = count as u32;
-        h.chunk = id;
-        seal(&mut msg, h, self.cfg.key);
-        st.chunks.insert(
-            id,
-            Chunk {
-                job: c.job,
-                first: c.first + from,
-                count,
-                msg,
-                worker: None,
-            },
-        );
-        id
-    }
-
-    /// Handle dropped: forget the job once it completed.
+    /// Handle dropped: forget the job once it completed. A job whose caller
+    /// fed it and stopped (its iterator panicked) fails its unfed tasks.
     pub(crate) fn release(&self, job: u64) {
         let mut st = self.lock();
-        if let Some(j) = st.jobs.get_mut(&job) {
-            if j.is_done() {
-                st.jobs.remove(&job);
-            } else {
-                j.dropped = true;
+        let Some(j) = st.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.feed.is_none() && j.fed < j.spec.n {
+            for i in j.fed..j.spec.n {
+                j.fail(i, PoolError::Terminated);
             }
+            j.fed = j.spec.n;
+            st.feeding.retain(|&id| id != job);
+        }
+        let Some(j) = st.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.is_done() {
+            st.jobs.remove(&job);
+        } else {
+            j.dropped = true;
         }
     }
 
@@ -555,8 +917,8 @@ impl Inner {
                 return Err(PoolError::NotClosed);
             }
         }
-        let r = self.drive(None, |st| {
-            (st.terminated || st.chunks.is_empty()).then_some(())
+        let r = self.drive(None, None, |st| {
+            (st.terminated || (st.chunks.is_empty() && st.feeding.is_empty())).then_some(())
         });
         if let Err(e) = r {
             if e != PoolError::Terminated {
@@ -599,16 +961,28 @@ impl Inner {
 
     pub(crate) fn pids(&self) -> Vec<u32> {
         let mut st = self.lock();
-        self.pump(&mut st);
+        self.pump(&mut st, &mut None);
         st.workers.iter().filter_map(|w| w.pid).collect()
     }
 }
 
-fn seal(msg: &mut [u8], mut h: TaskHeader, key: u64) {
-    h.check = h.checksum(key);
-    if let Some(dst) = msg.get_mut(..TASK_HEADER) {
-        dst.copy_from_slice(bytemuck::bytes_of(&h));
-    }
+/// Whether every address lies in the ELF object holding this crate (the
+/// executable), so that a spawned worker finds the same code at the same
+/// offset.
+pub(crate) fn in_executable(addrs: &[usize]) -> bool {
+    let Some(base) = sys::object_base(worker::anchor()) else {
+        return false;
+    };
+    addrs.iter().all(|&a| sys::object_base(a) == Some(base))
+}
+
+/// Argument and result bytes of chunk `c`'s slot (its whole layout: that is
+/// what the caches hold).
+fn chunk_bytes(c: &Chunk, jobs: &HashMap<u64, Job>) -> usize {
+    jobs.get(&c.job).map_or(0, |j| {
+        c.count
+            .saturating_mul(j.spec.arg_size.saturating_add(j.spec.res_size))
+    })
 }
 
 fn job_done(st: &State, job: u64) -> bool {
@@ -636,16 +1010,30 @@ fn break_pool(st: &mut State, e: PoolError) {
     st.backlog.clear();
     for w in &mut st.workers {
         w.sent.clear();
+        w.inflight = 0;
     }
     let chunks: Vec<Chunk> = st.chunks.drain().map(|(_, c)| c).collect();
     for c in chunks {
+        st.free.push(c.slot);
         if let Some(job) = st.jobs.get_mut(&c.job) {
-            for i in c.first..c.first + c.count {
+            for i in c.first + c.from..c.first + c.to {
                 job.fail(i, e.clone());
             }
         }
         if job_done(st, c.job) {
             complete(st, c.job);
+        }
+    }
+    let feeding: Vec<u64> = st.feeding.drain(..).collect();
+    for id in feeding {
+        if let Some(job) = st.jobs.get_mut(&id) {
+            for i in job.fed..job.spec.n {
+                job.fail(i, e.clone());
+            }
+            job.fed = job.spec.n;
+        }
+        if job_done(st, id) {
+            complete(st, id);
         }
     }
 }
@@ -664,8 +1052,33 @@ fn start_worker(
     cfg: &Config,
     st: &mut State,
     results: &BytesQueue,
+    arena: &Arena,
     i: usize,
 ) -> Result<(), PoolError> {
+    if cfg.method == Method::Spawn {
+        let setup = worker::setup(
+            i,
+            cfg.processes,
+            cfg.key,
+            cfg.max_tasks,
+            cfg.initializer,
+            arena,
+        );
+        let child = crate::process::Spawn::new(worker::spawn_entry, bytemuck::bytes_of(&setup))
+            .daemon(true)
+            .share(st.workers[i].inbox.region())
+            .share(results.region())
+            .share_file(arena.file())
+            .share_file(st.running.file())
+            .start()
+            .map_err(|e| PoolError::Start(e.to_string()))?;
+        let w = &mut st.workers[i];
+        w.pid = Some(child.detach());
+        w.sent.clear();
+        w.total_sent = 0;
+        w.inflight = 0;
+        return Ok(());
+    }
     if cfg.method == Method::Fork {
         crate::process::check_single_threaded().map_err(|e| PoolError::Start(e.to_string()))?;
     }
@@ -674,6 +1087,7 @@ fn start_worker(
         inbox: &st.workers[i].inbox,
         results,
         running: &st.running,
+        arena,
         key: cfg.key,
         max_tasks: cfg.max_tasks,
         initializer: cfg.initializer,
@@ -691,142 +1105,8 @@ fn start_worker(
     w.pid = Some(pid);
     w.sent.clear();
     w.total_sent = 0;
+    w.inflight = 0;
     Ok(())
-}
-
-/// Sends backlog chunks to the workers with the fewest queued, up to [`DEPTH`]
-/// each (and never past a worker's `max_tasks`).
-fn send_backlog(st: &mut State, max_tasks: Option<u64>) {
-    while let Some(&cid) = st.backlog.front() {
-        let mut best: Option<usize> = None;
-        for (i, w) in st.workers.iter().enumerate() {
-            if w.pid.is_none()
-                || w.sent.len() >= DEPTH
-                || max_tasks.is_some_and(|m| w.total_sent >= m)
-            {
-                continue;
-            }
-            if best.is_none_or(|b| st.workers[b].sent.len() > w.sent.len()) {
-                best = Some(i);
-            }
-        }
-        let Some(i) = best else {
-            return;
-        };
-        let Some(c) = st.chunks.get_mut(&cid) else {
-            st.backlog.pop_front();
-            continue;
-        };
-        if st.workers[i].inbox.try_put(&c.msg).is_err() {
-            return;
-        }
-        c.worker = Some(i);
-        st.backlog.pop_front();
-        let w = &mut st.workers[i];
-        w.sent.push_back(cid);
-        w.total_sent += 1;
-    }
-}
-
-/// Applies one result message from a worker.
-fn on_result(st: &mut State, msg: &[u8]) {
-    let Some(h) = read::<ResultHeader>(msg) else {
-        return;
-    };
-    if h.magic != RESULT_MAGIC {
-        return;
-    }
-    let Some(c) = st.chunks.get(&h.chunk) else {
-        return;
-    };
-    let count = c.count;
-    let Some(job) = st.jobs.get(&c.job) else {
-        return;
-    };
-    let rs = job.res_size;
-    let results_end = RESULT_HEADER + count * rs;
-    if h.count as usize != count || h.res_size as usize != rs || msg.len() < results_end + count {
-        return;
-    }
-    let Some(c) = st.chunks.remove(&h.chunk) else {
-        return;
-    };
-    if let Some(w) = c.worker.and_then(|w| st.workers.get_mut(w)) {
-        if let Some(pos) = w.sent.iter().position(|&x| x == h.chunk) {
-            w.sent.remove(pos);
-        }
-    }
-    let Some(job) = st.jobs.get_mut(&c.job) else {
-        return;
-    };
-    let status = &msg[results_end..results_end + count];
-    let mut messages: HashMap<usize, String> = HashMap::new();
-    let mut p = &msg[results_end + count..];
-    while p.len() >= 8 {
-        let idx = u32::from_ne_bytes([p[0], p[1], p[2], p[3]]) as usize;
-        let len = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as usize;
-        let Some(text) = p.get(8..8 + len) else {
-            break;
-        };
-        messages.insert(idx, String::from_utf8_lossy(text).into_owned());
-        p = &p[8 + len..];
-    }
-    if let Some(store) = job.store.as_mut() {
-        let dst = store.bytes();
-        let src = &msg[RESULT_HEADER..results_end];
-        if let Some(d) = dst.get_mut(c.first * rs..(c.first + count) * rs) {
-            d.copy_from_slice(src);
-        }
-    }
-    let all_pending = job
-        .status
-        .get(c.first..c.first + count)
-        .is_some_and(|v| v.iter().all(|&s| s == PENDING));
-    if all_pending && !job.track && status.iter().all(|&s| s == OK) {
-        // The common case: every task of the chunk succeeded.
-        job.status[c.first..c.first + count].fill(OK);
-        job.remaining -= count;
-    } else {
-        for (k, &s) in status.iter().enumerate() {
-            let i = c.first + k;
-            if job.status.get(i) != Some(&PENDING) {
-                continue;
-            }
-            if s == PANICKED || s != OK {
-                let m = messages.remove(&k).unwrap_or_default();
-                job.fail(i, PoolError::Panicked(m));
-            } else {
-                job.status[i] = OK;
-                job.remaining -= 1;
-                if job.track {
-                    job.completed.push_back(i);
-                }
-            }
-        }
-    }
-    if job.is_done() {
-        complete(st, c.job);
-    }
-    recycle(st, c.msg);
-}
-
-/// Most spare message buffers kept for reuse.
-const SPARE_BUFFERS: usize = 64;
-
-/// Keeps a finished chunk's buffer for the next chunk (fresh allocations of
-/// this size cost page faults on every `map`).
-fn recycle(st: &mut State, mut msg: Vec<u8>) {
-    if st.spare.len() < SPARE_BUFFERS {
-        msg.clear();
-        st.spare.push(msg);
-    }
-}
-
-/// An empty buffer with room for `len` bytes.
-fn buffer(st: &mut State, len: usize) -> Vec<u8> {
-    let mut v = st.spare.pop().unwrap_or_default();
-    v.reserve(len);
-    v
 }
 
 impl Drop for Inner {

@@ -15,12 +15,15 @@
 //! # Tasks
 //!
 //! A task is a plain `fn` (no captured state, so it means the same thing in
-//! every worker) of [`Pod`] arguments returning a [`Pod`] result. Arguments and
-//! results travel through the crate's shared-memory queues ([`BytesQueue`]s:
-//! one inbox per worker, one result queue), many tasks per message: the
-//! *chunk size* (by default Python's rule for `map`, `len / (4 * processes)`
-//! rounded up, capped by what fits in one message) is what makes the per-task
-//! cost small.
+//! every worker) of [`Pod`] arguments returning a [`Pod`] result. Tasks go to
+//! the workers in *chunks*: the parent writes a chunk's arguments straight into
+//! a slot of a shared arena the workers inherit, and only a small descriptor
+//! (slot, task range, function) travels through the crate's queues
+//! ([`BytesQueue`]s: one inbox per worker, one result queue); the worker reads
+//! the arguments and writes the results in place. The chunk size (by default
+//! Python's rule for `map`, `len / (4 * processes)` rounded up, capped by what
+//! fits in one slot) is what makes the per-task cost small: a few nanoseconds
+//! for tiny tasks.
 //!
 //! # Failures
 //!
@@ -28,12 +31,14 @@
 //!   the worker goes on. (Built with `panic = "abort"`, a panic ends the worker
 //!   instead, which gives `WorkerDied`.)
 //! - A worker that dies mid-task (SIGKILL, abort, OOM, `exit`) gives exactly
-//!   that task [`PoolError::WorkerDied`]; every other task it held is run again
-//!   by another worker, and a replacement worker starts, so the pool keeps its
-//!   size. (Python's `Pool` hangs forever; `concurrent.futures` breaks the whole
-//!   pool.) Tasks of a killed worker's chunk that had already run are run again,
-//!   because their results died with it: a task's side effects may happen twice
-//!   when a worker is killed, its result is delivered exactly once.
+//!   that task [`PoolError::WorkerDied`]; the tasks of its chunk that had
+//!   finished keep their results (they are in the shared slot), the rest of
+//!   the chunk and its other queued chunks are run by another worker, and a
+//!   replacement worker starts, so the pool keeps its size. (Python's `Pool`
+//!   hangs forever; `concurrent.futures` breaks the whole pool.) Each task runs
+//!   once, with one exception: a worker killed after its chunk's last task but
+//!   before it reported the chunk gets that last task `WorkerDied` (it may have
+//!   run).
 //! - [`Pool::terminate`] and dropping the pool kill and reap every worker; tasks
 //!   without a result then get [`PoolError::Terminated`].
 //!
@@ -59,19 +64,27 @@
 //! worker is left every unfinished task fails with [`PoolError::Start`]. Workers
 //! are daemons: they die with the parent (more precisely, with the thread that
 //! forked them, as `PR_SET_PDEATHSIG` works; the pool forks from the threads
-//! that call it). The spawn start method is not available for pools yet (see
-//! [`crate::process::Spawn`] for processes).
+//! that call it). With [`PoolBuilder::spawn`] workers are instead fresh
+//! `exec`s of the program ([`crate::process::Spawn`]), which is safe in a
+//! parent with any number of threads; they are handed the pool's queues and
+//! arena as inherited descriptors and relocate the function addresses they
+//! receive.
 //!
 //! # Trust
 //!
-//! The queues are anonymous and shared only with the pool's own workers. Task
-//! messages carry function addresses; a worker calls one only if the message's
-//! keyed checksum (the key lives in process memory, not in shared memory)
-//! matches, so a stray write makes the worker exit rather than jump. A
-//! deliberately hostile worker runs as the same user and is not defended
-//! against.
+//! The queues and the arena are anonymous and shared only with the pool's own
+//! workers. Task messages carry function addresses; a worker calls one only if
+//! the message's keyed checksum (the key lives in process memory, not in
+//! shared memory; a spawned worker receives it in its environment) matches, so
+//! a stray write makes the worker exit rather than jump. The parent reads
+//! results from the arena with bounds it computed itself: a worker that
+//! scribbles over the arena can make results wrong, never make the parent
+//! read or write out of bounds. A deliberately hostile worker runs as the same
+//! user and is not defended against.
 
 mod engine;
+#[cfg(feature = "serde")]
+mod serde_pool;
 mod wire;
 mod worker;
 
@@ -84,12 +97,13 @@ use bytemuck::Pod;
 
 #[allow(unused_imports, reason = "linked from the docs")]
 use crate::BytesQueue;
-use engine::{Config, Inner, Job, Method, OnDone};
+use engine::{Config, Feed, Inner, Job, Method, OnDone, Spec};
 
-/// Default size of one task or result message (bytes).
-/// Large messages mean large chunks and few hand-offs between processes; the
-/// memory behind a queue slot is only touched as far as messages fill it.
-pub const DEFAULT_MESSAGE_SIZE: usize = 256 * 1024;
+/// Default size of one chunk slot of the shared arena (bytes): a chunk's
+/// arguments, results, status bytes and panic messages. Large slots mean large
+/// chunks and few hand-offs between processes; the arena has 8 slots per
+/// worker, whose memory is only touched as far as chunks fill it.
+pub const DEFAULT_MESSAGE_SIZE: usize = 1024 * 1024;
 
 /// Why a task, or the pool, failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +142,10 @@ pub enum PoolError {
         /// The message size.
         max: usize,
     },
+    /// A value could not be encoded or decoded (the `serde` methods, such as
+    /// `Pool::map_serde`): postcard's message.
+    #[error("cannot encode or decode a value: {0}")]
+    Serde(String),
     /// The workers' initializer panicked; the pool accepts no work.
     #[error("the worker initializer panicked")]
     InitializerPanicked,
@@ -154,7 +172,12 @@ pub struct PoolBuilder {
     max_tasks: Option<u64>,
     initializer: Option<fn()>,
     method: Method,
+    serde_result: usize,
 }
+
+/// Default bytes of one result cell of the `serde` methods (`Pool::map_serde`
+/// and the others): the largest encoded result, plus 4.
+pub const DEFAULT_SERDE_RESULT_SIZE: usize = 1024;
 
 impl Default for PoolBuilder {
     fn default() -> PoolBuilder {
@@ -164,6 +187,7 @@ impl Default for PoolBuilder {
             max_tasks: None,
             initializer: None,
             method: Method::Fork,
+            serde_result: DEFAULT_SERDE_RESULT_SIZE,
         }
     }
 }
@@ -207,8 +231,9 @@ impl PoolBuilder {
         self
     }
 
-    /// Bytes per task or result message (default [`DEFAULT_MESSAGE_SIZE`]):
-    /// bounds the chunk size and the largest argument or result.
+    /// Bytes per chunk slot (default [`DEFAULT_MESSAGE_SIZE`]): bounds the chunk
+    /// size and the largest argument or result. The arena holds 8 slots per
+    /// worker.
     ///
     /// ```
     /// let b = multiproc::pool::Pool::builder().message_size(1 << 20);
@@ -216,6 +241,20 @@ impl PoolBuilder {
     /// ```
     pub fn message_size(mut self, bytes: usize) -> PoolBuilder {
         self.message_size = bytes.max(4096);
+        self
+    }
+
+    /// Bytes of one result cell of the `serde` methods (default
+    /// [`DEFAULT_SERDE_RESULT_SIZE`]): a result whose postcard encoding needs
+    /// more than this minus 4 bytes gives its task [`PoolError::Panicked`]
+    /// saying so. (Arguments are sized by the largest one of each call.)
+    ///
+    /// ```
+    /// let b = multiproc::pool::Pool::builder().serde_result_size(64 * 1024);
+    /// # drop(b);
+    /// ```
+    pub fn serde_result_size(mut self, bytes: usize) -> PoolBuilder {
+        self.serde_result = bytes.clamp(8, u32::MAX as usize);
         self
     }
 
@@ -228,6 +267,28 @@ impl PoolBuilder {
     /// ```
     pub fn fork(mut self) -> PoolBuilder {
         self.method = Method::Fork;
+        self
+    }
+
+    /// Start workers with the spawn start method: each worker is a fresh
+    /// `exec` of this program ([`crate::process::Spawn`]) handed the pool's
+    /// queues and arena, so the parent may run any number of threads (a tokio
+    /// service, a test harness). Task functions and the initializer must be in
+    /// the program's executable (not a separately loaded shared library):
+    /// `build` checks the initializer, every call its task function
+    /// ([`PoolError::Start`] otherwise). Workers start slower than forked ones
+    /// (an `exec` each) and share nothing else with the parent: statics have
+    /// their initial values there.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// std::thread::spawn(|| std::thread::park()); // a threaded parent is fine
+    /// let pool = multiproc::pool::Pool::builder().processes(2).spawn().build()?;
+    /// assert_eq!(pool.map(square, 0..4u64)?, vec![0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::pool::PoolError>(())
+    /// ```
+    pub fn spawn(mut self) -> PoolBuilder {
+        self.method = Method::Spawn;
         self
     }
 
@@ -263,12 +324,23 @@ impl PoolBuilder {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        if self.method == Method::Spawn {
+            if let Some(init) = self.initializer {
+                if !engine::in_executable(&[init as usize]) {
+                    return Err(PoolError::Start(
+                        "with the spawn start method, the initializer must be in the program's executable"
+                            .into(),
+                    ));
+                }
+            }
+        }
         let cfg = Config {
             processes,
             message_size: self.message_size,
             max_tasks: self.max_tasks,
             initializer: self.initializer,
             method: self.method,
+            serde_result: self.serde_result,
             key: crate::sys::process::random_u64(),
         };
         Ok(Pool {
@@ -370,46 +442,52 @@ impl Pool {
         self.inner.pids()
     }
 
+    fn spec(
+        &self,
+        func: usize,
+        tramp: wire::Trampoline,
+        arg_size: usize,
+        res_size: usize,
+        n: usize,
+        chunksize: Option<usize>,
+    ) -> Result<Spec, PoolError> {
+        let max = sizes_ok(&self.inner, arg_size, res_size)?;
+        let chunk = chunksize
+            .unwrap_or_else(|| python_chunksize(n, self.processes()))
+            .clamp(1, max);
+        Ok(Spec {
+            func,
+            tramp: tramp as usize,
+            arg_size,
+            res_size,
+            n,
+            chunk,
+        })
+    }
+
+    /// Submits `f` over owned arguments (the job feeds itself from them).
     fn submit_map<A: Pod + Send, R: Pod + Send>(
         &self,
         f: fn(A) -> R,
-        args: impl IntoIterator<Item = A>,
+        args: Vec<A>,
         chunksize: Option<usize>,
         on_done: Option<OnDone>,
         track: bool,
     ) -> Result<u64, PoolError> {
         let (asz, rsz) = (size_of::<A>(), size_of::<R>());
-        let max = sizes_ok(&self.inner, asz, rsz)?;
-        let mut it = args.into_iter();
-        // An iterator that knows its length (a range, a Vec) is read chunk by
-        // chunk straight into the messages; others are collected first.
-        let collected: Option<Vec<A>> = match it.size_hint() {
-            (lo, Some(hi)) if lo == hi => None,
-            _ => Some(it.by_ref().collect()),
-        };
-        let n = collected
-            .as_ref()
-            .map_or_else(|| it.size_hint().0, Vec::len);
-        let mut rest = collected.into_iter().flatten().chain(it);
-        let chunk = chunksize
-            .unwrap_or_else(|| python_chunksize(n, self.processes()))
-            .clamp(1, max);
-        self.inner.submit(
-            f as usize,
-            wire::call1::<A, R> as wire::Trampoline as usize,
-            asz,
-            rsz,
-            n,
-            chunk,
-            Box::new(vec![R::zeroed(); n]),
-            |_first, count, msg| {
-                for a in rest.by_ref().take(count) {
-                    msg.extend_from_slice(bytemuck::bytes_of(&a));
+        let n = args.len();
+        let spec = self.spec(f as usize, wire::call1::<A, R>, asz, rsz, n, chunksize)?;
+        let feed: Box<Feed> = Box::new(move |first, count, out: &mut [u8]| {
+            if let Some(src) = args.get(first..first + count) {
+                if asz > 0 && out.len() == count * asz {
+                    out.copy_from_slice(bytemuck::cast_slice(src));
                 }
-                // An iterator that yields fewer items than it promised: pad, so
-                // every task has an argument (and a result slot).
-                msg.resize(wire::TASK_HEADER + count * asz, 0);
-            },
+            }
+        });
+        self.inner.submit(
+            spec,
+            Box::new(engine::Results::<R>::new(n)),
+            Some(feed),
             on_done,
             track,
         )
@@ -422,25 +500,23 @@ impl Pool {
         chunksize: Option<usize>,
     ) -> Result<u64, PoolError> {
         let (asz, rsz) = (size_of::<A>() + size_of::<B>(), size_of::<R>());
-        let max = sizes_ok(&self.inner, asz, rsz)?;
         let n = args.len();
-        let chunk = chunksize
-            .unwrap_or_else(|| python_chunksize(n, self.processes()))
-            .clamp(1, max);
+        let spec = self.spec(f as usize, wire::call2::<A, B, R>, asz, rsz, n, chunksize)?;
+        let feed: Box<Feed> = Box::new(move |first, count, out: &mut [u8]| {
+            if asz == 0 {
+                return;
+            }
+            let src = args.iter().skip(first).take(count);
+            for ((a, b), dst) in src.zip(out.chunks_exact_mut(asz)) {
+                let (da, db) = dst.split_at_mut(size_of::<A>());
+                da.copy_from_slice(bytemuck::bytes_of(a));
+                db.copy_from_slice(bytemuck::bytes_of(b));
+            }
+        });
         self.inner.submit(
-            f as usize,
-            wire::call2::<A, B, R> as wire::Trampoline as usize,
-            asz,
-            rsz,
-            n,
-            chunk,
-            Box::new(vec![R::zeroed(); n]),
-            |first, count, msg| {
-                for (a, b) in args.iter().skip(first).take(count) {
-                    msg.extend_from_slice(bytemuck::bytes_of(a));
-                    msg.extend_from_slice(bytemuck::bytes_of(b));
-                }
-            },
+            spec,
+            Box::new(engine::Results::<R>::new(n)),
+            Some(feed),
             None,
             false,
         )
@@ -479,9 +555,54 @@ impl Pool {
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        let job = self.submit_map(f, args, (chunksize > 0).then_some(chunksize), None, false)?;
+        let chunksize = (chunksize > 0).then_some(chunksize);
+        let mut it = args.into_iter();
+        // An iterator that knows its length (a range, a Vec) is read chunk by
+        // chunk straight into the arena while this call drives the pool;
+        // others are collected first.
+        let n = match it.size_hint() {
+            (lo, Some(hi)) if lo == hi => lo,
+            _ => {
+                let job = self.submit_map(f, it.collect(), chunksize, None, false)?;
+                let _guard = Release(&self.inner, job);
+                return collect_vec(&self.inner, job, None);
+            }
+        };
+        let (asz, rsz) = (size_of::<A>(), size_of::<R>());
+        let spec = self.spec(f as usize, wire::call1::<A, R>, asz, rsz, n, chunksize)?;
+        let job = self.inner.submit(
+            spec,
+            Box::new(engine::Results::<R>::new(n)),
+            None,
+            None,
+            false,
+        )?;
         let _guard = Release(&self.inner, job);
-        collect_vec(&self.inner, job, None)
+        let mut feed = |_first: usize, count: usize, out: &mut [u8]| {
+            if asz == 0 {
+                it.by_ref().take(count).for_each(drop);
+                return;
+            }
+            let mut filled = 0;
+            if let Ok(dst) = bytemuck::try_cast_slice_mut::<u8, A>(out) {
+                // The slot is 64-byte aligned: write `A`s directly.
+                for (d, a) in dst.iter_mut().zip(it.by_ref()) {
+                    *d = a;
+                    filled += 1;
+                }
+            } else {
+                for (dst, a) in out.chunks_exact_mut(asz).zip(it.by_ref()) {
+                    dst.copy_from_slice(bytemuck::bytes_of(&a));
+                    filled += 1;
+                }
+            }
+            // An iterator that yields fewer items than it promised: pad, so
+            // every task has an argument (and a result slot).
+            if let Some(rest) = out.get_mut(filled * asz..) {
+                rest.fill(0);
+            }
+        };
+        collect_vec(&self.inner, job, Some((job, &mut feed)))
     }
 
     /// Python's `map_async`: [`Pool::map`] without waiting.
@@ -498,7 +619,7 @@ impl Pool {
         f: fn(A) -> R,
         args: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, PoolError> {
-        let job = self.submit_map(f, args, None, None, false)?;
+        let job = self.submit_map(f, args.into_iter().collect(), None, None, false)?;
         Ok(AsyncResult::new(&self.inner, job, decode_vec::<R>))
     }
 
@@ -562,6 +683,7 @@ impl Pool {
             next: 0,
             n,
             ordered,
+            decode: item_pod::<R>,
             _r: PhantomData,
         })
     }
@@ -796,23 +918,28 @@ fn decode_one<R: Pod>(job: &mut Job) -> Result<R, PoolError> {
 }
 
 fn decode_vec<R: Pod>(job: &mut Job) -> Result<Vec<R>, PoolError> {
-    if let Some(i) = job.errors.keys().min().copied() {
-        return Err(job.errors.get(&i).cloned().unwrap_or(PoolError::Terminated));
+    if let Some(e) = job.first_error() {
+        return Err(e);
+    }
+    if !job.is_done() {
+        return Err(PoolError::Terminated);
     }
     let store = job.store.take().ok_or(PoolError::Terminated)?;
-    store
+    let results = store
         .into_any()
-        .downcast::<Vec<R>>()
-        .map(|b| *b)
-        .map_err(|_| PoolError::Terminated)
+        .downcast::<engine::Results<R>>()
+        .map_err(|_| PoolError::Terminated)?;
+    // SAFETY: the job is done with no failed item, so every item is `OK` and
+    // was written.
+    Ok(unsafe { results.finish() })
 }
 
 fn collect_vec<R: Pod>(
     inner: &Inner,
     job: u64,
-    deadline: Option<Instant>,
+    local: engine::Local<'_>,
 ) -> Result<Vec<R>, PoolError> {
-    inner.drive(deadline, |st| {
+    inner.drive(None, local, |st| {
         let j = st.jobs.get_mut(&job)?;
         j.is_done().then(|| decode_vec::<R>(j))
     })?
@@ -855,7 +982,7 @@ impl<T> AsyncResult<T> {
     fn until(&self, deadline: Option<Instant>) -> Result<T, PoolError> {
         let decode = self.decode;
         self.inner
-            .drive(deadline, |st| match st.jobs.get_mut(&self.job) {
+            .drive(deadline, None, |st| match st.jobs.get_mut(&self.job) {
                 Some(j) if j.is_done() => Some(decode(j)),
                 Some(_) => None,
                 None => Some(Err(PoolError::Terminated)),
@@ -903,7 +1030,7 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn ready(&self) -> bool {
         self.inner
-            .drive(Some(Instant::now()), |st| {
+            .drive(Some(Instant::now()), None, |st| {
                 Some(st.jobs.get(&self.job).is_none_or(Job::is_done))
             })
             .unwrap_or(false)
@@ -922,7 +1049,7 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn successful(&self) -> Option<bool> {
         self.inner
-            .drive(Some(Instant::now()), |st| {
+            .drive(Some(Instant::now()), None, |st| {
                 Some(match st.jobs.get(&self.job) {
                     Some(j) if j.is_done() => Some(j.errors.is_empty()),
                     Some(_) => None,
@@ -943,7 +1070,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
     pub fn wait(&self) {
-        let _ = self.inner.drive(None, |st| {
+        let _ = self.inner.drive(None, None, |st| {
             st.jobs
                 .get(&self.job)
                 .is_none_or(Job::is_done)
@@ -963,7 +1090,7 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.inner
-            .drive(Some(Instant::now() + timeout), |st| {
+            .drive(Some(Instant::now() + timeout), None, |st| {
                 st.jobs
                     .get(&self.job)
                     .is_none_or(Job::is_done)
@@ -1012,7 +1139,7 @@ impl<T> Iterator for AsCompleted<T> {
         let first = self.pending.first()?;
         let inner = Arc::clone(&first.inner);
         let pending = &self.pending;
-        let found = inner.drive(None, |st| {
+        let found = inner.drive(None, None, |st| {
             pending.iter().position(|h| {
                 !Arc::ptr_eq(&h.inner, &inner) || st.jobs.get(&h.job).is_none_or(Job::is_done)
             })
@@ -1031,6 +1158,7 @@ pub struct Imap<R> {
     next: usize,
     n: usize,
     ordered: bool,
+    decode: fn(&mut Job, usize) -> Option<Result<R, PoolError>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -1050,23 +1178,23 @@ impl<R> Drop for Imap<R> {
     }
 }
 
-impl<R: Pod> Iterator for Imap<R> {
+impl<R> Iterator for Imap<R> {
     type Item = Result<R, PoolError>;
 
     fn next(&mut self) -> Option<Result<R, PoolError>> {
         if self.next >= self.n {
             return None;
         }
-        let (job, i, ordered) = (self.job, self.next, self.ordered);
-        let r = self.inner.drive(None, |st| {
+        let (job, i, ordered, decode) = (self.job, self.next, self.ordered, self.decode);
+        let r = self.inner.drive(None, None, |st| {
             let Some(j) = st.jobs.get_mut(&job) else {
                 return Some(Err(PoolError::Terminated));
             };
             if ordered {
-                j.item::<R>(i)
+                decode(j, i)
             } else {
                 let k = j.completed.pop_front()?;
-                j.item::<R>(k)
+                decode(j, k)
             }
         });
         self.next += 1;
@@ -1079,4 +1207,8 @@ impl<R: Pod> Iterator for Imap<R> {
     }
 }
 
-impl<R: Pod> ExactSizeIterator for Imap<R> {}
+impl<R> ExactSizeIterator for Imap<R> {}
+
+fn item_pod<R: Pod>(job: &mut Job, i: usize) -> Option<Result<R, PoolError>> {
+    job.item::<R>(i)
+}

@@ -1,18 +1,35 @@
-//! The bytes a pool's queues carry, and the per-worker "running" table.
+//! What a pool's processes share: the chunk arena, the small descriptors its
+//! queues carry, and the per-worker "running" table.
 //!
-//! A task message is a [`TaskHeader`] followed by `count` arguments of
-//! `arg_size` bytes each. A result message is a [`ResultHeader`] followed by
-//! `count` results of `res_size` bytes, `count` status bytes ([`OK`] or
-//! [`PANICKED`]) and, for panicked items while room remains, panic records
-//! (`index: u32`, `len: u32`, `len` bytes of UTF-8, lossy).
+//! Arguments and results never travel through a queue. They live in the
+//! [`Arena`], an anonymous shared mapping of fixed-size *slots* that every worker
+//! inherits: the parent writes a chunk's arguments straight into a free slot,
+//! sends the worker a [`TaskMsg`] (a few dozen bytes naming the slot, the task
+//! range and the function), the worker reads the arguments in place and writes
+//! results, status bytes and panic records into the same slot, then sends a
+//! [`ResultMsg`] back; the parent copies the results into the caller's vector
+//! and frees the slot. Per task that is one write of the argument, one read of
+//! it, one write and one read of the result: no copy through queue slots.
 //!
-//! Both travel through the crate's [`BytesQueue`](crate::BytesQueue)s: one inbox
-//! per worker (only the parent puts, only that worker gets) and one result queue
-//! (every worker puts, only the parent gets). Every field read back is checked
-//! against the message length before use; the function addresses in a task are
-//! checked against a keyed checksum (a key drawn in the parent before the
-//! workers start, never stored in shared memory), so a stray write into an inbox
-//! makes the worker exit instead of jumping somewhere.
+//! A slot's [`Layout`] for a chunk of `count` tasks: `count` arguments of
+//! `arg_size` bytes, then (64-byte aligned) `count` results of `res_size`
+//! bytes, then `count` status bytes ([`PANICKED`] marks a task that panicked;
+//! anything else, once the task ran, is success), then the panic records
+//! (`index + 1: u32`, `len: u32`, `len` bytes of UTF-8; a record with index 0
+//! ends the list). Both sides compute the layout from the slot size they hold
+//! in process memory and the checked descriptor.
+//!
+//! Ownership of a slot passes with the messages: the parent owns a free slot
+//! and one whose chunk is waiting to be sent; the worker owns it from taking
+//! the [`TaskMsg`] until it sends the [`ResultMsg`] (the queues' Release/Acquire
+//! hand-offs order the bytes); after a worker dies and is reaped, the parent
+//! owns the slots it held again, with every byte the worker wrote visible. The
+//! parent reads results with bounds it computed itself, so a worker that
+//! scribbles can make results wrong, never make the parent read out of bounds.
+//! The function addresses in a task are checked against a keyed checksum (a key
+//! drawn in the parent before the workers start, never stored in shared
+//! memory), so a stray write into an inbox makes the worker exit instead of
+//! jumping somewhere.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -23,23 +40,26 @@ use crate::sys::shm;
 pub(crate) const TASK_MAGIC: u32 = u32::from_le_bytes(*b"TASK");
 pub(crate) const RESULT_MAGIC: u32 = u32::from_le_bytes(*b"RSLT");
 
-/// Status byte of a result that ran to completion.
-pub(crate) const OK: u8 = 1;
-/// Status byte of a result whose task panicked.
+/// Status byte of a result whose task panicked (the worker clears a run's
+/// status bytes to 0 before it starts).
 pub(crate) const PANICKED: u8 = 2;
 
 /// Longest panic message kept per task (bytes).
 pub(crate) const MAX_PANIC_MSG: usize = 512;
-/// Room kept in every result message for panic records.
+/// Room kept in every slot for panic records.
 pub(crate) const PANIC_RESERVE: usize = 1024;
 /// Most tasks in one chunk (bounds the per-chunk status bytes for zero-sized
 /// arguments and results).
 pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 16;
+/// Alignment of the sections of a slot.
+const ALIGN: usize = 64;
+/// Bytes of a descriptor message (both kinds fit).
+pub(crate) const MSG_SIZE: usize = 128;
 
 /// Runs tasks `from..to` of a chunk: for each, records `index + 1` in
-/// `running`, reads the argument from `args`, calls the function at `func` and
-/// writes the result into `out`. A panic leaves `running` naming the task that
-/// panicked.
+/// `running`, reads the argument from `args` (cells of `cells.0` bytes), calls
+/// the function at `func` and writes the result into `out` (cells of `cells.1`
+/// bytes). A panic leaves `running` naming the task that panicked.
 ///
 /// # Safety
 ///
@@ -51,32 +71,40 @@ pub(crate) type Trampoline = unsafe fn(
     out: &mut [u8],
     from: usize,
     to: usize,
+    cells: (usize, usize),
     running: &AtomicU64,
 );
 
+/// Parent -> worker: run tasks `from..to` of the chunk in `slot`.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
-pub(crate) struct TaskHeader {
+pub(crate) struct TaskMsg {
     pub(crate) magic: u32,
-    pub(crate) count: u32,
+    pub(crate) slot: u32,
     pub(crate) chunk: u64,
+    /// Tasks in the slot (fixes its layout).
+    pub(crate) count: u32,
+    pub(crate) from: u32,
+    pub(crate) to: u32,
     pub(crate) arg_size: u32,
     pub(crate) res_size: u32,
+    pub(crate) _pad: u32,
     pub(crate) func: u64,
     pub(crate) tramp: u64,
     pub(crate) check: u64,
 }
 
-pub(crate) const TASK_HEADER: usize = size_of::<TaskHeader>();
-
-impl TaskHeader {
+impl TaskMsg {
     /// The keyed checksum over every other field.
     pub(crate) fn checksum(&self, key: u64) -> u64 {
         Fnv::new()
             .u64(key)
             .u64(u64::from(self.magic))
-            .u64(u64::from(self.count))
+            .u64(u64::from(self.slot))
             .u64(self.chunk)
+            .u64(u64::from(self.count))
+            .u64(u64::from(self.from))
+            .u64(u64::from(self.to))
             .u64(u64::from(self.arg_size))
             .u64(u64::from(self.res_size))
             .u64(self.func)
@@ -86,17 +114,248 @@ impl TaskHeader {
     }
 }
 
+/// Worker -> parent: tasks `from..to` of `chunk` ran; results are in its slot.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
-pub(crate) struct ResultHeader {
+pub(crate) struct ResultMsg {
     pub(crate) magic: u32,
-    pub(crate) count: u32,
-    pub(crate) chunk: u64,
-    pub(crate) res_size: u32,
     pub(crate) worker: u32,
+    pub(crate) chunk: u64,
+    pub(crate) from: u32,
+    pub(crate) to: u32,
 }
 
-pub(crate) const RESULT_HEADER: usize = size_of::<ResultHeader>();
+/// Where the sections of a chunk of `count` tasks lie in a slot (byte offsets
+/// from the slot's start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) arg_size: usize,
+    pub(crate) res_size: usize,
+    pub(crate) results: usize,
+    pub(crate) status: usize,
+    pub(crate) panics: usize,
+    /// Bytes of the panic record area (to the end of the slot).
+    pub(crate) panics_len: usize,
+}
+
+fn align_up(x: usize) -> Option<usize> {
+    x.checked_add(ALIGN - 1).map(|v| v & !(ALIGN - 1))
+}
+
+impl Layout {
+    /// The layout of `count` tasks in a slot of `slot_size` bytes, `None` if
+    /// they do not fit (with at least [`PANIC_RESERVE`] bytes of panic records).
+    pub(crate) fn new(
+        count: usize,
+        arg_size: usize,
+        res_size: usize,
+        slot_size: usize,
+    ) -> Option<Layout> {
+        if count > MAX_CHUNK_ITEMS {
+            return None;
+        }
+        let results = align_up(count.checked_mul(arg_size)?)?;
+        let status = align_up(results.checked_add(count.checked_mul(res_size)?)?)?;
+        let panics = align_up(status.checked_add(count)?)?;
+        let panics_len = slot_size.checked_sub(panics)?;
+        (panics_len >= PANIC_RESERVE).then_some(Layout {
+            arg_size,
+            res_size,
+            results,
+            status,
+            panics,
+            panics_len,
+        })
+    }
+
+    /// Most tasks of these sizes one slot holds (0: not even one).
+    pub(crate) fn max_items(arg_size: usize, res_size: usize, slot_size: usize) -> usize {
+        let per = arg_size + res_size + 1;
+        let room = slot_size.saturating_sub(PANIC_RESERVE + 3 * ALIGN);
+        let mut n = (room / per).min(MAX_CHUNK_ITEMS);
+        while n > 0 && Layout::new(n, arg_size, res_size, slot_size).is_none() {
+            n -= 1;
+        }
+        n
+    }
+}
+
+/// The chunk slots: `slots` slots of `slot_size` bytes in one anonymous shared
+/// mapping, inherited by every worker. Pages are touched only as far as chunks
+/// fill them.
+#[derive(Debug)]
+pub(crate) struct Arena {
+    map: shm::Mapping,
+    slots: usize,
+    slot_size: usize,
+    /// The memfd, kept for spawned workers.
+    file: std::fs::File,
+}
+
+fn invalid(m: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_owned())
+}
+
+impl Arena {
+    pub(crate) fn new(slots: usize, slot_size: usize) -> std::io::Result<Arena> {
+        let slot_size = align_up(slot_size.max(ALIGN)).unwrap_or(ALIGN);
+        let len = slots
+            .max(1)
+            .checked_mul(slot_size)
+            .ok_or_else(|| invalid("arena too large"))?;
+        let file = shm::memfd(len)?;
+        Arena::from_file(file, slots.max(1), slot_size)
+    }
+
+    /// Maps an arena's memfd (a spawned worker's inherited one), checking that
+    /// its length is exactly `slots * slot_size`.
+    pub(crate) fn from_file(
+        file: std::fs::File,
+        slots: usize,
+        slot_size: usize,
+    ) -> std::io::Result<Arena> {
+        let len = slots
+            .checked_mul(slot_size)
+            .filter(|&l| l > 0 && slot_size % ALIGN == 0)
+            .ok_or_else(|| invalid("bad arena geometry"))?;
+        if shm::file_len(&file)? != len as u64 {
+            return Err(invalid("arena size does not match"));
+        }
+        let map = shm::Mapping::new(&file, len)?;
+        Ok(Arena {
+            map,
+            slots,
+            slot_size,
+            file,
+        })
+    }
+
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub(crate) fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Bytes `off..off + len` of slot `slot`, if in bounds.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the slot (see the module docs): no other process writes
+    /// these bytes while the slice lives, and this process holds no other
+    /// reference to them.
+    #[allow(clippy::mut_from_ref, reason = "exclusive by the slot protocol")]
+    pub(crate) unsafe fn bytes_mut(
+        &self,
+        slot: usize,
+        off: usize,
+        len: usize,
+    ) -> Option<&mut [u8]> {
+        if slot >= self.slots || off.checked_add(len)? > self.slot_size {
+            return None;
+        }
+        // SAFETY: `slot * slot_size + off + len` is within the mapping (checked
+        // above), which lives as long as `self`; exclusivity is the caller's
+        // contract.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.map.as_ptr().add(slot * self.slot_size + off), len)
+        })
+    }
+
+    /// Copies bytes `off..off + len` of slot `slot` to `dst`; if they are out
+    /// of bounds, writes `len` zero bytes there instead and returns false.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for writes of `len` bytes and does not overlap the arena.
+    pub(crate) unsafe fn copy_out(
+        &self,
+        slot: usize,
+        off: usize,
+        dst: *mut u8,
+        len: usize,
+    ) -> bool {
+        let inside = slot < self.slots && off.checked_add(len).is_some_and(|e| e <= self.slot_size);
+        if !inside {
+            // SAFETY: `dst` is valid for `len` bytes (the caller's contract).
+            unsafe { std::ptr::write_bytes(dst, 0, len) };
+            return false;
+        }
+        // SAFETY: the source is in bounds of the live mapping (checked above),
+        // `dst` valid for `len` bytes and disjoint (the caller's contract); a
+        // raw copy makes no reference to shared bytes, so a worker writing them
+        // at the same time (a protocol breach) can only make the values wrong.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(slot * self.slot_size + off),
+                dst,
+                len,
+            );
+        }
+        true
+    }
+
+    /// Copies bytes `off..off + dst.len()` of slot `slot` into `dst`; false if
+    /// out of bounds.
+    pub(crate) fn read_into(&self, slot: usize, off: usize, dst: &mut [u8]) -> bool {
+        let Some(end) = off.checked_add(dst.len()) else {
+            return false;
+        };
+        if slot >= self.slots || end > self.slot_size {
+            return false;
+        }
+        // SAFETY: in bounds of the live mapping (checked above); a raw copy
+        // makes no reference to shared bytes, so a worker writing them at the
+        // same time (a protocol breach) can only make the copied values wrong.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(slot * self.slot_size + off),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+        true
+    }
+}
+
+/// Reads the panic records of a run (written by [`write_panic`]): the message
+/// of each task index found.
+pub(crate) fn panic_records(area: &[u8], mut f: impl FnMut(usize, String)) {
+    let mut p = area;
+    while p.len() >= 8 {
+        let idx = u32::from_ne_bytes([p[0], p[1], p[2], p[3]]) as usize;
+        let len = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as usize;
+        let Some(text) = p.get(8..8 + len.min(MAX_PANIC_MSG)) else {
+            break;
+        };
+        let Some(idx) = idx.checked_sub(1) else {
+            break;
+        };
+        f(idx, String::from_utf8_lossy(text).into_owned());
+        p = &p[8 + text.len()..];
+    }
+}
+
+/// Appends a panic record for task `idx` at `*at` in `area` (and the end
+/// marker after it, if room remains); nothing if there is no room.
+pub(crate) fn write_panic(area: &mut [u8], at: &mut usize, idx: usize, msg: &[u8]) {
+    let msg = &msg[..msg.len().min(MAX_PANIC_MSG)];
+    let Some(rec) = area.get_mut(*at..*at + 8 + msg.len()) else {
+        return;
+    };
+    rec[..4].copy_from_slice(&(idx as u32 + 1).to_ne_bytes());
+    rec[4..8].copy_from_slice(&(msg.len() as u32).to_ne_bytes());
+    rec[8..].copy_from_slice(msg);
+    *at += 8 + msg.len();
+    if let Some(end) = area.get_mut(*at..*at + 8) {
+        end.fill(0);
+    }
+}
 
 /// Reads a `T` from the front of `bytes`, if it is long enough.
 pub(crate) fn read<T: Pod>(bytes: &[u8]) -> Option<T> {
@@ -125,15 +384,33 @@ pub(crate) unsafe fn call1<A: Pod, R: Pod>(
     out: &mut [u8],
     from: usize,
     to: usize,
+    _cells: (usize, usize),
     running: &AtomicU64,
 ) {
     // SAFETY: the caller passes the address of a `fn(A) -> R` (the pool put it
     // there, and the task's checksum matched).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    // The fast path: the slot's sections are 64-byte aligned, so they are
+    // slices of `A` and `R` (not for zero-sized types).
+    if let (Ok(a), Ok(o)) = (
+        bytemuck::try_cast_slice::<u8, A>(args),
+        bytemuck::try_cast_slice_mut::<u8, R>(out),
+    ) {
+        if let (Some(a), Some(o)) = (a.get(from..to), o.get_mut(from..to)) {
+            for (k, (x, r)) in a.iter().zip(o.iter_mut()).enumerate() {
+                // Release (SYNC(running)): as below.
+                running.store((from + k) as u64 + 1, Ordering::Release);
+                *r = f(*x);
+            }
+            return;
+        }
+    }
     let size = size_of::<A>();
     for i in from..to {
-        // Relaxed: see `Running`.
-        running.store(i as u64 + 1, Ordering::Relaxed);
+        // Release (SYNC(running)): the previous task's result is written
+        // before this names the next one, so after a death the parent finds
+        // every task before the named one complete (see `Running`).
+        running.store(i as u64 + 1, Ordering::Release);
         let a: A = args
             .get(i * size..)
             .and_then(read)
@@ -153,14 +430,17 @@ pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(
     out: &mut [u8],
     from: usize,
     to: usize,
+    _cells: (usize, usize),
     running: &AtomicU64,
 ) {
     // SAFETY: as in `call1`, for a `fn(A, B) -> R`.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(func) };
     let size = size_of::<A>() + size_of::<B>();
     for i in from..to {
-        // Relaxed: see `Running`.
-        running.store(i as u64 + 1, Ordering::Relaxed);
+        // Release (SYNC(running)): the previous task's result is written
+        // before this names the next one, so after a death the parent finds
+        // every task before the named one complete (see `Running`).
+        running.store(i as u64 + 1, Ordering::Release);
         let arg = args.get(i * size..).unwrap_or(&[]);
         let a: A = read(arg).unwrap_or_else(A::zeroed);
         let b: B = arg
@@ -176,22 +456,41 @@ pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(
 /// mapping the workers inherit.
 ///
 /// Only worker `i` writes line `i`; the parent reads it only after reaping that
-/// worker (`waitpid` returned), when the worker's stores are complete, so
-/// `Relaxed` suffices on both sides.
+/// worker (`waitpid` returned), when the worker's stores are complete. The
+/// index is stored with Release so that the compiler keeps each task's result
+/// (and status) writes before the store naming the next task: what the parent
+/// finds after a death is every task before the named one finished.
 #[derive(Debug)]
 pub(crate) struct Running {
     map: shm::Mapping,
     workers: usize,
+    /// The memfd, kept for spawned workers.
+    file: std::fs::File,
 }
 
 const LINE: usize = 128;
 
 impl Running {
     pub(crate) fn new(workers: usize) -> std::io::Result<Running> {
-        let len = workers.max(1) * LINE;
-        let file = shm::memfd(len)?;
+        let file = shm::memfd(workers.max(1) * LINE)?;
+        Running::from_file(file, workers.max(1))
+    }
+
+    /// Maps a running table's memfd, checking its length.
+    pub(crate) fn from_file(file: std::fs::File, workers: usize) -> std::io::Result<Running> {
+        let len = workers
+            .checked_mul(LINE)
+            .filter(|&l| l > 0)
+            .ok_or_else(|| invalid("bad running table geometry"))?;
+        if shm::file_len(&file)? != len as u64 {
+            return Err(invalid("running table size does not match"));
+        }
         let map = shm::Mapping::new(&file, len)?;
-        Ok(Running { map, workers })
+        Ok(Running { map, workers, file })
+    }
+
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.file
     }
 
     fn word(&self, worker: usize, j: usize) -> Option<&AtomicU64> {
@@ -241,5 +540,82 @@ impl Running {
         let chunk = c.load(Ordering::Relaxed);
         let idx = usize::try_from(idx.checked_sub(1)?).ok()?;
         Some((chunk, idx))
+    }
+}
+
+/// Bytes of the length prefix of a serde cell.
+#[cfg(feature = "serde")]
+pub(crate) const CELL_LEN: usize = 4;
+
+/// The value in a serde cell (`len: u32 LE`, then `len` bytes of postcard),
+/// `None` if the length does not fit the cell.
+#[cfg(feature = "serde")]
+pub(crate) fn cell_value(cell: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_le_bytes(cell.get(..CELL_LEN)?.try_into().ok()?) as usize;
+    cell.get(CELL_LEN..CELL_LEN.checked_add(len)?)
+}
+
+/// Writes `value` into `cell` as a serde cell; false if it does not fit.
+#[cfg(feature = "serde")]
+pub(crate) fn write_cell(cell: &mut [u8], value: &[u8]) -> bool {
+    let Some(end) = CELL_LEN.checked_add(value.len()) else {
+        return false;
+    };
+    let (Some(dst), Ok(len)) = (cell.get_mut(..end), u32::try_from(value.len())) else {
+        return false;
+    };
+    dst[..CELL_LEN].copy_from_slice(&len.to_le_bytes());
+    dst[CELL_LEN..].copy_from_slice(value);
+    true
+}
+
+/// The trampoline for `fn(A) -> R` over serde values: each argument cell is
+/// decoded with postcard, the result encoded into its result cell. A value
+/// that does not decode, or a result too large for its cell, panics (the task
+/// gets [`PoolError::Panicked`](super::PoolError::Panicked) with the reason).
+///
+/// # Safety
+///
+/// See [`Trampoline`].
+#[cfg(feature = "serde")]
+pub(crate) unsafe fn call_serde<A: serde::de::DeserializeOwned, R: serde::Serialize>(
+    func: usize,
+    args: &[u8],
+    out: &mut [u8],
+    from: usize,
+    to: usize,
+    (asz, rsz): (usize, usize),
+    running: &AtomicU64,
+) {
+    // SAFETY: as in `call1`.
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    for i in from..to {
+        // Release (SYNC(running)): as in `call1`.
+        running.store(i as u64 + 1, Ordering::Release);
+        let cell = args
+            .get(i * asz..(i + 1) * asz)
+            .and_then(cell_value)
+            .unwrap_or(&[]);
+        let a: A = match postcard::from_bytes(cell) {
+            Ok(a) => a,
+            Err(e) => panic!("cannot decode the argument: {e}"),
+        };
+        let r = f(a);
+        let Some(dst) = out.get_mut(i * rsz..(i + 1) * rsz) else {
+            return;
+        };
+        let room = rsz.saturating_sub(CELL_LEN);
+        match postcard::to_slice(&r, &mut dst[CELL_LEN.min(rsz)..]) {
+            Ok(b) => {
+                let len = b.len() as u32;
+                if let Some(l) = dst.get_mut(..CELL_LEN) {
+                    l.copy_from_slice(&len.to_le_bytes());
+                }
+            }
+            Err(postcard::Error::SerializeBufferFull) => panic!(
+                "the result does not fit its {room}-byte cell (PoolBuilder::serde_result_size)"
+            ),
+            Err(e) => panic!("cannot encode the result: {e}"),
+        }
     }
 }

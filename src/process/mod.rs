@@ -181,6 +181,7 @@ pub(crate) fn check_single_threaded() -> Result<(), StartError> {
     Ok(())
 }
 
+pub(crate) use spawn::take_inherited;
 pub use spawn::{MAX_SPAWN_ARG, Spawn};
 
 static NEXT_NAME: AtomicU64 = AtomicU64::new(1);
@@ -594,6 +595,15 @@ impl Child {
         let r = sys::wait_child(self.pid, deadline)?.map(convert);
         self.reaped = r;
         Ok(r)
+    }
+}
+
+impl Child {
+    /// The pid, for a caller that reaps (and, for a daemon, kills) the child
+    /// itself: the handle then does nothing on drop.
+    pub(crate) fn detach(mut self) -> u32 {
+        self.reaped = Some(ExitStatus::Code(0));
+        self.pid
     }
 }
 

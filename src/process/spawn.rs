@@ -14,13 +14,48 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use super::{Child, PANIC_EXIT_CODE, StartError, become_daemon, exit_child};
 use crate::sys::process as sys;
 
 const VAR: &str = "MULTIPROC_SPAWN";
+/// The descriptors of the regions shared with the child: `fd,fd,...` in
+/// `share` order.
+const FDS_VAR: &str = "MULTIPROC_SPAWN_FDS";
+
+/// Descriptors this spawned process inherited (by `share` index), each taken
+/// once by [`take_inherited`].
+static INHERITED: OnceLock<Mutex<Vec<Option<OwnedFd>>>> = OnceLock::new();
+
+/// The region descriptor the parent shared at `index`, once.
+pub(crate) fn take_inherited(index: usize) -> Option<OwnedFd> {
+    let mut v = INHERITED.get()?.lock().unwrap_or_else(|p| p.into_inner());
+    v.get_mut(index)?.take()
+}
+
+/// Adopts the descriptors named in [`FDS_VAR`] (only those that are open).
+fn adopt_inherited(list: &[u8]) {
+    let fds: Vec<Option<OwnedFd>> = std::str::from_utf8(list)
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let fd: i32 = p.parse().ok().filter(|&fd| fd > 2)?;
+            // Close-on-exec again (this process's own children do not get it);
+            // failing means the descriptor is not open.
+            crate::sys::shm::set_cloexec_raw(fd).then_some(())?;
+            // SAFETY: the parent passed this descriptor (open: fcntl on it
+            // succeeded) for this process alone; nothing else here owns it.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .collect();
+    let _ = INHERITED.set(Mutex::new(fds));
+}
 /// Largest argument [`Spawn`] passes (it travels hex-encoded in the
 /// environment, whose strings the kernel limits to 128 KiB).
 pub const MAX_SPAWN_ARG: usize = 32 * 1024;
@@ -36,6 +71,11 @@ extern "C" fn spawn_hook() {
     };
     // SAFETY: before `main` of a freshly exec'd process: no other thread runs.
     unsafe { std::env::remove_var(VAR) };
+    if let Some(list) = std::env::var_os(FDS_VAR) {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(FDS_VAR) };
+        adopt_inherited(list.as_bytes());
+    }
     let Some(req) = Request::parse(v.as_bytes()) else {
         sys::write_stderr(b"multiproc: malformed MULTIPROC_SPAWN request\n");
         sys::exit_now(2);
@@ -120,11 +160,12 @@ impl Request {
 /// ([`PANIC_EXIT_CODE`] if it panics). Safe in a parent with any number of
 /// threads.
 ///
-/// The child shares nothing with the parent but what `arg` says: pass named
-/// objects by name (the child opens them). Anonymous objects cannot reach a
-/// spawned child yet (their `memfd` is not kept open to inherit). `entry` must
-/// be a function of the program itself (not of a shared library loaded
-/// separately): [`Spawn::start`] checks this.
+/// The child shares nothing with the parent but what `arg` says and the
+/// anonymous objects passed with [`Spawn::share`] (their memfd is duplicated
+/// into the child alone; it opens them with `inherit(index)`, for example
+/// [`Queue::inherit`](crate::Queue::inherit)). Pass named objects by name (the
+/// child opens them). `entry` must be a function of the program itself (not of
+/// a shared library loaded separately): [`Spawn::start`] checks this.
 ///
 /// ```no_run
 /// use multiproc::process::Spawn;
@@ -147,6 +188,8 @@ pub struct Spawn {
     arg: Vec<u8>,
     name: Option<String>,
     daemon: bool,
+    /// Duplicates of the shared regions' memfds (or why one could not be made).
+    shared: Vec<io::Result<OwnedFd>>,
 }
 
 impl fmt::Debug for Spawn {
@@ -155,6 +198,7 @@ impl fmt::Debug for Spawn {
             .field("arg_len", &self.arg.len())
             .field("name", &self.name)
             .field("daemon", &self.daemon)
+            .field("shared", &self.shared.len())
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +217,7 @@ impl Spawn {
             arg: arg.to_vec(),
             name: None,
             daemon: false,
+            shared: Vec::new(),
         }
     }
 
@@ -197,6 +242,52 @@ impl Spawn {
     /// ```
     pub fn daemon(mut self, daemon: bool) -> Spawn {
         self.daemon = daemon;
+        self
+    }
+
+    /// Hands the anonymous object whose region this is to the child: its
+    /// `share` calls count from 0, and the child opens the `i`-th with the
+    /// kind's `inherit(i)` ([`Queue::inherit`](crate::Queue::inherit),
+    /// [`Value::inherit`](crate::Value::inherit)), checked like an open by name
+    /// (type, layout, header). Only this child receives the descriptor (it is
+    /// close-on-exec everywhere else). [`Spawn::start`] fails with
+    /// `InvalidInput` for a named region (pass its name instead).
+    ///
+    /// ```no_run
+    /// use multiproc::process::Spawn;
+    /// use multiproc::Queue;
+    ///
+    /// fn child(_: &[u8]) -> i32 {
+    ///     let q = Queue::<u64>::inherit(0).unwrap();
+    ///     q.put(42).unwrap();
+    ///     0
+    /// }
+    ///
+    /// let q = Queue::<u64>::anonymous(8)?;
+    /// let mut c = Spawn::new(child, b"").share(q.region()).start()?;
+    /// assert_eq!(q.get()?, 42);
+    /// assert!(c.join()?.success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn share(self, region: &crate::Region) -> Spawn {
+        match region.memfd() {
+            Some(f) => self.share_file(f),
+            None => self.share_result(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Spawn::share: a named region; pass its name instead",
+            ))),
+        }
+    }
+
+    /// [`Spawn::share`] for a raw memfd (the pool's arena); the child takes it
+    /// with [`take_inherited`].
+    pub(crate) fn share_file(self, file: &std::fs::File) -> Spawn {
+        let fd = crate::sys::shm::dup_cloexec(file.as_fd());
+        self.share_result(fd)
+    }
+
+    fn share_result(mut self, fd: io::Result<OwnedFd>) -> Spawn {
+        self.shared.push(fd);
         self
     }
 
@@ -233,10 +324,31 @@ impl Spawn {
             offset,
             arg: self.arg,
         };
+        let shared: Vec<OwnedFd> = self.shared.into_iter().collect::<io::Result<_>>()?;
+        let raw: Vec<i32> = shared.iter().map(AsRawFd::as_raw_fd).collect();
+        let list = raw.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
         super::flush_std();
-        let child = Command::new("/proc/self/exe")
-            .env(VAR, OsStr::new(&req.encode()))
-            .spawn()?;
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.env(VAR, OsStr::new(&req.encode()));
+        if !raw.is_empty() {
+            cmd.env(FDS_VAR, list);
+            // SAFETY: the closure runs in the forked child before `exec`; it
+            // only calls fcntl (async-signal-safe) on descriptors this process
+            // keeps open until `spawn` returns, and allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for &fd in &raw {
+                        if !crate::sys::shm::clear_cloexec_raw(fd) {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn()?;
+        // The parent's duplicates close here; the child has its own.
+        drop(shared);
         let name = self.name.unwrap_or_else(super::next_name);
         Ok(Child {
             pid: child.id(),

@@ -169,6 +169,28 @@ impl BytesQueue {
         BytesQueue::from_core(QueueCore::open(name, opts)?)
     }
 
+    /// In a process started with [`Spawn`](crate::process::Spawn): the
+    /// anonymous queue its parent passed with the `index`-th
+    /// [`Spawn::share`](crate::process::Spawn::share) call, checked as
+    /// [`BytesQueue::open`] checks. No region at `index` (or one already
+    /// opened): [`Error::Io`] (`NotFound`).
+    ///
+    /// ```no_run
+    /// fn child(_: &[u8]) -> i32 {
+    ///     let q = multiproc::BytesQueue::inherit(0).unwrap();
+    ///     q.put(b"hi").unwrap();
+    ///     0
+    /// }
+    /// let q = multiproc::BytesQueue::anonymous(8, 64)?;
+    /// let mut c = multiproc::process::Spawn::new(child, b"").share(q.region()).start()?;
+    /// assert_eq!(q.get()?, b"hi");
+    /// assert!(c.join()?.success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn inherit(index: usize) -> Result<BytesQueue, Error> {
+        BytesQueue::from_core(QueueCore::inherit(index)?)
+    }
+
     pub(crate) fn core(&self) -> &QueueCore<Bytes> {
         &self.core
     }

@@ -492,6 +492,12 @@ impl<K: QueueKind> QueueCore<K> {
         QueueCore::from_object(Region::open_object_with(name, opts)?)
     }
 
+    /// The queue shared with this spawned process at `index`
+    /// ([`crate::process::Spawn::share`]).
+    pub(crate) fn inherit(index: usize) -> Result<QueueCore<K>, Error> {
+        QueueCore::from_object(Region::inherit_object(index)?)
+    }
+
     pub(crate) fn ring(&self) -> &RingCore {
         &self.obj.get().header.ring
     }

@@ -155,6 +155,28 @@ impl<T: SharedType> Queue<T> {
         Queue::open_kind(name, false, opts)
     }
 
+    /// In a process started with [`Spawn`](crate::process::Spawn): the
+    /// anonymous queue its parent passed with the `index`-th
+    /// [`Spawn::share`](crate::process::Spawn::share) call, checked as
+    /// [`Queue::open`] checks (type, capacity, layout). An `index` with no
+    /// shared region (or one already opened) is [`Error::Io`] (`NotFound`).
+    ///
+    /// ```no_run
+    /// fn child(_: &[u8]) -> i32 {
+    ///     let q = multiproc::Queue::<u64>::inherit(0).unwrap();
+    ///     q.put(1).unwrap();
+    ///     0
+    /// }
+    /// let q = multiproc::Queue::<u64>::anonymous(8)?;
+    /// let mut c = multiproc::process::Spawn::new(child, b"").share(q.region()).start()?;
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(c.join()?.success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn inherit(index: usize) -> Result<Queue<T>, Error> {
+        Queue::from_core(QueueCore::inherit(index)?, false)
+    }
+
     /// Opens the queue `name`, or creates it with `capacity` slots if the
     /// name does not exist: what a program that may start first, second or
     /// again after a crash calls, instead of `create` then `open` (which

@@ -311,6 +311,10 @@ pub struct Region {
     map: shm::Mapping,
     layout: Layout,
     name: Option<String>,
+    /// An anonymous region's memfd (close-on-exec), kept so that the region
+    /// can be handed to a spawned child ([`crate::process::Spawn::share`]);
+    /// `None` for named regions (a child opens those by name).
+    memfd: Option<std::fs::File>,
     /// The identity block as written (creator) or validated (opener):
     /// process-local, never re-read.
     ident: Block,
@@ -519,6 +523,11 @@ impl Region {
         l
     }
 
+    /// An anonymous region's memfd (`None` for a named region).
+    pub(crate) fn memfd(&self) -> Option<&std::fs::File> {
+        self.memfd.as_ref()
+    }
+
     /// Joins the participant table now (creators and openers do), so that a full
     /// table is an error at attach rather than at the first lock.
     fn attach(&self) -> Result<(), Error> {
@@ -544,7 +553,7 @@ impl Region {
             }
             _ => shm::memfd(layout.total_size)?,
         };
-        let built = Self::build::<T>(&file, layout, name, opts, params);
+        let built = Self::build::<T>(file, layout, name, opts, params);
         if built.is_err() {
             if let Some(c) = &cname {
                 let _ = shm::unlink_named(c);
@@ -554,22 +563,23 @@ impl Region {
     }
 
     fn build<T: SharedObject>(
-        file: &std::fs::File,
+        file: std::fs::File,
         layout: Layout,
         name: Option<&str>,
         opts: RegionOptions,
         params: &T::Params,
     ) -> Result<Object<T>, Error> {
-        let map = shm::Mapping::new(file, layout.total_size)?;
+        let map = shm::Mapping::new(&file, layout.total_size)?;
         let ident = Block::new(T::elements(), T::geometry(params));
         let file_id = match name {
-            Some(_) => Some(shm::file_id(file)?.0),
+            Some(_) => Some(shm::file_id(&file)?.0),
             None => None,
         };
         let region = Region {
             map,
             layout,
             name: name.map(str::to_owned),
+            memfd: name.is_none().then_some(file),
             ident,
             created: true,
             cleanup: if name.is_some() {
@@ -695,6 +705,27 @@ impl Region {
                 mode,
             });
         }
+        Self::open_file(file, Some(name))
+    }
+
+    /// Opens a region handed to this spawned process by its parent (see
+    /// [`crate::process::Spawn::share`]): `index` counts the parent's `share`
+    /// calls. Checked as [`Region::open_object`] checks a named file (the
+    /// owner and mode checks aside: the parent made it).
+    pub(crate) fn inherit_object<T: SharedObject>(index: usize) -> Result<Object<T>, Error> {
+        let fd = crate::process::take_inherited(index).ok_or(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no region was shared with this spawned process at that index",
+        )))?;
+        Self::open_file(std::fs::File::from(fd), None)
+    }
+
+    /// The open path after the trust checks: waits for the size and `READY`,
+    /// validates the header, maps. `name`: `None` for an inherited memfd.
+    fn open_file<T: SharedObject>(
+        file: std::fs::File,
+        name: Option<&str>,
+    ) -> Result<Object<T>, Error> {
         let deadline = Deadline::after(OPEN_WAIT);
         // The creator sizes the object right after creating it: wait for that
         // (touching a mapped page past the end of the file would be SIGBUS).
@@ -723,13 +754,20 @@ impl Region {
         if layout.payload_offset % align_of::<T>() != 0 {
             return Err(Error::Corrupted("payload misaligned for the object"));
         }
-        let cleanup = Cleanup::from_raw(header::cleanup_of(&snapshot));
-        let file_id = Some(shm::file_id(&file)?.0);
+        // An inherited memfd is anonymous: no name to clean up or identify.
+        let (cleanup, file_id) = match name {
+            Some(_) => (
+                Cleanup::from_raw(header::cleanup_of(&snapshot)),
+                Some(shm::file_id(&file)?.0),
+            ),
+            None => (Cleanup::Persistent, None),
+        };
         let map = shm::Mapping::new(&file, layout.total_size)?;
         let region = Region {
             map,
             layout,
-            name: Some(name.to_owned()),
+            name: name.map(str::to_owned),
+            memfd: name.is_none().then_some(file),
             ident,
             created: false,
             cleanup,
@@ -747,15 +785,16 @@ impl Region {
         object.get().check(object.region.layout.payload_size)?;
         // A region its policy says should be gone is removed by whoever notices
         // first: here, before joining it.
-        if object.region.expire_if_due() {
-            return Err(Error::NotFound(name.to_owned()));
+        let gone = || Error::NotFound(name.unwrap_or("(inherited region)").to_owned());
+        if name.is_some() && object.region.expire_if_due() {
+            return Err(gone());
         }
         object.region.attach()?;
         if object.region.cleanup == Cleanup::LastParticipant && object.region.closing_seen() {
             // The last participant is removing the name right now (see
             // `try_close`): do not join a region that is going away.
             object.region.leave();
-            return Err(Error::NotFound(name.to_owned()));
+            return Err(gone());
         }
         Ok(object)
     }

@@ -189,6 +189,29 @@ pub(crate) fn file_len(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.len())
 }
 
+/// A close-on-exec duplicate of `fd`, numbered 3 or above.
+pub(crate) fn dup_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `fd` is open for the borrow; F_DUPFD_CLOEXEC returns a new fd or -1.
+    let new = retry(|| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: `new` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Clears close-on-exec on `fd`. Async-signal-safe (one `fcntl`): for a
+/// forked child between `fork` and `exec`.
+pub(crate) fn clear_cloexec_raw(fd: libc::c_int) -> bool {
+    // SAFETY: fcntl on any number is defined (EBADF for a closed one).
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) == 0 }
+}
+
+/// Sets close-on-exec on `fd` (so a spawned process's own children do not
+/// inherit what it was handed).
+pub(crate) fn set_cloexec_raw(fd: libc::c_int) -> bool {
+    // SAFETY: fcntl on any number is defined (EBADF for a closed one).
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
