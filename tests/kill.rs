@@ -202,9 +202,23 @@ fn killed_semaphore_waiter_blocks_nobody() {
 fn killed_condition_waiter_blocks_nobody() {
     let cond = Condition::anonymous().unwrap();
     let flag = Event::anonymous().unwrap();
+    // `wait_until_asleep` sees a futex sleep, which may be one the victim makes
+    // before it reaches `wait` (its first use of the region starts the beacon);
+    // killed just after, it may die holding the condition's lock. That is a
+    // killed lock holder, not a killed waiter, and the robust lock reports it
+    // to the survivor: repair and go on. The waker (the parent) locks after the
+    // survivor waits, so it must always find the lock clean.
+    let lock = || match cond.lock() {
+        Ok(g) => Some(g),
+        Err(LockError::OwnerDied(mut g)) => {
+            g.mark_consistent();
+            Some(g)
+        }
+        Err(_) => None,
+    };
     killed_waiter_blocks_nobody(
         || {
-            let Ok(g) = cond.lock() else { return false };
+            let Some(g) = lock() else { return false };
             cond.wait_while_timeout(g, common::WATCHDOG, || !flag.is_set())
                 .is_ok_and(|(_, timed_out)| !timed_out)
         },
