@@ -19,15 +19,19 @@
 //!
 //! 1. A thread's spin budget starts at [`SPIN_TIME`] (about one idle wake-up's
 //!    cost, which keeps spinning 2-competitive with parking at once).
-//! 2. A spin that sees the condition within its budget *doubles* the budget
-//!    (up to [`SPIN_TIME`]); a spin that runs out *halves* it, and below
+//! 2. A spin that sees the condition within its budget *doubles* the budget,
+//!    or sets it to twice the time the spin took if that is more (up to
+//!    [`SPIN_TIME`]), so one success restores a budget that fits the waits
+//!    this thread sees; a spin that runs out *halves* it, and below
 //!    [`FLOOR`] the budget is zero. So a thread spins while most of its spins
 //!    pay and stops within a handful of waits once they mostly do not.
 //! 3. A spin that succeeded only after being descheduled (wall time far past
 //!    its budget, [`PREEMPTED`]) counts as a failure: the CPU is contended.
 //! 4. At budget zero the thread parks at once, except that every
-//!    [`PROBE_EVERY`]-th wait spins for [`PROBE_TIME`] (1 µs, cheap even when
-//!    useless) to notice that spinning pays again.
+//!    [`PROBE_EVERY`]-th wait spins for [`PROBE_TIME`] (5 µs: long enough for
+//!    an idle peer's answer to a 1 KiB message, which takes 1-2 µs here; a 1 µs
+//!    probe missed it, so the budget never came back and an idle 1 KiB round
+//!    trip measured 16 µs instead of ~1 µs) to notice that spinning pays again.
 //! 5. The spin is `pause`s only, never `sched_yield`: yielding under load hands
 //!    the CPU to a hog for a whole slice and makes the waiter a runnable task
 //!    with a pushed-back deadline (see above).
@@ -58,7 +62,7 @@ const PROBE_EVERY: u32 = 8;
 
 /// The probing spin at budget zero.
 #[cfg(not(loom))]
-const PROBE_TIME: Duration = Duration::from_micros(1);
+const PROBE_TIME: Duration = Duration::from_micros(5);
 
 /// A spin that ends this long past its budget was descheduled.
 #[cfg(not(loom))]
@@ -134,8 +138,9 @@ fn next_budget(budget: u32, limit: u32, took: Option<Duration>) -> u32 {
     match took {
         // Descheduled while spinning: the CPU is contended.
         Some(t) if t > Duration::from_nanos(u64::from(limit)) + PREEMPTED => halve(budget),
-        Some(_) => budget
+        Some(t) => budget
             .saturating_mul(2)
+            .max(u32::try_from(t.as_nanos().saturating_mul(2)).unwrap_or(u32::MAX))
             .clamp(2 * nanos(FLOOR), nanos(SPIN_TIME)),
         None => halve(budget),
     }
@@ -203,6 +208,11 @@ mod tests {
         assert_eq!(next_budget(nanos(FLOOR), nanos(FLOOR), None), 0);
         assert_eq!(next_budget(0, nanos(PROBE_TIME), quick), 2 * nanos(FLOOR));
         assert_eq!(next_budget(0, nanos(PROBE_TIME), None), 0);
+        // A success sets the budget to twice what it took, if that is more.
+        let slow = Some(Duration::from_nanos(1_500));
+        assert_eq!(next_budget(0, nanos(PROBE_TIME), slow), 3_000);
+        assert_eq!(next_budget(1_000, 1_000, slow), 3_000);
+        assert_eq!(next_budget(8_000, 8_000, slow), 16_000);
         // A success long past the limit was descheduled: it counts as a failure.
         let late = Some(Duration::from_nanos(u64::from(max)) + PREEMPTED * 2);
         assert_eq!(next_budget(max, max, late), max / 2);
