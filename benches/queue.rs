@@ -35,7 +35,7 @@
 use criterion::{criterion_group, criterion_main};
 
 /// Shared with the comparison program, so both measure with the same plumbing.
-#[path = "../examples/compare/plumbing.rs"]
+#[path = "../compare/src/plumbing.rs"]
 #[allow(dead_code, reason = "the bench uses part of the comparison's plumbing")]
 mod plumbing;
 

@@ -101,7 +101,7 @@ const BUSY_PROBE: Duration = Duration::from_millis(10);
 /// | [`WaitPolicy::BusyPoll`] | a pinned, isolated core per waiter; lowest latency at any price | burns its CPU for the whole wait; on an oversubscribed machine a waiter that is preempted waits a whole scheduler slice (milliseconds) |
 ///
 /// **Why the default adapts** (measured with
-/// `cargo run --release --example compare -- --only latency --sizes 8 --load N`,
+/// `cargo run --release -p compare -- --only latency --sizes 8 --load N`,
 /// 2 vCPUs, AMD EPYC under a hypervisor, Linux 6.18 (EEVDF), where `--load N`
 /// adds N CPU-bound processes and other builds kept the load average at 9-15):
 /// on an idle machine a peer that has its own CPU answers an 8-byte queue round

@@ -8,7 +8,7 @@
 //! spins (or `sched_yield`s) is a runnable task when the answer comes, and the
 //! scheduler gives a runnable task no priority; a waiter that sleeps in the
 //! futex is a *waking* task, which the scheduler (EEVDF, like CFS before it)
-//! lets preempt a CPU hog at once. Measured with `examples/compare --load N`
+//! lets preempt a CPU hog at once. Measured with `cargo run --release -p compare -- --load N`
 //! (see [`crate::WaitPolicy`]): a spin of 20 µs with `sched_yield` between
 //! rounds made an 8-byte queue round trip take milliseconds with 4 or 8
 //! CPU-bound processes on 2 cores, where parking at once stays at a kernel

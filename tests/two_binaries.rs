@@ -55,9 +55,6 @@ fn build_peer() -> PathBuf {
     if cfg!(feature = "serde") {
         features.push("serde");
     }
-    if cfg!(feature = "peers") {
-        features.push("peers");
-    }
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }

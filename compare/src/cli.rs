@@ -12,7 +12,8 @@ compare: how multiproc compares with pipes, Unix sockets, Python's multiprocessi
 crossbeam, raw_sync and std on this machine. Prints a table; writes CSV, JSON and
 SVG charts.
 
-usage: cargo run --release --example compare [--features peers] -- [options]
+usage: cargo run --release -p compare [--no-default-features] -- [options]
+       (--no-default-features: without the iceoryx2, ipc-channel and shmem-ipc rows)
 
   --runs N         measured runs per figure, interleaved across rows (default 3, at least 2)
   --time MS        measured time per run and row (default 200)
@@ -78,7 +79,8 @@ impl Default for Options {
                 sync: true,
                 pool: true,
             },
-            out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/compare")),
+            // The workspace's target directory (this crate sits one level below).
+            out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/compare")),
             python: Some("python3".to_owned()),
             quick: false,
             load: 0,

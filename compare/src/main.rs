@@ -5,20 +5,17 @@
 //! ceiling of shared memory.
 //!
 //! ```text
-//! cargo run --release --example compare                      # ~1 minute
-//! cargo run --release --example compare -- --runs 5 --time 1000   # ~7 minutes
-//! cargo run --release --example compare --features peers     # + iceoryx2, ipc-channel
-//! cargo run --release --example compare -- --help
+//! cargo run --release -p compare                              # ~1 minute
+//! cargo run --release -p compare -- --runs 5 --time 1000      # ~7 minutes
+//! cargo run --release -p compare --no-default-features        # without the peer crates
+//! cargo run --release -p compare -- --help
 //! ```
 //!
 //! Prints a table (machine and parameters first), and writes CSV, JSON and SVG
 //! charts to `target/compare/` (`--out DIR`). Every message is checked on
 //! arrival; a lost, duplicated or corrupt message fails the run (exit code 1).
-//! The program lives in `compare.rs` and its modules so that `tests/compare.rs`
-//! can run it in-process with `--quick`.
-
-#[path = "compare.rs"]
-mod compare;
+//! The program lives in the library half of this crate (`lib.rs` and its
+//! modules) so that `tests/compare.rs` can run it in-process with `--quick`.
 
 use std::process::ExitCode;
 

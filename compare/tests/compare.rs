@@ -1,25 +1,24 @@
-//! Keeps `examples/compare` from rotting: runs the whole program in-process
+//! Keeps the comparison program from rotting: runs the whole program in-process
 //! with `--quick` (tiny runs, every row, real forked processes, every message
 //! checked) and checks that it produces a complete table and its CSV, JSON and
 //! SVG files. It asserts structure only, never timings.
 
-#[path = "../examples/compare/compare.rs"]
-mod compare;
-
 use std::path::{Path, PathBuf};
 
 /// Every row name the table must show (measured, or with the reason it is not).
-const ROWS: [&str; 25] = [
+const ROWS: [&str; 28] = [
     // Round-trip latency.
     "multiproc Queue, spinning try_get",
     "multiproc Queue, blocking get",
     "multiproc Pipe",
     "pipe (write/read)",
     "Unix socket pair",
+    "POSIX message queue (mq_send/mq_receive)",
     "Python multiprocessing.Queue",
     "Python multiprocessing.Pipe (send_bytes)",
     "iceoryx2 publish-subscribe (polling)",
     "ipc-channel (bytes channel)",
+    "shmem-ipc ring (spinning)",
     "floor: shared memory, no queue",
     // Throughput.
     "multiproc Queue (put/get)",
@@ -28,6 +27,7 @@ const ROWS: [&str; 25] = [
     "pipe, one write per frame",
     "pipe, buffered frames (64 KiB)",
     "Unix socket, one write per frame",
+    "POSIX message queue (10 deep)",
     "crossbeam ArrayQueue (threads)",
     "bare SPSC ring in shared memory",
     // Sync primitives.
@@ -127,7 +127,7 @@ fn quick_run_produces_every_row_and_file() {
         );
     }
     // Rows that are measured here on every machine have figures: everything
-    // but Python (needs python3) and the peers (need --features peers).
+    // but Python (needs python3) and the peers (need the default `peers` feature).
     for row in &report.rows {
         let by_design_2x2 = (row.name.starts_with("pipe, buffered")
             || row.name.starts_with("bare SPSC"))
@@ -135,6 +135,7 @@ fn quick_run_produces_every_row_and_file() {
         let optional = row.name.starts_with("Python")
             || row.name.starts_with("iceoryx2")
             || row.name.starts_with("ipc-channel")
+            || row.name.starts_with("shmem-ipc")
             || by_design_2x2;
         if !optional {
             assert!(

@@ -1,8 +1,8 @@
-"""Python multiprocessing baselines for `cargo run --example compare`.
+"""Python multiprocessing baselines for `cargo run --release -p compare`.
 
 Run by the Rust program (embedded with include_str!, once per round); stdlib
 only. For each message size it measures, with the same messages as the Rust
-side (examples/compare/payload.rs):
+side (compare/src/payload.rs):
 
 * round trip over two multiprocessing.Queue (parent -> echo process -> parent);
 * round trip over one multiprocessing.Pipe (send_bytes / recv_bytes);

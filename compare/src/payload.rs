@@ -5,7 +5,7 @@
 //! every byte between is `fill(w)`. So a lost or duplicated message shows in
 //! the sequence of words, and a torn or corrupt copy in its bytes. Throughput
 //! words are `producer << 56 | k` with `k = 1, 2, …` per producer; [`STOP`]
-//! ends a worker. `examples/compare/mp_bench.py` builds the same bytes.
+//! ends a worker. `mp_bench.py` beside this file builds the same bytes.
 
 /// Message sizes the program knows (typed queues need the size at compile
 /// time).

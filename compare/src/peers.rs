@@ -1,5 +1,5 @@
-//! Peer IPC crates, behind the `peers` feature (off by default: heavy
-//! dependencies the library does not need). Both rows are ping-pong round
+//! Peer IPC crates, behind the compare crate's `peers` feature (on by
+//! default; `--no-default-features` leaves them out). Both rows are ping-pong round
 //! trips with the same messages and checks as [`super::latency`].
 //!
 //! * iceoryx2 publish-subscribe: two services (ping, pong) of `[u8; S]`
@@ -10,6 +10,11 @@
 //!   before the first message.
 //! * ipc-channel: two `IpcBytesSender`/`IpcBytesReceiver` channels, created
 //!   before the fork (Unix-domain sockets underneath), blocking `recv`.
+//! * shmem-ipc: two `sharedring` rings of `u64` (a memfd each, mapped by both
+//!   ends before the fork), used through their lock-free ring halves
+//!   (`sender_mut().send`, `receiver_mut().recv`) with the receiver spinning:
+//!   the crate's fast path, without its eventfd wake-ups. A message of `S`
+//!   bytes is `S / 8` items, copied in and out through the ring's raw slices.
 
 use hdrhistogram::Histogram;
 
@@ -17,9 +22,10 @@ use super::latency::Timing;
 use super::plumbing::Res;
 
 /// Row names, in table order.
-pub const ROWS: [&str; 2] = [
+pub const ROWS: [&str; 3] = [
     "iceoryx2 publish-subscribe (polling)",
     "ipc-channel (bytes channel)",
+    "shmem-ipc ring (spinning)",
 ];
 
 /// `Err` with the reason when the peers are not compiled in.
@@ -27,7 +33,7 @@ pub fn available() -> Result<(), String> {
     if cfg!(feature = "peers") {
         Ok(())
     } else {
-        Err("not built: run with --features peers".to_owned())
+        Err("not built: built with --no-default-features".to_owned())
     }
 }
 
@@ -46,7 +52,8 @@ pub fn run(i: usize, size: usize, t: Timing) -> Res<Histogram<u64>> {
         (0, 64) => built::iceoryx2::<64>(&what, t),
         (0, 1024) => built::iceoryx2::<1024>(&what, t),
         (0, s) => Err(format!("unsupported size {s}").into()),
-        _ => built::ipc_channel(&what, size, t),
+        (1, _) => built::ipc_channel(&what, size, t),
+        _ => built::shmem_ipc(&what, size, t),
     }
 }
 
@@ -221,6 +228,116 @@ mod built {
         let child = IpcEnd {
             tx: to_parent,
             rx: from_parent,
+        };
+        latency::processes(what, size, t, parent, child)
+    }
+
+    /// Items (of 8 bytes) in each shmem-ipc ring; the ring rounds its
+    /// mapping up to a page, so it holds at least this many.
+    const SHMEM_ITEMS: usize = 2 * super::super::payload::MAX / 8;
+
+    /// One end of two shmem-ipc rings, for messages of `size` bytes.
+    struct ShmemEnd {
+        tx: shmem_ipc::sharedring::Sender<u64>,
+        rx: shmem_ipc::sharedring::Receiver<u64>,
+        size: usize,
+    }
+
+    type ShmemRing = (
+        shmem_ipc::sharedring::Sender<u64>,
+        shmem_ipc::sharedring::Receiver<u64>,
+    );
+
+    /// Both halves of one ring.
+    fn shmem_ring() -> Res<ShmemRing> {
+        let tx = shmem_ipc::sharedring::Sender::<u64>::new(SHMEM_ITEMS)?;
+        let rx = shmem_ipc::sharedring::Receiver::open(
+            SHMEM_ITEMS,
+            tx.memfd().as_file().try_clone()?,
+            tx.empty_signal().try_clone()?,
+            tx.full_signal().try_clone()?,
+        )?;
+        Ok((tx, rx))
+    }
+
+    impl End for ShmemEnd {
+        fn send(&mut self, msg: &[u8]) -> Result<(), i32> {
+            if msg.len() % 8 != 0 {
+                return Err(code::BAD_LEN);
+            }
+            let items = msg.len() / 8;
+            let mut done = 0;
+            let mut spins = 0;
+            while done < items {
+                let mut wrote = 0;
+                self.tx
+                    .sender_mut()
+                    .send(|p, room| {
+                        wrote = room.min(items - done);
+                        for j in 0..wrote {
+                            let at = (done + j) * 8;
+                            let mut w = [0u8; 8];
+                            w.copy_from_slice(&msg[at..at + 8]);
+                            // SAFETY: the ring hands out `room` writable items
+                            // from `p`, and `j < wrote <= room`.
+                            unsafe { p.add(j).write(u64::from_ne_bytes(w)) };
+                        }
+                        wrote
+                    })
+                    .map_err(|_| code::SEND_FAILED)?;
+                done += wrote;
+                if done < items {
+                    spin(&mut spins);
+                }
+            }
+            Ok(())
+        }
+
+        fn recv(&mut self, buf: &mut [u8]) -> Result<usize, i32> {
+            let size = self.size;
+            if size % 8 != 0 || buf.len() < size {
+                return Err(code::BAD_LEN);
+            }
+            let items = size / 8;
+            let mut done = 0;
+            let mut spins = 0;
+            while done < items {
+                let mut read = 0;
+                self.rx
+                    .receiver_mut()
+                    .recv(|p, have| {
+                        read = have.min(items - done);
+                        for j in 0..read {
+                            let at = (done + j) * 8;
+                            // SAFETY: the ring hands out `have` readable items
+                            // from `p`, and `j < read <= have`.
+                            let w = unsafe { p.add(j).read() };
+                            buf[at..at + 8].copy_from_slice(&w.to_ne_bytes());
+                        }
+                        read
+                    })
+                    .map_err(|_| code::RECV_FAILED)?;
+                done += read;
+                if done < items {
+                    spin(&mut spins);
+                }
+            }
+            Ok(size)
+        }
+    }
+
+    pub fn shmem_ipc(what: &str, size: usize, t: Timing) -> Res<Histogram<u64>> {
+        let (to_child, from_parent) = shmem_ring()?;
+        let (to_parent, from_child) = shmem_ring()?;
+        let parent = ShmemEnd {
+            tx: to_child,
+            rx: from_child,
+            size,
+        };
+        let child = ShmemEnd {
+            tx: to_parent,
+            rx: from_parent,
+            size,
         };
         latency::processes(what, size, t, parent, child)
     }

@@ -71,16 +71,22 @@ impl Section {
     fn order(self) -> Vec<&'static str> {
         match self {
             Section::Latency => {
-                let mut v: Vec<&str> = super::LATENCY_ROWS[..5].to_vec();
+                let n = super::LATENCY_ROWS.len();
+                let mut v: Vec<&str> = super::LATENCY_ROWS[..n - 1].to_vec();
                 v.extend(python::LATENCY_ROWS.map(|(_, n)| n));
                 v.extend(peers::ROWS);
-                v.push(super::LATENCY_ROWS[5]);
+                v.push(super::LATENCY_ROWS[n - 1]);
                 v
             }
             Section::Throughput { .. } => {
-                let mut v: Vec<&str> = Mech::ALL[..6].iter().map(|m| m.name()).collect();
+                // Process transports, Python, then threads and the ceiling.
+                let k = Mech::ALL
+                    .iter()
+                    .position(|m| *m == Mech::Crossbeam)
+                    .unwrap_or(Mech::ALL.len());
+                let mut v: Vec<&str> = Mech::ALL[..k].iter().map(|m| m.name()).collect();
                 v.push(python::THROUGHPUT_ROW);
-                v.extend(Mech::ALL[6..].iter().map(|m| m.name()));
+                v.extend(Mech::ALL[k..].iter().map(|m| m.name()));
                 v
             }
             Section::Wakeup => syncprims::WAKEUP_ROWS.to_vec(),
@@ -256,7 +262,7 @@ fn spread(s: &Spread, f: impl Fn(f64) -> String) -> String {
 /// Prints `cells` as aligned columns (the first left-aligned, the rest right),
 /// each line indented by two spaces. A row of two cells is a name and a note
 /// spanning the rest.
-fn columns(out: &mut dyn Write, cells: &[Vec<String>]) -> Res {
+pub fn columns(out: &mut dyn Write, cells: &[Vec<String>]) -> Res {
     let n = cells.iter().map(Vec::len).max().unwrap_or(0);
     let mut w = vec![0; n];
     for r in cells.iter().filter(|r| r.len() == n) {
@@ -686,14 +692,16 @@ fn notes(section: Section) -> &'static [&'static str] {
         Section::Latency => &[
             "== Round-trip latency: the parent sends a message, the echo process checks it and",
             "   replies, the parent checks the reply. Pipe and socket rows move each message with",
-            "   one write and one read of exactly its size (no framing). The floor copies the",
-            "   message through one shared buffer and a flag (8 B: one cache line bouncing).",
+            "   one write and one read of exactly its size (no framing); the POSIX message queue",
+            "   one mq_send and one mq_receive. The floor copies the message through one shared",
+            "   buffer and a flag (8 B: one cache line bouncing).",
         ],
         Section::Throughput { .. } => &[
             "== Throughput: producer processes -> consumer processes (threads for crossbeam);",
             "   every message checked (sequence, bytes, exactly once). Frames: 4-byte length +",
             "   payload. For 2 -> 2 the pipe and socket rows add a reader lock (and the socket",
-            "   a writer lock), as a pipe-based queue such as Python's does.",
+            "   a writer lock), as a pipe-based queue such as Python's does. The POSIX message",
+            "   queue holds 10 messages (Linux's default fs.mqueue.msg_max), the others 1024.",
         ],
         Section::Wakeup | Section::Lock => &[
             "== Sync primitives: wake-up = ping-pong of an 8-byte word in shared memory plus a",

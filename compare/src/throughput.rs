@@ -67,6 +67,8 @@ pub enum Mech {
     PipeBuffered,
     /// An `AF_UNIX` stream socket pair; one `write` per frame.
     Socket,
+    /// A POSIX message queue ([`super::mq`]); one `mq_send` per message.
+    Mq,
     /// `crossbeam_queue::ArrayQueue<[u8; S]>` between threads.
     Crossbeam,
     /// A bare single-producer single-consumer ring in shared memory.
@@ -75,13 +77,14 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in table order.
-    pub const ALL: [Mech; 8] = [
+    pub const ALL: [Mech; 9] = [
         Mech::Queue,
         Mech::QueueBatch,
         Mech::Bytes,
         Mech::Pipe,
         Mech::PipeBuffered,
         Mech::Socket,
+        Mech::Mq,
         Mech::Crossbeam,
         Mech::Spsc,
     ];
@@ -95,6 +98,7 @@ impl Mech {
             Mech::Pipe => "pipe, one write per frame",
             Mech::PipeBuffered => "pipe, buffered frames (64 KiB)",
             Mech::Socket => "Unix socket, one write per frame",
+            Mech::Mq => "POSIX message queue (10 deep)",
             Mech::Crossbeam => "crossbeam ArrayQueue (threads)",
             Mech::Spsc => "bare SPSC ring in shared memory",
         }
@@ -589,6 +593,12 @@ where
             };
             procs(what, S, t, vec![tx], vec![rx])
         }
+        Mech::Mq => {
+            let q = super::mq::Mq::new(S)?;
+            let txs = (0..n).map(|_| super::mq::MqPort(&q)).collect();
+            let rxs = (0..n).map(|_| super::mq::MqPort(&q)).collect();
+            procs(what, S, t, txs, rxs)
+        }
         Mech::Crossbeam => {
             let q = ArrayQueue::<[u8; S]>::new(CAP);
             let txs = (0..n).map(|_| CbTx(&q)).collect();
@@ -597,16 +607,7 @@ where
         }
         Mech::Spsc => {
             let ring = Spsc::new(S)?;
-            let tx = SpscTx {
-                ring: &ring,
-                tail: 0,
-                head_cache: 0,
-            };
-            let rx = SpscRx {
-                ring: &ring,
-                head: 0,
-                tail_cache: 0,
-            };
+            let (tx, rx) = ring.ends();
             procs(what, S, t, vec![tx], vec![rx])
         }
     }
@@ -922,7 +923,8 @@ impl<const S: usize> Rx for CbRx<'_, S> {
 /// (producer position) at 128, [`CAP`] slots of `slot` bytes from 256. Each
 /// side caches the other's index and reloads it only when the ring looks full
 /// or empty.
-struct Spsc {
+#[derive(Debug)]
+pub struct Spsc {
     shm: Shm,
     slot: usize,
 }
@@ -932,11 +934,28 @@ const TAIL: usize = 128;
 const SLOTS: usize = 256;
 
 impl Spsc {
-    fn new(slot: usize) -> Res<Spsc> {
+    /// A ring of [`CAP`] slots of `slot` bytes.
+    pub fn new(slot: usize) -> Res<Spsc> {
         Ok(Spsc {
             shm: Shm::new(SLOTS + CAP * slot)?,
             slot,
         })
+    }
+
+    /// The producer's and the consumer's end (one of each per ring).
+    pub fn ends(&self) -> (impl Tx + '_, impl Rx + '_) {
+        (
+            SpscTx {
+                ring: self,
+                tail: 0,
+                head_cache: 0,
+            },
+            SpscRx {
+                ring: self,
+                head: 0,
+                tail_cache: 0,
+            },
+        )
     }
 
     fn index(&self, off: usize) -> &AtomicU64 {

@@ -2,6 +2,9 @@
 //! writes the table, CSV, JSON and charts. `main.rs` calls [`run`] with the
 //! command line; `tests/compare.rs` calls it with `--quick`.
 //!
+//! This is the `compare` workspace member (`publish = false`): the library's
+//! manifest does not carry the comparison's dependencies.
+//!
 //! Method, shared by every row:
 //!
 //! * A row is measured in `--runs` runs. Runs are interleaved: round 1 runs
@@ -28,6 +31,7 @@ mod cli;
 mod hogs;
 mod latency;
 mod machine;
+mod mq;
 mod payload;
 mod peers;
 mod plumbing;
@@ -55,14 +59,18 @@ pub use report::{Outcome, Report};
 
 /// Latency rows measured here, in table order (Python and peers are added
 /// around them).
-const LATENCY_ROWS: [&str; 6] = [
+const LATENCY_ROWS: [&str; 7] = [
     "multiproc Queue, spinning try_get",
     "multiproc Queue, blocking get",
     "multiproc Pipe",
     "pipe (write/read)",
     "Unix socket pair",
+    mq::LATENCY_ROW,
     "floor: shared memory, no queue",
 ];
+
+/// Index of the POSIX message queue row in [`LATENCY_ROWS`].
+const MQ_ROW: usize = 5;
 
 /// The reference row of each section, for the ratio column.
 pub const LATENCY_REF: &str = LATENCY_ROWS[1];
@@ -228,6 +236,16 @@ fn plan(opts: &cli::Options, python: &Result<python::Python, String>) -> (Vec<Ce
                 size,
             };
             for (i, name) in LATENCY_ROWS.iter().enumerate() {
+                if i == MQ_ROW {
+                    if let Err(why) = mq::Mq::available(size) {
+                        absent.push(Absent {
+                            group: g,
+                            name: (*name).to_owned(),
+                            why,
+                        });
+                        continue;
+                    }
+                }
                 add(
                     g,
                     name,
@@ -265,6 +283,16 @@ fn plan(opts: &cli::Options, python: &Result<python::Python, String>) -> (Vec<Ce
                             why: why.to_owned(),
                         });
                         continue;
+                    }
+                    if mech == Mech::Mq {
+                        if let Err(why) = mq::Mq::available(size) {
+                            absent.push(Absent {
+                                group: g,
+                                name: mech.name().to_owned(),
+                                why,
+                            });
+                            continue;
+                        }
                     }
                     add(
                         g,
@@ -408,6 +436,18 @@ where
                         size: S,
                     },
                 )
+            };
+            latency::processes(&what, S, t, parent, child)
+        }
+        MQ_ROW => {
+            let (req, resp) = (mq::Mq::new(S)?, mq::Mq::new(S)?);
+            let parent = mq::MqEnd {
+                tx: &req,
+                rx: &resp,
+            };
+            let child = mq::MqEnd {
+                tx: &resp,
+                rx: &req,
             };
             latency::processes(&what, S, t, parent, child)
         }
