@@ -1,17 +1,19 @@
-//! Criterion benchmarks for `multiproc`'s queues, measured between processes.
+//! Criterion benchmarks for `multiproc`'s queues between processes, one group
+//! per regime. Only multiproc is measured here; the comparison with pipes,
+//! sockets, POSIX message queues, crossbeam, Python and the peer crates (and
+//! the bare-ring floor and ceiling) is the `compare` workspace member
+//! (`cargo run --release -p compare`).
 //!
-//! * [`ping_pong`]: round-trip latency of one 8-byte message between this
-//!   process and one forked child: two `Queue<u64>` (spinning `try_get`, and
-//!   blocking `get`), two pipes, a Unix socket pair, and the physical floor (one
-//!   cache line bounced through a shared atomic).
-//! * [`throughput`]: one-way messages per second, one producer process to one
-//!   consumer process, for 8-, 64- and 1024-byte messages: `BytesQueue`,
-//!   `Queue<u64>` (single and batched), length-prefixed frames over a pipe and a
-//!   Unix socket, a bare SPSC ring in shared memory (the ceiling), and
-//!   `crossbeam_queue::ArrayQueue` between two threads (the in-process
-//!   reference).
+//! * [`round_trip`]: one 8-byte message to a forked echo child and back, two
+//!   `Queue<u64>` of capacity 2: `spin_try_get` (`try_put`, and `try_get` in a
+//!   spin loop) and `blocking_get` (`put` and blocking `get`, which spins
+//!   briefly and then parks on the queue's futex).
+//! * [`throughput`]: one producer (this process) to one consumer process,
+//!   capacity 1024: `single/queue_u64` (`put`/`get`), `batched/queue_u64_64`
+//!   (`put_many`/`get_many` of 64), and 1 KiB messages: `kib/bytes_queue`
+//!   (`BytesQueue`, `put`/`get_into`) and `kib/queue_array` (`Queue<[u8; 1024]>`).
 //! * [`mpmc`]: two producer processes and two consumer processes on one
-//!   `Queue<u64>`, against `ArrayQueue<u64>` with two plus two threads.
+//!   `Queue<u64>`.
 //!
 //! Every benchmark function forks its children once (not per sample), runs
 //! criterion's samples through `iter_custom`, then stops its children and reaps
@@ -22,7 +24,8 @@
 //! parent (`PR_SET_PDEATHSIG`), and a watchdog thread aborts the run if a
 //! benchmark function completes no iteration for 30 s (a hang).
 //!
-//! Run with `cargo bench --bench queue -- --noplot`.
+//! Run with `cargo bench --bench queue -- --noplot` (one group:
+//! `cargo bench --bench queue -- round_trip`).
 
 #![allow(
     clippy::unwrap_used,
@@ -34,17 +37,15 @@
 
 use criterion::{criterion_group, criterion_main};
 
-/// Shared with the comparison program, so both measure with the same plumbing.
-#[path = "../compare/src/plumbing.rs"]
-#[allow(dead_code, reason = "the bench uses part of the comparison's plumbing")]
-mod plumbing;
-
 mod common {
-    //! Plumbing shared by every group: shared mappings, fork and reap, raw file
-    //! descriptors, a spin-then-yield-then-sleep backoff, the consumer's control
-    //! block and a hang watchdog.
+    //! Plumbing shared by every group: shared mappings, fork and reap, a
+    //! spin-then-yield-then-sleep backoff, the consumer's control block and a
+    //! hang watchdog.
 
-    use std::sync::atomic::Ordering;
+    use std::marker::PhantomData;
+    use std::ops::Deref;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
 
     use multiproc::process::{self, Child};
 
@@ -53,9 +54,117 @@ mod common {
     /// The value (or sequence number) telling an echo child or a consumer to exit.
     pub const STOP: u64 = u64::MAX;
 
-    // The shared mappings, control-word lines, backoff and fd helpers are the
-    // comparison program's (one implementation, included below as `plumbing`).
-    pub use super::plumbing::{Backoff, Line, Shared, Shm, ZeroShared, read_exact, write_all};
+    /// Types placed in a [`Shared`] mapping.
+    ///
+    /// # Safety
+    ///
+    /// All-zero bytes must be a valid value, and every field must be an atomic
+    /// (concurrent access from several processes is then sound).
+    pub unsafe trait ZeroShared: Sync {}
+
+    /// A zeroed `T` in its own `MAP_SHARED | MAP_ANONYMOUS` mapping, shared
+    /// with every child forked after its creation.
+    pub struct Shared<T: ZeroShared> {
+        ptr: *mut T,
+        _t: PhantomData<T>,
+    }
+
+    impl<T: ZeroShared> Shared<T> {
+        /// Maps a zeroed `T`.
+        pub fn new() -> std::io::Result<Shared<T>> {
+            const { assert!(align_of::<T>() <= 4096, "page alignment suffices") };
+            // SAFETY: a fresh anonymous mapping with no address hint touches no
+            // existing memory; the result is checked below.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    size_of::<T>().max(1),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Shared {
+                ptr: p.cast(),
+                _t: PhantomData,
+            })
+        }
+    }
+
+    impl<T: ZeroShared> Deref for Shared<T> {
+        type Target = T;
+
+        fn deref(&self) -> &T {
+            // SAFETY: the mapping is page-aligned (enough for `T`, checked in
+            // `new`), at least `size_of::<T>()` bytes, zero-filled by the kernel,
+            // and zero is a valid `T` made of atomics (`ZeroShared`); it lives
+            // as long as `self`.
+            unsafe { &*self.ptr }
+        }
+    }
+
+    impl<T: ZeroShared> Drop for Shared<T> {
+        fn drop(&mut self) {
+            // SAFETY: the mapping `new` created; borrows of it are tied to
+            // `&self`, so none is left. Children have their own copy.
+            unsafe { libc::munmap(self.ptr.cast(), size_of::<T>().max(1)) };
+        }
+    }
+
+    /// One atomic word alone on a 128-byte line.
+    #[repr(C, align(128))]
+    pub struct Line(pub AtomicU64);
+
+    /// Waiting for a peer: spin, then yield the CPU, then sleep 20 us at a time.
+    pub struct Backoff(u32);
+
+    const SPINS: u32 = 1 << 10;
+    const YIELDS: u32 = 1 << 8;
+
+    impl Backoff {
+        /// Starts with spinning.
+        pub fn new() -> Backoff {
+            Backoff(0)
+        }
+
+        /// Sleeps from the first snooze (a poller that must not compete with
+        /// the workers for the CPU).
+        pub fn sleepy() -> Backoff {
+            Backoff(SPINS + YIELDS)
+        }
+
+        /// True once every 256 snoozes: time to look for a failure report.
+        pub fn check_due(&self) -> bool {
+            self.0 % 256 == 255
+        }
+
+        /// Waits a little, longer the more often it is called.
+        pub fn snooze(&mut self) {
+            if self.0 < SPINS {
+                std::hint::spin_loop();
+            } else if self.0 < SPINS + YIELDS {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            self.0 = self.0.saturating_add(1);
+        }
+    }
+
+    /// One step of a pure spin-wait: `spin_loop()`, yielding every 256th step
+    /// (only matters when the peer waits for this CPU).
+    pub fn spin(spins: &mut u32) {
+        *spins = spins.wrapping_add(1);
+        if *spins % 256 == 0 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
 
     /// Why a consumer gave up (its exit code too).
     pub const RECV_FAILED: i32 = 10;
@@ -166,33 +275,6 @@ mod common {
         assert!(status.success(), "{what}: child ended with {status:?}");
     }
 
-    /// A new pipe as `(write end, read end)`.
-    pub fn pipe() -> (libc::c_int, libc::c_int) {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid, writable array of two ints, as `pipe` needs.
-        let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
-        assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
-        (fds[1], fds[0])
-    }
-
-    /// A connected `AF_UNIX`/`SOCK_STREAM` socket pair.
-    pub fn socketpair() -> (libc::c_int, libc::c_int) {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid, writable array of two ints, as `socketpair`
-        // needs.
-        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
-        assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
-        (fds[0], fds[1])
-    }
-
-    /// Closes descriptors this process opened and no longer uses.
-    pub fn close(fds: &[libc::c_int]) {
-        for &fd in fds {
-            // SAFETY: the caller owns `fd` and closes it exactly once.
-            unsafe { libc::close(fd) };
-        }
-    }
-
     pub mod watchdog {
         //! Aborts the run (children die with it) when the armed benchmark
         //! function makes no progress ([`tick`]) for [`STALL`], or runs longer
@@ -270,45 +352,35 @@ mod common {
     }
 }
 
-mod ping_pong {
-    //! Group `ping_pong`: round-trip latency of one 8-byte message.
+mod round_trip {
+    //! Group `round_trip`: latency of one 8-byte message there and back.
     //!
     //! Method: one child is forked per benchmark function and echoes every
     //! value `v` it receives as `v + 1`; `iter_custom` times `iters` round trips
     //! (parent sends `v`, waits for `v + 1`, checks it, then uses `v + 2`), so
     //! the reported time is one round trip. `u64::MAX` tells the child to exit;
     //! the parent then reaps it. A child whose send or receive fails records it
-    //! in a shared control block and closes the queues (or exits, closing its
-    //! descriptors), so the parent fails with the details instead of waiting.
+    //! in a shared control block and shuts the queues down, so the parent fails
+    //! with the details instead of waiting.
     //!
-    //! * `queue_spin`: two `Queue<u64>` of capacity 2 (request, response);
+    //! * `spin_try_get`: two `Queue<u64>` of capacity 2 (request, response);
     //!   `try_put`, and a getter looping on `try_get` + `spin_loop()` (with a
     //!   `sched_yield` every 256 fruitless tries, see [`spin`]).
-    //! * `queue_blocking`: the same queues with `put` and blocking `get` (which
-    //!   spins ~20 µs, then parks on the queue's futex).
-    //! * `pipe`: two pipes, one 8-byte `write`/`read` each way.
-    //! * `unix_socket`: one `AF_UNIX`/`SOCK_STREAM` socket pair, one 8-byte
-    //!   `write`/`read` each way.
-    //! * `shared_atomic_floor`: the physical floor. One `AtomicU64` in a
-    //!   `MAP_SHARED` mapping; the parent stores `v`, the child spins (as in
-    //!   `queue_spin`) until the word changes and stores `v + 1`, the parent spins
-    //!   until it sees it. One cache line crosses between the cores twice per
-    //!   round trip.
+    //! * `blocking_get`: the same queues with `put` and blocking `get` (which
+    //!   spins briefly, then parks on the queue's futex).
 
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     use criterion::Criterion;
     use multiproc::{GetError, Queue};
 
     use crate::common::{
-        Ctl, Group, RECV_FAILED, SEND_FAILED, STOP, Shared, Shm, close, pipe, read_exact, reap,
-        socketpair, spawn, watchdog, write_all,
+        Ctl, Group, RECV_FAILED, SEND_FAILED, STOP, Shared, reap, spawn, spin, watchdog,
     };
 
     /// Runs the group.
     pub fn bench(c: &mut Criterion) {
-        let mut g = c.benchmark_group("ping_pong");
+        let mut g = c.benchmark_group("round_trip");
         g.measurement_time(Duration::from_secs(3))
             .warm_up_time(Duration::from_secs(1))
             .sample_size(20);
@@ -317,7 +389,7 @@ mod ping_pong {
         let resp = Queue::<u64>::anonymous(2).expect("create response queue");
         run(
             &mut g,
-            "queue_spin",
+            "spin_try_get",
             QueueSpin {
                 tx: &req,
                 rx: &resp,
@@ -326,13 +398,12 @@ mod ping_pong {
                 tx: &resp,
                 rx: &req,
             },
-            || {},
         );
         let req = Queue::<u64>::anonymous(2).expect("create request queue");
         let resp = Queue::<u64>::anonymous(2).expect("create response queue");
         run(
             &mut g,
-            "queue_blocking",
+            "blocking_get",
             QueueBlocking {
                 tx: &req,
                 rx: &resp,
@@ -341,67 +412,18 @@ mod ping_pong {
                 tx: &resp,
                 rx: &req,
             },
-            || {},
         );
-
-        let (to_child, from_parent) = pipe();
-        let (to_parent, from_child) = pipe();
-        run(
-            &mut g,
-            "pipe",
-            Fd {
-                w: to_child,
-                r: from_child,
-            },
-            Fd {
-                w: to_parent,
-                r: from_parent,
-            },
-            || close(&[from_parent, to_parent]),
-        );
-        close(&[to_child, from_child]);
-
-        let (mine, theirs) = socketpair();
-        run(
-            &mut g,
-            "unix_socket",
-            Fd { w: mine, r: mine },
-            Fd {
-                w: theirs,
-                r: theirs,
-            },
-            || close(&[theirs]),
-        );
-        close(&[mine]);
-
-        let shm = Shm::new(4096).expect("map shared memory");
-        // SAFETY: offset 0 of a fresh page-aligned mapping of 4096 zeroed bytes;
-        // zero is a valid `AtomicU64`, and the word is only accessed atomically
-        // (here and in the child). The mapping outlives every use (`run` returns
-        // before `shm` drops).
-        let word = unsafe { &*shm.as_ptr().cast::<AtomicU64>() };
-        run(
-            &mut g,
-            "shared_atomic_floor",
-            Floor { word, last: 0 },
-            Floor { word, last: 0 },
-            || {},
-        );
-        drop(shm);
-
         g.finish();
     }
 
-    use crate::plumbing::spin;
-
-    /// One side of a ping-pong transport.
+    /// One side of a ping-pong.
     trait End {
         /// Sends `v`; `false` on failure.
         fn send(&mut self, v: u64) -> bool;
         /// Receives the next value; `None` on failure.
         fn recv(&mut self) -> Option<u64>;
-        /// After a failure: make the peer's wait end, if the transport can.
-        fn abort(&self) {}
+        /// After a failure: make the peer's wait end.
+        fn abort(&self);
     }
 
     struct QueueSpin<'a> {
@@ -452,52 +474,8 @@ mod ping_pong {
         }
     }
 
-    /// A pipe pair or a socket (`w == r`).
-    struct Fd {
-        w: libc::c_int,
-        r: libc::c_int,
-    }
-
-    impl End for Fd {
-        fn send(&mut self, v: u64) -> bool {
-            write_all(self.w, &v.to_ne_bytes())
-        }
-
-        fn recv(&mut self) -> Option<u64> {
-            let mut b = [0u8; 8];
-            read_exact(self.r, &mut b).then(|| u64::from_ne_bytes(b))
-        }
-    }
-
-    /// Both sides share one word; each waits for it to differ from what it last
-    /// stored (values are never repeated: the parent steps by 2).
-    struct Floor<'a> {
-        word: &'a AtomicU64,
-        last: u64,
-    }
-
-    impl End for Floor<'_> {
-        fn send(&mut self, v: u64) -> bool {
-            self.last = v;
-            // Release/Acquire as a real message would need (free on x86).
-            self.word.store(v, Ordering::Release);
-            true
-        }
-
-        fn recv(&mut self) -> Option<u64> {
-            let mut spins = 0;
-            loop {
-                let v = self.word.load(Ordering::Acquire);
-                if v != self.last {
-                    return Some(v);
-                }
-                spin(&mut spins);
-            }
-        }
-    }
-
     /// The child: echo `v + 1` until `STOP`. A failure is recorded in `ctl`
-    /// and the transport aborted, so the parent's wait ends and it can report.
+    /// and the queues shut down, so the parent's wait ends and it can report.
     fn echo<E: End>(mut end: E, ctl: &Ctl) -> i32 {
         let mut last = 0;
         loop {
@@ -516,18 +494,11 @@ mod ping_pong {
         }
     }
 
-    fn run<E: End>(
-        g: &mut Group<'_>,
-        name: &str,
-        mut parent: E,
-        child: E,
-        after_fork: impl FnOnce(),
-    ) {
-        let _armed = watchdog::arm(&format!("ping_pong/{name}"));
+    fn run<E: End>(g: &mut Group<'_>, name: &str, mut parent: E, child: E) {
+        let _armed = watchdog::arm(&format!("round_trip/{name}"));
         let ctl = Shared::<Ctl>::new().expect("map the control block");
         let ctl_ref: &Ctl = &ctl;
         let proc = spawn(move || echo(child, ctl_ref));
-        after_fork();
         let mut v = 1u64;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -553,89 +524,71 @@ mod ping_pong {
 }
 
 mod throughput {
-    //! Group `throughput`: one-way messages per second, one producer to one
-    //! consumer.
+    //! Groups `throughput_single`, `throughput_batched` and `throughput_1k`:
+    //! one-way messages per second, one producer to one consumer process.
     //!
-    //! Method: one consumer (a forked child, or a thread for `crossbeam_threads`)
-    //! per benchmark function; the parent produces. One iteration moves
-    //! [`N`] messages: the clock starts before the first send and stops when the
-    //! consumer has received and checked all of them (it bumps a round counter in
-    //! a shared control block; the parent spins on it). Every message carries a
-    //! sequence number in its first 8 bytes, and for 64 and 1024 bytes also in
-    //! its last 8 (a torn copy shows); the consumer checks that they are
-    //! consecutive and the length is right. On a mismatch it records what it
-    //! expected and got in the control block, closes the queue if there is one,
-    //! and exits non-zero; the parent then panics with the details (it checks the
-    //! block while waiting, a closed queue fails its `put`, a gone reader fails
-    //! its `write` with `EPIPE`). A message with sequence number `u64::MAX` stops
-    //! the consumer, which the parent then reaps.
+    //! Method: one consumer (a forked child) per benchmark function; the parent
+    //! produces. One iteration moves [`N`] messages: the clock starts before the
+    //! first send and stops when the consumer has received and checked all of
+    //! them (it bumps a round counter in a shared control block; the parent
+    //! spins on it). Every message carries a sequence number in its first 8
+    //! bytes, and for 1024 bytes also in its last 8 (a torn copy shows); the
+    //! consumer checks that they are consecutive and the length is right. On a
+    //! mismatch it records what it expected and got in the control block, shuts
+    //! the queue down, and exits non-zero; the parent then panics with the
+    //! details (it checks the block while waiting, and a shut-down queue fails
+    //! its `put`). A message with sequence number `u64::MAX` stops the
+    //! consumer, which the parent then reaps.
     //!
-    //! * `bytes_queue/{8,64,1024}`: `BytesQueue` (capacity 1024, slot size = the
-    //!   message size), blocking `put` and `get_into`.
-    //! * `queue_u64/8`: `Queue<u64>` (capacity 1024), blocking `put` and `get`.
-    //! * `queue_u64_batch64/8`: the same queue with `put_many`/`get_many` in
-    //!   batches of 64, backing off (spin, yield, sleep) when they move nothing.
-    //! * `pipe/{8,64,1024}`: a pipe carrying frames of a 4-byte little-endian
-    //!   length plus the payload, each frame in one `write`; the reader reads the
-    //!   header, then exactly the payload (two `read`s per message, like Python's
-    //!   `Connection.recv_bytes`).
-    //! * `unix_socket/{8,64,1024}`: the same framing over an `AF_UNIX`/
-    //!   `SOCK_STREAM` socket pair.
-    //! * `spsc_ring/{8,64,1024}`: the ceiling, a bare single-producer
-    //!   single-consumer ring in a `MAP_SHARED` mapping: `head` and `tail` on
-    //!   separate 128-byte lines, 1024 slots of the message size, each side caching
-    //!   the other's index and reloading it only when the ring looks full/empty.
-    //! * `crossbeam_threads/{8,64,1024}`: `crossbeam_queue::ArrayQueue<[u8; S]>`
-    //!   (capacity 1024) between two threads of this process: the in-process
-    //!   reference. Items move by value (into the queue, out of it, into the
-    //!   consumer's buffer), so for 1024 bytes it copies more than the others.
+    //! * `throughput_single/queue_u64/8`: `Queue<u64>` (capacity 1024),
+    //!   blocking `put` and `get`, one item per call.
+    //! * `throughput_batched/queue_u64_batch64/8`: the same queue with
+    //!   `put_many`/`get_many` in batches of 64, backing off (spin, yield,
+    //!   sleep) when they move nothing.
+    //! * `throughput_1k/bytes_queue/1024`: `BytesQueue` (capacity 1024, 1 KiB
+    //!   slots), blocking `put` and `get_into`.
+    //! * `throughput_1k/queue_array/1024`: `Queue<[u8; 1024]>` (capacity 1024),
+    //!   blocking `put` and `get`.
 
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-    use crossbeam_queue::ArrayQueue;
     use multiproc::{BytesQueue, Queue};
 
     use crate::common::{
-        BAD_END, BAD_LEN, BAD_SEQ, BAD_TAIL, Backoff, Ctl, Group, RECV_FAILED, STOP, Shared, Shm,
-        close, pipe, read_exact, reap, socketpair, spawn, watchdog, write_all,
+        BAD_END, BAD_LEN, BAD_SEQ, BAD_TAIL, Backoff, Ctl, Group, RECV_FAILED, STOP, Shared, reap,
+        spawn, watchdog,
     };
 
     /// Messages per iteration.
     pub const N: u64 = 100_000;
-    const SIZES: [usize; 3] = [8, 64, 1024];
     /// The largest message.
     const MAX: usize = 1024;
-    /// Frame header bytes (pipes and sockets).
-    const HDR: usize = 4;
-    /// Slots in every queue and ring.
+    /// Slots in every queue.
     const CAP: usize = 1024;
 
-    /// Runs the group.
-    pub fn bench(c: &mut Criterion) {
-        let mut g = c.benchmark_group("throughput");
+    fn group<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
+        let mut g = c.benchmark_group(name);
         g.measurement_time(Duration::from_secs(3))
             .warm_up_time(Duration::from_secs(1))
             .sample_size(10)
             .sampling_mode(SamplingMode::Flat)
             .throughput(Throughput::Elements(N));
-        for size in SIZES {
-            bytes_queue(&mut g, size);
-            if size == 8 {
-                queue_u64(&mut g);
-                queue_u64_batch(&mut g);
-            }
-            fds(&mut g, "pipe", size);
-            fds(&mut g, "unix_socket", size);
-            spsc_ring(&mut g, size);
-            match size {
-                8 => crossbeam_threads::<8>(&mut g),
-                64 => crossbeam_threads::<64>(&mut g),
-                1024 => crossbeam_threads::<1024>(&mut g),
-                _ => unreachable!("sizes are 8, 64 and 1024"),
-            }
-        }
+        g
+    }
+
+    /// Runs the groups.
+    pub fn bench(c: &mut Criterion) {
+        let mut g = group(c, "throughput_single");
+        queue_u64(&mut g);
+        g.finish();
+        let mut g = group(c, "throughput_batched");
+        queue_u64_batch(&mut g);
+        g.finish();
+        let mut g = group(c, "throughput_1k");
+        bytes_queue(&mut g, MAX);
+        queue_array(&mut g);
         g.finish();
     }
 
@@ -743,22 +696,13 @@ mod throughput {
         tx.send(&buf[..size], ctl);
     }
 
-    /// Forks a consumer running `rx`, calls `after_fork` in the parent, drives
-    /// `tx`, reaps the consumer.
-    fn procs<T: Tx, R: Rx>(
-        g: &mut Group<'_>,
-        name: &str,
-        size: usize,
-        mut tx: T,
-        rx: R,
-        after_fork: impl FnOnce(),
-    ) {
+    /// Forks a consumer running `rx`, drives `tx`, reaps the consumer.
+    fn procs<T: Tx, R: Rx>(g: &mut Group<'_>, name: &str, size: usize, mut tx: T, rx: R) {
         let what = format!("throughput/{name}/{size}");
         let _armed = watchdog::arm(&what);
         let ctl = Shared::<Ctl>::new().expect("map the control block");
         let ctl_ref: &Ctl = &ctl;
         let child = spawn(move || consume(rx, size, ctl_ref));
-        after_fork();
         drive(g, BenchmarkId::new(name, size), size, &mut tx, &ctl);
         reap(child, &what);
     }
@@ -787,7 +731,7 @@ mod throughput {
 
     fn bytes_queue(g: &mut Group<'_>, size: usize) {
         let q = BytesQueue::anonymous(CAP, size).expect("create BytesQueue");
-        procs(g, "bytes_queue", size, BytesTx(&q), BytesRx(&q), || {});
+        procs(g, "bytes_queue", size, BytesTx(&q), BytesRx(&q));
     }
 
     struct U64Tx<'a>(&'a Queue<u64>);
@@ -816,7 +760,7 @@ mod throughput {
 
     fn queue_u64(g: &mut Group<'_>) {
         let q = Queue::<u64>::anonymous(CAP).expect("create Queue<u64>");
-        procs(g, "queue_u64", 8, U64Tx(&q), U64Rx(&q), || {});
+        procs(g, "queue_u64", 8, U64Tx(&q), U64Rx(&q));
     }
 
     const BATCH: usize = 64;
@@ -903,226 +847,43 @@ mod throughput {
             pos: 0,
             len: 0,
         };
-        procs(g, "queue_u64_batch64", 8, BatchTx(&q), rx, || {});
+        procs(g, "queue_u64_batch64", 8, BatchTx(&q), rx);
     }
 
-    /// Length-prefixed frames, each written with one `write`.
-    struct FdTx {
-        fd: libc::c_int,
-        frame: [u8; HDR + MAX],
-    }
+    struct ArrTx<'a, const S: usize>(&'a Queue<[u8; S]>);
 
-    impl Tx for FdTx {
+    impl<const S: usize> Tx for ArrTx<'_, S>
+    where
+        [u8; S]: bytemuck::Pod,
+    {
         fn send(&mut self, msg: &[u8], ctl: &Ctl) {
-            self.frame[..HDR].copy_from_slice(&(msg.len() as u32).to_le_bytes());
-            self.frame[HDR..HDR + msg.len()].copy_from_slice(msg);
-            if !write_all(self.fd, &self.frame[..HDR + msg.len()]) {
-                panic!(
-                    "write: {}; {}",
-                    std::io::Error::last_os_error(),
-                    ctl.describe()
-                );
+            let item: [u8; S] = msg.try_into().expect("a message of the item's size");
+            if let Err(e) = self.0.put(item) {
+                panic!("Queue::put: {e}; {}", ctl.describe());
             }
         }
     }
 
-    /// Reads the header, then exactly the payload.
-    struct FdRx(libc::c_int);
+    struct ArrRx<'a, const S: usize>(&'a Queue<[u8; S]>);
 
-    impl Rx for FdRx {
+    impl<const S: usize> Rx for ArrRx<'_, S>
+    where
+        [u8; S]: bytemuck::Pod,
+    {
         fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
-            let mut hdr = [0u8; HDR];
-            if !read_exact(self.0, &mut hdr) {
-                return Err(RECV_FAILED);
-            }
-            let len = u32::from_le_bytes(hdr) as usize;
-            if len > MAX {
-                return Err(BAD_LEN);
-            }
-            if !read_exact(self.0, &mut buf[..len]) {
-                return Err(RECV_FAILED);
-            }
-            Ok(len)
+            let item = self.0.get().map_err(|_| RECV_FAILED)?;
+            buf[..S].copy_from_slice(&item);
+            Ok(S)
+        }
+
+        fn abort(&self) {
+            self.0.shutdown();
         }
     }
 
-    fn fds(g: &mut Group<'_>, name: &str, size: usize) {
-        let (w, r, close_after_fork, close_at_end) = if name == "pipe" {
-            let (w, r) = pipe();
-            (w, r, r, w)
-        } else {
-            let (a, b) = socketpair();
-            (a, b, b, a)
-        };
-        let tx = FdTx {
-            fd: w,
-            frame: [0; HDR + MAX],
-        };
-        // The parent closes its copy of the read end after the fork, so a
-        // consumer that exits makes the next `write` fail with EPIPE.
-        procs(g, name, size, tx, FdRx(r), || close(&[close_after_fork]));
-        close(&[close_at_end]);
-    }
-
-    /// A bare SPSC ring: `head` (consumer position) at offset 0, `tail`
-    /// (producer position) at 128, `CAP` slots of `slot` bytes from 256.
-    struct Spsc {
-        shm: Shm,
-        slot: usize,
-    }
-
-    const HEAD: usize = 0;
-    const TAIL: usize = 128;
-    const SLOTS: usize = 256;
-
-    impl Spsc {
-        fn new(slot: usize) -> Spsc {
-            Spsc {
-                shm: Shm::new(SLOTS + CAP * slot).expect("map the bare ring"),
-                slot,
-            }
-        }
-
-        fn index(&self, off: usize) -> &AtomicU64 {
-            assert!(off + 8 <= SLOTS);
-            // SAFETY: `off` is HEAD or TAIL, 8-aligned inside the mapping's
-            // zero-filled first 256 bytes (zero is a valid `AtomicU64`); the word
-            // is only accessed atomically and lives as long as `self`.
-            unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU64>() }
-        }
-
-        fn slot(&self, pos: u64) -> *mut u8 {
-            let i = pos as usize % CAP;
-            debug_assert!(SLOTS + (i + 1) * self.slot <= self.shm.len());
-            // SAFETY: `i < CAP`, so the slot lies inside the mapping.
-            unsafe { self.shm.as_ptr().add(SLOTS + i * self.slot) }
-        }
-    }
-
-    struct SpscTx<'a> {
-        ring: &'a Spsc,
-        tail: u64,
-        head_cache: u64,
-    }
-
-    impl Tx for SpscTx<'_> {
-        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
-            assert_eq!(msg.len(), self.ring.slot);
-            let mut b = Backoff::new();
-            while self.tail - self.head_cache == CAP as u64 {
-                // Acquire: the consumer copied the slot out before freeing it.
-                self.head_cache = self.ring.index(HEAD).load(Ordering::Acquire);
-                if self.tail - self.head_cache == CAP as u64 {
-                    if b.check_due() {
-                        ctl.check();
-                    }
-                    b.snooze();
-                }
-            }
-            // SAFETY: the slot at `tail` is free (tail - head < CAP) and only the
-            // producer writes it until the Release store below publishes it; the
-            // source is `msg`, `slot` bytes long.
-            unsafe {
-                std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.slot(self.tail), msg.len());
-            }
-            self.tail += 1;
-            self.ring.index(TAIL).store(self.tail, Ordering::Release);
-        }
-    }
-
-    struct SpscRx<'a> {
-        ring: &'a Spsc,
-        head: u64,
-        tail_cache: u64,
-    }
-
-    impl Rx for SpscRx<'_> {
-        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
-            let mut b = Backoff::new();
-            while self.head == self.tail_cache {
-                // Acquire: pairs with the producer's Release publish.
-                self.tail_cache = self.ring.index(TAIL).load(Ordering::Acquire);
-                if self.head == self.tail_cache {
-                    b.snooze();
-                }
-            }
-            let n = self.ring.slot;
-            // SAFETY: the slot at `head` was published (head < tail) and the
-            // producer does not touch it until the Release store below frees it;
-            // `buf` holds `MAX >= slot` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(self.ring.slot(self.head), buf.as_mut_ptr(), n);
-            }
-            self.head += 1;
-            self.ring.index(HEAD).store(self.head, Ordering::Release);
-            Ok(n)
-        }
-    }
-
-    fn spsc_ring(g: &mut Group<'_>, size: usize) {
-        let ring = Spsc::new(size);
-        let tx = SpscTx {
-            ring: &ring,
-            tail: 0,
-            head_cache: 0,
-        };
-        let rx = SpscRx {
-            ring: &ring,
-            head: 0,
-            tail_cache: 0,
-        };
-        procs(g, "spsc_ring", size, tx, rx, || {});
-    }
-
-    struct CbTx<'a, const S: usize>(&'a ArrayQueue<[u8; S]>);
-
-    impl<const S: usize> Tx for CbTx<'_, S> {
-        fn send(&mut self, msg: &[u8], ctl: &Ctl) {
-            let mut item: [u8; S] = msg.try_into().expect("message of the queue's size");
-            let mut b = Backoff::new();
-            while let Err(back) = self.0.push(item) {
-                item = back;
-                if b.check_due() {
-                    ctl.check();
-                }
-                b.snooze();
-            }
-        }
-    }
-
-    struct CbRx<'a, const S: usize>(&'a ArrayQueue<[u8; S]>);
-
-    impl<const S: usize> Rx for CbRx<'_, S> {
-        fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
-            let mut b = Backoff::new();
-            loop {
-                if let Some(item) = self.0.pop() {
-                    buf[..S].copy_from_slice(&item);
-                    return Ok(S);
-                }
-                b.snooze();
-            }
-        }
-    }
-
-    fn crossbeam_threads<const S: usize>(g: &mut Group<'_>) {
-        let what = format!("throughput/crossbeam_threads/{S}");
-        let _armed = watchdog::arm(&what);
-        let q = ArrayQueue::<[u8; S]>::new(CAP);
-        let ctl = Shared::<Ctl>::new().expect("map the control block");
-        let ctl_ref: &Ctl = &ctl;
-        std::thread::scope(|s| {
-            let consumer = s.spawn(|| consume(CbRx(&q), S, ctl_ref));
-            drive(
-                g,
-                BenchmarkId::new("crossbeam_threads", S),
-                S,
-                &mut CbTx(&q),
-                ctl_ref,
-            );
-            let code = consumer.join().expect("consumer thread panicked");
-            assert_eq!(code, 0, "{what}: {}", ctl_ref.describe());
-        });
+    fn queue_array(g: &mut Group<'_>) {
+        let q = Queue::<[u8; MAX]>::anonymous(CAP).expect("create Queue<[u8; 1024]>");
+        procs(g, "queue_array", MAX, ArrTx(&q), ArrRx(&q));
     }
 }
 
@@ -1147,17 +908,11 @@ mod mpmc {
     //!   at the end it puts a stop token in each, reaps the producers, closes the queue (the
     //!   consumers drain it, get `Closed`, store their tallies and exit) and reaps
     //!   the consumers. `QueueStats::abandoned` must stay 0.
-    //! * `crossbeam_2p2c_threads`: `crossbeam_queue::ArrayQueue<u64>` (capacity
-    //!   1024) and four threads that back off (spin, yield, sleep) on a full or
-    //!   empty queue; a shared round counter starts the producers, a stop flag
-    //!   (set after the producers are joined) ends the consumers once the queue is
-    //!   empty.
 
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     use criterion::{Criterion, SamplingMode, Throughput};
-    use crossbeam_queue::ArrayQueue;
     use multiproc::{GetError, Queue};
 
     use crate::common::{
@@ -1180,7 +935,6 @@ mod mpmc {
             .sampling_mode(SamplingMode::Flat)
             .throughput(Throughput::Elements(N));
         processes(&mut g);
-        threads(&mut g);
         g.finish();
     }
 
@@ -1197,10 +951,6 @@ mod mpmc {
         /// Items each consumer has taken so far (progress, Relaxed).
         live: [Line; 2],
         tally: [TallyLine; 2],
-        /// Threads only: the round producers may run (`STOP` = exit).
-        go: Line,
-        /// Threads only: producers are done, consumers exit once the queue is empty.
-        stop: Line,
         ctl: Ctl,
     }
 
@@ -1364,101 +1114,7 @@ mod mpmc {
         assert_eq!(stats.abandoned, 0, "{what}: {stats:?}");
         assert!(q.is_empty(), "{what}: items left over: {stats:?}");
     }
-
-    fn threads(g: &mut Group<'_>) {
-        let name = "crossbeam_2p2c_threads";
-        let what = format!("mpmc/{name}");
-        let _armed = watchdog::arm(&what);
-        let q = ArrayQueue::<u64>::new(CAP);
-        let m = Shared::<MpmcCtl>::new().expect("map the control block");
-        let (q, mr): (&ArrayQueue<u64>, &MpmcCtl) = (&q, &m);
-
-        std::thread::scope(|s| {
-            let producers = [0u64, 1].map(|p| {
-                s.spawn(move || {
-                    let mut k = 0u64;
-                    let mut seen = 0u64;
-                    loop {
-                        let mut b = Backoff::new();
-                        let round = loop {
-                            let r = mr.go.0.load(Ordering::Acquire);
-                            if r != seen {
-                                break r;
-                            }
-                            b.snooze();
-                        };
-                        if round == STOP {
-                            return;
-                        }
-                        seen = round;
-                        for _ in 0..HALF {
-                            k += 1;
-                            let mut b = Backoff::new();
-                            while q.push(p << SHIFT | k).is_err() {
-                                b.snooze();
-                            }
-                        }
-                    }
-                })
-            });
-            let consumers = [0usize, 1].map(|c| {
-                s.spawn(move || {
-                    let mut t = Tally::default();
-                    let mut b = Backoff::new();
-                    loop {
-                        let v = match q.pop() {
-                            Some(v) => v,
-                            // Stop is set after the producers were joined: once
-                            // it is seen, an empty queue stays empty.
-                            None if mr.stop.0.load(Ordering::Acquire) != 0 => match q.pop() {
-                                Some(v) => v,
-                                None => {
-                                    t.publish(&mr.tally[c]);
-                                    return 0;
-                                }
-                            },
-                            None => {
-                                b.snooze();
-                                continue;
-                            }
-                        };
-                        b = Backoff::new();
-                        if let Err(code) = t.take(v, &mr.ctl) {
-                            return code;
-                        }
-                        mr.live[c].0.store(t.total, Ordering::Relaxed);
-                    }
-                })
-            });
-
-            let mut rounds = 0u64;
-            g.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        rounds += 1;
-                        mr.go.0.store(rounds, Ordering::Release);
-                        wait_taken(mr, rounds * N);
-                        watchdog::tick();
-                    }
-                    start.elapsed()
-                });
-            });
-
-            mr.go.0.store(STOP, Ordering::Release);
-            for h in producers {
-                h.join().expect("producer thread panicked");
-            }
-            mr.stop.0.store(1, Ordering::Release);
-            for h in consumers {
-                let code = h.join().expect("consumer thread panicked");
-                assert_eq!(code, 0, "{what}: {}", mr.ctl.describe());
-            }
-            verify(mr, rounds, &what);
-            assert!(q.is_empty(), "{what}: items left over");
-        });
-    }
 }
 
-criterion_group!(benches, ping_pong::bench, throughput::bench, mpmc::bench);
+criterion_group!(benches, round_trip::bench, throughput::bench, mpmc::bench);
 criterion_main!(benches);

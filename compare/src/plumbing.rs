@@ -247,16 +247,6 @@ impl Backoff {
         Backoff(SPINS + YIELDS)
     }
 
-    /// Whether a periodic check (for a peer's failure report) is due: true
-    /// once every 256 snoozes. Used by `benches/queue.rs`.
-    #[allow(
-        dead_code,
-        reason = "used by the queue bench, which includes this file"
-    )]
-    pub fn check_due(&self) -> bool {
-        self.0 % 256 == 255
-    }
-
     /// Waits a little, longer the more often it is called.
     pub fn snooze(&mut self) {
         if self.0 < SPINS {
