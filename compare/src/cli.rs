@@ -19,12 +19,16 @@ usage: cargo run --release -p compare [--no-default-features] -- [options]
   --time MS        measured time per run and row (default 200)
   --warmup MS      unrecorded warm-up before each run (default 50)
   --sizes LIST     message sizes, a subset of 8,64,1024 (default all)
-  --only LIST      sections: latency,throughput,sync,pool (default all)
+  --only LIST      sections: latency,throughput,sync,pool,instr (default all)
   --out DIR        where CSV, JSON and SVG go (default target/compare)
   --python EXE     interpreter for the multiprocessing rows (default python3)
   --no-python      skip the Python rows
   --load N         run N CPU-bound processes (busy loops, normal priority) during
                    every row, to measure a busy machine (default 0)
+  --instr          count instructions per put+get pair with valgrind (the `instr`
+                   section; on by default except with --quick or an --only list
+                   without it; skipped with a note where valgrind is absent)
+  --no-instr       leave the instruction counts out
   --quick          tiny runs (2 x 5 ms): checks that every row works; numbers are noise
   -h, --help       this text
 
@@ -41,6 +45,8 @@ pub struct Sections {
     pub sync: bool,
     /// Pool map of tiny tasks (`pool.rs`).
     pub pool: bool,
+    /// Instructions per put+get pair under callgrind (`instr.rs`).
+    pub instr: bool,
 }
 
 /// Parsed options.
@@ -78,6 +84,7 @@ impl Default for Options {
                 throughput: true,
                 sync: true,
                 pool: true,
+                instr: true,
             },
             // The workspace's target directory (this crate sits one level below).
             out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/compare")),
@@ -95,10 +102,27 @@ fn millis(v: &str, flag: &str) -> Res<Duration> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Whether an `--only` list in `args` names `section`.
+fn only_given(args: &[String], section: &str) -> bool {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let list = match a.strip_prefix("--only=") {
+            Some(v) => Some(v.to_owned()),
+            None if a == "--only" => it.next().cloned(),
+            None => None,
+        };
+        if list.is_some_and(|l| l.split(',').any(|p| p.trim() == section)) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Parses `args` (without the program name); `None` for `--help`.
 pub fn parse(args: &[String]) -> Res<Option<Options>> {
     let mut o = Options::default();
     let (mut runs, mut time, mut warmup) = (None, None, None);
+    let mut instr: Option<bool> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -118,6 +142,8 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
             "-h" | "--help" => return Ok(None),
             "--quick" => o.quick = true,
             "--no-python" => o.python = None,
+            "--instr" => instr = Some(true),
+            "--no-instr" => instr = Some(false),
             "--runs" => {
                 let v = value()?;
                 runs = Some(
@@ -167,6 +193,7 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
                     throughput: false,
                     sync: false,
                     pool: false,
+                    instr: false,
                 };
                 for part in v.split(',') {
                     match part.trim() {
@@ -174,6 +201,7 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
                         "throughput" => s.throughput = true,
                         "sync" => s.sync = true,
                         "pool" => s.pool = true,
+                        "instr" => s.instr = true,
                         other => return Err(format!("--only: unknown section {other:?}").into()),
                     }
                 }
@@ -186,6 +214,14 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
         o.runs = 2;
         o.time = Duration::from_millis(5);
         o.warmup = Duration::from_millis(1);
+    }
+    // --quick checks structure: the instruction counts run there only when
+    // asked for (by --instr or --only instr).
+    if o.quick && instr.is_none() && !only_given(args, "instr") {
+        o.only.instr = false;
+    }
+    if let Some(on) = instr {
+        o.only.instr = on;
     }
     o.runs = runs.unwrap_or(o.runs);
     o.time = time.unwrap_or(o.time);
@@ -235,5 +271,28 @@ mod tests {
             .expect("valid")
             .expect("not help");
         assert_eq!((q.runs, q.time), (2, Duration::from_millis(5)));
+        assert!(!q.only.instr, "--quick leaves the instruction counts out");
+    }
+
+    #[test]
+    fn instr_is_a_section_and_a_flag() {
+        let d = parse(&args(&[])).expect("valid").expect("not help");
+        assert!(d.only.instr, "on in a full run");
+        let o = parse(&args(&["--only", "latency"]))
+            .expect("valid")
+            .expect("not help");
+        assert!(!o.only.instr, "an --only list without it leaves it out");
+        let i = parse(&args(&["--quick", "--only=instr"]))
+            .expect("valid")
+            .expect("not help");
+        assert!(i.only.instr && !i.only.latency);
+        let f = parse(&args(&["--quick", "--only", "sync", "--instr"]))
+            .expect("valid")
+            .expect("not help");
+        assert!(f.only.instr && f.only.sync);
+        let n = parse(&args(&["--no-instr"]))
+            .expect("valid")
+            .expect("not help");
+        assert!(!n.only.instr);
     }
 }

@@ -29,6 +29,8 @@
 mod charts;
 mod cli;
 mod hogs;
+#[doc(hidden)]
+pub mod instr;
 mod latency;
 mod machine;
 mod mq;
@@ -105,9 +107,27 @@ struct Absent {
     why: String,
 }
 
+/// Pairs in the smaller of the two callgrind runs of each workload.
+const INSTR_PAIRS: u64 = 20_000;
+/// [`INSTR_PAIRS`] under `--quick`.
+const INSTR_PAIRS_QUICK: u64 = 2_000;
+
 /// Runs the comparison with `args` (no program name), writing the table to
-/// `out` and progress to stderr. `Ok(None)` after `--help`.
+/// `out` and progress to stderr. `Ok(None)` after `--help`. The instruction
+/// counts re-execute this program (`main.rs` understands `--instr-worker`);
+/// a caller that is not that program uses [`run_with_exe`].
 pub fn run(args: &[String], out: &mut dyn Write) -> Res<Option<Report>> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    run_with_exe(args, out, &exe)
+}
+
+/// [`run`], re-executing `exe` (the `compare` binary) for the instruction
+/// counts.
+pub fn run_with_exe(
+    args: &[String],
+    out: &mut dyn Write,
+    exe: &std::path::Path,
+) -> Res<Option<Report>> {
     let Some(opts) = cli::parse(args)? else {
         writeln!(out, "{}", cli::HELP)?;
         return Ok(None);
@@ -180,11 +200,24 @@ pub fn run(args: &[String], out: &mut dyn Write) -> Res<Option<Report>> {
         quick: opts.quick,
         timer_ns,
         rows,
+        instr: None,
         elapsed: Duration::ZERO,
     };
     let mut report = report.ordered(&opts);
     report.machine.load_end = machine::loadavg();
     drop(hogs);
+    if opts.only.instr {
+        // After the hogs are gone: counts do not depend on load, but
+        // valgrind's run time does.
+        let n = if opts.quick {
+            INSTR_PAIRS_QUICK
+        } else {
+            INSTR_PAIRS
+        };
+        eprint!("compare: instruction counts ");
+        report.instr = Some(instr::measure(exe, n)?);
+        eprintln!();
+    }
     report.elapsed = started.elapsed();
     report.write_table(out)?;
     if opts.only.pool {

@@ -21,6 +21,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The instruction counts re-execute this program under valgrind.
+    if args.first().map(String::as_str) == Some("--instr-worker") {
+        return compare::instr::worker_main(&args[1..]);
+    }
     let mut stdout = std::io::stdout().lock();
     match compare::run(&args, &mut stdout) {
         Ok(_) => ExitCode::SUCCESS,

@@ -175,6 +175,8 @@ pub struct Report {
     pub timer_ns: f64,
     /// All rows, in table order.
     pub rows: Vec<Row>,
+    /// Instructions per put+get pair (`--instr`), if that section ran.
+    pub instr: Option<super::instr::Summary>,
     /// Wall time of the whole program.
     pub elapsed: Duration,
 }
@@ -443,6 +445,9 @@ impl Report {
             }
             columns(out, &cells)?;
         }
+        if let Some(i) = &self.instr {
+            i.write(out)?;
+        }
         Ok(())
     }
 
@@ -633,6 +638,7 @@ impl Report {
             },
             "elapsed_s": self.elapsed.as_secs_f64(),
             "rows": rows,
+            "instructions_per_pair": self.instr.as_ref().map(|i| i.json()),
         });
         let text = serde_json::to_string_pretty(&doc)?;
         std::fs::write(path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))?;

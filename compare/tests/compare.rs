@@ -233,3 +233,56 @@ fn help_prints_usage() {
     assert!(r.is_none());
     assert!(String::from_utf8_lossy(&out).contains("--quick"));
 }
+
+#[test]
+fn instr_counts_each_workload_or_says_why_not() {
+    let dir = out_dir().with_extension("instr");
+    let args: Vec<String> = ["--quick", "--only", "instr", "--out"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([dir.display().to_string()])
+        .collect();
+    let mut table = Vec::new();
+    let report = compare::run_with_exe(&args, &mut table, Path::new(env!("CARGO_BIN_EXE_compare")))
+        .expect("the instruction counts run")
+        .expect("not --help");
+    let table = String::from_utf8(table).expect("utf-8 table");
+    let valgrind = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let json = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let section = &v["instructions_per_pair"];
+    if !valgrind {
+        assert!(
+            table.contains("Instructions per pair: skipped: valgrind not found"),
+            "no skip line without valgrind:\n{table}"
+        );
+        assert_eq!(section["status"], "skipped");
+        return;
+    }
+    let Some(compare::instr::Summary::Measured { figures, .. }) = &report.instr else {
+        panic!("valgrind is here but nothing was measured:\n{table}");
+    };
+    assert_eq!(figures.len(), compare::instr::ROWS.len());
+    for (f, (_, name, floor)) in figures.iter().zip(compare::instr::ROWS) {
+        assert_eq!(f.name, name);
+        assert!(
+            f.instructions.is_finite() && f.instructions > 1.0,
+            "{name}: {} instructions per pair",
+            f.instructions
+        );
+        assert_eq!(f.vs_floor.is_some(), floor.is_some(), "{name}: ratio");
+        assert!(
+            table.lines().any(|l| l.trim_start().starts_with(name)),
+            "row {name:?} missing:\n{table}"
+        );
+    }
+    assert_eq!(section["status"], "ok");
+    assert_eq!(
+        section["workloads"].as_array().map(Vec::len),
+        Some(compare::instr::ROWS.len())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
