@@ -15,8 +15,9 @@ SVG charts.
 usage: cargo run --release -p compare [--no-default-features] -- [options]
        (--no-default-features: without the iceoryx2, ipc-channel and shmem-ipc rows)
 
-  --runs N         measured runs per figure, interleaved across rows (default 3, at least 2)
-  --time MS        measured time per run and row (default 200)
+  --runs N         measured runs per figure, interleaved across rows (default 3, at least 2;
+                   5 with --load)
+  --time MS        measured time per run and row (default 200; 1000 with --load)
   --warmup MS      unrecorded warm-up before each run (default 50)
   --sizes LIST     message sizes, a subset of 8,64,1024 (default all)
   --only LIST      sections: latency,throughput,sync,pool,instr (default all)
@@ -24,7 +25,9 @@ usage: cargo run --release -p compare [--no-default-features] -- [options]
   --python EXE     interpreter for the multiprocessing rows (default python3)
   --no-python      skip the Python rows
   --load N         run N CPU-bound processes (busy loops, normal priority) during
-                   every row, to measure a busy machine (default 0)
+                   every row, to measure a busy machine (default 0). A 200 ms window is
+                   short against the scheduler's time slices, so --load also makes the
+                   defaults 5 runs x 1000 ms (--runs and --time still override)
   --instr          count instructions per put+get pair with valgrind (the `instr`
                    section; on by default except with --quick or an --only list
                    without it; skipped with a note where valgrind is absent)
@@ -101,6 +104,11 @@ fn millis(v: &str, flag: &str) -> Res<Duration> {
         .map_err(|_| format!("{flag} wants milliseconds, got {v:?}"))?;
     Ok(Duration::from_millis(ms))
 }
+
+/// `--runs` default under `--load`.
+pub const LOAD_RUNS: usize = 5;
+/// `--time` default under `--load`.
+pub const LOAD_TIME: Duration = Duration::from_millis(1000);
 
 /// Whether an `--only` list in `args` names `section`.
 fn only_given(args: &[String], section: &str) -> bool {
@@ -214,6 +222,12 @@ pub fn parse(args: &[String]) -> Res<Option<Options>> {
         o.runs = 2;
         o.time = Duration::from_millis(5);
         o.warmup = Duration::from_millis(1);
+    } else if o.load > 0 {
+        // Under load a row gets the CPU in scheduler slices of several
+        // milliseconds: longer windows and more runs keep one unlucky run
+        // from being the median.
+        o.runs = LOAD_RUNS;
+        o.time = LOAD_TIME;
     }
     // --quick checks structure: the instruction counts run there only when
     // asked for (by --instr or --only instr).
@@ -272,6 +286,24 @@ mod tests {
             .expect("not help");
         assert_eq!((q.runs, q.time), (2, Duration::from_millis(5)));
         assert!(!q.only.instr, "--quick leaves the instruction counts out");
+    }
+
+    #[test]
+    fn load_lengthens_the_windows_unless_told_otherwise() {
+        let d = parse(&args(&[])).expect("valid").expect("not help");
+        assert_eq!((d.runs, d.time), (3, Duration::from_millis(200)));
+        let l = parse(&args(&["--load", "2"]))
+            .expect("valid")
+            .expect("not help");
+        assert_eq!((l.runs, l.time), (LOAD_RUNS, LOAD_TIME));
+        let o = parse(&args(&["--load", "2", "--runs", "3", "--time", "300"]))
+            .expect("valid")
+            .expect("not help");
+        assert_eq!((o.runs, o.time), (3, Duration::from_millis(300)));
+        let q = parse(&args(&["--load", "2", "--quick"]))
+            .expect("valid")
+            .expect("not help");
+        assert_eq!((q.runs, q.time), (2, Duration::from_millis(5)));
     }
 
     #[test]

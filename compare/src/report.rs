@@ -353,8 +353,18 @@ impl Report {
             },
             match m.hogs {
                 0 => String::new(),
-                1 => "; load: 1 CPU-bound hog during every row (--load 1)".to_owned(),
-                n => format!("; load: {n} CPU-bound hogs during every row (--load {n})"),
+                n => format!(
+                    "; load: {n} CPU-bound hog{} during every row (--load {n}), {} runs x {} ms \
+                     measured per row{}",
+                    if n == 1 { "" } else { "s" },
+                    self.runs,
+                    self.time.as_millis(),
+                    if (self.runs, self.time) == (super::cli::LOAD_RUNS, super::cli::LOAD_TIME) {
+                        " (the --load defaults)"
+                    } else {
+                        ""
+                    }
+                ),
             }
         )?;
         if !m.release {

@@ -216,7 +216,7 @@ fn load_option_runs_hogs_and_says_so() {
         .find(|l| l.starts_with("machine: "))
         .expect("machine line");
     assert!(
-        machine.contains("load: 2 CPU-bound hogs during every row (--load 2)"),
+        machine.contains("load: 2 CPU-bound hogs during every row (--load 2), 2 runs x 5 ms"),
         "machine line does not mention the hogs: {machine}"
     );
     assert!(machine.contains(" at end"), "no end load: {machine}");
