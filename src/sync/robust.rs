@@ -269,14 +269,13 @@ impl RobustCore {
         let new = if inconsistent { NOT_RECOVERABLE } else { 0 };
         // SYNC(lock): Release pairs with the acquirers' Acquire CAS.
         let old = self.word.swap(new, Ordering::Release);
-        let park = Park::bit(&self.word, WAITERS);
         if inconsistent {
             // Everyone must see NOT_RECOVERABLE, sleeper bit or not.
-            park.wake(u32::MAX);
-        } else {
+            Park::bit(&self.word, WAITERS).wake(u32::MAX);
+        } else if old & WAITERS != 0 {
             // The swap cleared WAITERS; the woken waiter sets it again when it
             // acquires (the baton), so waking one hides nobody.
-            park.wake_if(old, 1);
+            Park::bit(&self.word, WAITERS).wake(1);
         }
     }
 
