@@ -693,3 +693,55 @@ pub(crate) unsafe fn call_serde<A: serde::de::DeserializeOwned, R: serde::Serial
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_overwrite_arguments_only_when_no_larger() {
+        let slot = 1 << 20;
+        for (asz, rsz) in [(8, 8), (8, 4), (16, 1), (0, 0), (8, 0)] {
+            let l = Layout::new(1000, asz, rsz, slot).unwrap();
+            assert_eq!(l.results, 0, "{asz}/{rsz}");
+            assert_eq!(l.data_len, 1000 * asz);
+        }
+        for (asz, rsz) in [(4, 8), (0, 8), (1, 1024)] {
+            let l = Layout::new(1000, asz, rsz, slot).unwrap();
+            assert!(
+                l.results >= 1000 * asz && l.results % ALIGN == 0,
+                "{asz}/{rsz}"
+            );
+            assert_eq!(l.data_len, l.results + 1000 * rsz);
+        }
+    }
+
+    #[test]
+    fn sections_are_disjoint_and_fit_the_slot() {
+        for slot in [4096, 16384, 1 << 20] {
+            for (asz, rsz) in [(8, 8), (4, 8), (8, 4), (1, 1), (0, 8), (8, 0), (100, 3)] {
+                let max = Layout::max_items(asz, rsz, slot);
+                assert!(max > 0, "{slot} {asz}/{rsz}");
+                for count in [1, max / 2 + 1, max] {
+                    let l = Layout::new(count, asz, rsz, slot).unwrap();
+                    assert!(l.data_len <= l.status && l.status + count <= l.panics);
+                    assert!(l.panics + l.panics_len == slot && l.panics_len >= PANIC_RESERVE);
+                    // Result `i` never reaches argument `i + 1`.
+                    if l.results == 0 {
+                        assert!(rsz <= asz || asz == 0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cells_fit_checks_both_ranges() {
+        assert!(cells_fit(64, 0, 0, 8, 8, 8));
+        assert!(!cells_fit(64, 0, 0, 9, 8, 8));
+        assert!(cells_fit(128, 64, 0, 8, 8, 8));
+        assert!(!cells_fit(128, 72, 0, 8, 8, 8));
+        assert!(!cells_fit(128, 0, 5, 4, 8, 8));
+        assert!(!cells_fit(usize::MAX, 0, 0, usize::MAX, 2, 2));
+    }
+}
