@@ -397,15 +397,16 @@ impl Default for Pool {
 /// not reach the workers).
 ///
 /// ```no_run
-/// use multiproc::pool::Pool;
+/// use multiproc::pool::{Pool, PoolError};
 /// fn square(x: u64) -> u64 { x * x }
 /// let pool = Pool::new(2)?;
 /// assert_eq!(pool.map(square, 0..4u64)?, vec![0, 1, 4, 9]);
 /// assert_eq!(pool.map(|x: u32| x + 1, [1, 2])?, vec![2, 3]);
 /// let by_pointer: fn(u64) -> u64 = square;
 /// assert_eq!(pool.map(by_pointer, [5u64])?, vec![25]);
+/// let k = 3u64;
+/// assert_eq!(pool.map(move |x: u64| x + k, [1u64]), Err(PoolError::Captures));
 /// # Ok::<(), PoolError>(())
-/// # use multiproc::pool::PoolError;
 /// ```
 pub trait TaskFn<A, R>: Fn(A) -> R + Copy + 'static {}
 
