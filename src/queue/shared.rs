@@ -21,9 +21,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::QueueStats;
 use super::ends::{self, Local, RECV, RegionRef, Role, SEND};
-use super::ring::{MAX_CAPACITY, RingCore, Slots, WaitFail};
+use super::ring::{BATCH, GetFail, MAX_CAPACITY, PutFail, RingCore, Slots, WaitFail};
+use super::{GetError, PutError, QueueStats};
 use crate::Error;
 use crate::WaitPolicy;
 use crate::loom::Deadline;
@@ -62,6 +62,17 @@ pub(crate) struct QueueParams {
     pub(crate) payload: u64,
     pub(crate) participants: u32,
     pub(crate) joinable: bool,
+}
+
+impl QueueParams {
+    fn new(capacity: u64, payload: u64, joinable: bool, opts: &RegionOptions) -> QueueParams {
+        QueueParams {
+            capacity,
+            payload,
+            participants: opts.participant_count(),
+            joinable,
+        }
+    }
 }
 
 fn round_up(n: u64, a: u64) -> Option<u64> {
@@ -461,12 +472,7 @@ impl<K: QueueKind> QueueCore<K> {
         joinable: bool,
         opts: RegionOptions,
     ) -> Result<QueueCore<K>, Error> {
-        let params = QueueParams {
-            capacity,
-            payload,
-            participants: opts.participant_count(),
-            joinable,
-        };
+        let params = QueueParams::new(capacity, payload, joinable, &opts);
         QueueCore::from_object(Region::create_object(name, opts, &params)?)
     }
 
@@ -479,12 +485,7 @@ impl<K: QueueKind> QueueCore<K> {
         joinable: bool,
         opts: RegionOptions,
     ) -> Result<QueueCore<K>, Error> {
-        let params = QueueParams {
-            capacity,
-            payload,
-            participants: opts.participant_count(),
-            joinable,
-        };
+        let params = QueueParams::new(capacity, payload, joinable, &opts);
         QueueCore::from_object(Region::open_or_create_object(name, opts, &params)?)
     }
 
@@ -498,12 +499,8 @@ impl<K: QueueKind> QueueCore<K> {
         QueueCore::from_object(Region::inherit_object(index)?)
     }
 
-    pub(crate) fn ring(&self) -> &RingCore {
+    fn ring(&self) -> &RingCore {
         &self.obj.get().header.ring
-    }
-
-    pub(crate) fn slots(&self) -> &ShmSlots {
-        &self.slots
     }
 
     pub(crate) fn region(&self) -> &Region {
@@ -593,44 +590,139 @@ impl<K: QueueKind> QueueCore<K> {
         )
     }
 
-    pub(crate) fn put_bytes(
+    /// Puts one message, written by `fill` into the slot, if a slot is free now.
+    pub(crate) fn try_put(&self, fill: impl FnOnce(&mut [u8])) -> Result<(), PutError<()>> {
+        if self.send_closed() {
+            return Err(PutError::Closed(()));
+        }
+        match self.ring().try_put(&self.slots, self.owner(), fill) {
+            Ok(()) => Ok(()),
+            Err(PutFail::Full(_)) if self.no_receivers() => Err(PutError::Disconnected(())),
+            Err(PutFail::Full(_)) => Err(PutError::Full(())),
+            Err(PutFail::Closed) => Err(PutError::Closed(())),
+        }
+    }
+
+    /// Puts one message, waiting while the queue is full until `deadline`
+    /// (forever if `None`), with this handle's wait policy.
+    pub(crate) fn put(
         &self,
         deadline: Option<Deadline>,
         fill: impl Fn(&mut [u8]),
-    ) -> Result<(), WaitFail> {
+    ) -> Result<(), PutError<()>> {
         if self.send_closed() {
-            return Err(WaitFail::Closed);
+            return Err(PutError::Closed(()));
         }
-        let owner = self.owner();
-        self.ring().put_wait(
-            &self.slots,
-            owner,
-            self.policy,
-            deadline,
-            fill,
-            |o| self.owner_dead(o),
-            || self.no_receivers(),
-        )
+        self.ring()
+            .put_wait(
+                &self.slots,
+                self.owner(),
+                self.policy,
+                deadline,
+                fill,
+                |o| self.owner_dead(o),
+                || self.no_receivers(),
+            )
+            .map_err(|e| match e {
+                WaitFail::Timeout => PutError::Timeout(()),
+                WaitFail::Closed => PutError::Closed(()),
+                WaitFail::Disconnected => PutError::Disconnected(()),
+            })
     }
 
-    pub(crate) fn get_bytes<R>(
+    /// Takes the oldest message, read by `drain` from its slot, if there is one
+    /// now; tells a shut-down and drained queue (`Closed`) and a drained one
+    /// with no live sender (`Disconnected`) from an empty one.
+    pub(crate) fn try_get<R>(&self, mut drain: impl FnMut(&[u8]) -> R) -> Result<R, GetError> {
+        if self.recv_closed() {
+            return Err(GetError::Closed);
+        }
+        let owner = self.owner();
+        let ring = self.ring();
+        match ring.try_get_or_closed(&self.slots, owner, &mut drain) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(())) => Err(GetError::Closed),
+            Err(GetFail::Empty(None)) if self.no_senders() => {
+                // SYNC(ends): look once more after reading the counts.
+                match ring.try_get(&self.slots, owner, &mut drain) {
+                    Ok(r) => Ok(r),
+                    Err(GetFail::Empty(None)) => Err(GetError::Disconnected),
+                    Err(GetFail::Empty(Some(_))) => Err(GetError::Empty),
+                }
+            }
+            Err(GetFail::Empty(_)) => Err(GetError::Empty),
+        }
+    }
+
+    /// Takes the oldest message, waiting while the queue is empty until
+    /// `deadline` (forever if `None`).
+    pub(crate) fn get<R>(
         &self,
         deadline: Option<Deadline>,
         drain: impl FnMut(&[u8]) -> R,
-    ) -> Result<R, WaitFail> {
+    ) -> Result<R, GetError> {
         if self.recv_closed() {
-            return Err(WaitFail::Closed);
+            return Err(GetError::Closed);
+        }
+        self.ring()
+            .get_wait(
+                &self.slots,
+                self.owner(),
+                self.policy,
+                deadline,
+                drain,
+                |o| self.owner_dead(o),
+                || self.no_senders(),
+            )
+            .map_err(|e| match e {
+                WaitFail::Timeout => GetError::Timeout,
+                WaitFail::Closed => GetError::Closed,
+                WaitFail::Disconnected => GetError::Disconnected,
+            })
+    }
+
+    /// Puts as many of `n` messages as fit now, message `j` written by
+    /// `fill(j, ..)`, in batches of up to [`BATCH`] (one eventcount RMW each);
+    /// returns how many (messages `0..k`). 0 when full or closed.
+    pub(crate) fn put_many(&self, n: usize, fill: impl Fn(usize, &mut [u8])) -> usize {
+        if self.send_closed() {
+            return 0;
         }
         let owner = self.owner();
-        self.ring().get_wait(
-            &self.slots,
-            owner,
-            self.policy,
-            deadline,
-            drain,
-            |o| self.owner_dead(o),
-            || self.no_senders(),
-        )
+        let mut done = 0;
+        while done < n {
+            let batch = (n - done).min(BATCH);
+            match self
+                .ring()
+                .try_put_many(&self.slots, owner, batch, |j, buf| fill(done + j, buf))
+            {
+                Ok(k) if k == batch => done += k,
+                Ok(k) => return done + k,
+                Err(_) => break,
+            }
+        }
+        done
+    }
+
+    /// Takes as many as `n` messages as are there now, message `j` read by
+    /// `drain(j, ..)`, in batches of up to [`BATCH`]; returns how many.
+    pub(crate) fn get_many(&self, n: usize, mut drain: impl FnMut(usize, &[u8])) -> usize {
+        if self.recv_closed() {
+            return 0;
+        }
+        let owner = self.owner();
+        let mut done = 0;
+        while done < n {
+            let batch = (n - done).min(BATCH);
+            let k = self
+                .ring()
+                .try_get_many(&self.slots, owner, batch, |j, buf| drain(done + j, buf));
+            done += k;
+            if k < batch {
+                break;
+            }
+        }
+        done
     }
 
     /// Waits until an item can be taken, the queue is shut down or no sender
@@ -639,6 +731,49 @@ impl<K: QueueKind> QueueCore<K> {
     pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> bool {
         self.ring()
             .wait_readable(&self.slots, self.policy, deadline, || self.no_senders())
+    }
+
+    /// Number of messages now (approximate while operations are in flight,
+    /// never above the capacity).
+    pub(crate) fn len(&self) -> usize {
+        self.ring().len(&self.slots) as usize
+    }
+
+    /// Shuts the queue down for every process (see `queue_common_methods`).
+    pub(crate) fn shutdown(&self) {
+        self.ring().close();
+    }
+
+    /// Whether the queue was shut down (by any process).
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.ring().is_closed()
+    }
+
+    /// Whether the queue counts tasks (a `JoinableQueue`).
+    pub(crate) fn is_joinable(&self) -> bool {
+        self.ring().is_joinable()
+    }
+
+    /// Marks one task done; `false` (and no change) if none is unfinished.
+    pub(crate) fn task_done(&self) -> bool {
+        self.ring().task_done()
+    }
+
+    /// Tasks put and not yet done.
+    pub(crate) fn unfinished(&self) -> u64 {
+        self.ring().unfinished()
+    }
+
+    /// Waits until every task is done or `deadline` (forever if `None`);
+    /// returns whether all are done.
+    pub(crate) fn join(&self, deadline: Option<Deadline>) -> bool {
+        match deadline {
+            Some(_) => self.ring().join_wait(self.policy, deadline),
+            None => {
+                while !self.ring().join_wait(self.policy, None) {}
+                true
+            }
+        }
     }
 
     /// Fuzzing and tests: overwrites the queue's shared state with `data`, as
@@ -735,7 +870,7 @@ impl<K: QueueKind> QueueCore<K> {
         let s = &self.ring().stats.0;
         QueueStats {
             capacity: self.capacity() as u64,
-            len: self.ring().len(self.capacity() as u64),
+            len: self.ring().len(&self.slots),
             abandoned: s.abandoned.load(Ordering::Relaxed),
             dead_writers: s.dead_writers.load(Ordering::Relaxed),
             dead_readers: s.dead_readers.load(Ordering::Relaxed),
@@ -749,7 +884,7 @@ macro_rules! queue_common_methods {
     ($what:literal) => {
         #[doc = concat!("Number of ", $what, " in the queue now (approximate while operations are in flight).")]
         pub fn len(&self) -> usize {
-            self.core.ring().len(self.core.capacity() as u64) as usize
+            self.core.len()
         }
 
         #[doc = concat!("Whether the queue holds no ", $what, " now.")]
@@ -773,12 +908,12 @@ macro_rules! queue_common_methods {
         /// left, then fail with [`GetError::Closed`](crate::GetError::Closed).
         /// Wakes every waiter. Permanent.
         pub fn shutdown(&self) {
-            self.core.ring().close();
+            self.core.shutdown();
         }
 
         /// Whether the queue was shut down (by any process).
         pub fn is_shutdown(&self) -> bool {
-            self.core.ring().is_closed()
+            self.core.is_shutdown()
         }
 
         /// This handle with another [`WaitPolicy`](crate::WaitPolicy) for its
