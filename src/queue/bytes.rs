@@ -82,7 +82,7 @@ impl fmt::Debug for BytesQueue {
 }
 
 impl BytesQueue {
-    /// A queue of `capacity` slots (a power of two >= 2) of `slot_size` bytes
+    /// A queue of `capacity` slots (any number from 1 to 2^28) of `slot_size` bytes
     /// each, in an anonymous shared mapping.
     pub fn anonymous(capacity: usize, slot_size: usize) -> Result<BytesQueue, Error> {
         BytesQueue::new(None, capacity, slot_size, RegionOptions::default())

@@ -22,7 +22,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::ends::{self, Local, RECV, RegionRef, Role, SEND};
-use super::ring::{BATCH, GetFail, MAX_CAPACITY, PutFail, RingCore, Slots, WaitFail};
+use super::ring::{BATCH, GetFail, MAX_CAPACITY, PutFail, RingCore, Slots, WaitFail, lap_for};
 use super::{GetError, PutError, QueueStats};
 use crate::Error;
 use crate::WaitPolicy;
@@ -104,12 +104,10 @@ fn layout(capacity: u64, payload: u64, owners: u64) -> Option<Layout> {
     })
 }
 
-/// Checks creation parameters: the capacity must be a power of two >= 2.
+/// Checks creation parameters: any capacity from 1 to [`MAX_CAPACITY`].
 pub(crate) fn check_capacity(capacity: u64) -> Result<(), Error> {
-    if capacity < 2 || !capacity.is_power_of_two() {
-        return Err(Error::InvalidParameter(
-            "queue capacity must be a power of two >= 2",
-        ));
+    if capacity == 0 {
+        return Err(Error::InvalidParameter("queue capacity must be at least 1"));
     }
     if capacity > MAX_CAPACITY {
         return Err(Error::InvalidParameter("queue capacity too large"));
@@ -226,7 +224,7 @@ fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
     let owners_len = stored(&h.owners_len);
     let stride = stored(&h.stride);
     let slots_offset = stored(&h.slots_offset);
-    if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+    if cap == 0 || cap > MAX_CAPACITY {
         return Err(Error::Corrupted("queue capacity"));
     }
     if owners_len > u64::from(crate::region::header::MAX_PARTICIPANTS) {
@@ -241,6 +239,7 @@ fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
             // Every value is now bounded by `payload_size`, a `usize`.
             Ok(Geometry {
                 capacity: cap as usize,
+                lap: lap_for(cap),
                 payload: payload as usize,
                 stride: stride as usize,
                 owners_offset: l.owners_offset as usize,
@@ -256,7 +255,10 @@ fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
 /// Validated, process-local copies of the layout.
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
+    /// 1 to `MAX_CAPACITY`: never zero, so `capacity - 1` never wraps.
     capacity: usize,
+    /// `lap_for(capacity)`.
+    lap: u64,
     payload: usize,
     stride: usize,
     owners_offset: usize,
@@ -278,9 +280,14 @@ impl Slots for ShmSlots {
     }
 
     #[inline]
+    fn lap(&self) -> u64 {
+        self.geo.lap
+    }
+
+    #[inline]
     fn word(&self, i: usize) -> &AtomicU64 {
-        let i = i & (self.geo.capacity - 1);
-        // Slot `i` (masked by the validated, process-local capacity) lies inside
+        let i = i.min(self.geo.capacity - 1);
+        // Slot `i` (bounded by the validated, process-local capacity) lies inside
         // the payload (`check`); `slots_offset` is 128-aligned, `stride` a multiple
         // of 8; the creator initialized every word before READY.
         // SAFETY: in bounds, aligned and initialized, as just argued.
@@ -294,7 +301,7 @@ impl Slots for ShmSlots {
 
     #[inline]
     fn write<R>(&self, i: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        let i = i & (self.geo.capacity - 1);
+        let i = i.min(self.geo.capacity - 1);
         // The caller owns the slot (BUSY, claimed by CAS): no other process touches
         // these bytes until the Release publish, and other processes hold no Rust
         // references to them.
@@ -312,7 +319,7 @@ impl Slots for ShmSlots {
 
     #[inline]
     fn read<R>(&self, i: usize, f: impl FnOnce(&[u8]) -> R) -> R {
-        let i = i & (self.geo.capacity - 1);
+        let i = i.min(self.geo.capacity - 1);
         // SAFETY: as in `write`; the caller owns the slot for reading.
         let payload = unsafe {
             std::slice::from_raw_parts(

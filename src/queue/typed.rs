@@ -88,8 +88,20 @@ impl<T: SharedType> fmt::Debug for Queue<T> {
 }
 
 impl<T: SharedType> Queue<T> {
-    /// A queue of `capacity` slots (a power of two, at least 2) in an anonymous
+    /// A queue of `capacity` slots (any number from 1 to 2^28) in an anonymous
     /// shared mapping, inherited by forked children.
+    ///
+    /// ```
+    /// use multiproc::{PutError, Queue};
+    ///
+    /// let q: Queue<u32> = Queue::anonymous(3)?; // Python's Queue(3)
+    /// assert_eq!(q.put_many(&[1, 2, 3, 4]), 3);
+    /// assert_eq!(q.try_put(4), Err(PutError::Full(4)));
+    /// assert_eq!(q.get(), Ok(1));
+    /// q.try_put(4).unwrap();
+    /// assert_eq!((q.len(), q.capacity()), (3, 3));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn anonymous(capacity: usize) -> Result<Queue<T>, Error> {
         Queue::new(None, capacity, RegionOptions::default())
     }

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! bits 18..64  seq     Vyukov's sequence: for position p, p = free for a writer,
-//!                      p+1 = full, p+capacity = free for the next lap
+//!                      p+1 = full, p+lap = free for the next lap
 //! bit  17      POISON  the writer died (or was refused after close): readers skip
 //! bit  16      BUSY    claimed by `owner`, who is copying the payload in or out
 //! bits 0..16   owner   participant index + 1 of the claimant (0 = anonymous)
@@ -20,15 +20,37 @@
 //! | claim for writing | producer | `(p, -)` → `(p, BUSY, me)` |
 //! | publish | the same producer | `(p, BUSY, me)` → `(p+1, -)` (Release) |
 //! | claim for reading | consumer | `(p+1, -)` → `(p+1, BUSY, me)` (Acquire) |
-//! | free | the same consumer | `(p+1, BUSY, me)` → `(p+cap, -)` (Release) |
+//! | free | the same consumer | `(p+1, BUSY, me)` → `(p+lap, -)` (Release) |
 //! | writer died | any survivor | `(p, BUSY, w)` → `(p+1, POISON)` |
 //! | refused after close | the producer | `(p, BUSY, me)` → `(p+1, POISON)` |
-//! | skip poison | any consumer | `(p+1, POISON)` → `(p+cap, -)` |
-//! | reader died | any survivor | `(p+1, BUSY, r)` → `(p+cap, -)` (at-most-once) |
+//! | skip poison | any consumer | `(p+1, POISON)` → `(p+lap, -)` |
+//! | reader died | any survivor | `(p+1, BUSY, r)` → `(p+lap, -)` (at-most-once) |
 //!
 //! `head` and `tail` are *hints*: the claim is the slot CAS, and any thread that
 //! finds the slot at the hint already claimed for this lap advances the hint, so
 //! progress never depends on one participant surviving.
+//!
+//! ## Positions: any capacity
+//!
+//! A position is `lap number · lap + index`, where `lap` is the capacity
+//! rounded up to a power of two (at least 2, [`lap_for`]): the index sits in
+//! the low bits, so finding the slot of a position is a mask, never a
+//! division, and positions wrap (at 2^64 in the hints, 2^46 in the slot
+//! words) on a multiple of every lap. A hint moves from index `i` to `i+1`,
+//! and from the last index (`capacity - 1`) to index 0 of the next lap
+//! ([`next`]), skipping the `lap - capacity` unused indices, as the stamps of
+//! crossbeam's `ArrayQueue` do. A slot's full sequence `p+1` may then be an
+//! unused index (for the last slot), which is fine: it is only ever compared
+//! with the same slot's expected sequences. With `lap >= 2` the full
+//! sequence of a slot never has that slot's own index, so a recoverer tells
+//! a writer's claim (`index(seq) == i`) from a reader's, even at capacity 1.
+//! For a power of two >= 2, `lap == capacity` and every position is the
+//! plain Vyukov one (`next(p) = p+1`), bit for bit as in format version 3.
+//!
+//! `len` counts whole laps times the capacity plus the index difference.
+//! Only a hint a peer scribbled over can hold an unused index; a claim that
+//! meets one moves the hint on to the next lap, and [`Slots`] bounds every
+//! index it is given regardless.
 //!
 //! ## Blocking and closing
 //!
@@ -153,16 +175,25 @@ fn dist(seq: u64, pos: u64) -> i64 {
     ((seq.wrapping_sub(pos & SEQ_MASK) << SEQ_SHIFT) as i64) >> SEQ_SHIFT
 }
 
-/// The slot index of position `pos` (masked by the handle's capacity).
+/// The slot index of position `pos`: its low bits. Below the capacity for
+/// every position the ring itself makes; a hint a peer scribbled over may
+/// give more, which the claims step over and [`Slots`] bounds anyway.
 #[inline]
 fn index<S: Slots>(slots: &S, pos: u64) -> usize {
-    (pos & slots.capacity().wrapping_sub(1)) as usize
+    (pos & slots.lap().wrapping_sub(1)) as usize
 }
 
-/// The position after `pos` (where a hint moves once `pos` is claimed).
+/// The position after `pos` (where a hint moves once `pos` is claimed): the
+/// next index of the same lap, or index 0 of the next lap after the last slot.
+/// For a power-of-two capacity that is always `pos + 1`.
 #[inline]
-fn next<S: Slots>(_slots: &S, pos: u64) -> u64 {
-    pos.wrapping_add(1)
+fn next<S: Slots>(slots: &S, pos: u64) -> u64 {
+    let mask = slots.lap().wrapping_sub(1);
+    if (pos & mask).wrapping_add(1) < slots.capacity() {
+        pos.wrapping_add(1)
+    } else {
+        (pos | mask).wrapping_add(1)
+    }
 }
 
 /// The sequence that marks the slot of `pos` as full (written, not yet read).
@@ -174,13 +205,23 @@ fn full(pos: u64) -> u64 {
 /// The sequence that marks the slot of `pos` free for the next lap.
 #[inline]
 fn next_lap<S: Slots>(slots: &S, pos: u64) -> u64 {
-    pos.wrapping_add(slots.capacity())
+    pos.wrapping_add(slots.lap())
 }
 
 /// The position one lap before `pos`, at the same slot.
 #[inline]
 fn prev_lap<S: Slots>(slots: &S, pos: u64) -> u64 {
-    pos.wrapping_sub(slots.capacity())
+    pos.wrapping_sub(slots.lap())
+}
+
+/// The position stride of one lap for `capacity` slots: the next power of
+/// two, and at least 2 so that a full slot's sequence (`p+1`) never reads as
+/// the free one of its own index (`capacity == 1`). Equal to the capacity
+/// for every power of two >= 2, so those rings keep the plain Vyukov
+/// positions of format version 3.
+#[inline]
+pub(crate) fn lap_for(capacity: u64) -> u64 {
+    capacity.max(2).next_power_of_two()
 }
 
 /// Where the payload bytes of each slot live. The real queue points into a
@@ -189,8 +230,10 @@ fn prev_lap<S: Slots>(slots: &S, pos: u64) -> u64 {
 /// The slot count comes from here, never from the shared [`RingCore`]: the real
 /// queue's handle validated it against its mapping once at open and keeps it.
 pub(crate) trait Slots {
-    /// Number of slots: a power of two >= 2, fixed for the handle's life.
+    /// Number of slots, 1 to [`MAX_CAPACITY`], fixed for the handle's life.
     fn capacity(&self) -> u64;
+    /// [`lap_for`] of the capacity, computed once with it.
+    fn lap(&self) -> u64;
     /// The slot word of slot `i` (`i < capacity`).
     fn word(&self, i: usize) -> &AtomicU64;
     /// Runs `f` with slot `i`'s payload for writing. The caller owns the slot.
@@ -351,6 +394,16 @@ impl RingCore {
         // A snapshot; the hints may lag by the operations in flight.
         let tail = ops::hint(&self.tail.0);
         let head = ops::hint(&self.head.0);
-        tail.saturating_sub(head).min(slots.capacity())
+        // Positions are `lap number << shift | index`: the distance is whole
+        // laps (signed, on the circle the lap numbers wrap on) times the
+        // capacity plus the difference of the indices. Every step saturates,
+        // so hints a peer scribbled over give some value in `0..=capacity`.
+        let shift = slots.lap().trailing_zeros();
+        let laps = (((tail >> shift).wrapping_sub(head >> shift) << shift) as i64) >> shift;
+        let mask = slots.lap().wrapping_sub(1);
+        let cap = slots.capacity();
+        let within = (tail & mask) as i64 - (head & mask) as i64;
+        let n = laps.saturating_mul(cap as i64).saturating_add(within);
+        n.clamp(0, cap as i64) as u64
     }
 }

@@ -18,6 +18,10 @@ impl Slots for HeapSlots {
         self.words.len() as u64
     }
 
+    fn lap(&self) -> u64 {
+        super::lap_for(self.capacity())
+    }
+
     fn word(&self, i: usize) -> &AtomicU64 {
         &self.words[i % self.words.len()]
     }

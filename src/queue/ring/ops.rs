@@ -70,6 +70,11 @@ impl RingCore {
         for _ in 0..budget(slots) {
             let pos = hint(&self.tail.0);
             let i = index(slots, pos);
+            if i as u64 >= slots.capacity() {
+                // Only a hint a peer scribbled over points past the last slot.
+                advance(slots, &self.tail.0, pos);
+                continue;
+            }
             let word = slots.word(i);
             let w = word.load(Ordering::Acquire);
             let d = dist(seq(w), pos);
@@ -109,6 +114,11 @@ impl RingCore {
         for _ in 0..budget(slots) {
             let pos = hint(&self.head.0);
             let i = index(slots, pos);
+            if i as u64 >= slots.capacity() {
+                // Only a hint a peer scribbled over points past the last slot.
+                advance(slots, &self.head.0, pos);
+                continue;
+            }
             let word = slots.word(i);
             let w = word.load(Ordering::Acquire);
             let d = dist(seq(w), full(pos));
