@@ -296,7 +296,14 @@ impl RingCore {
             return Err(PutFail::Closed);
         }
         let mut claims = [Claim::NONE; BATCH];
-        let k = self.claim_many(&mut claims[..n.min(BATCH)], |r| r.claim_tail(slots, owner));
+        let k = self.claim_many(
+            slots,
+            &self.tail.0,
+            &mut claims[..n.min(BATCH)],
+            |r| r.claim_tail(slots, owner),
+            |pos| pos,
+            owner,
+        );
         if k == 0 {
             return Err(if self.is_closed() {
                 PutFail::Closed
@@ -334,7 +341,14 @@ impl RingCore {
         mut drain: impl FnMut(usize, &[u8]),
     ) -> usize {
         let mut claims = [Claim::NONE; BATCH];
-        let k = self.claim_many(&mut claims[..n.min(BATCH)], |r| r.claim_head(slots, owner));
+        let k = self.claim_many(
+            slots,
+            &self.head.0,
+            &mut claims[..n.min(BATCH)],
+            |r| r.claim_head(slots, owner),
+            full,
+            owner,
+        );
         for (j, c) in claims[..k].iter().enumerate() {
             slots.read(c.i, |buf| drain(j, buf));
             Self::free(slots, c);
@@ -345,20 +359,73 @@ impl RingCore {
         k
     }
 
-    /// Fills `out` with claims made by `claim` until it fails; returns how many.
+    /// Fills `out` with claims, for a batch call: `claim` (the tail or head
+    /// claim, hint `h`) makes the first of each run, and the slots after it are
+    /// claimed directly at the next positions, without reading the hint, for
+    /// as long as each slot's word is *exactly* the one that makes it
+    /// claimable (`ready(p)`: free for writing at `p`, or published for
+    /// reading at `p`, no flag, no owner). The hint then moves once past the
+    /// whole run, instead of once per slot. Anything else (a slot taken by
+    /// someone else, poison, full, empty) ends the run and goes back to
+    /// `claim`, which handles it. Returns how many were claimed.
+    ///
+    /// A word equal to `ready(p)` means position `p` is unclaimed and its
+    /// previous lap is finished (the module doc's transitions never produce
+    /// it otherwise), so the direct claim is the same claim `claim` would
+    /// make at `p`; the hint is only a hint (its SYNC argument holds for the
+    /// one Release CAS after the run: it follows every claim of the run).
     #[inline]
-    fn claim_many(
+    fn claim_many<S: Slots>(
         &self,
+        slots: &S,
+        h: &AtomicU64,
         out: &mut [Claim],
         claim: impl Fn(&RingCore) -> Result<Claim, Option<u16>>,
+        ready: impl Fn(u64) -> u64,
+        owner: u16,
     ) -> usize {
-        for (k, slot) in out.iter_mut().enumerate() {
-            match claim(self) {
-                Ok(c) => *slot = c,
-                Err(_) => return k,
+        let mut k = 0;
+        while k < out.len() {
+            let Ok(first) = claim(self) else { break };
+            out[k] = first;
+            k += 1;
+            let mut last = first.pos;
+            while k < out.len() {
+                let pos = next(slots, last);
+                let i = index(slots, pos);
+                let free = pack(ready(pos), 0, 0);
+                if slots.word(i).load(Ordering::Acquire) != free {
+                    break;
+                }
+                let claimed = pack(ready(pos), BUSY, owner);
+                // AcqRel, as in `cas_claim`; the hint moves after the run.
+                if slots
+                    .word(i)
+                    .compare_exchange(free, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    break;
+                }
+                out[k] = Claim {
+                    pos,
+                    i,
+                    word: claimed,
+                };
+                k += 1;
+                last = pos;
+            }
+            if last != first.pos {
+                // `claim` moved the hint past `first`; move it past the run
+                // (SYNC(hint), as `advance`), unless a helper already did.
+                let _ = h.compare_exchange(
+                    next(slots, first.pos),
+                    next(slots, last),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
             }
         }
-        out.len()
+        k
     }
 
     /// `try_get`, telling a closed and drained queue (`Ok(Err(()))`) from a
