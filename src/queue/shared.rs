@@ -31,6 +31,11 @@ use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::region::participants::{Liveness, Member};
 use crate::region::{Object, Region, RegionOptions, SharedObject};
 
+/// `QueueCore::owner` word: the tag is registered for the epoch.
+const REGISTERED: u64 = 0x1_0000;
+/// `QueueCore::owner` word: a thread of the epoch is registering.
+const REGISTERING: u64 = 0x2_0000;
+
 /// The fixed part of a queue's payload.
 #[repr(C)]
 #[derive(Debug)]
@@ -347,8 +352,10 @@ impl<K: QueueKind> RegionRef for Anchor<K> {
 pub(crate) struct QueueCore<K> {
     obj: Object<QueueObject<K>>,
     slots: ShmSlots,
-    /// `fork_epoch << 32 | owner` once registered; process-local.
-    owner: AtomicU64,
+    /// `fork_epoch << 32 | REGISTERED | owner` once registered: process-local,
+    /// shared by every handle of this mapping, so the tag's recovery runs
+    /// once per process and mapping (see `register`).
+    owner: Arc<AtomicU64>,
     /// This process's end counts for this mapping, shared by its handles.
     local: Arc<Local>,
     role: Role,
@@ -406,7 +413,7 @@ impl<K: QueueKind> QueueCore<K> {
         Ok(QueueCore {
             obj,
             slots: ShmSlots { base, geo },
-            owner: AtomicU64::new(0),
+            owner: Arc::new(AtomicU64::new(0)),
             local,
             role: Role::Both,
             policy: WaitPolicy::default(),
@@ -424,7 +431,7 @@ impl<K: QueueKind> QueueCore<K> {
                 base: self.slots.base,
                 geo: self.slots.geo,
             },
-            owner: AtomicU64::new(0),
+            owner: self.owner.clone(),
             local: self.local.clone(),
             role,
             policy: self.policy,
@@ -543,24 +550,57 @@ impl<K: QueueKind> QueueCore<K> {
     #[inline]
     pub(crate) fn owner(&self) -> u16 {
         let epoch = u64::from(crate::sys::process::fork_epoch());
-        // Relaxed: process-local cache.
-        let cached = self.owner.load(Ordering::Relaxed);
-        if cached >> 32 == epoch && cached & 0x1_0000 != 0 {
+        // Acquire: pairs with the Release that published the registration, so
+        // its recovery of the tag's old slots happened before our claims.
+        let cached = self.owner.load(Ordering::Acquire);
+        if cached >> 32 == epoch && cached & REGISTERED != 0 {
             return cached as u16;
         }
         self.register(epoch)
     }
 
+    /// Registers this process (fork epoch `epoch`) as the owner tag of its
+    /// participant index in this mapping, once for all its handles.
+    ///
+    /// Busy slots tagged with our index may belong to the previous (dead or
+    /// gone) holder of this participant slot: they are recovered before the
+    /// tag starts meaning us. Exactly one thread per process and mapping does
+    /// that, and every other thread waits until it is done: a second recovery
+    /// running while the first thread already claims with the tag would take
+    /// a live claim for a dead one (and, since a claimant settles its slot with
+    /// a plain store, corrupt the slot). A registration left half done by a
+    /// fork (another epoch) is simply started again by the child.
     #[cold]
     fn register(&self, epoch: u64) -> u16 {
+        loop {
+            let cur = self.owner.load(Ordering::Acquire);
+            if cur >> 32 == epoch {
+                if cur & REGISTERED != 0 {
+                    return cur as u16;
+                }
+                // Another thread of this process is registering: it does a
+                // bounded amount of work (the scan is capped by the capacity).
+                std::thread::yield_now();
+                continue;
+            }
+            if self
+                .owner
+                .compare_exchange(
+                    cur,
+                    epoch << 32 | REGISTERING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                break;
+            }
+        }
         let owner = match self.obj.region().member() {
             Some(m) if m.index < 0xffff => {
                 let owner = (m.index + 1) as u16;
                 if let Some(gen_word) = self.owners(m.index as usize) {
                     if gen_word.load(Ordering::Acquire) != m.generation {
-                        // Busy slots tagged with our index belong to the previous,
-                        // now gone, holder of this participant slot: recover them
-                        // before the tag starts meaning us.
                         self.ring().recover_all(&self.slots, |o| o == owner);
                         gen_word.store(m.generation, Ordering::Release);
                     }
@@ -571,8 +611,11 @@ impl<K: QueueKind> QueueCore<K> {
             }
             _ => 0,
         };
-        self.owner
-            .store(epoch << 32 | 0x1_0000 | u64::from(owner), Ordering::Relaxed);
+        // Release: publishes the recovery to every handle's `owner` Acquire.
+        self.owner.store(
+            epoch << 32 | REGISTERED | u64::from(owner),
+            Ordering::Release,
+        );
         owner
     }
 

@@ -79,7 +79,9 @@ impl RingCore {
                 Err(PutFail::Closed) => return Err(WaitFail::Closed),
                 Err(PutFail::Full(Some(reader))) if reader != 0 && owner_dead(reader) => {
                     let i = index(slots, hint(&self.tail.0));
-                    self.recover_slot(slots, i, |o| o == reader);
+                    // Death is judged again for the word recover_slot reads: the
+                    // slot may have moved on to a new holder of the same tag.
+                    self.recover_slot(slots, i, |o| o == reader && owner_dead(o));
                     if w.timed_out() {
                         return Err(WaitFail::Timeout);
                     }
@@ -132,7 +134,7 @@ impl RingCore {
                 Err(GetFail::Empty(Some(writer))) => {
                     if writer != 0 && owner_dead(writer) {
                         let i = index(slots, hint(&self.head.0));
-                        self.recover_slot(slots, i, |o| o == writer);
+                        self.recover_slot(slots, i, |o| o == writer && owner_dead(o));
                     } else {
                         // The writer bumped `not_empty` before publishing, so it
                         // will not wake us: wait for the publish without SLEEPERS.

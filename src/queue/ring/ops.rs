@@ -41,24 +41,18 @@ fn budget<S: Slots>(slots: &S) -> u32 {
     (slots.capacity().min(1 << 14) as u32) * 2 + 1024
 }
 
-/// A slot the caller claimed: its word holds `word` (`BUSY`, the caller as
-/// owner) until the caller publishes, refuses or frees it.
+/// A slot the caller claimed: its word is `BUSY` with the caller as owner
+/// until the caller publishes, refuses or frees it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Claim {
     /// The position claimed.
     pub(crate) pos: u64,
     /// Its slot index (`< capacity`).
     pub(crate) i: usize,
-    /// The claimed slot word.
-    word: u64,
 }
 
 impl Claim {
-    const NONE: Claim = Claim {
-        pos: 0,
-        i: 0,
-        word: 0,
-    };
+    const NONE: Claim = Claim { pos: 0, i: 0 };
 }
 
 impl RingCore {
@@ -189,22 +183,30 @@ impl RingCore {
             .compare_exchange(w, claimed, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
         advance(slots, h, pos);
-        Some(Claim {
-            pos,
-            i,
-            word: claimed,
-        })
+        Some(Claim { pos, i })
     }
 
-    /// Moves a claimed slot from `c`'s word to `new`. SYNC(slot): Release
-    /// publishes the payload (or our copy-out) to the next claimant's Acquire.
-    /// Fails only if a recoverer revoked the claim (mistook us for dead); the
-    /// message is then lost, counted as abandoned by that recoverer.
+    /// Moves a claimed slot from `c`'s word to `new`: a plain Release store,
+    /// no read-modify-write.
+    ///
+    /// Only the claimant moves a `BUSY` word it claimed. A recoverer moves it
+    /// only after a *confirmed* death of the owner, judged for the very word
+    /// it then replaces by CAS ([`Self::recover_slot`]): the participant
+    /// table's beacon (the kernel's robust-futex notice) or `/proc` says the
+    /// process is dead or its membership gone, and a dead process stores
+    /// nothing. The one place a tag changes hands inside a live process,
+    /// re-registering a participant index, recovers the old holder's slots
+    /// once, before any thread claims with the tag (`QueueCore::register`).
+    /// So in a ring nobody scribbled over, the word is still the claimed one here and
+    /// the store is what the CAS was. (A peer that does scribble can make this
+    /// store overwrite its scribble: a wrong value, never an out-of-bounds
+    /// access.)
+    ///
+    /// SYNC(slot): Release publishes the payload (or our copy-out) to the next
+    /// claimant's Acquire.
     #[inline]
     fn settle<S: Slots>(slots: &S, c: &Claim, new: u64) {
-        let _ = slots
-            .word(c.i)
-            .compare_exchange(c.word, new, Ordering::Release, Ordering::Relaxed);
+        slots.word(c.i).store(new, Ordering::Release);
     }
 
     /// Publishes a tail claim: `(p, BUSY, me)` → `(p+1, -)`.
@@ -406,11 +408,7 @@ impl RingCore {
                 {
                     break;
                 }
-                out[k] = Claim {
-                    pos,
-                    i,
-                    word: claimed,
-                };
+                out[k] = Claim { pos, i };
                 k += 1;
                 last = pos;
             }
