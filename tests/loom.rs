@@ -752,6 +752,15 @@ fn ring_capacity_three_recovers_a_dead_readers_slot_and_moves_on() {
     });
 }
 
+// ---- Publish and free as plain stores ----------------------------------------
+//
+// A claimant settles its own BUSY slot word with a plain Release store
+// (`RingCore::settle`: publish, refuse after close, free); survivors move a
+// BUSY word only by CAS after a confirmed death. Every model above that
+// moves items goes through it. Mutation-checked: weakening the store to
+// Relaxed makes `ring_batches_deliver_in_order` fail (loom: the reader's copy
+// races with the writer's, "concurrent read and write accesses").
+
 // ---- Batch runs --------------------------------------------------------------
 //
 // A batch call claims the first slot through the tail (head) claim and the
