@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
 use std::time::Duration;
 
 use multiproc::pool::{Pool, PoolError, as_completed};
@@ -24,8 +24,27 @@ use proptest::prelude::*;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
+/// Held for reading by every test, for writing by a test that panics in this
+/// process on purpose. A panic holds std's process-local backtrace lock while
+/// the default hook prints; a worker forked at that moment (any test forks
+/// replacements at any time) inherits it locked and would hang in the hook of
+/// its own first panicking task.
+static PARENT_PANICS: RwLock<()> = RwLock::new(());
+
 /// Runs `f` on its own thread; fails the test if it does not finish in time.
 fn watchdog(f: impl FnOnce() + Send + 'static) {
+    let _forks = PARENT_PANICS.read().unwrap_or_else(|e| e.into_inner());
+    watchdog_inner(f);
+}
+
+/// [`watchdog`] for a test that panics in this process: no other test runs
+/// (forks) meanwhile.
+fn watchdog_alone(f: impl FnOnce() + Send + 'static) {
+    let _alone = PARENT_PANICS.write().unwrap_or_else(|e| e.into_inner());
+    watchdog_inner(f);
+}
+
+fn watchdog_inner(f: impl FnOnce() + Send + 'static) {
     let (tx, rx) = mpsc::channel();
     let t = std::thread::spawn(move || {
         f();
@@ -52,7 +71,9 @@ fn pool(n: usize) -> Pool {
 fn builder(n: usize) -> multiproc::pool::PoolBuilder {
     // SAFETY: the test harness runs other threads; the tasks below do
     // arithmetic, panic, block on this crate's Event, or end their own process;
-    // none takes a lock another thread may hold.
+    // none takes a lock another thread may hold (a panicking task takes std's
+    // backtrace lock: the test that panics in this process runs alone, see
+    // `PARENT_PANICS`).
     unsafe { Pool::builder().processes(n).fork_unchecked() }
 }
 
@@ -442,7 +463,7 @@ fn many_chunks_reuse_the_slots() {
 /// and the pool goes on.
 #[test]
 fn panicking_argument_iterator() {
-    watchdog(|| {
+    watchdog_alone(|| {
         let p = pool(2);
         let it = (0..10_000u64).inspect(|&x| assert!(x != 5_000, "iterator gave up"));
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.map(square, it)));
@@ -945,5 +966,104 @@ fn spawn_start_method_in_a_threaded_parent() {
         for t in threads {
             t.join().unwrap();
         }
+    });
+}
+
+fn widen(x: u32) -> u64 {
+    u64::from(x) << 33 | 1
+}
+
+fn narrow(x: u64) -> u32 {
+    (x >> 1) as u32 ^ 0xA5
+}
+
+/// Panics on the arguments `pick` selects.
+fn panic_on_mod_7(x: u64) -> u64 {
+    assert!(x % 7 != 3, "mod 7 is 3: {x}");
+    x + 1
+}
+
+fn panic_on_mod_11(x: u64) -> u64 {
+    assert!(x % 11 != 10, "mod 11 is 10: {x}");
+    x + 2
+}
+
+/// Results that overwrite their arguments in place (a result no larger than
+/// the argument) and results laid out after them, over reused slots: a slot
+/// whose previous run had panics must not make a later run's tasks fail, and
+/// a run's panics fail exactly its panicking tasks.
+#[test]
+fn in_place_and_separate_results_over_reused_slots() {
+    watchdog(|| {
+        // Small slots: many chunks, every slot reused many times.
+        let p = builder(2).message_size(4096).build().unwrap();
+        let n = 5_000u64;
+        for round in 0..3 {
+            let got: Vec<Result<u64, PoolError>> =
+                p.imap_chunked(panic_on_mod_7, 0..n, 37).unwrap().collect();
+            for (x, r) in (0..n).zip(&got) {
+                if x % 7 == 3 {
+                    assert_eq!(r, &Err(PoolError::Panicked(format!("mod 7 is 3: {x}"))));
+                } else {
+                    assert_eq!(r, &Ok(x + 1), "round {round}");
+                }
+            }
+            // Same slots, no panics: every task succeeds (stale status bytes
+            // of the run above are not read).
+            let want: Vec<u64> = (0..n).map(square).collect();
+            assert!(p.map_chunked(square, 0..n, 37).unwrap() == want);
+            // Other panicking tasks over the same slots.
+            let got: Vec<Result<u64, PoolError>> =
+                p.imap_chunked(panic_on_mod_11, 0..n, 41).unwrap().collect();
+            for (x, r) in (0..n).zip(&got) {
+                if x % 11 == 10 {
+                    assert!(matches!(r, Err(PoolError::Panicked(_))), "{x}: {r:?}");
+                } else {
+                    assert_eq!(r, &Ok(x + 2));
+                }
+            }
+            // Results larger than arguments (after them) and smaller (in place).
+            let xs: Vec<u32> = (0..n as u32)
+                .map(|x| x.wrapping_mul(2_654_435_761))
+                .collect();
+            let w = p.map(widen, xs.clone()).unwrap();
+            assert!(w == xs.iter().map(|&x| widen(x)).collect::<Vec<_>>());
+            let ys: Vec<u64> = w.iter().map(|&y| y ^ 0xDEAD_BEEF).collect();
+            let v = p.map(narrow, ys.clone()).unwrap();
+            assert!(v == ys.iter().map(|&y| narrow(y)).collect::<Vec<_>>());
+        }
+    });
+}
+
+/// `map` takes fn items, closures that capture nothing and fn pointers alike;
+/// a closure that captures state is refused.
+#[test]
+fn task_functions_items_closures_pointers() {
+    watchdog(|| {
+        let p = pool(2);
+        let n = 20_000u64;
+        let want: Vec<u64> = (0..n).map(|x| x * 3 + 1).collect();
+        assert!(p.map(|x: u64| x * 3 + 1, 0..n).unwrap() == want);
+        let ptr: fn(u64) -> u64 = square;
+        assert!(p.map(ptr, 0..n).unwrap() == (0..n).map(square).collect::<Vec<_>>());
+        let odd: Vec<u32> = p
+            .imap(|x: u32| x | 1, 0..100u32)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(odd, (0..100u32).map(|x| x | 1).collect::<Vec<_>>());
+        let r = p.map_async(|x: u8| x.wrapping_add(1), 0..=255u8).unwrap();
+        assert_eq!(
+            r.get().unwrap(),
+            (0..=255u8).map(|x| x.wrapping_add(1)).collect::<Vec<_>>()
+        );
+        let k = 5u64;
+        assert_eq!(
+            p.map(move |x: u64| x + k, 0..3u64),
+            Err(PoolError::Captures)
+        );
+        assert!(p.imap(move |x: u64| x + k, 0..3u64).is_err());
+        // The pool is unharmed.
+        assert_eq!(p.map(square, [7u64]).unwrap(), vec![49]);
     });
 }

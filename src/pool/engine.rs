@@ -397,7 +397,10 @@ impl Inner {
         if sys::pid() != self.owner {
             return Err(PoolError::Terminated);
         }
-        if self.cfg.method == Method::Spawn && !in_executable(&[spec.func, spec.tramp]) {
+        // (A zero-sized function travels as its trampoline alone: address 0.)
+        let addrs = [spec.func, spec.tramp];
+        let addrs: Vec<usize> = addrs.into_iter().filter(|&a| a != 0).collect();
+        if self.cfg.method == Method::Spawn && !in_executable(&addrs) {
             return Err(PoolError::Start(
                 "with the spawn start method, task functions must be in the program's executable"
                     .into(),
@@ -748,25 +751,32 @@ impl Inner {
                         .copy_out(c.slot, lay.results + from * rs, dst, (hi - lo) * rs)
                 }
             });
-        let mut status = std::mem::take(&mut st.buf);
-        status.resize(to - from, 0);
-        let read_ok = self
-            .arena
-            .read_into(c.slot, lay.status + from, &mut status[..to - from]);
-        let read_ok = read_ok && written == Some(true);
-        let all_ok = read_ok && !status[..to - from].contains(&PANICKED);
+        // An empty panic record list: no task of the run panicked, and the
+        // status bytes were not written (see the module docs of `wire`).
+        let mut first = [0u8; 4];
+        let no_panics =
+            self.arena.read_into(c.slot, lay.panics, &mut first) && u32::from_ne_bytes(first) == 0;
+        let written = written == Some(true);
         // (PENDING is 0: an OR over the range vectorizes, an early exit would not.)
         let all_pending = job
             .status
             .get(lo..hi)
             .is_some_and(|v| v.iter().fold(PENDING, |a, &s| a | s) == PENDING);
-        if all_ok && all_pending && !job.track {
+        if written && no_panics && all_pending && !job.track {
             // The common case: every task of the chunk succeeded.
             job.status[lo..hi].fill(OK);
             job.remaining -= hi - lo;
         } else {
+            let mut status = std::mem::take(&mut st.buf);
+            status.clear();
+            status.resize(to - from, 0);
+            let read_ok = written
+                && (no_panics
+                    || self
+                        .arena
+                        .read_into(c.slot, lay.status + from, &mut status[..to - from]));
             let mut messages: HashMap<usize, String> = HashMap::new();
-            if !all_ok {
+            if !no_panics {
                 let mut area = vec![0u8; lay.panics_len];
                 if self.arena.read_into(c.slot, lay.panics, &mut area) {
                     panic_records(&area, |k, m| {
@@ -782,9 +792,9 @@ impl Inner {
                     job.succeed(c.first + k);
                 }
             }
+            status.resize(MSG_SIZE, 0);
+            st.buf = status;
         }
-        status.resize(MSG_SIZE, 0);
-        st.buf = status;
         if job_done(st, c.job) {
             complete(st, c.job);
         }

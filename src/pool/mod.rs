@@ -15,7 +15,11 @@
 //! # Tasks
 //!
 //! A task is a plain `fn` (no captured state, so it means the same thing in
-//! every worker) of [`Pod`] arguments returning a [`Pod`] result. Tasks go to
+//! every worker) of [`Pod`] arguments returning a [`Pod`] result. The
+//! `map`/`imap` family takes any [`TaskFn`]: a `fn` item, a closure that
+//! captures nothing, or a `fn` pointer; the first two are zero-sized, so the
+//! worker's loop calls them directly (inlined) instead of through a pointer,
+//! which is most of a tiny task's cost. Tasks go to
 //! the workers in *chunks*: the parent writes a chunk's arguments straight into
 //! a slot of a shared arena the workers inherit, and only a small descriptor
 //! (slot, task range, function) travels through the crate's queues
@@ -153,6 +157,12 @@ pub enum PoolError {
     /// the queues could not be created).
     #[error("cannot start pool workers: {0}")]
     Start(String),
+    /// A task function for the `map`/`imap` family is a closure that captures
+    /// state (see [`TaskFn`]): the state could not reach the workers.
+    #[error(
+        "a pool task must not capture state (use a fn item, a fn pointer or a closure that captures nothing)"
+    )]
+    Captures,
 }
 
 /// Builds a [`Pool`] (Python's `Pool(processes, initializer,
@@ -379,6 +389,70 @@ impl Default for Pool {
     }
 }
 
+/// A task function for the `map`/`imap` family: a `fn` item, a closure that
+/// captures nothing (both zero-sized: the workers call them inlined), or a
+/// `fn(A) -> R` pointer. Implemented for every `Fn(A) -> R + Copy + 'static`;
+/// a closure that captures state does not compile when it is larger than a
+/// pointer, and fails with [`PoolError::Captures`] otherwise (its state could
+/// not reach the workers).
+///
+/// ```no_run
+/// use multiproc::pool::{Pool, PoolError};
+/// fn square(x: u64) -> u64 { x * x }
+/// let pool = Pool::new(2)?;
+/// assert_eq!(pool.map(square, 0..4u64)?, vec![0, 1, 4, 9]);
+/// assert_eq!(pool.map(|x: u32| x + 1, [1, 2])?, vec![2, 3]);
+/// let by_pointer: fn(u64) -> u64 = square;
+/// assert_eq!(pool.map(by_pointer, [5u64])?, vec![25]);
+/// let k = 3u64;
+/// assert_eq!(pool.map(move |x: u64| x + k, [1u64]), Err(PoolError::Captures));
+/// # Ok::<(), PoolError>(())
+/// ```
+pub trait TaskFn<A, R>: Fn(A) -> R + Copy + 'static {}
+
+impl<A, R, F: Fn(A) -> R + Copy + 'static> TaskFn<A, R> for F {}
+
+/// How `f` reaches the workers: `(address, trampoline)`. A zero-sized `F`
+/// travels as its trampoline alone (address 0), which calls it inlined; a
+/// `fn(A) -> R` pointer as its address, called through [`wire::call1`].
+fn task_fn<A: Pod, R: Pod, F: TaskFn<A, R>>(f: F) -> Result<(usize, wire::Trampoline), PoolError> {
+    const {
+        assert!(
+            size_of::<F>() == 0 || size_of::<F>() == size_of::<fn(A) -> R>(),
+            "a pool task must be a fn item, a fn pointer or a closure that captures nothing"
+        );
+    }
+    if size_of::<F>() == 0 {
+        return Ok((0, wire::call_item::<A, R, F>));
+    }
+    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<fn(A) -> R>() {
+        // SAFETY: `F` is `fn(A) -> R` (same type id), so this copies the
+        // pointer.
+        let p: fn(A) -> R = unsafe { std::mem::transmute_copy(&f) };
+        return Ok((p as usize, wire::call1::<A, R>));
+    }
+    Err(PoolError::Captures)
+}
+
+/// Writes the next items of `it` into the cells of `out` (`size_of::<A>()`
+/// bytes each, not zero) until either ends; returns how many it wrote.
+///
+/// A function of its own: its `&mut` parameters tell the compiler that the
+/// iterator's state and the cells do not overlap, so the state stays in
+/// registers instead of being stored back after every item.
+fn write_args<A: Pod, I: Iterator<Item = A>>(it: &mut I, out: &mut [u8]) -> usize {
+    let size = size_of::<A>();
+    if size == 0 {
+        return 0;
+    }
+    let mut filled = 0;
+    for (cell, a) in out.chunks_exact_mut(size).zip(it) {
+        cell.copy_from_slice(bytemuck::bytes_of(&a));
+        filled += 1;
+    }
+    filled
+}
+
 /// Python's default chunk size for `n` tasks over `workers` workers.
 fn python_chunksize(n: usize, workers: usize) -> usize {
     let d = workers.max(1) * 4;
@@ -466,9 +540,9 @@ impl Pool {
     }
 
     /// Submits `f` over owned arguments (the job feeds itself from them).
-    fn submit_map<A: Pod + Send, R: Pod + Send>(
+    fn submit_map<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: Vec<A>,
         chunksize: Option<usize>,
         on_done: Option<OnDone>,
@@ -476,7 +550,8 @@ impl Pool {
     ) -> Result<u64, PoolError> {
         let (asz, rsz) = (size_of::<A>(), size_of::<R>());
         let n = args.len();
-        let spec = self.spec(f as usize, wire::call1::<A, R>, asz, rsz, n, chunksize)?;
+        let (func, tramp) = task_fn(f)?;
+        let spec = self.spec(func, tramp, asz, rsz, n, chunksize)?;
         let feed: Box<Feed> = Box::new(move |first, count, out: &mut [u8]| {
             if let Some(src) = args.get(first..first + count) {
                 if asz > 0 && out.len() == count * asz {
@@ -532,9 +607,9 @@ impl Pool {
     /// assert_eq!(pool.map(square, 0..5u64)?, vec![0, 1, 4, 9, 16]);
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
-    pub fn map<A: Pod + Send, R: Pod + Send>(
+    pub fn map<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, PoolError> {
         self.map_chunked(f, args, 0)
@@ -549,9 +624,9 @@ impl Pool {
     /// assert_eq!(pool.map_chunked(inc, [1, 2, 3], 1)?, vec![2, 3, 4]);
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
-    pub fn map_chunked<A: Pod + Send, R: Pod + Send>(
+    pub fn map_chunked<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
@@ -569,7 +644,8 @@ impl Pool {
             }
         };
         let (asz, rsz) = (size_of::<A>(), size_of::<R>());
-        let spec = self.spec(f as usize, wire::call1::<A, R>, asz, rsz, n, chunksize)?;
+        let (func, tramp) = task_fn(f)?;
+        let spec = self.spec(func, tramp, asz, rsz, n, chunksize)?;
         let job = self.inner.submit(
             spec,
             Box::new(engine::Results::<R>::new(n)),
@@ -583,19 +659,7 @@ impl Pool {
                 it.by_ref().take(count).for_each(drop);
                 return;
             }
-            let mut filled = 0;
-            if let Ok(dst) = bytemuck::try_cast_slice_mut::<u8, A>(out) {
-                // The slot is 64-byte aligned: write `A`s directly.
-                for (d, a) in dst.iter_mut().zip(it.by_ref()) {
-                    *d = a;
-                    filled += 1;
-                }
-            } else {
-                for (dst, a) in out.chunks_exact_mut(asz).zip(it.by_ref()) {
-                    dst.copy_from_slice(bytemuck::bytes_of(&a));
-                    filled += 1;
-                }
-            }
+            let filled = write_args(&mut it, out);
             // An iterator that yields fewer items than it promised: pad, so
             // every task has an argument (and a result slot).
             if let Some(rest) = out.get_mut(filled * asz..) {
@@ -614,9 +678,9 @@ impl Pool {
     /// assert_eq!(r.get()?, vec![0, 1, 4, 9]);
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
-    pub fn map_async<A: Pod + Send, R: Pod + Send>(
+    pub fn map_async<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, PoolError> {
         let job = self.submit_map(f, args.into_iter().collect(), None, None, false)?;
@@ -635,9 +699,9 @@ impl Pool {
     /// assert_eq!(v?, vec![0, 1, 4, 9]);
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
-    pub fn imap<A: Pod + Send, R: Pod + Send>(
+    pub fn imap<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
     ) -> Result<Imap<R>, PoolError> {
         self.imap_chunked(f, args, 0)
@@ -652,18 +716,18 @@ impl Pool {
     /// assert_eq!(first, Some(Ok(0)));
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
-    pub fn imap_chunked<A: Pod + Send, R: Pod + Send>(
+    pub fn imap_chunked<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Imap<R>, PoolError> {
         self.imap_inner(f, args, chunksize, true)
     }
 
-    fn imap_inner<A: Pod + Send, R: Pod + Send>(
+    fn imap_inner<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
         ordered: bool,
@@ -698,9 +762,9 @@ impl Pool {
     /// assert_eq!(v, vec![0, 1, 4, 9]);
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
-    pub fn imap_unordered<A: Pod + Send, R: Pod + Send>(
+    pub fn imap_unordered<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
     ) -> Result<Imap<R>, PoolError> {
         self.imap_unordered_chunked(f, args, 0)
@@ -715,9 +779,9 @@ impl Pool {
     /// assert_eq!(pool.imap_unordered_chunked(square, 0..10u64, 1)?.count(), 10);
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
-    pub fn imap_unordered_chunked<A: Pod + Send, R: Pod + Send>(
+    pub fn imap_unordered_chunked<A: Pod + Send, R: Pod + Send, F: TaskFn<A, R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Imap<R>, PoolError> {

@@ -12,12 +12,22 @@
 //! it, one write and one read of the result: no copy through queue slots.
 //!
 //! A slot's [`Layout`] for a chunk of `count` tasks: `count` arguments of
-//! `arg_size` bytes, then (64-byte aligned) `count` results of `res_size`
-//! bytes, then `count` status bytes ([`PANICKED`] marks a task that panicked;
-//! anything else, once the task ran, is success), then the panic records
-//! (`index + 1: u32`, `len: u32`, `len` bytes of UTF-8; a record with index 0
-//! ends the list). Both sides compute the layout from the slot size they hold
-//! in process memory and the checked descriptor.
+//! `arg_size` bytes; the `count` results of `res_size` bytes overwrite them in
+//! place when a result is no larger than an argument (result `i` covers bytes
+//! of arguments `0..=i` only, which have been read by then), and otherwise
+//! follow them, 64-byte aligned; then `count` status bytes ([`PANICKED`] marks
+//! a task that panicked; anything else, once the task ran, is success), then
+//! the panic records (`index + 1: u32`, `len: u32`, `len` bytes of UTF-8; a
+//! record with index 0 ends the list). Both sides compute the layout from the
+//! slot size they hold in process memory and the checked descriptor.
+//!
+//! In place, a chunk's bytes cross between the cores once each way (the parent
+//! writes an argument, the worker reads it and writes the result over it, the
+//! parent reads that), half the cache lines of separate sections. The status
+//! bytes are only written when a task of the run panics: a worker starts a run
+//! by ending the panic record list at its first record, and clears the run's
+//! status bytes before it writes its first record, so an empty list tells the
+//! parent that every task it delivers succeeded without reading them.
 //!
 //! Ownership of a slot passes with the messages: the parent owns a free slot
 //! and one whose chunk is waiting to be sent; the worker owns it from taking
@@ -57,9 +67,11 @@ const ALIGN: usize = 64;
 pub(crate) const MSG_SIZE: usize = 128;
 
 /// Runs tasks `from..to` of a chunk: for each, records `index + 1` in
-/// `running`, reads the argument from `args` (cells of `cells.0` bytes), calls
-/// the function at `func` and writes the result into `out` (cells of `cells.1`
-/// bytes). A panic leaves `running` naming the task that panicked.
+/// `running`, reads argument `i` from `data` (cells of `cells.0` bytes from
+/// offset 0), calls the function at `func` and writes the result into `data`
+/// at `results + i * cells.1` (the result may overwrite the argument it was
+/// computed from: see the module docs). A panic leaves `running` naming the
+/// task that panicked. Nothing runs if a cell of `from..to` is out of bounds.
 ///
 /// # Safety
 ///
@@ -67,13 +79,25 @@ pub(crate) const MSG_SIZE: usize = 128;
 /// was instantiated for.
 pub(crate) type Trampoline = unsafe fn(
     func: usize,
-    args: &[u8],
-    out: &mut [u8],
+    data: &mut [u8],
+    results: usize,
     from: usize,
     to: usize,
     cells: (usize, usize),
     running: &AtomicU64,
 );
+
+/// Whether cells `from..to` of `asz`-byte arguments (from offset 0) and of
+/// `rsz`-byte results (from `results`) all lie within `len` bytes.
+#[inline]
+fn cells_fit(len: usize, results: usize, from: usize, to: usize, asz: usize, rsz: usize) -> bool {
+    from <= to
+        && to.checked_mul(asz).is_some_and(|e| e <= len)
+        && to
+            .checked_mul(rsz)
+            .and_then(|e| e.checked_add(results))
+            .is_some_and(|e| e <= len)
+}
 
 /// Parent -> worker: run tasks `from..to` of the chunk in `slot`.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -131,7 +155,10 @@ pub(crate) struct ResultMsg {
 pub(crate) struct Layout {
     pub(crate) arg_size: usize,
     pub(crate) res_size: usize,
+    /// Offset of the results: 0 when they overwrite the arguments.
     pub(crate) results: usize,
+    /// Bytes of the arguments and results together (from offset 0).
+    pub(crate) data_len: usize,
     pub(crate) status: usize,
     pub(crate) panics: usize,
     /// Bytes of the panic record area (to the end of the slot).
@@ -154,14 +181,22 @@ impl Layout {
         if count > MAX_CHUNK_ITEMS {
             return None;
         }
-        let results = align_up(count.checked_mul(arg_size)?)?;
-        let status = align_up(results.checked_add(count.checked_mul(res_size)?)?)?;
+        let args_len = count.checked_mul(arg_size)?;
+        let res_len = count.checked_mul(res_size)?;
+        let (results, data_len) = if res_size <= arg_size {
+            (0, args_len)
+        } else {
+            let r = align_up(args_len)?;
+            (r, r.checked_add(res_len)?)
+        };
+        let status = align_up(data_len)?;
         let panics = align_up(status.checked_add(count)?)?;
         let panics_len = slot_size.checked_sub(panics)?;
         (panics_len >= PANIC_RESERVE).then_some(Layout {
             arg_size,
             res_size,
             results,
+            data_len,
             status,
             panics,
             panics_len,
@@ -170,7 +205,12 @@ impl Layout {
 
     /// Most tasks of these sizes one slot holds (0: not even one).
     pub(crate) fn max_items(arg_size: usize, res_size: usize, slot_size: usize) -> usize {
-        let per = arg_size + res_size + 1;
+        let data = if res_size <= arg_size {
+            arg_size
+        } else {
+            arg_size + res_size
+        };
+        let per = data + 1;
         let room = slot_size.saturating_sub(PANIC_RESERVE + 3 * ALIGN);
         let mut n = (room / per).min(MAX_CHUNK_ITEMS);
         while n > 0 && Layout::new(n, arg_size, res_size, slot_size).is_none() {
@@ -364,24 +404,45 @@ pub(crate) fn read<T: Pod>(bytes: &[u8]) -> Option<T> {
         .map(bytemuck::pod_read_unaligned)
 }
 
-/// Stores `r` as result `i` of `out` (nothing if out of range).
-#[inline]
-fn put<R: Pod>(out: &mut [u8], i: usize, r: &R) {
-    let size = size_of::<R>();
-    if let Some(dst) = out.get_mut(i * size..(i + 1) * size) {
-        dst.copy_from_slice(bytemuck::bytes_of(r));
+/// Runs cells `from..to` of `data` through `f` (see [`Trampoline`]).
+#[inline(always)]
+fn run_cells<A: Pod, R: Pod>(
+    f: impl Fn(A) -> R,
+    data: &mut [u8],
+    results: usize,
+    from: usize,
+    to: usize,
+    running: &AtomicU64,
+) {
+    let (asz, rsz) = (size_of::<A>(), size_of::<R>());
+    if !cells_fit(data.len(), results, from, to, asz, rsz) {
+        return;
+    }
+    let base = data.as_mut_ptr();
+    for i in from..to {
+        // Release (SYNC(running)): the previous task's result is written
+        // before this names the next one, so after a death the parent finds
+        // every task before the named one complete (see `Running`).
+        running.store(i as u64 + 1, Ordering::Release);
+        // SAFETY: argument cell `i` and result cell `i` lie in `data` (checked
+        // above: `i < to`); `A` and `R` are `Pod`, read and written unaligned.
+        // The argument is read before the result is written over it.
+        let a = unsafe { base.add(i * asz).cast::<A>().read_unaligned() };
+        let r = f(a);
+        // SAFETY: as above.
+        unsafe { base.add(results + i * rsz).cast::<R>().write_unaligned(r) };
     }
 }
 
-/// The trampoline for `fn(A) -> R`.
+/// The trampoline for a `fn(A) -> R` pointer.
 ///
 /// # Safety
 ///
 /// See [`Trampoline`].
 pub(crate) unsafe fn call1<A: Pod, R: Pod>(
     func: usize,
-    args: &[u8],
-    out: &mut [u8],
+    data: &mut [u8],
+    results: usize,
     from: usize,
     to: usize,
     _cells: (usize, usize),
@@ -390,33 +451,35 @@ pub(crate) unsafe fn call1<A: Pod, R: Pod>(
     // SAFETY: the caller passes the address of a `fn(A) -> R` (the pool put it
     // there, and the task's checksum matched).
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
-    // The fast path: the slot's sections are 64-byte aligned, so they are
-    // slices of `A` and `R` (not for zero-sized types).
-    if let (Ok(a), Ok(o)) = (
-        bytemuck::try_cast_slice::<u8, A>(args),
-        bytemuck::try_cast_slice_mut::<u8, R>(out),
-    ) {
-        if let (Some(a), Some(o)) = (a.get(from..to), o.get_mut(from..to)) {
-            for (k, (x, r)) in a.iter().zip(o.iter_mut()).enumerate() {
-                // Release (SYNC(running)): as below.
-                running.store((from + k) as u64 + 1, Ordering::Release);
-                *r = f(*x);
-            }
-            return;
-        }
+    run_cells(f, data, results, from, to, running);
+}
+
+/// The trampoline for a zero-sized function type `F` (a `fn` item or a
+/// closure that captures nothing): `func` is unused, and the call is inlined
+/// into the loop.
+///
+/// # Safety
+///
+/// `F` is zero-sized, and the pool held a value of it when it sent this
+/// trampoline (see [`Trampoline`]).
+pub(crate) unsafe fn call_item<A: Pod, R: Pod, F: Fn(A) -> R + Copy>(
+    _func: usize,
+    data: &mut [u8],
+    results: usize,
+    from: usize,
+    to: usize,
+    _cells: (usize, usize),
+    running: &AtomicU64,
+) {
+    if size_of::<F>() != 0 {
+        // Not reached: the pool sends this trampoline for zero-sized `F` only.
+        return;
     }
-    let size = size_of::<A>();
-    for i in from..to {
-        // Release (SYNC(running)): the previous task's result is written
-        // before this names the next one, so after a death the parent finds
-        // every task before the named one complete (see `Running`).
-        running.store(i as u64 + 1, Ordering::Release);
-        let a: A = args
-            .get(i * size..)
-            .and_then(read)
-            .unwrap_or_else(A::zeroed);
-        put(out, i, &f(a));
-    }
+    // SAFETY: `F` has no bytes, so every value of it is this one; it is `Copy`
+    // and the pool held one (the caller's contract), so this is a copy of that
+    // value, carried in zero bytes.
+    let f: F = unsafe { std::mem::zeroed() };
+    run_cells(f, data, results, from, to, running);
 }
 
 /// The trampoline for `fn(A, B) -> R` (arguments stored `A` then `B`).
@@ -426,8 +489,8 @@ pub(crate) unsafe fn call1<A: Pod, R: Pod>(
 /// See [`Trampoline`].
 pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(
     func: usize,
-    args: &[u8],
-    out: &mut [u8],
+    data: &mut [u8],
+    results: usize,
     from: usize,
     to: usize,
     _cells: (usize, usize),
@@ -435,19 +498,25 @@ pub(crate) unsafe fn call2<A: Pod, B: Pod, R: Pod>(
 ) {
     // SAFETY: as in `call1`, for a `fn(A, B) -> R`.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(func) };
-    let size = size_of::<A>() + size_of::<B>();
+    let (asz, rsz) = (size_of::<A>() + size_of::<B>(), size_of::<R>());
+    if !cells_fit(data.len(), results, from, to, asz, rsz) {
+        return;
+    }
+    let base = data.as_mut_ptr();
     for i in from..to {
-        // Release (SYNC(running)): the previous task's result is written
-        // before this names the next one, so after a death the parent finds
-        // every task before the named one complete (see `Running`).
+        // Release (SYNC(running)): as in `call1`.
         running.store(i as u64 + 1, Ordering::Release);
-        let arg = args.get(i * size..).unwrap_or(&[]);
-        let a: A = read(arg).unwrap_or_else(A::zeroed);
-        let b: B = arg
-            .get(size_of::<A>()..)
-            .and_then(read)
-            .unwrap_or_else(B::zeroed);
-        put(out, i, &f(a, b));
+        // SAFETY: as in `call1`; `B` follows `A` within argument cell `i`.
+        let (a, b) = unsafe {
+            let p = base.add(i * asz);
+            (
+                p.cast::<A>().read_unaligned(),
+                p.add(size_of::<A>()).cast::<B>().read_unaligned(),
+            )
+        };
+        let r = f(a, b);
+        // SAFETY: as in `call1`.
+        unsafe { base.add(results + i * rsz).cast::<R>().write_unaligned(r) };
     }
 }
 
@@ -580,8 +649,8 @@ pub(crate) fn write_cell(cell: &mut [u8], value: &[u8]) -> bool {
 #[cfg(feature = "serde")]
 pub(crate) unsafe fn call_serde<A: serde::de::DeserializeOwned, R: serde::Serialize>(
     func: usize,
-    args: &[u8],
-    out: &mut [u8],
+    data: &mut [u8],
+    results: usize,
     from: usize,
     to: usize,
     (asz, rsz): (usize, usize),
@@ -589,19 +658,24 @@ pub(crate) unsafe fn call_serde<A: serde::de::DeserializeOwned, R: serde::Serial
 ) {
     // SAFETY: as in `call1`.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    if !cells_fit(data.len(), results, from, to, asz, rsz) {
+        return;
+    }
     for i in from..to {
         // Release (SYNC(running)): as in `call1`.
         running.store(i as u64 + 1, Ordering::Release);
-        let cell = args
+        let cell = data
             .get(i * asz..(i + 1) * asz)
             .and_then(cell_value)
             .unwrap_or(&[]);
+        // Decoded into an owned value before the result cell (which may
+        // overlap this argument's) is written.
         let a: A = match postcard::from_bytes(cell) {
             Ok(a) => a,
             Err(e) => panic!("cannot decode the argument: {e}"),
         };
         let r = f(a);
-        let Some(dst) = out.get_mut(i * rsz..(i + 1) * rsz) else {
+        let Some(dst) = data.get_mut(results + i * rsz..results + (i + 1) * rsz) else {
             return;
         };
         let room = rsz.saturating_sub(CELL_LEN);
@@ -617,5 +691,57 @@ pub(crate) unsafe fn call_serde<A: serde::de::DeserializeOwned, R: serde::Serial
             ),
             Err(e) => panic!("cannot encode the result: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_overwrite_arguments_only_when_no_larger() {
+        let slot = 1 << 20;
+        for (asz, rsz) in [(8, 8), (8, 4), (16, 1), (0, 0), (8, 0)] {
+            let l = Layout::new(1000, asz, rsz, slot).unwrap();
+            assert_eq!(l.results, 0, "{asz}/{rsz}");
+            assert_eq!(l.data_len, 1000 * asz);
+        }
+        for (asz, rsz) in [(4, 8), (0, 8), (1, 1024)] {
+            let l = Layout::new(1000, asz, rsz, slot).unwrap();
+            assert!(
+                l.results >= 1000 * asz && l.results % ALIGN == 0,
+                "{asz}/{rsz}"
+            );
+            assert_eq!(l.data_len, l.results + 1000 * rsz);
+        }
+    }
+
+    #[test]
+    fn sections_are_disjoint_and_fit_the_slot() {
+        for slot in [4096, 16384, 1 << 20] {
+            for (asz, rsz) in [(8, 8), (4, 8), (8, 4), (1, 1), (0, 8), (8, 0), (100, 3)] {
+                let max = Layout::max_items(asz, rsz, slot);
+                assert!(max > 0, "{slot} {asz}/{rsz}");
+                for count in [1, max / 2 + 1, max] {
+                    let l = Layout::new(count, asz, rsz, slot).unwrap();
+                    assert!(l.data_len <= l.status && l.status + count <= l.panics);
+                    assert!(l.panics + l.panics_len == slot && l.panics_len >= PANIC_RESERVE);
+                    // Result `i` never reaches argument `i + 1`.
+                    if l.results == 0 {
+                        assert!(rsz <= asz || asz == 0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cells_fit_checks_both_ranges() {
+        assert!(cells_fit(64, 0, 0, 8, 8, 8));
+        assert!(!cells_fit(64, 0, 0, 9, 8, 8));
+        assert!(cells_fit(128, 64, 0, 8, 8, 8));
+        assert!(!cells_fit(128, 72, 0, 8, 8, 8));
+        assert!(!cells_fit(128, 0, 5, 4, 8, 8));
+        assert!(!cells_fit(usize::MAX, 0, 0, usize::MAX, 2, 2));
     }
 }

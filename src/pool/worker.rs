@@ -181,33 +181,47 @@ fn run_chunk(a: &WorkerArgs<'_>, msg: &[u8]) -> Option<ResultMsg> {
     // SAFETY: this worker owns the slot from taking its descriptor until it
     // sends the reply (the parent touches it again only after the reply, or
     // after reaping this process); each section is a separate range.
-    let (args, results, status, panics) = unsafe {
+    let (data, status, panics) = unsafe {
         (
-            &*a.arena.bytes_mut(slot, 0, count * arg_size)?,
-            a.arena.bytes_mut(slot, lay.results, count * res_size)?,
+            a.arena.bytes_mut(slot, 0, lay.data_len)?,
             a.arena.bytes_mut(slot, lay.status, count)?,
             a.arena.bytes_mut(slot, lay.panics, lay.panics_len)?,
         )
     };
-    let func = (h.func as usize).wrapping_add_signed(a.relocate);
+    // 0: a zero-sized function, which the trampoline calls itself.
+    let func = match h.func as usize {
+        0 => 0,
+        f => f.wrapping_add_signed(a.relocate),
+    };
     let tramp_addr = (h.tramp as usize).wrapping_add_signed(a.relocate);
     // SAFETY: the address was written by the pool from a `Trampoline` and the
     // keyed checksum over it matched, so it is that function's address in this
     // image (relocated for a spawned worker).
     let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(tramp_addr) };
-    status.get_mut(from..to)?.fill(0);
+    // An empty panic list: the parent reads no status byte of this run unless
+    // a record follows (see the module docs of `wire`).
     panics.get_mut(..8)?.fill(0);
     let running = a.running.begin(a.index, h.chunk)?;
     let mut panic_len = 0usize;
+    let mut cleared = false;
     let mut next = from;
     // One `catch_unwind` per run; after a panic, go on after the task that
     // panicked (the trampoline left its index in `running`).
     while next < to {
-        // SAFETY: `func`/`tramp` are a matching pair (checked above); `args`
-        // holds `count` arguments and `results` `count` results of the sizes
-        // the trampoline was instantiated for, as the checksummed header says.
+        // SAFETY: `func`/`tramp` are a matching pair (checked above); `data`
+        // holds `count` arguments and `count` results (from `lay.results`) of
+        // the sizes the trampoline was instantiated for, as the checksummed
+        // header says.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe {
-            tramp(func, args, results, next, to, (arg_size, res_size), running)
+            tramp(
+                func,
+                &mut *data,
+                lay.results,
+                next,
+                to,
+                (arg_size, res_size),
+                running,
+            )
         }));
         let Err(p) = r else {
             break;
@@ -216,8 +230,17 @@ fn run_chunk(a: &WorkerArgs<'_>, msg: &[u8]) -> Option<ResultMsg> {
         let k = (running.load(Ordering::Relaxed) as usize)
             .checked_sub(1)
             .filter(|k| (next..to).contains(k))?;
-        if let Some(res) = results.get_mut(k * res_size..(k + 1) * res_size) {
+        let cell = lay.results + k * res_size;
+        if let Some(res) = data.get_mut(cell..cell + res_size) {
             res.fill(0);
+        }
+        if !cleared {
+            // The run's first panic: its status bytes become meaningful now,
+            // cleared before the first record says so.
+            if let Some(run) = status.get_mut(from..to) {
+                run.fill(0);
+            }
+            cleared = true;
         }
         write_panic(panics, &mut panic_len, k, panic_message(&*p).as_bytes());
         // After the record: a death from here on still finds it.
