@@ -659,3 +659,162 @@ fn ring_spinning_getter_and_poll_see_the_last_drop() {
         assert_eq!(getter.join().unwrap(), Err(WaitFail::Disconnected));
     });
 }
+
+// ---- Capacities that are not powers of two ---------------------------------
+//
+// Positions skip the unused indices of each lap (`ring` module doc,
+// "Positions: any capacity"): at capacity 3 a lap is 4 positions and the hint
+// jumps from index 2 to index 0 of the next lap; at capacity 1 every put and
+// get crosses a lap. Mutation-checked: freeing a slot to `p + capacity`
+// instead of `p + lap` makes the capacity-3 models fail (the next writer
+// never finds its sequence, so the blocked producer deadlocks).
+
+#[test]
+fn ring_capacity_one_blocking_put_and_get_wrap_without_losing_a_wakeup() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(1));
+        let r2 = ring.clone();
+        let producer = thread::spawn(move || {
+            for v in 1..=3 {
+                r2.put(1, v, nobody_dead).unwrap();
+            }
+        });
+        let got: Vec<_> = (0..3).map(|_| ring.get(2, nobody_dead).unwrap()).collect();
+        producer.join().unwrap();
+        assert_eq!(got, vec![1, 2, 3]);
+        assert_eq!(ring.try_get(2), Err(GetFail::Empty(None)));
+    });
+}
+
+#[test]
+fn ring_capacity_three_wraps_across_the_lap_jump_in_order() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(3));
+        let r2 = ring.clone();
+        // Five items through three slots: the producer blocks on full at least
+        // once and the hint crosses from index 2 to the next lap.
+        let producer = thread::spawn(move || {
+            assert_eq!(r2.put_many(1, &[1, 2]), Ok(2));
+            for v in 3..=5 {
+                r2.put(1, v, nobody_dead).unwrap();
+            }
+        });
+        let mut got: Vec<_> = (0..3).map(|_| ring.get(2, nobody_dead).unwrap()).collect();
+        producer.join().unwrap();
+        let mut out = [0u64; 3];
+        let n = ring.get_many(2, &mut out);
+        got.extend_from_slice(&out[..n]);
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        assert_eq!(ring.try_put(1, 6), Ok(()));
+        assert_eq!(ring.try_get(2), Ok(6));
+    });
+}
+
+#[test]
+fn ring_capacity_one_recovers_a_dead_writers_slot_and_moves_on() {
+    ring_model(2, || {
+        const DEAD: u16 = 9;
+        let ring = Arc::new(LoomRing::new(1));
+        // The victim holds the only slot and died before announcing its put.
+        // (Racing the claim against a getter that is already asleep, as the
+        // capacity-2 model does, needs the sleep slice to notice the death:
+        // at capacity 1 no live put can slip past the dead slot to wake the
+        // getter, and loom's futex never times out.)
+        assert!(ring.claim_for_write_and_die(DEAD));
+        let r2 = ring.clone();
+        // The live producer waits until the getter poisons and skips the slot.
+        let live = thread::spawn(move || r2.put(1, 5, nobody_dead).unwrap());
+        let got = ring.get(2, |o| o == DEAD).unwrap();
+        live.join().unwrap();
+        assert_eq!(got, 5);
+        assert_eq!(ring.abandoned(), 1);
+        assert_eq!(ring.try_get(2), Err(GetFail::Empty(None)));
+    });
+}
+
+#[test]
+fn ring_capacity_three_recovers_a_dead_readers_slot_and_moves_on() {
+    ring_model(2, || {
+        const DEAD: u16 = 9;
+        let ring = Arc::new(LoomRing::new(3));
+        for v in 1..=3 {
+            ring.try_put(1, v).unwrap();
+        }
+        assert!(ring.claim_for_read_and_die(DEAD)); // took item 1, never frees it
+        let r2 = ring.clone();
+        // Full until the dead reader's slot (index 0) is freed for the next lap.
+        let putter = thread::spawn(move || r2.put(1, 4, |o| o == DEAD));
+        assert_eq!(ring.get(2, nobody_dead), Ok(2));
+        assert_eq!(ring.get(2, nobody_dead), Ok(3));
+        putter.join().unwrap().unwrap();
+        assert_eq!(ring.get(2, nobody_dead), Ok(4));
+        assert_eq!(ring.abandoned(), 1);
+    });
+}
+
+// ---- Publish and free as plain stores ----------------------------------------
+//
+// A claimant settles its own BUSY slot word with a plain Release store
+// (`RingCore::settle`: publish, refuse after close, free); survivors move a
+// BUSY word only by CAS after a confirmed death. Every model above that
+// moves items goes through it. Mutation-checked: weakening the store to
+// Relaxed makes `ring_batches_deliver_in_order` fail (loom: the reader's copy
+// races with the writer's, "concurrent read and write accesses").
+
+// ---- Batch runs --------------------------------------------------------------
+//
+// A batch call claims the first slot through the tail (head) claim and the
+// ones after it directly, while each slot's word is exactly "free for this
+// position" ("published for this position"), then moves the hint once past
+// the run. Mutation-checked: accepting any word with the right sequence
+// (ignoring BUSY) lets the run take a slot a single put has just claimed, and
+// this model fails (two writers in one slot's cell).
+
+#[test]
+fn ring_batch_run_and_single_put_share_the_tail_exactly_once() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(3));
+        let r1 = ring.clone();
+        let batch = thread::spawn(move || r1.put_many(1, &[0x11, 0x12]));
+        let r2 = ring.clone();
+        let single = thread::spawn(move || r2.try_put(2, 0x21));
+        // Three items, three slots: neither producer can find the ring full.
+        assert_eq!(batch.join().unwrap(), Ok(2));
+        assert_eq!(single.join().unwrap(), Ok(()));
+        let mut out = [0u64; 4];
+        let n = ring.get_many(3, &mut out);
+        let got = &out[..n];
+        assert_eq!(n, 3, "{got:?}");
+        let mine: Vec<_> = got.iter().filter(|v| *v >> 4 == 1).collect();
+        assert_eq!(mine, [&0x11, &0x12], "FIFO per producer: {got:?}");
+        assert!(got.contains(&0x21));
+        // The hints ended where the claims did: the next lap works.
+        assert_eq!(ring.put_many(1, &[1, 2, 3]), Ok(3));
+        assert_eq!(ring.get_many(3, &mut out[..3]), 3);
+        assert_eq!(out[..3], [1, 2, 3]);
+    });
+}
+
+#[test]
+fn ring_batch_run_and_single_get_share_the_head_exactly_once() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(3));
+        assert_eq!(ring.put_many(1, &[1, 2, 3]), Ok(3));
+        let r1 = ring.clone();
+        let batch = thread::spawn(move || {
+            let mut out = [0u64; 3];
+            let n = r1.get_many(2, &mut out);
+            out[..n].to_vec()
+        });
+        let r2 = ring.clone();
+        let single = thread::spawn(move || r2.try_get(3).ok());
+        let mut got = batch.join().unwrap();
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+        got.extend(single.join().unwrap());
+        while let Ok(v) = ring.try_get(4) {
+            got.push(v);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3]);
+    });
+}

@@ -487,13 +487,14 @@ fn invalid_parameters_are_rejected() {
     let m = populated();
     let invalid = |e: Error| assert!(matches!(e, Error::InvalidParameter(_)), "{e:?}");
     invalid(fails(&m, "dict capacity 0", || m.dict::<u64, u64>("d0", 0)));
-    invalid(fails(&m, "queue capacity 3", || m.queue::<u32>("q3", 3)));
     invalid(fails(&m, "queue capacity 0", || m.queue::<u32>("q0", 0)));
-    invalid(fails(&m, "queue capacity 1", || m.queue::<u32>("q1", 1)));
-    invalid(fails(&m, "joinable capacity 3", || {
-        m.joinable_queue::<u32>("j3", 3)
+    invalid(fails(&m, "joinable capacity 0", || {
+        m.joinable_queue::<u32>("j0", 0)
     }));
-    invalid(fails(&m, "bytes capacity 3", || m.bytes_queue("b3", 3, 8)));
+    invalid(fails(&m, "bytes capacity 0", || m.bytes_queue("b0", 0, 8)));
+    invalid(fails(&m, "queue capacity 2^28+1", || {
+        m.queue::<u32>("qbig", (1 << 28) + 1)
+    }));
     invalid(fails(&m, "bytes slot 0", || m.bytes_queue("b0", 4, 0)));
     invalid(fails(&m, "array length 0", || m.array::<u64>("a0", 0)));
     invalid(fails(&m, "array length huge", || {
@@ -516,8 +517,8 @@ fn invalid_parameters_are_rejected() {
     invalid(fails(&m, "dict 0 on existing", || {
         m.dict::<u64, u64>("dict", 0)
     }));
-    invalid(fails(&m, "queue 3 on existing", || {
-        m.queue::<u32>("queue", 3)
+    invalid(fails(&m, "queue 0 on existing", || {
+        m.queue::<u32>("queue", 0)
     }));
     contents_intact(&m);
 
@@ -533,6 +534,31 @@ fn invalid_parameters_are_rejected() {
     for entries in [0, MAX_ENTRIES + 1] {
         let e = Manager::anonymous_with(4096, ManagerOptions::new().entries(entries)).unwrap_err();
         assert!(matches!(e, Error::InvalidParameter(_)), "{entries}: {e:?}");
+    }
+}
+
+/// Get-or-create takes any capacity from 1 up for every queue kind; a second
+/// get finds the same queue, and another capacity is a typed mismatch.
+#[test]
+fn queues_of_any_capacity_are_created_and_found() {
+    let m = Manager::anonymous(1 << 20).unwrap();
+    for cap in [1usize, 3, 30] {
+        let q = m.queue::<u32>(&format!("q{cap}"), cap).unwrap();
+        let j = m.joinable_queue::<u32>(&format!("j{cap}"), cap).unwrap();
+        let b = m.bytes_queue(&format!("b{cap}"), cap, 8).unwrap();
+        for i in 0..cap as u32 {
+            q.try_put(i).unwrap();
+            j.try_put(i).unwrap();
+            b.try_put(&i.to_le_bytes()).unwrap();
+        }
+        assert!(q.is_full() && j.is_full() && b.is_full(), "cap {cap}");
+        let again = m.queue::<u32>(&format!("q{cap}"), cap).unwrap();
+        assert_eq!((again.capacity(), again.len()), (cap, cap));
+        assert_eq!(again.try_get(), Ok(0));
+        assert!(matches!(
+            m.queue::<u32>(&format!("q{cap}"), cap + 1),
+            Err(Error::CapacityMismatch { .. })
+        ));
     }
 }
 

@@ -379,7 +379,7 @@ fn bad_parameters_fail_before_anything_is_created() {
     let name = unique_name("bad");
     let _u = Unlink(name.clone());
     assert!(matches!(
-        Queue::<u64>::open_or_create(&name, 3),
+        Queue::<u64>::open_or_create(&name, 0),
         Err(Error::InvalidParameter(_))
     ));
     assert!(matches!(

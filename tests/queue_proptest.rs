@@ -5,7 +5,8 @@
 //! is compared with the model *exactly*: the value got, the error variant, the
 //! item handed back in a [`PutError`], the counts of `put_many`/`get_many`, and
 //! `len`/`is_empty`/`is_full`/`is_closed` after every step. Capacities are small
-//! (2, 4, 8) so that 200 operations wrap around the ring many times.
+//! (1, 2, 3, 4, 8, 30, with 1000 for a ring 200 operations never fill) so that
+//! 200 operations wrap around most rings many times.
 //!
 //! The expected error in each state, read from `src/queue/{typed,bytes,ring}.rs`:
 //!
@@ -45,8 +46,18 @@ fn config(cases: u32) -> Config {
     }
 }
 
+/// Powers of two (where a lap is the capacity) and not (where positions skip
+/// the unused indices of each lap), from one slot up.
 fn capacity() -> impl Strategy<Value = usize> {
-    prop_oneof![Just(2usize), Just(4), Just(8)]
+    prop_oneof![
+        Just(1usize),
+        Just(2),
+        Just(3),
+        Just(4),
+        Just(8),
+        Just(30),
+        Just(1000)
+    ]
 }
 
 // ---------------------------------------------------------------------------
@@ -320,14 +331,15 @@ proptest! {
     }
 }
 
-/// The ring wraps around thousands of times with every put/get form, in order.
+/// The ring wraps around many times with every put/get form, in order.
 #[test]
 fn queue_wraps_many_laps() {
-    for cap in [2usize, 4, 8] {
+    for cap in [1usize, 2, 3, 4, 8, 30, 1000] {
         let q: Queue<u32> = Queue::anonymous(cap).unwrap();
         let mut next_in = 0u32;
         let mut next_out = 0u32;
-        for round in 0..5_000u32 {
+        let rounds = (40_000 / cap as u32).clamp(50, 5_000);
+        for round in 0..rounds {
             // Fill completely with a mix of forms, then check full.
             let batch: Vec<u32> = (0..cap as u32 / 2).map(|i| next_in + i).collect();
             assert_eq!(q.put_many(&batch), batch.len());
@@ -357,7 +369,97 @@ fn queue_wraps_many_laps() {
             assert_eq!(q.try_get(), Err(GetError::Empty));
         }
         assert_eq!(next_in, next_out);
-        assert!(next_in as usize >= 5_000 * cap);
+        assert!(next_in as usize >= rounds as usize * cap);
+    }
+}
+
+/// Threads at every kind of capacity: 2 producers and 2 consumers (single
+/// and batch calls) move 20,000 items; each arrives exactly once, and each
+/// consumer sees each producer's items in order. Every wait is bounded (a
+/// lost wake-up or a wedged slot fails the test instead of hanging it).
+#[test]
+fn threads_move_items_exactly_once_in_order_at_any_capacity() {
+    const PER: u32 = 10_000;
+    const LIMIT: Duration = Duration::from_secs(20);
+    for cap in [1usize, 3, 30, 1000, 4] {
+        let q: Queue<u32> = Queue::anonymous(cap).unwrap();
+        let got = std::thread::scope(|s| {
+            let producers: Vec<_> = (0..2u32)
+                .map(|p| {
+                    let q = &q;
+                    s.spawn(move || {
+                        let mut v = 0;
+                        while v < PER {
+                            let item = p << 16 | v;
+                            if v % 3 == 0 {
+                                let batch: Vec<u32> =
+                                    (v..(v + 5).min(PER)).map(|x| p << 16 | x).collect();
+                                let n = q.put_many(&batch);
+                                if n > 0 {
+                                    v += n as u32;
+                                    continue;
+                                }
+                            }
+                            q.put_timeout(item, LIMIT).expect("put timed out");
+                            v += 1;
+                        }
+                    })
+                })
+                .collect();
+            let consumers: Vec<_> = (0..2)
+                .map(|c| {
+                    let q = &q;
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        let mut buf = [0u32; 4];
+                        loop {
+                            if c == 0 {
+                                let n = q.get_many(&mut buf);
+                                if n > 0 {
+                                    mine.extend_from_slice(&buf[..n]);
+                                    continue;
+                                }
+                            }
+                            match q.get_timeout(LIMIT) {
+                                Ok(v) => mine.push(v),
+                                // Shut down once both producers are done: drained.
+                                Err(GetError::Closed) => return mine,
+                                Err(e) => panic!("cap {cap}: {e}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            q.shutdown();
+            consumers
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let mut all = Vec::new();
+        for mine in &got {
+            for p in 0..2u32 {
+                let seqs: Vec<u32> = mine
+                    .iter()
+                    .filter(|v| *v >> 16 == p)
+                    .map(|v| v & 0xffff)
+                    .collect();
+                assert!(
+                    seqs.windows(2).all(|w| w[0] < w[1]),
+                    "cap {cap}: producer {p} out of order"
+                );
+            }
+            all.extend_from_slice(mine);
+        }
+        all.sort_unstable();
+        let want: Vec<u32> = (0..2u32)
+            .flat_map(|p| (0..PER).map(move |v| p << 16 | v))
+            .collect();
+        assert!(all == want, "cap {cap}: items lost or duplicated");
+        assert_eq!(q.try_get(), Err(GetError::Closed));
     }
 }
 
@@ -601,18 +703,7 @@ fn is_invalid<T: std::fmt::Debug>(r: Result<T, Error>) -> bool {
     matches!(r, Err(Error::InvalidParameter(_)))
 }
 
-const BAD_CAPACITIES: [usize; 10] = [
-    0,
-    1,
-    3,
-    6,
-    7,
-    100,
-    (1 << 28) + 1,
-    1 << 29,
-    1 << 40,
-    usize::MAX,
-];
+const BAD_CAPACITIES: [usize; 5] = [0, (1 << 28) + 1, 1 << 29, 1 << 40, usize::MAX];
 
 #[test]
 fn bad_capacity_is_invalid_parameter() {
@@ -632,9 +723,16 @@ fn bad_capacity_is_invalid_parameter() {
         );
         assert!(is_invalid(Pipe::anonymous(cap, 8)), "Pipe cap {cap}");
     }
-    // The smallest valid ones, for contrast.
-    assert!(Queue::<u32>::anonymous(2).is_ok());
-    assert!(BytesQueue::anonymous(2, 1).is_ok());
+    // Every capacity from 1 up is valid, powers of two or not.
+    for cap in [1usize, 2, 3, 5, 6, 7, 30, 100, 1000] {
+        assert_eq!(Queue::<u32>::anonymous(cap).unwrap().capacity(), cap);
+        assert_eq!(
+            JoinableQueue::<u64>::anonymous(cap).unwrap().capacity(),
+            cap
+        );
+        assert_eq!(BytesQueue::anonymous(cap, 1).unwrap().capacity(), cap);
+        assert!(Pipe::anonymous(cap, 8).is_ok(), "Pipe cap {cap}");
+    }
 }
 
 #[test]
@@ -648,7 +746,7 @@ fn bad_slot_size_is_invalid_parameter() {
 #[test]
 fn failed_named_create_leaves_no_name() {
     let name = format!("/mp-queue-proptest-{}-bad", std::process::id());
-    assert!(is_invalid(Queue::<u32>::create(&name, 3)));
+    assert!(is_invalid(Queue::<u32>::create(&name, 0)));
     assert!(is_invalid(BytesQueue::create(&name, 4, 0)));
     assert!(matches!(Queue::<u32>::open(&name), Err(Error::NotFound(_))));
     assert!(matches!(BytesQueue::open(&name), Err(Error::NotFound(_))));

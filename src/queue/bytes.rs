@@ -4,9 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::ends::Role;
-use super::ring::{GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
-use super::typed::{get_error, put_error};
 use super::{GetError, PutError, Receiver, Sender};
 use crate::loom::Deadline;
 use crate::{Error, RegionOptions};
@@ -84,7 +82,7 @@ impl fmt::Debug for BytesQueue {
 }
 
 impl BytesQueue {
-    /// A queue of `capacity` slots (a power of two >= 2) of `slot_size` bytes
+    /// A queue of `capacity` slots (any number from 1 to 2^28) of `slot_size` bytes
     /// each, in an anonymous shared mapping.
     pub fn anonymous(capacity: usize, slot_size: usize) -> Result<BytesQueue, Error> {
         BytesQueue::new(None, capacity, slot_size, RegionOptions::default())
@@ -275,8 +273,8 @@ impl BytesQueue {
             return Err(PutError::TooLarge(msg));
         }
         self.core
-            .put_bytes(deadline, |buf| write_msg(msg, buf))
-            .map_err(|e: WaitFail| put_error(e, msg))
+            .put(deadline, |buf| write_msg(msg, buf))
+            .map_err(|e| e.replace(msg))
     }
 
     /// Puts a copy of `msg`, blocking while the queue is full.
@@ -298,26 +296,13 @@ impl BytesQueue {
         if msg.len() > self.slot_size() {
             return Err(PutError::TooLarge(msg));
         }
-        if self.core.send_closed() {
-            return Err(PutError::Closed(msg));
-        }
-        let owner = self.core.owner();
-        match self
-            .core
-            .ring()
-            .try_put(self.core.slots(), owner, |buf| write_msg(msg, buf))
-        {
-            Ok(()) => Ok(()),
-            Err(PutFail::Full(_)) if self.core.no_receivers() => Err(PutError::Disconnected(msg)),
-            Err(PutFail::Full(_)) => Err(PutError::Full(msg)),
-            Err(PutFail::Closed) => Err(PutError::Closed(msg)),
-        }
+        self.core
+            .try_put(|buf| write_msg(msg, buf))
+            .map_err(|e| e.replace(msg))
     }
 
     pub(crate) fn get_until(&self, deadline: Option<Deadline>) -> Result<Vec<u8>, GetError> {
-        self.core
-            .get_bytes(deadline, |b| msg_of(b).to_vec())
-            .map_err(get_error)
+        self.core.get(deadline, |b| msg_of(b).to_vec())
     }
 
     pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> bool {
@@ -334,16 +319,13 @@ impl BytesQueue {
 
     /// Takes the oldest message, blocking while empty.
     pub fn get(&self) -> Result<Vec<u8>, GetError> {
-        self.core
-            .get_bytes(None, |b| msg_of(b).to_vec())
-            .map_err(get_error)
+        self.core.get(None, |b| msg_of(b).to_vec())
     }
 
     /// Takes the oldest message, waiting at most `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
         self.core
-            .get_bytes(Some(Deadline::after(timeout)), |b| msg_of(b).to_vec())
-            .map_err(get_error)
+            .get(Some(Deadline::after(timeout)), |b| msg_of(b).to_vec())
     }
 
     /// Takes the oldest message if there is one now.
@@ -352,25 +334,8 @@ impl BytesQueue {
     }
 
     /// `try_get` with `drain` reading the slot; see [`crate::Queue::try_get`].
-    fn try_get_with<R>(&self, mut drain: impl FnMut(&[u8]) -> R) -> Result<R, GetError> {
-        if self.core.recv_closed() {
-            return Err(GetError::Closed);
-        }
-        let owner = self.core.owner();
-        let ring = self.core.ring();
-        match ring.try_get_or_closed(self.core.slots(), owner, &mut drain) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(())) => Err(GetError::Closed),
-            Err(GetFail::Empty(None)) if self.core.no_senders() => {
-                // SYNC(ends): look once more after reading the counts.
-                match ring.try_get(self.core.slots(), owner, &mut drain) {
-                    Ok(v) => Ok(v),
-                    Err(GetFail::Empty(None)) => Err(GetError::Disconnected),
-                    Err(GetFail::Empty(Some(_))) => Err(GetError::Empty),
-                }
-            }
-            Err(GetFail::Empty(_)) => Err(GetError::Empty),
-        }
+    fn try_get_with<R>(&self, drain: impl FnMut(&[u8]) -> R) -> Result<R, GetError> {
+        self.core.try_get(drain)
     }
 
     fn check_buf(&self, out: &[u8]) -> Result<(), GetError> {
@@ -387,17 +352,14 @@ impl BytesQueue {
     /// bytes ([`GetError::BufferTooSmall`] otherwise, and nothing is taken).
     pub fn get_into(&self, out: &mut [u8]) -> Result<usize, GetError> {
         self.check_buf(out)?;
-        self.core
-            .get_bytes(None, |b| copy_into(b, out))
-            .map_err(get_error)
+        self.core.get(None, |b| copy_into(b, out))
     }
 
     /// [`BytesQueue::get_into`], waiting at most `timeout`.
     pub fn get_into_timeout(&self, out: &mut [u8], timeout: Duration) -> Result<usize, GetError> {
         self.check_buf(out)?;
         self.core
-            .get_bytes(Some(Deadline::after(timeout)), |b| copy_into(b, out))
-            .map_err(get_error)
+            .get(Some(Deadline::after(timeout)), |b| copy_into(b, out))
     }
 
     /// [`BytesQueue::get_into`] without waiting.

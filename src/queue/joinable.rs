@@ -128,7 +128,7 @@ impl<T: SharedType> JoinableQueue<T> {
     /// Marks one task done. Refused with [`TaskDoneError::TooManyCalls`] (and
     /// nothing changes) when no task is unfinished.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        if self.queue.core().ring().task_done() {
+        if self.queue.core().task_done() {
             Ok(())
         } else {
             Err(TaskDoneError::TooManyCalls)
@@ -137,22 +137,18 @@ impl<T: SharedType> JoinableQueue<T> {
 
     /// Tasks put and not yet done.
     pub fn unfinished(&self) -> u64 {
-        self.queue.core().ring().unfinished()
+        self.queue.core().unfinished()
     }
 
     /// Blocks until every task put so far is done.
     pub fn join(&self) {
-        let policy = self.queue.wait_policy();
-        while !self.queue.core().ring().join_wait(policy, None) {}
+        self.queue.core().join(None);
     }
 
     /// Blocks until every task is done or `timeout` passes; returns whether all
     /// are done.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.queue
-            .core()
-            .ring()
-            .join_wait(self.queue.wait_policy(), Some(Deadline::after(timeout)))
+        self.queue.core().join(Some(Deadline::after(timeout)))
     }
 
     /// This handle with another [`WaitPolicy`](crate::WaitPolicy) for its

@@ -214,6 +214,19 @@ impl<T> std::fmt::Debug for PutError<T> {
 }
 
 impl<T> PutError<T> {
+    /// The same error carrying `item` instead (the handle-level core reports
+    /// `PutError<()>`; each queue kind puts its own item back).
+    #[cfg(not(loom))]
+    pub(crate) fn replace<U>(self, item: U) -> PutError<U> {
+        match self {
+            PutError::Full(_) => PutError::Full(item),
+            PutError::Timeout(_) => PutError::Timeout(item),
+            PutError::Closed(_) => PutError::Closed(item),
+            PutError::TooLarge(_) => PutError::TooLarge(item),
+            PutError::Disconnected(_) => PutError::Disconnected(item),
+        }
+    }
+
     /// The item that was not put.
     pub fn into_inner(self) -> T {
         match self {

@@ -20,8 +20,8 @@ use crate::region::Region;
 pub struct Pipe;
 
 impl Pipe {
-    /// Two connected duplex ends, each able to queue `capacity` messages (a power
-    /// of two >= 2) of up to `slot_size` bytes toward the other. Inherited by
+    /// Two connected duplex ends, each able to queue `capacity` messages (1 to
+    /// 2^28) of up to `slot_size` bytes toward the other. Inherited by
     /// forked children: keep one end in each process and drop the other (see
     /// [`PipeEnd`]).
     ///

@@ -117,7 +117,7 @@ impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
         let (buf, item) = Self::encode(item)?;
         self.bytes
             .put(&buf)
-            .map_err(|e| SerdeError::Put(map_put(e, item)))
+            .map_err(|e| SerdeError::Put(e.replace(item)))
     }
 
     /// Puts `item`, waiting at most `timeout`.
@@ -125,7 +125,7 @@ impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
         let (buf, item) = Self::encode(item)?;
         self.bytes
             .put_timeout(&buf, timeout)
-            .map_err(|e| SerdeError::Put(map_put(e, item)))
+            .map_err(|e| SerdeError::Put(e.replace(item)))
     }
 
     /// Puts `item` if there is room now.
@@ -133,7 +133,7 @@ impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
         let (buf, item) = Self::encode(item)?;
         self.bytes
             .try_put(&buf)
-            .map_err(|e| SerdeError::Put(map_put(e, item)))
+            .map_err(|e| SerdeError::Put(e.replace(item)))
     }
 
     fn decode(buf: Vec<u8>) -> Result<T, SerdeError<T>> {
@@ -198,15 +198,5 @@ impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
     /// This process will put no more (see [`crate::Queue::close`]).
     pub fn close(&self) {
         self.bytes.close();
-    }
-}
-
-fn map_put<T>(e: PutError<&[u8]>, item: T) -> PutError<T> {
-    match e {
-        PutError::Full(_) => PutError::Full(item),
-        PutError::Timeout(_) => PutError::Timeout(item),
-        PutError::Closed(_) => PutError::Closed(item),
-        PutError::TooLarge(_) => PutError::TooLarge(item),
-        PutError::Disconnected(_) => PutError::Disconnected(item),
     }
 }

@@ -21,15 +21,20 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::QueueStats;
 use super::ends::{self, Local, RECV, RegionRef, Role, SEND};
-use super::ring::{MAX_CAPACITY, RingCore, Slots, WaitFail};
+use super::ring::{BATCH, GetFail, MAX_CAPACITY, PutFail, RingCore, Slots, WaitFail, lap_for};
+use super::{GetError, PutError, QueueStats};
 use crate::Error;
 use crate::WaitPolicy;
 use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::region::participants::{Liveness, Member};
 use crate::region::{Object, Region, RegionOptions, SharedObject};
+
+/// `QueueCore::owner` word: the tag is registered for the epoch.
+const REGISTERED: u64 = 0x1_0000;
+/// `QueueCore::owner` word: a thread of the epoch is registering.
+const REGISTERING: u64 = 0x2_0000;
 
 /// The fixed part of a queue's payload.
 #[repr(C)]
@@ -64,6 +69,17 @@ pub(crate) struct QueueParams {
     pub(crate) joinable: bool,
 }
 
+impl QueueParams {
+    fn new(capacity: u64, payload: u64, joinable: bool, opts: &RegionOptions) -> QueueParams {
+        QueueParams {
+            capacity,
+            payload,
+            participants: opts.participant_count(),
+            joinable,
+        }
+    }
+}
+
 fn round_up(n: u64, a: u64) -> Option<u64> {
     n.checked_add(a - 1).map(|v| v & !(a - 1))
 }
@@ -93,12 +109,10 @@ fn layout(capacity: u64, payload: u64, owners: u64) -> Option<Layout> {
     })
 }
 
-/// Checks creation parameters: the capacity must be a power of two >= 2.
+/// Checks creation parameters: any capacity from 1 to [`MAX_CAPACITY`].
 pub(crate) fn check_capacity(capacity: u64) -> Result<(), Error> {
-    if capacity < 2 || !capacity.is_power_of_two() {
-        return Err(Error::InvalidParameter(
-            "queue capacity must be a power of two >= 2",
-        ));
+    if capacity == 0 {
+        return Err(Error::InvalidParameter("queue capacity must be at least 1"));
     }
     if capacity > MAX_CAPACITY {
         return Err(Error::InvalidParameter("queue capacity too large"));
@@ -215,7 +229,7 @@ fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
     let owners_len = stored(&h.owners_len);
     let stride = stored(&h.stride);
     let slots_offset = stored(&h.slots_offset);
-    if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+    if cap == 0 || cap > MAX_CAPACITY {
         return Err(Error::Corrupted("queue capacity"));
     }
     if owners_len > u64::from(crate::region::header::MAX_PARTICIPANTS) {
@@ -230,6 +244,7 @@ fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
             // Every value is now bounded by `payload_size`, a `usize`.
             Ok(Geometry {
                 capacity: cap as usize,
+                lap: lap_for(cap),
                 payload: payload as usize,
                 stride: stride as usize,
                 owners_offset: l.owners_offset as usize,
@@ -245,7 +260,10 @@ fn validate(h: &QueueHeader, payload_size: usize) -> Result<Geometry, Error> {
 /// Validated, process-local copies of the layout.
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
+    /// 1 to `MAX_CAPACITY`: never zero, so `capacity - 1` never wraps.
     capacity: usize,
+    /// `lap_for(capacity)`.
+    lap: u64,
     payload: usize,
     stride: usize,
     owners_offset: usize,
@@ -267,9 +285,14 @@ impl Slots for ShmSlots {
     }
 
     #[inline]
+    fn lap(&self) -> u64 {
+        self.geo.lap
+    }
+
+    #[inline]
     fn word(&self, i: usize) -> &AtomicU64 {
-        let i = i & (self.geo.capacity - 1);
-        // Slot `i` (masked by the validated, process-local capacity) lies inside
+        let i = i.min(self.geo.capacity - 1);
+        // Slot `i` (bounded by the validated, process-local capacity) lies inside
         // the payload (`check`); `slots_offset` is 128-aligned, `stride` a multiple
         // of 8; the creator initialized every word before READY.
         // SAFETY: in bounds, aligned and initialized, as just argued.
@@ -283,7 +306,7 @@ impl Slots for ShmSlots {
 
     #[inline]
     fn write<R>(&self, i: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        let i = i & (self.geo.capacity - 1);
+        let i = i.min(self.geo.capacity - 1);
         // The caller owns the slot (BUSY, claimed by CAS): no other process touches
         // these bytes until the Release publish, and other processes hold no Rust
         // references to them.
@@ -301,7 +324,7 @@ impl Slots for ShmSlots {
 
     #[inline]
     fn read<R>(&self, i: usize, f: impl FnOnce(&[u8]) -> R) -> R {
-        let i = i & (self.geo.capacity - 1);
+        let i = i.min(self.geo.capacity - 1);
         // SAFETY: as in `write`; the caller owns the slot for reading.
         let payload = unsafe {
             std::slice::from_raw_parts(
@@ -329,8 +352,10 @@ impl<K: QueueKind> RegionRef for Anchor<K> {
 pub(crate) struct QueueCore<K> {
     obj: Object<QueueObject<K>>,
     slots: ShmSlots,
-    /// `fork_epoch << 32 | owner` once registered; process-local.
-    owner: AtomicU64,
+    /// `fork_epoch << 32 | REGISTERED | owner` once registered: process-local,
+    /// shared by every handle of this mapping, so the tag's recovery runs
+    /// once per process and mapping (see `register`).
+    owner: Arc<AtomicU64>,
     /// This process's end counts for this mapping, shared by its handles.
     local: Arc<Local>,
     role: Role,
@@ -388,7 +413,7 @@ impl<K: QueueKind> QueueCore<K> {
         Ok(QueueCore {
             obj,
             slots: ShmSlots { base, geo },
-            owner: AtomicU64::new(0),
+            owner: Arc::new(AtomicU64::new(0)),
             local,
             role: Role::Both,
             policy: WaitPolicy::default(),
@@ -406,7 +431,7 @@ impl<K: QueueKind> QueueCore<K> {
                 base: self.slots.base,
                 geo: self.slots.geo,
             },
-            owner: AtomicU64::new(0),
+            owner: self.owner.clone(),
             local: self.local.clone(),
             role,
             policy: self.policy,
@@ -461,12 +486,7 @@ impl<K: QueueKind> QueueCore<K> {
         joinable: bool,
         opts: RegionOptions,
     ) -> Result<QueueCore<K>, Error> {
-        let params = QueueParams {
-            capacity,
-            payload,
-            participants: opts.participant_count(),
-            joinable,
-        };
+        let params = QueueParams::new(capacity, payload, joinable, &opts);
         QueueCore::from_object(Region::create_object(name, opts, &params)?)
     }
 
@@ -479,12 +499,7 @@ impl<K: QueueKind> QueueCore<K> {
         joinable: bool,
         opts: RegionOptions,
     ) -> Result<QueueCore<K>, Error> {
-        let params = QueueParams {
-            capacity,
-            payload,
-            participants: opts.participant_count(),
-            joinable,
-        };
+        let params = QueueParams::new(capacity, payload, joinable, &opts);
         QueueCore::from_object(Region::open_or_create_object(name, opts, &params)?)
     }
 
@@ -498,12 +513,8 @@ impl<K: QueueKind> QueueCore<K> {
         QueueCore::from_object(Region::inherit_object(index)?)
     }
 
-    pub(crate) fn ring(&self) -> &RingCore {
+    fn ring(&self) -> &RingCore {
         &self.obj.get().header.ring
-    }
-
-    pub(crate) fn slots(&self) -> &ShmSlots {
-        &self.slots
     }
 
     pub(crate) fn region(&self) -> &Region {
@@ -539,24 +550,57 @@ impl<K: QueueKind> QueueCore<K> {
     #[inline]
     pub(crate) fn owner(&self) -> u16 {
         let epoch = u64::from(crate::sys::process::fork_epoch());
-        // Relaxed: process-local cache.
-        let cached = self.owner.load(Ordering::Relaxed);
-        if cached >> 32 == epoch && cached & 0x1_0000 != 0 {
+        // Acquire: pairs with the Release that published the registration, so
+        // its recovery of the tag's old slots happened before our claims.
+        let cached = self.owner.load(Ordering::Acquire);
+        if cached >> 32 == epoch && cached & REGISTERED != 0 {
             return cached as u16;
         }
         self.register(epoch)
     }
 
+    /// Registers this process (fork epoch `epoch`) as the owner tag of its
+    /// participant index in this mapping, once for all its handles.
+    ///
+    /// Busy slots tagged with our index may belong to the previous (dead or
+    /// gone) holder of this participant slot: they are recovered before the
+    /// tag starts meaning us. Exactly one thread per process and mapping does
+    /// that, and every other thread waits until it is done: a second recovery
+    /// running while the first thread already claims with the tag would take
+    /// a live claim for a dead one (and, since a claimant settles its slot with
+    /// a plain store, corrupt the slot). A registration left half done by a
+    /// fork (another epoch) is simply started again by the child.
     #[cold]
     fn register(&self, epoch: u64) -> u16 {
+        loop {
+            let cur = self.owner.load(Ordering::Acquire);
+            if cur >> 32 == epoch {
+                if cur & REGISTERED != 0 {
+                    return cur as u16;
+                }
+                // Another thread of this process is registering: it does a
+                // bounded amount of work (the scan is capped by the capacity).
+                std::thread::yield_now();
+                continue;
+            }
+            if self
+                .owner
+                .compare_exchange(
+                    cur,
+                    epoch << 32 | REGISTERING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                break;
+            }
+        }
         let owner = match self.obj.region().member() {
             Some(m) if m.index < 0xffff => {
                 let owner = (m.index + 1) as u16;
                 if let Some(gen_word) = self.owners(m.index as usize) {
                     if gen_word.load(Ordering::Acquire) != m.generation {
-                        // Busy slots tagged with our index belong to the previous,
-                        // now gone, holder of this participant slot: recover them
-                        // before the tag starts meaning us.
                         self.ring().recover_all(&self.slots, |o| o == owner);
                         gen_word.store(m.generation, Ordering::Release);
                     }
@@ -567,8 +611,11 @@ impl<K: QueueKind> QueueCore<K> {
             }
             _ => 0,
         };
-        self.owner
-            .store(epoch << 32 | 0x1_0000 | u64::from(owner), Ordering::Relaxed);
+        // Release: publishes the recovery to every handle's `owner` Acquire.
+        self.owner.store(
+            epoch << 32 | REGISTERED | u64::from(owner),
+            Ordering::Release,
+        );
         owner
     }
 
@@ -593,44 +640,139 @@ impl<K: QueueKind> QueueCore<K> {
         )
     }
 
-    pub(crate) fn put_bytes(
+    /// Puts one message, written by `fill` into the slot, if a slot is free now.
+    pub(crate) fn try_put(&self, fill: impl FnOnce(&mut [u8])) -> Result<(), PutError<()>> {
+        if self.send_closed() {
+            return Err(PutError::Closed(()));
+        }
+        match self.ring().try_put(&self.slots, self.owner(), fill) {
+            Ok(()) => Ok(()),
+            Err(PutFail::Full(_)) if self.no_receivers() => Err(PutError::Disconnected(())),
+            Err(PutFail::Full(_)) => Err(PutError::Full(())),
+            Err(PutFail::Closed) => Err(PutError::Closed(())),
+        }
+    }
+
+    /// Puts one message, waiting while the queue is full until `deadline`
+    /// (forever if `None`), with this handle's wait policy.
+    pub(crate) fn put(
         &self,
         deadline: Option<Deadline>,
         fill: impl Fn(&mut [u8]),
-    ) -> Result<(), WaitFail> {
+    ) -> Result<(), PutError<()>> {
         if self.send_closed() {
-            return Err(WaitFail::Closed);
+            return Err(PutError::Closed(()));
         }
-        let owner = self.owner();
-        self.ring().put_wait(
-            &self.slots,
-            owner,
-            self.policy,
-            deadline,
-            fill,
-            |o| self.owner_dead(o),
-            || self.no_receivers(),
-        )
+        self.ring()
+            .put_wait(
+                &self.slots,
+                self.owner(),
+                self.policy,
+                deadline,
+                fill,
+                |o| self.owner_dead(o),
+                || self.no_receivers(),
+            )
+            .map_err(|e| match e {
+                WaitFail::Timeout => PutError::Timeout(()),
+                WaitFail::Closed => PutError::Closed(()),
+                WaitFail::Disconnected => PutError::Disconnected(()),
+            })
     }
 
-    pub(crate) fn get_bytes<R>(
+    /// Takes the oldest message, read by `drain` from its slot, if there is one
+    /// now; tells a shut-down and drained queue (`Closed`) and a drained one
+    /// with no live sender (`Disconnected`) from an empty one.
+    pub(crate) fn try_get<R>(&self, mut drain: impl FnMut(&[u8]) -> R) -> Result<R, GetError> {
+        if self.recv_closed() {
+            return Err(GetError::Closed);
+        }
+        let owner = self.owner();
+        let ring = self.ring();
+        match ring.try_get_or_closed(&self.slots, owner, &mut drain) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(())) => Err(GetError::Closed),
+            Err(GetFail::Empty(None)) if self.no_senders() => {
+                // SYNC(ends): look once more after reading the counts.
+                match ring.try_get(&self.slots, owner, &mut drain) {
+                    Ok(r) => Ok(r),
+                    Err(GetFail::Empty(None)) => Err(GetError::Disconnected),
+                    Err(GetFail::Empty(Some(_))) => Err(GetError::Empty),
+                }
+            }
+            Err(GetFail::Empty(_)) => Err(GetError::Empty),
+        }
+    }
+
+    /// Takes the oldest message, waiting while the queue is empty until
+    /// `deadline` (forever if `None`).
+    pub(crate) fn get<R>(
         &self,
         deadline: Option<Deadline>,
         drain: impl FnMut(&[u8]) -> R,
-    ) -> Result<R, WaitFail> {
+    ) -> Result<R, GetError> {
         if self.recv_closed() {
-            return Err(WaitFail::Closed);
+            return Err(GetError::Closed);
+        }
+        self.ring()
+            .get_wait(
+                &self.slots,
+                self.owner(),
+                self.policy,
+                deadline,
+                drain,
+                |o| self.owner_dead(o),
+                || self.no_senders(),
+            )
+            .map_err(|e| match e {
+                WaitFail::Timeout => GetError::Timeout,
+                WaitFail::Closed => GetError::Closed,
+                WaitFail::Disconnected => GetError::Disconnected,
+            })
+    }
+
+    /// Puts as many of `n` messages as fit now, message `j` written by
+    /// `fill(j, ..)`, in batches of up to [`BATCH`] (one eventcount RMW each);
+    /// returns how many (messages `0..k`). 0 when full or closed.
+    pub(crate) fn put_many(&self, n: usize, fill: impl Fn(usize, &mut [u8])) -> usize {
+        if self.send_closed() {
+            return 0;
         }
         let owner = self.owner();
-        self.ring().get_wait(
-            &self.slots,
-            owner,
-            self.policy,
-            deadline,
-            drain,
-            |o| self.owner_dead(o),
-            || self.no_senders(),
-        )
+        let mut done = 0;
+        while done < n {
+            let batch = (n - done).min(BATCH);
+            match self
+                .ring()
+                .try_put_many(&self.slots, owner, batch, |j, buf| fill(done + j, buf))
+            {
+                Ok(k) if k == batch => done += k,
+                Ok(k) => return done + k,
+                Err(_) => break,
+            }
+        }
+        done
+    }
+
+    /// Takes as many as `n` messages as are there now, message `j` read by
+    /// `drain(j, ..)`, in batches of up to [`BATCH`]; returns how many.
+    pub(crate) fn get_many(&self, n: usize, mut drain: impl FnMut(usize, &[u8])) -> usize {
+        if self.recv_closed() {
+            return 0;
+        }
+        let owner = self.owner();
+        let mut done = 0;
+        while done < n {
+            let batch = (n - done).min(BATCH);
+            let k = self
+                .ring()
+                .try_get_many(&self.slots, owner, batch, |j, buf| drain(done + j, buf));
+            done += k;
+            if k < batch {
+                break;
+            }
+        }
+        done
     }
 
     /// Waits until an item can be taken, the queue is shut down or no sender
@@ -639,6 +781,49 @@ impl<K: QueueKind> QueueCore<K> {
     pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> bool {
         self.ring()
             .wait_readable(&self.slots, self.policy, deadline, || self.no_senders())
+    }
+
+    /// Number of messages now (approximate while operations are in flight,
+    /// never above the capacity).
+    pub(crate) fn len(&self) -> usize {
+        self.ring().len(&self.slots) as usize
+    }
+
+    /// Shuts the queue down for every process (see `queue_common_methods`).
+    pub(crate) fn shutdown(&self) {
+        self.ring().close();
+    }
+
+    /// Whether the queue was shut down (by any process).
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.ring().is_closed()
+    }
+
+    /// Whether the queue counts tasks (a `JoinableQueue`).
+    pub(crate) fn is_joinable(&self) -> bool {
+        self.ring().is_joinable()
+    }
+
+    /// Marks one task done; `false` (and no change) if none is unfinished.
+    pub(crate) fn task_done(&self) -> bool {
+        self.ring().task_done()
+    }
+
+    /// Tasks put and not yet done.
+    pub(crate) fn unfinished(&self) -> u64 {
+        self.ring().unfinished()
+    }
+
+    /// Waits until every task is done or `deadline` (forever if `None`);
+    /// returns whether all are done.
+    pub(crate) fn join(&self, deadline: Option<Deadline>) -> bool {
+        match deadline {
+            Some(_) => self.ring().join_wait(self.policy, deadline),
+            None => {
+                while !self.ring().join_wait(self.policy, None) {}
+                true
+            }
+        }
     }
 
     /// Fuzzing and tests: overwrites the queue's shared state with `data`, as
@@ -735,7 +920,7 @@ impl<K: QueueKind> QueueCore<K> {
         let s = &self.ring().stats.0;
         QueueStats {
             capacity: self.capacity() as u64,
-            len: self.ring().len(self.capacity() as u64),
+            len: self.ring().len(&self.slots),
             abandoned: s.abandoned.load(Ordering::Relaxed),
             dead_writers: s.dead_writers.load(Ordering::Relaxed),
             dead_readers: s.dead_readers.load(Ordering::Relaxed),
@@ -749,7 +934,7 @@ macro_rules! queue_common_methods {
     ($what:literal) => {
         #[doc = concat!("Number of ", $what, " in the queue now (approximate while operations are in flight).")]
         pub fn len(&self) -> usize {
-            self.core.ring().len(self.core.capacity() as u64) as usize
+            self.core.len()
         }
 
         #[doc = concat!("Whether the queue holds no ", $what, " now.")]
@@ -773,12 +958,12 @@ macro_rules! queue_common_methods {
         /// left, then fail with [`GetError::Closed`](crate::GetError::Closed).
         /// Wakes every waiter. Permanent.
         pub fn shutdown(&self) {
-            self.core.ring().close();
+            self.core.shutdown();
         }
 
         /// Whether the queue was shut down (by any process).
         pub fn is_shutdown(&self) -> bool {
-            self.core.ring().is_closed()
+            self.core.is_shutdown()
         }
 
         /// This handle with another [`WaitPolicy`](crate::WaitPolicy) for its

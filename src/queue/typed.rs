@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::identity::SharedType;
 
 use super::ends::Role;
-use super::ring::{BATCH, GetFail, PutFail, WaitFail};
 use super::shared::{QueueCore, QueueKind};
 use super::{GetError, PutError, Receiver, Sender};
 use crate::identity::{ElementId, Elements};
@@ -88,25 +87,21 @@ impl<T: SharedType> fmt::Debug for Queue<T> {
     }
 }
 
-pub(crate) fn put_error<T>(e: WaitFail, item: T) -> PutError<T> {
-    match e {
-        WaitFail::Timeout => PutError::Timeout(item),
-        WaitFail::Closed => PutError::Closed(item),
-        WaitFail::Disconnected => PutError::Disconnected(item),
-    }
-}
-
-pub(crate) fn get_error(e: WaitFail) -> GetError {
-    match e {
-        WaitFail::Timeout => GetError::Timeout,
-        WaitFail::Closed => GetError::Closed,
-        WaitFail::Disconnected => GetError::Disconnected,
-    }
-}
-
 impl<T: SharedType> Queue<T> {
-    /// A queue of `capacity` slots (a power of two, at least 2) in an anonymous
+    /// A queue of `capacity` slots (any number from 1 to 2^28) in an anonymous
     /// shared mapping, inherited by forked children.
+    ///
+    /// ```
+    /// use multiproc::{PutError, Queue};
+    ///
+    /// let q: Queue<u32> = Queue::anonymous(3)?; // Python's Queue(3)
+    /// assert_eq!(q.put_many(&[1, 2, 3, 4]), 3);
+    /// assert_eq!(q.try_put(4), Err(PutError::Full(4)));
+    /// assert_eq!(q.get(), Ok(1));
+    /// q.try_put(4).unwrap();
+    /// assert_eq!((q.len(), q.capacity()), (3, 3));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn anonymous(capacity: usize) -> Result<Queue<T>, Error> {
         Queue::new(None, capacity, RegionOptions::default())
     }
@@ -255,7 +250,7 @@ impl<T: SharedType> Queue<T> {
         if core.slot_size() != size_of::<T>() {
             return Err(Error::Corrupted("queue slot size does not match its type"));
         }
-        if core.ring().is_joinable() != joinable {
+        if core.is_joinable() != joinable {
             let (expected, found) = if joinable {
                 ("JoinableQueue", "Queue")
             } else {
@@ -347,8 +342,8 @@ impl<T: SharedType> Queue<T> {
 
     fn put_until(&self, item: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
         self.core
-            .put_bytes(deadline, |buf| write_item(&item, buf))
-            .map_err(|e| put_error(e, item))
+            .put(deadline, |buf| write_item(&item, buf))
+            .map_err(|e| e.replace(item))
     }
 
     /// Puts `item`, blocking while the queue is full. Fails, handing the item
@@ -368,118 +363,50 @@ impl<T: SharedType> Queue<T> {
     /// [`PutError::Disconnected`] instead of `Full` when no live process holds
     /// a receiver.
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        if self.core.send_closed() {
-            return Err(PutError::Closed(item));
-        }
-        let owner = self.core.owner();
-        match self
-            .core
-            .ring()
-            .try_put(self.core.slots(), owner, |buf| write_item(&item, buf))
-        {
-            Ok(()) => Ok(()),
-            Err(PutFail::Full(_)) if self.core.no_receivers() => Err(PutError::Disconnected(item)),
-            Err(PutFail::Full(_)) => Err(PutError::Full(item)),
-            Err(PutFail::Closed) => Err(PutError::Closed(item)),
-        }
+        self.core
+            .try_put(|buf| write_item(&item, buf))
+            .map_err(|e| e.replace(item))
     }
 
     /// Takes the oldest item, blocking while the queue is empty. Once the
     /// queue is drained: [`GetError::Closed`] after a [`Queue::shutdown`],
     /// [`GetError::Disconnected`] when no live process holds a sender.
     pub fn get(&self) -> Result<T, GetError> {
-        self.core.get_bytes(None, read_item::<T>).map_err(get_error)
+        self.core.get(None, read_item::<T>)
     }
 
     /// Takes the oldest item, waiting at most `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.core
-            .get_bytes(Some(Deadline::after(timeout)), read_item::<T>)
-            .map_err(get_error)
+            .get(Some(Deadline::after(timeout)), read_item::<T>)
     }
 
     /// Takes the oldest item if there is one now ([`GetError::Empty`] otherwise,
     /// [`GetError::Closed`] if shut down and drained, [`GetError::Disconnected`]
     /// if no live process holds a sender and the queue is drained).
     pub fn try_get(&self) -> Result<T, GetError> {
-        if self.core.recv_closed() {
-            return Err(GetError::Closed);
-        }
-        let owner = self.core.owner();
-        let ring = self.core.ring();
-        match ring.try_get_or_closed(self.core.slots(), owner, read_item::<T>) {
-            Ok(Ok(t)) => Ok(t),
-            Ok(Err(())) => Err(GetError::Closed),
-            Err(GetFail::Empty(None)) if self.core.no_senders() => {
-                // SYNC(ends): look once more after reading the counts.
-                match ring.try_get(self.core.slots(), owner, read_item::<T>) {
-                    Ok(t) => Ok(t),
-                    Err(GetFail::Empty(None)) => Err(GetError::Disconnected),
-                    Err(GetFail::Empty(Some(_))) => Err(GetError::Empty),
-                }
-            }
-            Err(GetFail::Empty(_)) => Err(GetError::Empty),
-        }
+        self.core.try_get(read_item::<T>)
     }
 
     /// Puts as many items from the front of `items` as fit now, without
     /// blocking, and returns how many. Each batch of up to 64 items costs one
     /// eventcount update instead of one per item. 0 when full or closed.
     pub fn put_many(&self, items: &[T]) -> usize {
-        if self.core.send_closed() {
-            return 0;
-        }
-        let owner = self.core.owner();
-        let mut done = 0;
-        while done < items.len() {
-            let rest = &items[done..];
-            let n = rest.len().min(BATCH);
-            let r = self
-                .core
-                .ring()
-                .try_put_many(self.core.slots(), owner, n, |j, buf| {
-                    if let Some(item) = rest.get(j) {
-                        write_item(item, buf);
-                    }
-                });
-            match r {
-                Ok(k) => {
-                    done += k;
-                    if k < n {
-                        break;
-                    }
-                }
-                Err(_) => break,
+        self.core.put_many(items.len(), |j, buf| {
+            if let Some(item) = items.get(j) {
+                write_item(item, buf);
             }
-        }
-        done
+        })
     }
 
     /// Takes as many items as are available now, up to `out.len()`, into the
     /// front of `out`, and returns how many. Never blocks.
     pub fn get_many(&self, out: &mut [T]) -> usize {
-        if self.core.recv_closed() {
-            return 0;
-        }
-        let owner = self.core.owner();
-        let mut done = 0;
-        while done < out.len() {
-            let rest = &mut out[done..];
-            let n = rest.len().min(BATCH);
-            let k = self
-                .core
-                .ring()
-                .try_get_many(self.core.slots(), owner, n, |j, buf| {
-                    if let Some(slot) = rest.get_mut(j) {
-                        *slot = read_item(buf);
-                    }
-                });
-            done += k;
-            if k < n {
-                break;
+        self.core.get_many(out.len(), |j, buf| {
+            if let Some(slot) = out.get_mut(j) {
+                *slot = read_item(buf);
             }
-        }
-        done
+        })
     }
 
     super::shared::queue_common_methods!("items");
