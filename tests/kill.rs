@@ -67,7 +67,7 @@ fn lock_owner_killed_without_repair_is_not_recoverable() {
 #[test]
 fn lock_owner_killed_while_others_block_hands_over() {
     // The survivor is already blocked in lock() when the holder dies: the
-    // kernel wakes it with owner-died instead of leaving it asleep.
+    // holder's beacon wakes it with owner-died instead of leaving it asleep.
     let lock = Lock::anonymous().unwrap();
     let held = Event::anonymous().unwrap();
     let never = Event::anonymous().unwrap();
@@ -79,13 +79,26 @@ fn lock_owner_killed_while_others_block_hands_over() {
         0
     });
     assert!(held.wait_timeout(common::WATCHDOG));
-    let waiter = spawn(|| match lock.lock() {
-        Err(LockError::OwnerDied(mut g)) => {
-            g.mark_consistent();
-            0
+    let joined = Event::anonymous().unwrap();
+    let waiter = spawn(|| {
+        // The first lock call joins the region and starts this process's
+        // beacon thread, sleeping on a futex for its hand-shake, which
+        // `wait_until_asleep` would take for the blocked `lock` (the holder
+        // could then die before this process even tried). Join with a
+        // `try_lock` and say so; after that the only sleep left is the lock's.
+        if !matches!(lock.try_lock(), Err(LockError::WouldBlock)) {
+            return 2;
         }
-        _ => 1,
+        joined.set();
+        match lock.lock() {
+            Err(LockError::OwnerDied(mut g)) => {
+                g.mark_consistent();
+                0
+            }
+            _ => 1,
+        }
     });
+    assert!(joined.wait_timeout(common::WATCHDOG), "waiter never joined");
     common::wait_until_asleep(waiter.pid());
     common::kill(holder);
     assert_eq!(join(waiter), ExitStatus::Code(0));
