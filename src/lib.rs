@@ -343,7 +343,7 @@ pub mod __private {
     /// what a lock word a peer scribbled over costs an untimed acquire (the
     /// manager's directory, the dict's writer lock, `Value`/`Array` writes).
     pub fn lock_slice() -> std::time::Duration {
-        crate::sync::robust::SLICE
+        crate::park::MAX_SLICE
     }
 
     /// The regions behind a pipe end (its two rings).

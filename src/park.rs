@@ -77,7 +77,7 @@
 use std::time::Duration;
 
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::{Deadline, WaitResult, futex};
+use crate::loom::{Deadline, KernelWord, WaitResult, futex};
 use crate::spin;
 
 /// The first sleep slice of a wait.
@@ -90,13 +90,15 @@ const BUSY_PROBE: Duration = Duration::from_millis(10);
 
 /// How a blocked call waits: spin first, park at once, or never park.
 ///
-/// Set per handle (`with_wait_policy` on [`crate::Semaphore`], [`crate::Event`],
-/// [`crate::Condition`], [`crate::Barrier`]); every clone made afterwards
-/// inherits it. Guidance:
+/// Set per handle (`with_wait_policy` on [`crate::Lock`], [`crate::RLock`],
+/// [`crate::Semaphore`], [`crate::Event`], [`crate::Condition`],
+/// [`crate::Barrier`], and every queue, pipe end, sender and receiver); every
+/// clone made afterwards inherits it. The shared dict's, the manager's and
+/// `Value`'s internal locks wait with the default. Guidance:
 ///
 /// | policy | use when | cost |
 /// |---|---|---|
-/// | [`WaitPolicy::SpinThenPark`] (default) | almost always: it spins only while spinning pays | at most 20 µs of `pause`s per wait, shrinking to none (a 1 µs probe every 8th wait) when recent spins failed |
+/// | [`WaitPolicy::SpinThenPark`] (default) | almost always: it spins only while spinning pays | at most 20 µs of `pause`s per wait, shrinking to none (a 5 µs probe every 8th wait) when recent spins failed |
 /// | [`WaitPolicy::Park`] | waits that are known to be long, or a thread whose spins would keep failing anyway | a futex sleep and wake-up on every wait that does not succeed at once (~10-25 µs round trip on the machine below) |
 /// | [`WaitPolicy::BusyPoll`] | a pinned, isolated core per waiter; lowest latency at any price | burns its CPU for the whole wait; on an oversubscribed machine a waiter that is preempted waits a whole scheduler slice (milliseconds) |
 ///
@@ -304,6 +306,19 @@ impl Waiter<'_> {
     pub(crate) fn sleep<E>(
         &mut self,
         seen: u32,
+        probe: impl FnMut() -> Result<(), E>,
+    ) -> Result<(), Unparked<E>> {
+        self.sleep_beside(seen, None, probe)
+    }
+
+    /// [`Waiter::sleep`], also ending the sleep when `beacon` (a second futex
+    /// word and the value it held) changes: a lock waiter sleeps on the lock
+    /// word and on its owner's death beacon at once (`futex_waitv`). Bit mode
+    /// only; a counted park ignores the beacon.
+    pub(crate) fn sleep_beside<E>(
+        &mut self,
+        seen: u32,
+        beacon: Option<(&KernelWord, u32)>,
         mut probe: impl FnMut() -> Result<(), E>,
     ) -> Result<(), Unparked<E>> {
         if !self.spun {
@@ -325,7 +340,7 @@ impl Waiter<'_> {
         }
         let r = match self.park.sleepers {
             Sleepers::Bit(_) => match self.park.arm(seen) {
-                Some(expect) => futex::wait(self.park.word, expect, Some(self.until())),
+                Some(expect) => futex::wait2(self.park.word, expect, beacon, Some(self.until())),
                 None => return Ok(()),
             },
             Sleepers::Count(count) => {

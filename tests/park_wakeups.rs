@@ -189,3 +189,100 @@ fn notify_one_wakes_at_most_one_sleeper() {
     }
     assert!(woken <= N as u64);
 }
+
+#[test]
+fn a_lock_waiter_sleeps_in_slices_and_one_unlock_wakes_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // A timed wait on a held lock sleeps in the wait layer's slices: at
+    // least the last one ends by its timeout, and no more end than an idle
+    // waiter's bound allows.
+    let lock = Arc::new(multiproc::Lock::anonymous().unwrap());
+    let _held = lock.lock().unwrap();
+    let before = park_slices_expired();
+    let start = Instant::now();
+    let waiter = {
+        let lock = lock.clone();
+        std::thread::spawn(move || lock.lock_timeout(Duration::from_millis(600)).is_err())
+    };
+    assert!(
+        waiter.join().unwrap(),
+        "the lock is held: the wait times out"
+    );
+    let elapsed = start.elapsed();
+    let slices = park_slices_expired() - before;
+    assert!(
+        (1..=max_slices(elapsed)).contains(&slices),
+        "{slices} slice wake-ups in {elapsed:?}"
+    );
+
+    // N sleepers on the held lock; each unlock wakes exactly one of them
+    // (the sleeper bit is set, so a wake-up is owed, and only one).
+    const N: usize = 4;
+    let lock = Arc::new(
+        multiproc::Lock::anonymous()
+            .unwrap()
+            .with_wait_policy(WaitPolicy::Park),
+    );
+    let mut guard = Some(lock.lock().unwrap());
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut gates = Vec::new();
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let (lock, tid_tx, got_tx) = (lock.clone(), tid_tx.clone(), got_tx.clone());
+            let done_tx = done_tx.clone();
+            let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+            gates.push(gate_tx);
+            std::thread::spawn(move || {
+                tid_tx.send(tid()).unwrap();
+                let g = lock.lock_timeout(WATCHDOG).unwrap();
+                got_tx.send(i).unwrap();
+                gate_rx.recv_timeout(WATCHDOG).unwrap();
+                drop(g);
+                // The wake-up count is taken after the unlock returned.
+                done_tx.send(()).unwrap();
+                // Stay alive until every release was measured.
+                gate_rx.recv_timeout(WATCHDOG).unwrap();
+            })
+        })
+        .collect();
+    for _ in 0..N {
+        wait_until_asleep(tid_rx.recv().unwrap());
+    }
+    let mut holders: Vec<usize> = Vec::new();
+    for i in 0..N {
+        let before = park_woken();
+        match (guard.take(), holders.last()) {
+            (Some(g), _) => drop(g),
+            // Let the current holder go: its unlock is the one measured.
+            (None, Some(&h)) => {
+                gates[h].send(()).unwrap();
+                done_rx.recv_timeout(WATCHDOG).unwrap();
+            }
+            (None, None) => unreachable!("main's guard is the first release"),
+        }
+        let holder = got_rx.recv_timeout(WATCHDOG).unwrap();
+        let woken = park_woken() - before;
+        // Each unlock found sleepers (all but the holders are asleep or on
+        // their way): it woke one, never more.
+        assert!(woken <= 1, "unlock {i} woke {woken} sleepers");
+        if i == 0 {
+            assert_eq!(woken, 1, "the first unlock found all asleep: it woke one");
+        }
+        holders.push(holder);
+    }
+    gates[holders[N - 1]].send(()).unwrap();
+    for gate in &gates {
+        gate.send(()).unwrap();
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    holders.sort_unstable();
+    assert_eq!(
+        holders,
+        (0..N).collect::<Vec<_>>(),
+        "every sleeper got the lock once"
+    );
+}

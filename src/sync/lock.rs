@@ -16,6 +16,7 @@
 use super::robust::{Acquired, MutexError, Owners, RobustCore};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::loom::{Deadline, thread_token};
+use crate::park::WaitPolicy;
 
 /// Why an acquire did not give a plain guard. `G` is the guard type: the
 /// `OwnerDied` variant carries it, because the lock *was* acquired.
@@ -171,7 +172,18 @@ impl RawLock {
         how: How,
         owners: &(impl Owners + ?Sized),
     ) -> Result<Acquired, MutexError> {
-        let r = self.core.acquire(how, owners)?;
+        self.acquire_with(how, WaitPolicy::default(), owners)
+    }
+
+    /// [`RawLock::acquire`], waiting by `policy` when contended.
+    #[inline]
+    pub fn acquire_with(
+        &self,
+        how: How,
+        policy: WaitPolicy,
+        owners: &(impl Owners + ?Sized),
+    ) -> Result<Acquired, MutexError> {
+        let r = self.core.acquire_with(how, policy, owners)?;
         self.owner.store(thread_token(), Ordering::Relaxed);
         Ok(r)
     }
@@ -268,6 +280,7 @@ pub(crate) mod handle {
     use super::{How, LockError, RawLock, lock_error};
     use crate::Error;
     use crate::loom::Deadline;
+    use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
     use crate::sync::robust::Acquired;
 
@@ -303,12 +316,14 @@ pub(crate) mod handle {
     #[derive(Clone)]
     pub struct Lock {
         obj: Object<RawLock>,
+        policy: WaitPolicy,
     }
 
     impl fmt::Debug for Lock {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("Lock")
                 .field("region", self.obj.region())
+                .field("policy", &self.policy)
                 .finish()
         }
     }
@@ -389,14 +404,38 @@ pub(crate) mod handle {
     impl Lock {
         /// Wraps an object placed by the manager.
         pub(crate) fn from_object(obj: Object<RawLock>) -> Lock {
-            Lock { obj }
+            Lock {
+                obj,
+                policy: WaitPolicy::default(),
+            }
+        }
+
+        /// Sets how a contended acquire through this handle waits (see
+        /// [`WaitPolicy`]); clones made afterwards inherit it.
+        ///
+        /// ```
+        /// use multiproc::{Lock, WaitPolicy};
+        /// let lock = Lock::anonymous()?.with_wait_policy(WaitPolicy::Park);
+        /// assert_eq!(lock.wait_policy(), WaitPolicy::Park);
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Lock {
+            self.policy = policy;
+            self
+        }
+
+        /// The [`WaitPolicy`] of this handle's contended acquires.
+        pub fn wait_policy(&self) -> WaitPolicy {
+            self.policy
         }
 
         /// A new lock in an anonymous shared mapping, inherited by forked children.
         pub fn anonymous() -> Result<Lock, Error> {
-            Ok(Lock {
-                obj: Region::create_object(None, RegionOptions::default(), &())?,
-            })
+            Ok(Lock::from_object(Region::create_object(
+                None,
+                RegionOptions::default(),
+                &(),
+            )?))
         }
 
         /// Creates a lock under `name` (for example `"/app-lock"`), failing with
@@ -407,25 +446,23 @@ pub(crate) mod handle {
 
         /// [`Lock::create`] with explicit region options (mode, participants).
         pub fn create_with(name: &str, opts: RegionOptions) -> Result<Lock, Error> {
-            Ok(Lock {
-                obj: Region::create_object(Some(name), opts, &())?,
-            })
+            Ok(Lock::from_object(Region::create_object(
+                Some(name),
+                opts,
+                &(),
+            )?))
         }
 
         /// Opens the lock `name` created by any process.
         pub fn open(name: &str) -> Result<Lock, Error> {
-            Ok(Lock {
-                obj: Region::open_object(name)?,
-            })
+            Ok(Lock::from_object(Region::open_object(name)?))
         }
 
         /// `open` with the trust options of `opts`
         /// ([`RegionOptions::allow_foreign_owner`],
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<Lock, Error> {
-            Ok(Lock {
-                obj: Region::open_object_with(name, opts)?,
-            })
+            Ok(Lock::from_object(Region::open_object_with(name, opts)?))
         }
 
         /// Opens the lock `name`, creating it if the name does not exist;
@@ -437,22 +474,30 @@ pub(crate) mod handle {
 
         /// [`Lock::open_or_create`] with region options (creation and trust).
         pub fn open_or_create_with(name: &str, opts: RegionOptions) -> Result<Lock, Error> {
-            Ok(Lock {
-                obj: Region::open_or_create_object(name, opts, &())?,
-            })
+            Ok(Lock::from_object(Region::open_or_create_object(
+                name,
+                opts,
+                &(),
+            )?))
         }
 
         /// Blocks until the lock is acquired.
         #[inline]
         pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
             let raw = self.obj.get();
-            guard_result(raw, raw.acquire(How::Block, self.obj.region()))
+            guard_result(
+                raw,
+                raw.acquire_with(How::Block, self.policy, self.obj.region()),
+            )
         }
 
         /// Acquires the lock if it is free; [`LockError::WouldBlock`] otherwise.
         pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
             let raw = self.obj.get();
-            guard_result(raw, raw.acquire(How::Try, self.obj.region()))
+            guard_result(
+                raw,
+                raw.acquire_with(How::Try, self.policy, self.obj.region()),
+            )
         }
 
         /// Blocks until the lock is acquired or `timeout` passes
@@ -463,7 +508,7 @@ pub(crate) mod handle {
         ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
             let raw = self.obj.get();
             let how = How::Until(Deadline::after(timeout));
-            guard_result(raw, raw.acquire(how, self.obj.region()))
+            guard_result(raw, raw.acquire_with(how, self.policy, self.obj.region()))
         }
 
         /// The region holding the lock.

@@ -17,6 +17,7 @@ use super::lock::{How, ReleaseError};
 use super::robust::{Acquired, MutexError, Owners, RobustCore};
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::loom::thread_token;
+use crate::park::WaitPolicy;
 
 /// The re-entrant lock's shared state.
 #[repr(C)]
@@ -55,9 +56,23 @@ impl RawRLock {
     }
 
     /// Acquires, or re-enters if the calling thread holds the lock already.
+    #[cfg_attr(
+        not(loom),
+        expect(dead_code, reason = "the handles pass a policy; loom models use this")
+    )]
     pub fn acquire(
         &self,
         how: How,
+        owners: &(impl Owners + ?Sized),
+    ) -> Result<Acquired, MutexError> {
+        self.acquire_with(how, WaitPolicy::default(), owners)
+    }
+
+    /// [`RawRLock::acquire`], waiting by `policy` when contended.
+    pub fn acquire_with(
+        &self,
+        how: How,
+        policy: WaitPolicy,
         owners: &(impl Owners + ?Sized),
     ) -> Result<Acquired, MutexError> {
         let me = thread_token();
@@ -69,7 +84,7 @@ impl RawRLock {
             self.count.store(next, Ordering::Relaxed);
             return Ok(Acquired::Clean);
         }
-        let r = self.core.acquire(how, owners)?;
+        let r = self.core.acquire_with(how, policy, owners)?;
         // After an owner death `owner`/`count` hold the dead thread's values:
         // overwrite both.
         self.owner.store(me, Ordering::Relaxed);
@@ -136,6 +151,7 @@ mod handle {
     use super::{How, RawRLock, ReleaseError};
     use crate::Error;
     use crate::loom::Deadline;
+    use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
     use crate::sync::lock::{LockError, lock_error};
     use crate::sync::robust::{Acquired, MutexError};
@@ -174,12 +190,14 @@ mod handle {
     #[derive(Clone)]
     pub struct RLock {
         obj: Object<RawRLock>,
+        policy: WaitPolicy,
     }
 
     impl fmt::Debug for RLock {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("RLock")
                 .field("region", self.obj.region())
+                .field("policy", &self.policy)
                 .finish()
         }
     }
@@ -247,14 +265,38 @@ mod handle {
     impl RLock {
         /// Wraps an object placed by the manager.
         pub(crate) fn from_object(obj: Object<RawRLock>) -> RLock {
-            RLock { obj }
+            RLock {
+                obj,
+                policy: WaitPolicy::default(),
+            }
+        }
+
+        /// Sets how a contended acquire through this handle waits (see
+        /// [`WaitPolicy`]); clones made afterwards inherit it.
+        ///
+        /// ```
+        /// use multiproc::{RLock, WaitPolicy};
+        /// let lock = RLock::anonymous()?.with_wait_policy(WaitPolicy::Park);
+        /// assert_eq!(lock.wait_policy(), WaitPolicy::Park);
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        pub fn with_wait_policy(mut self, policy: WaitPolicy) -> RLock {
+            self.policy = policy;
+            self
+        }
+
+        /// The [`WaitPolicy`] of this handle's contended acquires.
+        pub fn wait_policy(&self) -> WaitPolicy {
+            self.policy
         }
 
         /// A new re-entrant lock in an anonymous shared mapping.
         pub fn anonymous() -> Result<RLock, Error> {
-            Ok(RLock {
-                obj: Region::create_object(None, RegionOptions::default(), &())?,
-            })
+            Ok(RLock::from_object(Region::create_object(
+                None,
+                RegionOptions::default(),
+                &(),
+            )?))
         }
 
         /// Creates a re-entrant lock under `name`; fails if the name exists.
@@ -264,25 +306,23 @@ mod handle {
 
         /// [`RLock::create`] with explicit region options.
         pub fn create_with(name: &str, opts: RegionOptions) -> Result<RLock, Error> {
-            Ok(RLock {
-                obj: Region::create_object(Some(name), opts, &())?,
-            })
+            Ok(RLock::from_object(Region::create_object(
+                Some(name),
+                opts,
+                &(),
+            )?))
         }
 
         /// Opens the re-entrant lock `name`.
         pub fn open(name: &str) -> Result<RLock, Error> {
-            Ok(RLock {
-                obj: Region::open_object(name)?,
-            })
+            Ok(RLock::from_object(Region::open_object(name)?))
         }
 
         /// `open` with the trust options of `opts`
         /// ([`RegionOptions::allow_foreign_owner`],
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<RLock, Error> {
-            Ok(RLock {
-                obj: Region::open_object_with(name, opts)?,
-            })
+            Ok(RLock::from_object(Region::open_object_with(name, opts)?))
         }
 
         /// Opens the re-entrant lock `name`, creating it if the name does not
@@ -294,9 +334,11 @@ mod handle {
 
         /// [`RLock::open_or_create`] with region options (creation and trust).
         pub fn open_or_create_with(name: &str, opts: RegionOptions) -> Result<RLock, Error> {
-            Ok(RLock {
-                obj: Region::open_or_create_object(name, opts, &())?,
-            })
+            Ok(RLock::from_object(Region::open_or_create_object(
+                name,
+                opts,
+                &(),
+            )?))
         }
 
         /// Blocks until acquired (immediately if this thread holds it already).
@@ -311,7 +353,7 @@ mod handle {
 
         fn acquire_guard(&self, how: How) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
             let raw = self.obj.get();
-            guard(raw, raw.acquire(how, self.obj.region()))
+            guard(raw, raw.acquire_with(how, self.policy, self.obj.region()))
         }
 
         /// Blocks until acquired or `timeout` passes.
@@ -326,13 +368,21 @@ mod handle {
         /// After `Err(LockError::OwnerDied(()))` the lock is held: repair, then
         /// call [`RLock::mark_consistent`].
         pub fn acquire(&self) -> Result<(), LockError<()>> {
-            unit(self.obj.get().acquire(How::Block, self.obj.region()))
+            unit(
+                self.obj
+                    .get()
+                    .acquire_with(How::Block, self.policy, self.obj.region()),
+            )
         }
 
         /// Python-style acquire with a timeout.
         pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockError<()>> {
             let how = How::Until(Deadline::after(timeout));
-            unit(self.obj.get().acquire(how, self.obj.region()))
+            unit(
+                self.obj
+                    .get()
+                    .acquire_with(how, self.policy, self.obj.region()),
+            )
         }
 
         /// Releases one level acquired with [`RLock::acquire`]. Refused with

@@ -54,19 +54,21 @@
 //!
 //! ## No lost wake-up, no unbounded wait
 //!
-//! A waiter sets [`WAITERS`] by CAS before it sleeps and sleeps only while the word
-//! still holds exactly the value it saw (the futex compares atomically), so an
-//! unlock that clears the word after the CAS either makes the futex return at once
-//! or finds `WAITERS` and wakes it. A waiter that slept sets `WAITERS` again when it
-//! acquires (others may still sleep), like std's futex mutex. Even so every sleep
-//! is a slice of at most [`SLICE`], after which the waiter re-probes: a scribbled
-//! word, a dead waker, or a lost wake-up costs at most one slice.
-
-use std::time::Duration;
+//! The contended acquire is [`crate::park`]'s loop in bit mode, with
+//! [`WAITERS`] as the sleeper bit: a waiter sets it by CAS on the word it saw
+//! before it sleeps and sleeps only while the word still holds exactly that
+//! value (the futex compares atomically), so an unlock that clears the word
+//! after the CAS either makes the futex return at once or finds `WAITERS` and
+//! wakes it. A waiter that slept sets `WAITERS` again when it acquires (others
+//! may still sleep), like std's futex mutex: the releaser wakes one, and the
+//! bit is the baton. The wait layer also owns the spin before sleeping and the
+//! sleep slices (at most [`crate::park::MAX_SLICE`]); every slice ends with a re-probe of the
+//! owner, so a scribbled word, a dead waker, or a lost wake-up costs at most
+//! one slice.
 
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::loom::hint::spin_wait;
-use crate::loom::{Deadline, KernelWord, futex};
+use crate::loom::{KernelWord, futex};
+use crate::park::{Park, Unparked, WaitPolicy, no_probe};
 
 /// Someone may sleep on the word: the releaser must wake one.
 pub(crate) const WAITERS: u32 = 1 << 31;
@@ -75,11 +77,6 @@ pub(crate) const OWNER_MASK: u32 = !WAITERS;
 /// Final owner value: a holder that got `OwnerDied` released without repair.
 /// Never a valid token (participant indices are below 2^13 - 1).
 pub(crate) const NOT_RECOVERABLE: u32 = OWNER_MASK;
-
-/// How long a waiter sleeps before it re-probes the owner. Deaths of owners with
-/// a beacon wake waiters directly; the slice only bounds what nothing else can
-/// (a scribbled word, an owner without a beacon).
-pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
 /// What a successful acquire found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,11 +164,12 @@ impl RobustCore {
     }
 
     /// Acquires: at once (`Try`), as long as it takes (`Block`), or until a
-    /// deadline.
+    /// deadline; a contended acquire waits by the wait layer's `policy`.
     #[inline]
-    pub(crate) fn acquire(
+    pub(crate) fn acquire_with(
         &self,
         how: super::lock::How,
+        policy: WaitPolicy,
         owners: &(impl Owners + ?Sized),
     ) -> Result<Acquired, MutexError> {
         let me = owners.me().ok_or(MutexError::NoIdentity)?;
@@ -181,7 +179,7 @@ impl RobustCore {
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         {
             Ok(_) => Acquired::Clean,
-            Err(_) => self.acquire_slow(how, me, owners)?,
+            Err(_) => self.acquire_slow(how, policy, me, owners)?,
         };
         if acquired == Acquired::OwnerDied {
             self.state.store(INCONSISTENT, Ordering::Relaxed);
@@ -193,6 +191,7 @@ impl RobustCore {
     fn acquire_slow(
         &self,
         how: super::lock::How,
+        policy: WaitPolicy,
         me: u32,
         owners: &(impl Owners + ?Sized),
     ) -> Result<Acquired, MutexError> {
@@ -201,16 +200,18 @@ impl RobustCore {
             How::Until(d) => Some(d),
             How::Block | How::Try => None,
         };
-        let mut spun = matches!(how, How::Try);
-        let mut slept = false;
+        let mut w = Park::bit(&self.word, WAITERS).waiter(policy, deadline);
         loop {
-            let cur = self.word.load(Ordering::Relaxed);
+            // Relaxed would do for the lock itself (the acquiring CAS is
+            // Acquire); the wait layer's load is Acquire, which costs nothing
+            // extra on the platforms we run on.
+            let cur = w.load();
             let owner = cur & OWNER_MASK;
             if owner == NOT_RECOVERABLE {
                 return Err(MutexError::NotRecoverable);
             }
             // A waiter that slept keeps WAITERS set: others may sleep too.
-            let keep = if slept { WAITERS } else { cur & WAITERS };
+            let keep = if w.slept() { WAITERS } else { cur & WAITERS };
             if owner == 0 {
                 // SYNC(lock): as in `acquire`.
                 match self.word.compare_exchange(
@@ -242,32 +243,17 @@ impl RobustCore {
             if matches!(how, How::Try) {
                 return Err(MutexError::WouldBlock);
             }
-            if deadline.is_some_and(Deadline::passed) {
-                return Err(MutexError::TimedOut);
-            }
-            if !spun {
-                spun = true;
-                // The holder usually releases within a few hundred ns.
-                spin_wait(|| self.word.load(Ordering::Relaxed) & OWNER_MASK != owner);
-                continue;
-            }
-            let expected = cur | WAITERS;
-            // Relaxed: the bit carries no data; the futex compares atomically.
-            if cur & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(cur, expected, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            let until = match deadline {
-                Some(d) => d.min_after(SLICE),
-                None => Deadline::after(SLICE),
-            };
+            // The wait layer spins once (the holder usually releases within a
+            // few hundred ns), then arms WAITERS by CAS on the unchanged word
+            // and sleeps on it and on the owner's beacon, in slices; every
+            // iteration re-probes the owner, so the slice bounds what nothing
+            // wakes (a scribbled word, an owner without a beacon).
             let beacon = beacon.and_then(|(word, value)| futex::beacon_waiters(word, value));
-            futex::wait2(&self.word, expected, beacon, Some(until));
-            slept = true;
+            match w.sleep_beside(cur, beacon, no_probe) {
+                Ok(()) => {}
+                Err(Unparked::TimedOut) => return Err(MutexError::TimedOut),
+                Err(Unparked::Probe(never)) => match never {},
+            }
         }
     }
 
@@ -284,9 +270,12 @@ impl RobustCore {
         // SYNC(lock): Release pairs with the acquirers' Acquire CAS.
         let old = self.word.swap(new, Ordering::Release);
         if inconsistent {
-            futex::wake(&self.word, u32::MAX);
+            // Everyone must see NOT_RECOVERABLE, sleeper bit or not.
+            Park::bit(&self.word, WAITERS).wake(u32::MAX);
         } else if old & WAITERS != 0 {
-            futex::wake(&self.word, 1);
+            // The swap cleared WAITERS; the woken waiter sets it again when it
+            // acquires (the baton), so waking one hides nobody.
+            Park::bit(&self.word, WAITERS).wake(1);
         }
     }
 
