@@ -67,7 +67,7 @@ fn lock_owner_killed_without_repair_is_not_recoverable() {
 #[test]
 fn lock_owner_killed_while_others_block_hands_over() {
     // The survivor is already blocked in lock() when the holder dies: the
-    // kernel wakes it with owner-died instead of leaving it asleep.
+    // holder's beacon wakes it with owner-died instead of leaving it asleep.
     let lock = Lock::anonymous().unwrap();
     let held = Event::anonymous().unwrap();
     let never = Event::anonymous().unwrap();
@@ -79,13 +79,26 @@ fn lock_owner_killed_while_others_block_hands_over() {
         0
     });
     assert!(held.wait_timeout(common::WATCHDOG));
-    let waiter = spawn(|| match lock.lock() {
-        Err(LockError::OwnerDied(mut g)) => {
-            g.mark_consistent();
-            0
+    let joined = Event::anonymous().unwrap();
+    let waiter = spawn(|| {
+        // The first lock call joins the region and starts this process's
+        // beacon thread, sleeping on a futex for its hand-shake, which
+        // `wait_until_asleep` would take for the blocked `lock` (the holder
+        // could then die before this process even tried). Join with a
+        // `try_lock` and say so; after that the only sleep left is the lock's.
+        if !matches!(lock.try_lock(), Err(LockError::WouldBlock)) {
+            return 2;
         }
-        _ => 1,
+        joined.set();
+        match lock.lock() {
+            Err(LockError::OwnerDied(mut g)) => {
+                g.mark_consistent();
+                0
+            }
+            _ => 1,
+        }
     });
+    assert!(joined.wait_timeout(common::WATCHDOG), "waiter never joined");
     common::wait_until_asleep(waiter.pid());
     common::kill(holder);
     assert_eq!(join(waiter), ExitStatus::Code(0));
@@ -172,12 +185,33 @@ fn barrier_party_killed_while_others_wait_breaks_it() {
 }
 
 /// A process killed while asleep in `wait` must not strand the next waiter.
-fn killed_waiter_blocks_nobody(wait: impl Fn() -> bool, wake: impl FnOnce()) {
-    let victim = spawn(|| i32::from(!wait()));
-    common::wait_until_asleep(victim.pid());
+///
+/// `wait(entered)` is a child's whole job: it sets `entered` as its last step
+/// before it blocks. `wait_until_asleep` alone is not proof that a child reached
+/// its wait: a child's first use of a region starts its beacon thread and sleeps
+/// on a futex for the thread's hand-shake, and a child seen asleep there runs
+/// on (and may be killed anywhere) later. A sleep seen *after* `entered` is the
+/// wait's own. `settled` runs once each child has entered, before anything else
+/// happens (the condition uses it to prove its waiter released the lock).
+fn killed_waiter_blocks_nobody(
+    wait: impl Fn(&Event) -> bool,
+    settled: impl Fn(),
+    wake: impl FnOnce(),
+) {
+    let start = || {
+        let entered = Event::anonymous().unwrap();
+        let child = spawn(|| i32::from(!wait(&entered)));
+        assert!(
+            entered.wait_timeout(common::WATCHDOG),
+            "watchdog: child never reached its wait"
+        );
+        settled();
+        common::wait_until_asleep(child.pid());
+        child
+    };
+    let victim = start();
     common::kill(victim);
-    let survivor = spawn(|| i32::from(!wait()));
-    common::wait_until_asleep(survivor.pid());
+    let survivor = start();
     wake();
     assert_eq!(join(survivor), ExitStatus::Code(0));
 }
@@ -185,14 +219,25 @@ fn killed_waiter_blocks_nobody(wait: impl Fn() -> bool, wake: impl FnOnce()) {
 #[test]
 fn killed_event_waiter_blocks_nobody() {
     let ev = Event::anonymous().unwrap();
-    killed_waiter_blocks_nobody(|| ev.wait_timeout(common::WATCHDOG), || ev.set());
+    killed_waiter_blocks_nobody(
+        |entered| {
+            entered.set();
+            ev.wait_timeout(common::WATCHDOG)
+        },
+        || {},
+        || ev.set(),
+    );
 }
 
 #[test]
 fn killed_semaphore_waiter_blocks_nobody() {
     let sem = Semaphore::anonymous(0).unwrap();
     killed_waiter_blocks_nobody(
-        || sem.acquire_timeout(common::WATCHDOG),
+        |entered| {
+            entered.set();
+            sem.acquire_timeout(common::WATCHDOG)
+        },
+        || {},
         || sem.release().unwrap(),
     );
     assert_eq!(sem.value(), 0, "the survivor took the one permit");
@@ -200,31 +245,32 @@ fn killed_semaphore_waiter_blocks_nobody() {
 
 #[test]
 fn killed_condition_waiter_blocks_nobody() {
+    // Robust-lock contract: `OwnerDied` only when an owner really died holding
+    // the lock. A waiter killed inside `wait` had released it, so the survivor
+    // and the waker must both find it clean. Each waiter sets `entered` from the
+    // predicate, under the lock, just before it waits; `settled` then takes the
+    // lock, which it can only get once that waiter released it inside `wait`.
+    // From then on the waiter holds nothing: it re-takes the lock only when
+    // notified, and nobody notifies before `wake`.
     let cond = Condition::anonymous().unwrap();
     let flag = Event::anonymous().unwrap();
-    // `wait_until_asleep` sees a futex sleep, which may be one the victim makes
-    // before it reaches `wait` (its first use of the region starts the beacon);
-    // killed just after, it may die holding the condition's lock. That is a
-    // killed lock holder, not a killed waiter, and the robust lock reports it
-    // to the survivor: repair and go on. The waker (the parent) locks after the
-    // survivor waits, so it must always find the lock clean.
-    let lock = || match cond.lock() {
-        Ok(g) => Some(g),
-        Err(LockError::OwnerDied(mut g)) => {
-            g.mark_consistent();
-            Some(g)
-        }
-        Err(_) => None,
-    };
     killed_waiter_blocks_nobody(
-        || {
-            let Some(g) = lock() else { return false };
-            cond.wait_while_timeout(g, common::WATCHDOG, || !flag.is_set())
-                .is_ok_and(|(_, timed_out)| !timed_out)
+        |entered| {
+            let Ok(g) = cond.lock() else { return false };
+            cond.wait_while_timeout(g, common::WATCHDOG, || {
+                entered.set();
+                !flag.is_set()
+            })
+            .is_ok_and(|(_, timed_out)| !timed_out)
         },
+        || drop(cond.lock().expect("a live waiter in wait holds nothing")),
         || {
-            let g = cond.lock().unwrap();
+            let g = cond
+                .lock()
+                .expect("a waiter killed in wait did not hold the lock");
             flag.set();
+            // One notification, and the dead waiter is still counted in the
+            // same group: it must not absorb the survivor's wake-up.
             cond.notify(1).unwrap();
             drop(g);
         },

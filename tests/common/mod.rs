@@ -134,8 +134,15 @@ pub fn kill(mut child: Child) {
     assert_eq!(join(child), ExitStatus::Signal(libc::SIGKILL));
 }
 
-/// Blocks until the kernel reports `pid` asleep (state `S`) in a futex wait:
-/// proof the child reached its blocking call, without guessing with sleeps.
+/// Blocks until the kernel reports `pid` asleep (state `S`) in a futex wait,
+/// without guessing with sleeps.
+///
+/// Proof that the child reached its blocking call only if that call is its
+/// first futex sleep: a process's first lock (or other join of a region)
+/// starts its beacon thread and sleeps on a futex for the hand-shake, and a
+/// child seen asleep there runs on afterwards. Have the child signal "about
+/// to block" (after it joined, for a lock: after a `try_lock`) and wait for
+/// that signal before calling this.
 pub fn wait_until_asleep(pid: u32) {
     let start = Instant::now();
     loop {
