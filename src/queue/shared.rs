@@ -641,6 +641,7 @@ impl<K: QueueKind> QueueCore<K> {
     }
 
     /// Puts one message, written by `fill` into the slot, if a slot is free now.
+    #[inline]
     pub(crate) fn try_put(&self, fill: impl FnOnce(&mut [u8])) -> Result<(), PutError<()>> {
         if self.send_closed() {
             return Err(PutError::Closed(()));
@@ -683,6 +684,7 @@ impl<K: QueueKind> QueueCore<K> {
     /// Takes the oldest message, read by `drain` from its slot, if there is one
     /// now; tells a shut-down and drained queue (`Closed`) and a drained one
     /// with no live sender (`Disconnected`) from an empty one.
+    #[inline]
     pub(crate) fn try_get<R>(&self, mut drain: impl FnMut(&[u8]) -> R) -> Result<R, GetError> {
         if self.recv_closed() {
             return Err(GetError::Closed);

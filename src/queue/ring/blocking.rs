@@ -53,6 +53,7 @@ impl RingCore {
         clippy::too_many_arguments,
         reason = "internal; each is a separate concern"
     )]
+    #[inline]
     pub(crate) fn put_wait<S: Slots>(
         &self,
         slots: &S,
@@ -63,13 +64,34 @@ impl RingCore {
         owner_dead: impl Fn(u16) -> bool,
         gone: impl Fn() -> bool,
     ) -> Result<(), WaitFail> {
-        // Fast path first: `not_full` is written by every get, so reading it
-        // before each put would cost a cache-line transfer per item.
+        // Fast path first, inlined into the caller: `not_full` is written by
+        // every get, so reading it before each put would cost a cache-line
+        // transfer per item.
         match self.try_put(slots, owner, &fill) {
-            Ok(()) => return Ok(()),
-            Err(PutFail::Closed) => return Err(WaitFail::Closed),
-            Err(PutFail::Full(_)) => {}
+            Ok(()) => Ok(()),
+            Err(PutFail::Closed) => Err(WaitFail::Closed),
+            Err(PutFail::Full(_)) => {
+                self.put_wait_slow(slots, owner, policy, deadline, fill, owner_dead, gone)
+            }
         }
+    }
+
+    /// [`RingCore::put_wait`] once the ring was found full.
+    #[cold]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal; each is a separate concern"
+    )]
+    fn put_wait_slow<S: Slots>(
+        &self,
+        slots: &S,
+        owner: u16,
+        policy: WaitPolicy,
+        deadline: Option<Deadline>,
+        fill: impl Fn(&mut [u8]),
+        owner_dead: impl Fn(u16) -> bool,
+        gone: impl Fn() -> bool,
+    ) -> Result<(), WaitFail> {
         let mut w = Park::bit(&self.not_full.0, SLEEPERS).waiter(policy, deadline);
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).
@@ -111,6 +133,7 @@ impl RingCore {
         clippy::too_many_arguments,
         reason = "internal; each is a separate concern"
     )]
+    #[inline]
     pub(crate) fn get_wait<S: Slots, R>(
         &self,
         slots: &S,
@@ -121,10 +144,29 @@ impl RingCore {
         owner_dead: impl Fn(u16) -> bool,
         gone: impl Fn() -> bool,
     ) -> Result<R, WaitFail> {
-        // Fast path first, for the same reason as in `put_wait`.
-        if let Ok(r) = self.try_get(slots, owner, &mut drain) {
-            return Ok(r);
+        // Fast path first, inlined, for the same reason as in `put_wait`.
+        match self.try_get(slots, owner, &mut drain) {
+            Ok(r) => Ok(r),
+            Err(_) => self.get_wait_slow(slots, owner, policy, deadline, drain, owner_dead, gone),
         }
+    }
+
+    /// [`RingCore::get_wait`] once the ring was found empty.
+    #[cold]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal; each is a separate concern"
+    )]
+    fn get_wait_slow<S: Slots, R>(
+        &self,
+        slots: &S,
+        owner: u16,
+        policy: WaitPolicy,
+        deadline: Option<Deadline>,
+        mut drain: impl FnMut(&[u8]) -> R,
+        owner_dead: impl Fn(u16) -> bool,
+        gone: impl Fn() -> bool,
+    ) -> Result<R, WaitFail> {
         let mut w = Park::bit(&self.not_empty.0, SLEEPERS).waiter(policy, deadline);
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).

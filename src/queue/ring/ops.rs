@@ -60,6 +60,7 @@ impl RingCore {
     /// helping the hint along past slots other producers claimed. `Err` when the
     /// ring is full, with `Some(owner)` when a reader holds the tail slot (who
     /// may have died), or when the claim ran out of [`budget`].
+    #[inline]
     pub(crate) fn claim_tail<S: Slots>(&self, slots: &S, owner: u16) -> Result<Claim, Option<u16>> {
         for _ in 0..budget(slots) {
             let pos = hint(&self.tail.0);
@@ -104,6 +105,7 @@ impl RingCore {
     /// along. `Err` when the ring is empty, with `Some(owner)` when a writer
     /// holds the head slot (an item is on its way, unless that writer died),
     /// or when the claim ran out of [`budget`].
+    #[inline]
     pub(crate) fn claim_head<S: Slots>(&self, slots: &S, owner: u16) -> Result<Claim, Option<u16>> {
         for _ in 0..budget(slots) {
             let pos = hint(&self.head.0);
@@ -236,6 +238,7 @@ impl RingCore {
     }
 
     /// Tries to put one item, written by `fill` into the claimed slot.
+    #[inline]
     pub(crate) fn try_put<S: Slots>(
         &self,
         slots: &S,
@@ -270,6 +273,7 @@ impl RingCore {
     }
 
     /// Tries to take one item, read by `drain` from the claimed slot.
+    #[inline]
     pub(crate) fn try_get<S: Slots, R>(
         &self,
         slots: &S,
@@ -429,6 +433,7 @@ impl RingCore {
     /// `try_get`, telling a closed and drained queue (`Ok(Err(()))`) from a
     /// merely empty one (`Err(..)`). Reads `CLOSED` only after finding the ring
     /// empty, then looks once more, so the fast path touches no eventcount.
+    #[inline]
     pub(crate) fn try_get_or_closed<S: Slots, R>(
         &self,
         slots: &S,
