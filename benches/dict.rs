@@ -22,8 +22,8 @@
 //!   `std_mutex`, a second client process for `manager`. The reported time is the
 //!   measuring side's per-operation latency.
 //!
-//! Run with `cargo bench --bench dict -- --noplot`. Every child is forked once
-//! per benchmark function, not per sample.
+//! Run with `cargo bench -p multiproc-benches --bench dict -- --noplot`.
+//! Every child is forked once per benchmark function, not per sample.
 
 // A benchmark has no caller to hand errors to: failing setup should abort loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -15,8 +15,9 @@
 //! criterion prints tasks per second; the time per iteration divided by
 //! 1,000,000 is the per-task cost.
 //!
-//! Run with `cargo bench --bench pool -- --noplot`; `MULTIPROC_BENCH_PYTHON`
-//! picks the interpreter (default `python3`; an empty value skips Python).
+//! Run with `cargo bench -p multiproc-benches --bench pool -- --noplot`;
+//! `MULTIPROC_BENCH_PYTHON` picks the interpreter (default `python3`; an empty
+//! value skips Python).
 
 // A benchmark has no caller to hand errors to: failing setup should abort loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

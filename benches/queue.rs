@@ -24,8 +24,8 @@
 //! parent (`PR_SET_PDEATHSIG`), and a watchdog thread aborts the run if a
 //! benchmark function completes no iteration for 30 s (a hang).
 //!
-//! Run with `cargo bench --bench queue -- --noplot` (one group:
-//! `cargo bench --bench queue -- round_trip`).
+//! Run with `cargo bench -p multiproc-benches --bench queue -- --noplot` (one
+//! group: `cargo bench -p multiproc-benches --bench queue -- round_trip`).
 
 #![allow(
     clippy::unwrap_used,
@@ -854,7 +854,7 @@ mod throughput {
 
     impl<const S: usize> Tx for ArrTx<'_, S>
     where
-        [u8; S]: bytemuck::Pod,
+        [u8; S]: multiproc::Pod,
     {
         fn send(&mut self, msg: &[u8], ctl: &Ctl) {
             let item: [u8; S] = msg.try_into().expect("a message of the item's size");
@@ -868,7 +868,7 @@ mod throughput {
 
     impl<const S: usize> Rx for ArrRx<'_, S>
     where
-        [u8; S]: bytemuck::Pod,
+        [u8; S]: multiproc::Pod,
     {
         fn recv(&mut self, buf: &mut [u8; MAX]) -> Result<usize, i32> {
             let item = self.0.get().map_err(|_| RECV_FAILED)?;

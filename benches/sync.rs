@@ -6,7 +6,7 @@
 //! * [`cross_process`]: round-trip latency between this process and one forked
 //!   child, over two `multiproc::Event`s and over two pipes.
 //!
-//! Run with `cargo bench --bench sync -- --noplot`.
+//! Run with `cargo bench -p multiproc-benches --bench sync -- --noplot`.
 
 // A benchmark has no caller to hand errors to: failing setup should abort loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
