@@ -468,12 +468,16 @@ fn writer_killed_inside_update_is_recovered_by_the_next_writer() {
         );
         let new = val(key << KEY_SHIFT | (i + 2));
         if i % 2 == 0 {
-            // A second process is already asleep on the lock when the holder dies.
+            // A second process is already asleep on the lock when the holder
+            // dies. The insert is the waiter's first use of the dict: it joins
+            // the dict's region (starting its beacon, a futex sleep of its own)
+            // and then blocks on the lock, so the sleep that counts is the one
+            // seen after the join.
             let waiter = spawn(|| match d.insert(key, new) {
                 Ok(Some(v)) if v == old => 0,
                 _ => 1,
             });
-            common::wait_until_asleep(waiter.pid());
+            common::wait_until_blocked_in(d.region(), waiter.pid());
             common::kill(holder);
             assert_eq!(join(waiter), ExitStatus::Code(0), "round {i}");
         } else {

@@ -177,11 +177,29 @@ fn barrier_party_killed_while_others_wait_breaks_it() {
     });
     barrier.wait().unwrap();
     assert!(gate.wait_timeout(common::WATCHDOG));
+    // `other` is waiting in generation 2 once it arrived there (generation 1
+    // has tripped: this process and the victim passed it, and neither arrived
+    // again). Its sleep before that may be generation 1's wait or its join's
+    // beacon hand-shake, so the arrival comes first, then the sleep.
+    wait_for_arrivals(&barrier, 1);
     common::wait_until_asleep(other.pid());
     common::kill(victim);
     assert_eq!(barrier.wait(), Err(BarrierError::Broken));
     assert_eq!(join(other), ExitStatus::Code(0));
     assert!(barrier.is_broken());
+}
+
+/// Blocks until `n` parties have arrived in the barrier's current generation.
+fn wait_for_arrivals(barrier: &Barrier, n: u32) {
+    let start = std::time::Instant::now();
+    while barrier.n_waiting() != n {
+        assert!(
+            start.elapsed() < common::WATCHDOG,
+            "watchdog: {n} parties never arrived ({} did)",
+            barrier.n_waiting()
+        );
+        std::thread::yield_now();
+    }
 }
 
 /// A process killed while asleep in `wait` must not strand the next waiter.

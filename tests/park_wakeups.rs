@@ -8,9 +8,11 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    reason = "tests: a panic is the failure report"
+    clippy::disallowed_types,
+    reason = "tests: a panic is the failure report; std atomics for test control"
 )]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -224,6 +226,11 @@ fn a_lock_waiter_sleeps_in_slices_and_one_unlock_wakes_one() {
             .with_wait_policy(WaitPolicy::Park),
     );
     let mut guard = Some(lock.lock().unwrap());
+    // Each thread sends its TID, then says it is past the send: the send may
+    // itself sleep (on the channel's waker lock, while this thread receives),
+    // and that sleep must not pass for the lock's. After the flag, the only
+    // sleep left before the lock is taken is the lock's own.
+    let sent: Arc<[AtomicBool; N]> = Arc::new(std::array::from_fn(|_| AtomicBool::new(false)));
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (got_tx, got_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -231,11 +238,12 @@ fn a_lock_waiter_sleeps_in_slices_and_one_unlock_wakes_one() {
     let threads: Vec<_> = (0..N)
         .map(|i| {
             let (lock, tid_tx, got_tx) = (lock.clone(), tid_tx.clone(), got_tx.clone());
-            let done_tx = done_tx.clone();
+            let (done_tx, sent) = (done_tx.clone(), sent.clone());
             let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
             gates.push(gate_tx);
             std::thread::spawn(move || {
-                tid_tx.send(tid()).unwrap();
+                tid_tx.send((i, tid())).unwrap();
+                sent[i].store(true, Ordering::SeqCst);
                 let g = lock.lock_timeout(WATCHDOG).unwrap();
                 got_tx.send(i).unwrap();
                 gate_rx.recv_timeout(WATCHDOG).unwrap();
@@ -248,7 +256,13 @@ fn a_lock_waiter_sleeps_in_slices_and_one_unlock_wakes_one() {
         })
         .collect();
     for _ in 0..N {
-        wait_until_asleep(tid_rx.recv().unwrap());
+        let (i, tid) = tid_rx.recv().unwrap();
+        let start = Instant::now();
+        while !sent[i].load(Ordering::SeqCst) {
+            assert!(start.elapsed() < WATCHDOG, "thread {i} never sent");
+            std::thread::yield_now();
+        }
+        wait_until_asleep(tid);
     }
     let mut holders: Vec<usize> = Vec::new();
     for i in 0..N {

@@ -159,7 +159,10 @@ fn writer_blocked_behind_a_killed_holder_repairs_and_applies_its_update() {
     wait_until("holder inside with_lock", || {
         mem.atomic(0).load(Ordering::SeqCst) == 1
     });
-    // Already asleep on the lock when the holder dies: the kernel hands it over.
+    // Already asleep on the lock when the holder dies: the holder's beacon
+    // wakes it and it repairs. `with_lock` is the waiter's first use of the
+    // value: it joins the region (its beacon's hand-shake is a futex sleep too)
+    // before it blocks on the lock, so wait for the join, then the sleep.
     let waiter = spawn(|| {
         let r = v.with_lock(|x| {
             let seen = *x;
@@ -168,7 +171,7 @@ fn writer_blocked_behind_a_killed_holder_repairs_and_applies_its_update() {
         });
         i32::from(r != Ok(OLD))
     });
-    common::wait_until_asleep(waiter.pid());
+    common::wait_until_blocked_in(v.region(), waiter.pid());
     common::kill(holder);
     assert_eq!(join(waiter), ExitStatus::Code(0));
     assert_eq!(v.load(), Ok([1, 2, 3, 104]));

@@ -142,7 +142,8 @@ pub fn kill(mut child: Child) {
 /// starts its beacon thread and sleeps on a futex for the hand-shake, and a
 /// child seen asleep there runs on afterwards. Have the child signal "about
 /// to block" (after it joined, for a lock: after a `try_lock`) and wait for
-/// that signal before calling this.
+/// that signal before calling this, or use [`wait_until_blocked_in`] when the
+/// blocking call is the child's first use of its region.
 pub fn wait_until_asleep(pid: u32) {
     let start = Instant::now();
     loop {
@@ -161,4 +162,33 @@ pub fn wait_until_asleep(pid: u32) {
         );
         std::thread::yield_now();
     }
+}
+
+/// Blocks until `pid` is blocked in a call that is its first use of `region`
+/// (a write to a dict or value whose lock another process holds, say).
+///
+/// First waits until `pid` is a live participant of `region`: it joined, so the
+/// join and whatever it slept on (the beacon thread's hand-shake, on a
+/// process's first join) are behind it. Only then [`wait_until_asleep`]: a
+/// sleep seen after the join is the call's own. Without the first step a child
+/// still starting its beacon looks just as asleep (measured on
+/// `tests/dict_kill.rs`: 36 of 60 waiters had not joined yet when
+/// `wait_until_asleep` alone returned).
+///
+/// The child must not have used `region` before the call: a process that
+/// joined earlier is in the table already and proves nothing.
+pub fn wait_until_blocked_in(region: &multiproc::Region, pid: u32) {
+    let start = Instant::now();
+    while !region
+        .participants()
+        .iter()
+        .any(|p| p.pid == pid && p.alive)
+    {
+        assert!(
+            start.elapsed() < WATCHDOG,
+            "watchdog: child {pid} never joined the region"
+        );
+        std::thread::yield_now();
+    }
+    wait_until_asleep(pid);
 }
