@@ -46,11 +46,9 @@ fn process_lifecycle_exitcode_is_alive_pid_name() {
     let go = Event::anonymous().unwrap();
     // SAFETY: the child only waits on this crate's Event and returns.
     let mut c = unsafe {
-        Process::new(|| {
-            if go.wait_timeout(WATCHDOG) { 0 } else { 9 }
-        })
-        .name("ported-child")
-        .start_unchecked()
+        Process::new(|| if go.wait_timeout(WATCHDOG) { 0 } else { 9 })
+            .name("ported-child")
+            .start_unchecked()
     }
     .unwrap();
     assert_eq!(c.name(), "ported-child");
@@ -409,7 +407,9 @@ fn all_waiting(cond: &Condition, mem: &Scratch, n: u64) {
 fn condition_notify_one_at_a_time() {
     let cond = Condition::anonymous().unwrap();
     let mem = Scratch::new(4);
-    let children: Vec<_> = (0..2).map(|_| spawn(|| token_waiter(&cond, &mem))).collect();
+    let children: Vec<_> = (0..2)
+        .map(|_| spawn(|| token_waiter(&cond, &mem)))
+        .collect();
     all_waiting(&cond, &mem, 2);
     {
         let _g = cond.lock().unwrap();
@@ -439,7 +439,9 @@ fn condition_notify_all() {
     const N: u64 = 4;
     let cond = Condition::anonymous().unwrap();
     let mem = Scratch::new(4);
-    let children: Vec<_> = (0..N).map(|_| spawn(|| token_waiter(&cond, &mem))).collect();
+    let children: Vec<_> = (0..N)
+        .map(|_| spawn(|| token_waiter(&cond, &mem)))
+        .collect();
     all_waiting(&cond, &mem, N);
     {
         let _g = cond.lock().unwrap();
@@ -456,7 +458,9 @@ fn condition_notify_n() {
     const N: u64 = 5;
     let cond = Condition::anonymous().unwrap();
     let mem = Scratch::new(4);
-    let children: Vec<_> = (0..N).map(|_| spawn(|| token_waiter(&cond, &mem))).collect();
+    let children: Vec<_> = (0..N)
+        .map(|_| spawn(|| token_waiter(&cond, &mem)))
+        .collect();
     all_waiting(&cond, &mem, N);
     {
         let _g = cond.lock().unwrap();
@@ -639,10 +643,7 @@ fn barrier_indices_distinct_and_one_leader() {
         let want: HashSet<u64> = (1..=N as u64).collect();
         assert_eq!(got, want, "round {r}");
     }
-    assert_eq!(
-        mem.atomic(N * ROUNDS).load(Ordering::SeqCst),
-        ROUNDS as u64
-    );
+    assert_eq!(mem.atomic(N * ROUNDS).load(Ordering::SeqCst), ROUNDS as u64);
     assert_eq!(b.n_waiting(), 0);
     assert!(!b.is_broken());
 }

@@ -396,5 +396,9 @@ fn manager_objects_shared_with_child() {
     assert!(ev.wait_timeout(WATCHDOG));
     assert_eq!(join(c), ExitStatus::Code(0));
     assert_eq!(q.try_get(), Ok(42));
-    assert_eq!(n.load(), 6, "the second counter(\"n\", 0) opened, not reset");
+    assert_eq!(
+        n.load(),
+        6,
+        "the second counter(\"n\", 0) opened, not reset"
+    );
 }
