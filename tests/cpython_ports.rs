@@ -113,6 +113,19 @@ fn process_panic_exit_code_is_documented_101() {
     assert_eq!(c.exitcode(), Some(101));
 }
 
+// _TestProcess.test_exitcode / os._exit semantics: codes are taken mod 256; abort is -SIGABRT.
+#[test]
+fn process_exit_code_wraps_and_abort() {
+    let c = spawn(|| 256);
+    assert_eq!(join(c), ExitStatus::Code(0));
+    let c = spawn(|| -1);
+    assert_eq!(join(c), ExitStatus::Code(255));
+    let c = spawn(|| std::process::abort());
+    let s = join(c);
+    assert_eq!(s, ExitStatus::Signal(libc::SIGABRT));
+    assert_eq!(s.code(), -libc::SIGABRT);
+}
+
 // _TestProcess.test_terminate: exitcode is -SIGTERM.
 #[test]
 fn process_terminate_gives_minus_sigterm() {
@@ -212,6 +225,39 @@ fn lock_acquire_nonblocking() {
     assert_eq!(join(c), ExitStatus::Code(0));
     drop(g);
     assert!(lock.try_lock().is_ok());
+}
+
+// _TestLock.test_lock: a Lock is not recursive; a second acquire with a timeout by
+// the holder (or another thread) returns False instead of succeeding.
+#[test]
+fn lock_is_not_recursive() {
+    let lock = Lock::anonymous().unwrap();
+    let g = lock.lock().unwrap();
+    assert!(matches!(lock.lock_timeout(SHORT), Err(LockError::Timeout)));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock)));
+            assert!(matches!(lock.lock_timeout(SHORT), Err(LockError::Timeout)));
+        });
+    });
+    drop(g);
+    assert!(lock.try_lock().is_ok());
+}
+
+// _TestLock.test_rlock: the owner is a thread; another thread of the same process may not release.
+#[test]
+fn rlock_release_by_other_thread() {
+    let lock = RLock::anonymous().unwrap();
+    lock.acquire().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(lock.release(), Err(ReleaseError::NotOwner));
+            assert_eq!(lock.depth(), 0);
+            assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock)));
+        });
+    });
+    assert_eq!(lock.depth(), 1);
+    lock.release().unwrap();
 }
 
 // _TestLock.test_lock (acquire with timeout fails while another process holds it).
@@ -347,6 +393,19 @@ fn bounded_semaphore_over_release() {
     });
     assert_eq!(join(c), ExitStatus::Code(0));
     assert_eq!(sem.value(), 2);
+}
+
+// _TestSemaphore: values beyond SEM_VALUE_MAX (INT_MAX on Linux) are refused, as Python's are.
+#[test]
+fn semaphore_value_limits() {
+    assert!(Semaphore::anonymous(u32::MAX).is_err());
+    let max = Semaphore::anonymous(i32::MAX as u32).unwrap();
+    assert_eq!(max.value(), i32::MAX as u32);
+    assert!(max.release().is_err(), "release past SEM_VALUE_MAX");
+    assert_eq!(max.value(), i32::MAX as u32);
+    let zero = BoundedSemaphore::anonymous(0).unwrap();
+    assert!(!zero.try_acquire());
+    assert_eq!(zero.release(), Err(ReleaseError::AboveBound));
 }
 
 // _TestSemaphore.test_timeout: acquire with a timeout on an empty semaphore returns False.
@@ -537,6 +596,18 @@ fn condition_wait_for_timeout() {
     drop(g);
 }
 
+// _TestCondition: wait without holding the condition's lock is an error (Python RuntimeError).
+#[test]
+fn condition_wait_with_another_lock_is_refused() {
+    let cond = Condition::anonymous().unwrap();
+    let other = Condition::anonymous().unwrap();
+    let g = other.lock().unwrap();
+    assert!(matches!(
+        cond.wait_timeout(g, SHORT),
+        Err(LockError::WrongLock(_))
+    ));
+}
+
 // _TestCondition: notify without holding the lock is an error (Python RuntimeError).
 #[test]
 fn condition_notify_without_lock_is_refused() {
@@ -709,6 +780,8 @@ fn barrier_abort_breaks_waiters() {
     b.abort();
     join_all_ok(children);
     assert!(b.is_broken());
+    // Python: n_waiting is 0 while broken (it was 2 here before the fix).
+    assert_eq!(b.n_waiting(), 0);
     // Python: later waits raise BrokenBarrierError at once.
     assert_eq!(b.wait_timeout(WATCHDOG), Err(BarrierError::Broken));
     assert_eq!(b.wait(), Err(BarrierError::Broken));
@@ -747,6 +820,7 @@ fn barrier_timeout_breaks_everyone() {
     assert_eq!(b.wait_timeout(SHORT), Err(BarrierError::Timeout));
     assert_eq!(join(c), ExitStatus::Code(0));
     assert!(b.is_broken());
+    assert_eq!(b.n_waiting(), 0, "nobody waits at a broken barrier");
     assert_eq!(b.wait_timeout(SHORT), Err(BarrierError::Broken));
     b.reset();
     assert!(!b.is_broken());
@@ -808,6 +882,45 @@ fn value_increments_under_lock_from_processes() {
         .collect();
     join_all_ok(children);
     assert_eq!(v.load(), Ok(PROCS as u64 * ROUNDS));
+}
+
+// _TestValue.test_getobj_getlock: an exception inside `with lock:` releases the lock
+// (here the value is also left unchanged: documented on Value::with_lock).
+#[test]
+fn value_with_lock_panic_releases_the_lock() {
+    let v = Value::<u64>::anonymous(1).unwrap();
+    let arr = Array::<u64>::from_slice(&[1, 2]).unwrap();
+    // The panics happen in a child, so no hook runs in this test process
+    // while other tests fork.
+    let c = spawn(|| {
+        std::panic::set_hook(Box::new(|_| {}));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            v.with_lock(|x| {
+                *x = 99;
+                panic!("inside with_lock")
+            })
+        }));
+        if r.is_ok() {
+            return 1;
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            arr.with_lock(|a| {
+                a[0] = 99;
+                panic!("inside with_lock")
+            })
+        }));
+        if r.is_ok() {
+            return 2;
+        }
+        0
+    });
+    assert_eq!(join(c), ExitStatus::Code(0));
+    assert_eq!(v.load_timeout(WATCHDOG), Ok(1));
+    assert_eq!(v.with_lock(|x| *x += 1), Ok(()));
+    assert_eq!(v.load(), Ok(2));
+    assert_eq!(arr.to_vec().unwrap(), vec![1, 2]);
+    assert_eq!(arr.with_lock(|a| a[1] = 7), Ok(()));
+    assert_eq!(arr.get_timeout(1, WATCHDOG), Ok(7));
 }
 
 // _TestValue.test_rawvalue analogue: Counter is the lock-free integer cell.

@@ -253,6 +253,25 @@ fn joinable_queue_task_done_too_often() {
     assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
 }
 
+// _TestQueue.test_task_done: task_done may come before the matching get (it counts puts).
+#[test]
+fn joinable_queue_task_done_before_get() {
+    let q = JoinableQueue::<u8>::anonymous(2).unwrap();
+    q.put(1).unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.unfinished(), 0);
+    assert!(q.join_timeout(WATCHDOG));
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
+}
+
+// _TestQueue: Queue(maxsize=0) is unbounded in Python; here a capacity is required (documented).
+#[test]
+fn queue_capacity_zero_is_refused() {
+    assert!(Queue::<u8>::anonymous(0).is_err());
+    assert!(JoinableQueue::<u8>::anonymous(0).is_err());
+}
+
 // ------------------------------------------------------------ _TestConnection
 
 // _TestConnection.test_connection: send/recv both ways between processes, poll.

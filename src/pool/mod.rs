@@ -669,7 +669,10 @@ impl Pool {
         collect_vec(&self.inner, job, Some((job, &mut feed)))
     }
 
-    /// Python's `map_async`: [`Pool::map`] without waiting.
+    /// Python's `map_async`: [`Pool::map`] without waiting. Python's
+    /// `callback` and `error_callback` arguments have no counterpart here:
+    /// act on the handle's [`AsyncResult::get`], or use
+    /// [`Pool::apply_async_with`] per task.
     ///
     /// ```no_run
     /// fn square(x: u64) -> u64 { x * x }
