@@ -1009,3 +1009,33 @@ fn array_increments_under_lock_from_processes() {
     assert_eq!(arr.fetch_add(0, 5), Ok(PROCS as u64 * ROUNDS));
     assert_eq!(arr.get(0), Ok(PROCS as u64 * ROUNDS + 5));
 }
+
+// Huge timeouts (threading.TIMEOUT_MAX-like) on every primitive: no overflow panic.
+#[test]
+fn huge_timeouts_do_not_overflow() {
+    let big = Duration::MAX;
+    let ev = Event::anonymous().unwrap();
+    ev.set();
+    assert!(ev.wait_timeout(big));
+    let sem = Semaphore::anonymous(1).unwrap();
+    assert!(sem.acquire_timeout(big));
+    let lock = Lock::anonymous().unwrap();
+    assert!(lock.lock_timeout(big).is_ok());
+    let rlock = RLock::anonymous().unwrap();
+    rlock.acquire_timeout(big).unwrap();
+    rlock.release().unwrap();
+    let cond = Condition::anonymous().unwrap();
+    let g = cond.lock_timeout(big).unwrap();
+    let (g, timed_out) = cond.wait_while_timeout(g, big, || false).unwrap();
+    assert!(!timed_out);
+    drop(g);
+    let b = Barrier::anonymous(1).unwrap();
+    assert!(b.wait_timeout(big).is_ok());
+    let v = Value::<u32>::anonymous(4).unwrap();
+    assert_eq!(v.load_timeout(big), Ok(4));
+    let q = multiproc::Queue::<u8>::anonymous(1).unwrap();
+    q.put_timeout(1, big).unwrap();
+    assert_eq!(q.get_timeout(big), Ok(1));
+    let mut c = spawn(|| 0);
+    assert_eq!(c.join_timeout(big).unwrap(), Some(ExitStatus::Code(0)));
+}

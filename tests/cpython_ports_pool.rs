@@ -183,6 +183,21 @@ fn pool_async_and_timeout() {
     });
 }
 
+// _TestPool.test_async_timeout with a huge timeout (threading.TIMEOUT_MAX-like):
+// returns the result; it panicked on `Instant + Duration` overflow before the fix.
+#[test]
+fn pool_huge_timeouts() {
+    watchdog(|| {
+        let p = pool(1);
+        let r = p.apply_async(sqr, 3).unwrap();
+        assert_eq!(r.get_timeout(Duration::MAX), Ok(9));
+        assert!(r.wait_timeout(Duration::MAX));
+        let r = p.map_async(sqr, 0..3u64).unwrap();
+        assert!(r.wait_timeout(Duration::MAX));
+        assert_eq!(r.get_timeout(Duration::MAX), Ok(vec![0, 1, 4]));
+    });
+}
+
 // _TestPool.test_imap: ordered results, StopIteration at the end, big chunks.
 #[test]
 fn pool_imap() {
