@@ -126,6 +126,32 @@ fn process_exit_code_wraps_and_abort() {
     assert_eq!(s.code(), -libc::SIGABRT);
 }
 
+// _TestProcess (popen_fork.poll on ECHILD): a child reaped elsewhere (SIGCHLD ignored) is not
+// alive, and its lost status is documented as Signal(0) / exitcode Some(0).
+#[test]
+fn process_status_lost_when_reaped_elsewhere() {
+    let c = spawn(|| {
+        // SAFETY: changes this throwaway child's own SIGCHLD disposition only.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        let mut g = spawn(|| 3);
+        let start = Instant::now();
+        while g.is_alive() {
+            if start.elapsed() > WATCHDOG {
+                return 1;
+            }
+            std::thread::yield_now();
+        }
+        if g.exitcode() != Some(0) {
+            return 2;
+        }
+        match g.join() {
+            Ok(s) if s == ExitStatus::Signal(0) && !s.success() => 0,
+            _ => 3,
+        }
+    });
+    assert_eq!(join(c), ExitStatus::Code(0));
+}
+
 // _TestProcess.test_terminate: exitcode is -SIGTERM.
 #[test]
 fn process_terminate_gives_minus_sigterm() {
