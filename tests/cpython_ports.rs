@@ -852,6 +852,80 @@ fn barrier_timeout_breaks_everyone() {
     assert!(!b.is_broken());
 }
 
+// _TestBarrier.test_abort_and_reset: one party aborts, the others break; after a reset
+// (done between two waits of a second barrier) everyone passes again.
+#[test]
+fn barrier_abort_and_reset() {
+    const N: u32 = 5;
+    let b = Barrier::anonymous(N).unwrap();
+    let b2 = Barrier::anonymous(N).unwrap();
+    let mem = Scratch::new(3);
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            spawn(|| {
+                match b.wait_timeout(WATCHDOG) {
+                    Ok(w) if w.index() == N / 2 => b.abort(),
+                    Ok(_) => match b.wait_timeout(WATCHDOG) {
+                        Ok(_) => {
+                            mem.atomic(0).fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(BarrierError::Broken) => {
+                            mem.atomic(1).fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => return 1,
+                    },
+                    Err(_) => return 2,
+                }
+                let Ok(w) = b2.wait_timeout(WATCHDOG) else {
+                    return 3;
+                };
+                if w.index() == N / 2 {
+                    b.reset();
+                }
+                if b2.wait_timeout(WATCHDOG).is_err() {
+                    return 4;
+                }
+                if b.wait_timeout(WATCHDOG).is_err() {
+                    return 5;
+                }
+                mem.atomic(2).fetch_add(1, Ordering::SeqCst);
+                0
+            })
+        })
+        .collect();
+    join_all_ok(children);
+    assert_eq!(mem.atomic(0).load(Ordering::SeqCst), 0);
+    assert_eq!(mem.atomic(1).load(Ordering::SeqCst), u64::from(N - 1));
+    assert_eq!(mem.atomic(2).load(Ordering::SeqCst), u64::from(N));
+}
+
+// _TestBarrier.test_thousand: many generations in a row, each with one leader.
+#[test]
+fn barrier_thousand_passes() {
+    const N: usize = 3;
+    const PASSES: u64 = 1000;
+    let b = Barrier::anonymous(N as u32).unwrap();
+    let leaders = Counter::anonymous(0).unwrap();
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            spawn(|| {
+                for _ in 0..PASSES {
+                    match b.wait_timeout(WATCHDOG) {
+                        Ok(w) if w.is_leader() => {
+                            leaders.fetch_add(1);
+                        }
+                        Ok(_) => {}
+                        Err(_) => return 1,
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    join_all_ok(children);
+    assert_eq!(leaders.load(), PASSES as i64);
+}
+
 // _TestBarrier.test_single_thread: a barrier of one party never blocks.
 #[test]
 fn barrier_single_party() {
