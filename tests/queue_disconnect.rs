@@ -565,3 +565,90 @@ fn forks_while_another_thread_churns_handles_never_hang_the_child() {
     stop.store(true, Ordering::Relaxed);
     churn.join().unwrap();
 }
+
+// ---- Iterators ----------------------------------------------------------------
+
+/// crossbeam's `iter`: a receiver iterates over everything the producers
+/// sent, in order per producer, and the iteration ends (no hang) once the
+/// producer processes have exited.
+#[test]
+fn receiver_iter_ends_when_the_producers_exit() {
+    let _serial = serial();
+    let (tx, rx) = Queue::<u64>::anonymous(4).unwrap().split();
+    let producers: Vec<_> = (0..2u64)
+        .map(|p| {
+            let tx = &tx;
+            spawn(move || {
+                for i in 0..100 {
+                    if tx.put(p << 32 | i).is_err() {
+                        return 1;
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    drop(tx);
+    let got: Vec<u64> = watched(move || rx.iter().collect());
+    for c in producers {
+        assert_eq!(join(c), ExitStatus::Code(0));
+    }
+    assert_eq!(got.len(), 200);
+    for p in 0..2u64 {
+        let mine: Vec<u64> = got
+            .iter()
+            .filter(|&&v| v >> 32 == p)
+            .map(|&v| v & 0xffff_ffff)
+            .collect();
+        assert_eq!(
+            mine,
+            (0..100).collect::<Vec<_>>(),
+            "producer {p}'s items in order"
+        );
+    }
+}
+
+/// The same for byte queues and pipes, with the producer SIGKILLed after it
+/// sent: what it sent is delivered, then the stream ends.
+#[test]
+fn bytes_and_pipe_iter_end_when_the_producer_is_killed() {
+    let _serial = serial();
+    let (tx, rx) = BytesQueue::anonymous(8, 16).unwrap().split();
+    let (near, far) = Pipe::anonymous(8, 16).unwrap();
+    let never = Event::anonymous().unwrap();
+    let never = &never;
+    let child = spawn(move || {
+        let sent = tx.put(b"a").is_ok() && tx.put(b"bc").is_ok() && far.send(b"p").is_ok();
+        drop((tx, far));
+        never.wait();
+        i32::from(!sent)
+    });
+    wait_until_asleep(child.pid());
+    kill(child);
+    let (q, p) = watched(move || {
+        (
+            rx.iter().collect::<Vec<_>>(),
+            near.iter().collect::<Vec<_>>(),
+        )
+    });
+    assert_eq!(q, [b"a".to_vec(), b"bc".to_vec()]);
+    assert_eq!(p, [b"p".to_vec()]);
+}
+
+/// `try_iter` takes what is there now and stops at empty, without waiting for
+/// the producer (which still holds its sender).
+#[test]
+fn try_iter_drains_without_waiting() {
+    let _serial = serial();
+    let q = JoinableQueue::<u32>::anonymous(8).unwrap();
+    let (tx, rx) = q.clone().split();
+    drop(q);
+    assert_eq!(tx.put_many(&[1, 2, 3]), 3);
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(rx.try_iter().next(), None);
+    assert_eq!(rx.try_get(), Err(GetError::Empty), "the sender is alive");
+    for _ in 0..3 {
+        rx.task_done().unwrap();
+    }
+    assert!(rx.join_timeout(Duration::from_secs(1)));
+}

@@ -368,5 +368,18 @@ impl BytesQueue {
         self.try_get_with(|b| copy_into(b, out))
     }
 
+    /// A blocking iterator over received messages: each step is a
+    /// [`BytesQueue::get`], ending at the first error (shut down and drained,
+    /// or disconnected), as [`Queue::iter`](crate::Queue::iter) does.
+    pub fn iter(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        std::iter::from_fn(move || self.get().ok())
+    }
+
+    /// A non-blocking iterator over the messages there now: each step is a
+    /// [`BytesQueue::try_get`], ending at the first error.
+    pub fn try_iter(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        std::iter::from_fn(move || self.try_get().ok())
+    }
+
     super::shared::queue_common_methods!("messages");
 }

@@ -141,6 +141,17 @@ impl<T: SharedType> Receiver<Queue<T>> {
         get_many(out: &mut [T]) -> usize;
         senders_gone() -> bool;
     }
+
+    /// See [`Queue::iter`]: ends once the queue is drained and no live
+    /// process holds a sender (or it was shut down).
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.q.iter()
+    }
+
+    /// See [`Queue::try_iter`].
+    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.q.try_iter()
+    }
     common!(Queue);
 }
 
@@ -175,6 +186,16 @@ impl Receiver<BytesQueue> {
         try_get_into(out: &mut [u8]) -> Result<usize, GetError>;
         slot_size() -> usize;
         senders_gone() -> bool;
+    }
+
+    /// See [`BytesQueue::iter`].
+    pub fn iter(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.q.iter()
+    }
+
+    /// See [`BytesQueue::try_iter`].
+    pub fn try_iter(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.q.try_iter()
     }
     common!(BytesQueue);
 }
@@ -212,6 +233,17 @@ impl<T: SharedType> Receiver<JoinableQueue<T>> {
         try_get() -> Result<T, GetError>;
         get_many(out: &mut [T]) -> usize;
         senders_gone() -> bool;
+    }
+
+    /// See [`Queue::iter`]: ends once the queue is drained and no live
+    /// process holds a sender (or it was shut down).
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.q.iter()
+    }
+
+    /// See [`Queue::try_iter`].
+    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.q.try_iter()
     }
     forward! { JoinableQueue;
         task_done() -> Result<(), TaskDoneError>;

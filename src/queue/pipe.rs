@@ -147,6 +147,13 @@ impl PipeEnd {
         self.rx.get_until(Some(Deadline::after(timeout)))
     }
 
+    /// A blocking iterator over received messages: each step is a
+    /// [`PipeEnd::recv`], ending at the first error (the other end closed,
+    /// or no live process holds it: Python's `EOFError`).
+    pub fn iter(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
     /// Whether a message (or end-of-file) is ready, waiting at most `timeout`.
     pub fn poll(&self, timeout: Duration) -> bool {
         self.rx.wait_readable(Some(Deadline::after(timeout)))

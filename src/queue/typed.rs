@@ -409,5 +409,47 @@ impl<T: SharedType> Queue<T> {
         })
     }
 
+    /// A blocking iterator over received items, crossbeam-channel's `iter`:
+    /// each step is a [`Queue::get`], and the iteration ends at the first
+    /// error, that is once the queue is drained and shut down
+    /// ([`GetError::Closed`]) or no live process holds a sender
+    /// ([`GetError::Disconnected`]). Call `get` to tell the two apart.
+    ///
+    /// A plain `Queue` handle counts as a sender itself, so iterating over one
+    /// ends only at a shutdown; iterate over a [`Receiver`](super::Receiver)
+    /// to end when the producers are gone:
+    ///
+    /// ```
+    /// use multiproc::Queue;
+    ///
+    /// let (tx, rx) = Queue::<u32>::anonymous(8)?.split();
+    /// for i in 0..3 {
+    ///     tx.put(i).unwrap();
+    /// }
+    /// drop(tx); // the last sender: the receiver drains, then the stream ends
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.get().ok())
+    }
+
+    /// A non-blocking iterator over the items there now, crossbeam-channel's
+    /// `try_iter`: each step is a [`Queue::try_get`], ending at the first
+    /// error (empty, closed or disconnected).
+    ///
+    /// ```
+    /// use multiproc::Queue;
+    ///
+    /// let q: Queue<u32> = Queue::anonymous(8)?;
+    /// q.put_many(&[4, 5, 6]);
+    /// assert_eq!(q.try_iter().sum::<u32>(), 15);
+    /// assert!(q.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.try_get().ok())
+    }
+
     super::shared::queue_common_methods!("items");
 }
