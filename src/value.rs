@@ -1280,7 +1280,9 @@ mod handle {
         /// Runs `f` on the value under the value's lock: an atomic read-modify-write.
         /// If the process dies while `f` runs, the value keeps its old contents; if
         /// it dies while the result is being written, the next process to take the
-        /// lock completes the write (never a torn mix).
+        /// lock completes the write (never a torn mix). If `f` panics, the panic
+        /// goes on with the lock released and the value unchanged (Python's
+        /// `with v.get_lock():` keeps what the block assigned before it raised).
         pub fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, ValueError> {
             self.cells.core().update(|s| f(&mut s[0]), Crash::Never)
         }
@@ -1452,7 +1454,8 @@ mod handle {
         }
 
         /// Runs `f` on the whole array under the lock: one atomic, crash-atomic
-        /// update of any number of elements.
+        /// update of any number of elements. If `f` panics, the panic goes on
+        /// with the lock released and no element changed.
         pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<R, ValueError> {
             self.cells.core().update(f, Crash::Never)
         }

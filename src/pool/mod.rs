@@ -669,7 +669,10 @@ impl Pool {
         collect_vec(&self.inner, job, Some((job, &mut feed)))
     }
 
-    /// Python's `map_async`: [`Pool::map`] without waiting.
+    /// Python's `map_async`: [`Pool::map`] without waiting. Python's
+    /// `callback` and `error_callback` arguments have no counterpart here:
+    /// act on the handle's [`AsyncResult::get`], or use
+    /// [`Pool::apply_async_with`] per task.
     ///
     /// ```no_run
     /// fn square(x: u64) -> u64 { x * x }
@@ -977,6 +980,13 @@ impl Drop for Release<'_> {
     }
 }
 
+/// `timeout` from now; `None` (no deadline) when that is past what an
+/// `Instant` can hold (`Duration::MAX`, say), where `Instant + Duration`
+/// would panic.
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
 fn decode_one<R: Pod>(job: &mut Job) -> Result<R, PoolError> {
     job.item::<R>(0).unwrap_or(Err(PoolError::Terminated))
 }
@@ -1079,7 +1089,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::pool::PoolError>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
-        self.until(Some(Instant::now() + timeout))
+        self.until(deadline_after(timeout))
     }
 
     /// Whether the task has finished (collects what arrived, never blocks).
@@ -1154,7 +1164,7 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.inner
-            .drive(Some(Instant::now() + timeout), None, |st| {
+            .drive(deadline_after(timeout), None, |st| {
                 st.jobs
                     .get(&self.job)
                     .is_none_or(Job::is_done)

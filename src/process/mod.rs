@@ -70,7 +70,9 @@ pub enum ExitStatus {
     /// The child exited with this code (what its closure returned, through
     /// [`IntoExitCode`]; [`PANIC_EXIT_CODE`] if it panicked).
     Code(i32),
-    /// The child was killed by this signal.
+    /// The child was killed by this signal. `Signal(0)` means the status was
+    /// lost: someone else reaped the child (`SIGCHLD` ignored, or a
+    /// `waitpid(-1)` elsewhere in the program); it no longer runs.
     Signal(i32),
 }
 
@@ -507,7 +509,11 @@ impl Child {
     }
 
     /// Python's `exitcode`: `None` while the child runs, its exit code once it
-    /// exited, `-N` if signal `N` ended it. Never blocks.
+    /// exited, `-N` if signal `N` ended it. Never blocks. A child whose status
+    /// was lost (reaped elsewhere, see [`ExitStatus::Signal`]) gives `Some(0)`
+    /// here, though its [`ExitStatus::success`] is `false`: check
+    /// [`Child::join`]'s status when that matters (Python's `exitcode` stays
+    /// `None` in that case).
     ///
     /// ```no_run
     /// let mut c = multiproc::process::Process::new(|| 0).start()?;

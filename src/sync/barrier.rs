@@ -124,9 +124,11 @@ impl RawBarrier {
         self.parties.load(Ordering::Relaxed)
     }
 
-    /// Parties waiting in the current generation.
+    /// Parties waiting in the current generation; 0 while the barrier is
+    /// broken (as Python's: the parties that had arrived were sent away).
     pub fn n_waiting(&self) -> u32 {
-        self.state.load(Ordering::Relaxed) & COUNT
+        let v = self.state.load(Ordering::Relaxed);
+        if v & BROKEN != 0 { 0 } else { v & COUNT }
     }
 
     /// Whether the barrier is broken.
@@ -304,6 +306,14 @@ mod handle {
     /// A timeout, [`Barrier::abort`], or the death of a process that waited on the
     /// barrier breaks it: every waiter gets [`BarrierError::Broken`] until
     /// [`Barrier::reset`].
+    ///
+    /// Python's `action` and default `timeout` arguments have no counterpart:
+    /// the party whose wait returns [`BarrierWaitResult::is_leader`] (exactly
+    /// one per generation) runs the action, after the others were released
+    /// (Python runs it before), and each wait takes its own timeout
+    /// ([`Barrier::wait_timeout`]). The party whose own timeout passed gets
+    /// [`BarrierError::Timeout`], where Python raises `BrokenBarrierError` in
+    /// every party.
     ///
     /// ```
     /// let b = multiproc::Barrier::anonymous(1)?;
@@ -485,7 +495,8 @@ mod handle {
             self.obj.get().parties()
         }
 
-        /// Parties waiting now.
+        /// Parties waiting now; 0 while the barrier is broken (as Python's
+        /// `n_waiting`).
         pub fn n_waiting(&self) -> u32 {
             self.obj.get().n_waiting()
         }
