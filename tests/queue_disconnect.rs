@@ -652,3 +652,27 @@ fn try_iter_drains_without_waiting() {
     }
     assert!(rx.join_timeout(Duration::from_secs(1)));
 }
+
+/// Python's `BrokenPipeError`: once no live process holds the other end, a
+/// send fails even though the buffer has room (nobody could ever read it).
+#[test]
+fn pipe_send_fails_at_once_when_the_other_end_is_gone() {
+    let _serial = serial();
+    // In this process: the other end dropped.
+    let (a, b) = Pipe::anonymous(8, 16).unwrap();
+    drop(b);
+    assert!(matches!(a.send(b"x"), Err(PutError::Disconnected(m)) if m == b"x"));
+    // Across processes: the only holder of the other end is SIGKILLed.
+    let (a, b) = Pipe::anonymous(8, 16).unwrap();
+    let never = Event::anonymous().unwrap();
+    let never = &never;
+    let child = spawn(move || {
+        never.wait();
+        i32::from(b.recv().is_err())
+    });
+    a.send(b"1").unwrap(); // the child holds `b`: room, and a live receiver
+    wait_until_asleep(child.pid());
+    kill(child);
+    let got = watched(move || a.send(b"2").map_err(|e| format!("{e:?}")));
+    assert_eq!(got, Err("Disconnected(..)".to_owned()));
+}

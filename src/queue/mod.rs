@@ -31,7 +31,10 @@
 //! - A `put` on a full queue with no live receiver returns
 //!   [`PutError::Disconnected`] with the item. A put that finds room succeeds
 //!   whatever the receivers: the item waits in shared memory (a named queue
-//!   may be opened by a receiver later).
+//!   may be opened by a receiver later). A [`PipeEnd`]'s `send` is the
+//!   exception, as Python's `BrokenPipeError` is: an anonymous pipe's end
+//!   cannot be opened again, so it fails at once when no live process holds
+//!   the other end.
 //! - A handle stops counting when it is dropped, when its process closes that
 //!   side ([`Queue::close`], [`PipeEnd::close`]), or when its process exits or
 //!   is killed: the process's counts are kept under its participant

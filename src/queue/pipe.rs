@@ -118,11 +118,15 @@ impl PipeEnd {
 
     /// Sends a copy of `msg`, blocking while the peer's buffer is full.
     /// [`PutError::Closed`] if this process closed this end;
-    /// [`PutError::Disconnected`] if the buffer is full and no live process
-    /// holds the other end; [`PutError::TooLarge`] if `msg` exceeds the slot
-    /// size.
+    /// [`PutError::Disconnected`] if no live process holds the other end,
+    /// whether or not the buffer has room (Python's `BrokenPipeError`: an
+    /// anonymous pipe's end cannot be opened again, so nobody could ever
+    /// receive it); [`PutError::TooLarge`] if `msg` exceeds the slot size.
+    ///
+    /// A peer that dies after the check may leave the message unread, as a
+    /// kernel pipe's reader that exits after a `write` does.
     pub fn send<'a>(&self, msg: &'a [u8]) -> Result<(), PutError<&'a [u8]>> {
-        self.tx.send_until(msg, None)
+        self.send_until(msg, None)
     }
 
     /// Sends, waiting at most `timeout` for room.
@@ -131,7 +135,21 @@ impl PipeEnd {
         msg: &'a [u8],
         timeout: Duration,
     ) -> Result<(), PutError<&'a [u8]>> {
-        self.tx.send_until(msg, Some(Deadline::after(timeout)))
+        self.send_until(msg, Some(Deadline::after(timeout)))
+    }
+
+    fn send_until<'a>(
+        &self,
+        msg: &'a [u8],
+        deadline: Option<Deadline>,
+    ) -> Result<(), PutError<&'a [u8]>> {
+        // A message that can never fit is refused as `TooLarge` first, as
+        // the queue refuses it, whatever the other end's state.
+        let core = self.tx.core();
+        if msg.len() <= self.tx.slot_size() && !core.send_closed() && core.no_receivers() {
+            return Err(PutError::Disconnected(msg));
+        }
+        self.tx.send_until(msg, deadline)
     }
 
     /// Receives the next message, blocking while none is buffered. Once no
@@ -155,6 +173,8 @@ impl PipeEnd {
     }
 
     /// Whether a message (or end-of-file) is ready, waiting at most `timeout`.
+    /// `true` at once on an end this process closed (its `recv` then fails
+    /// with [`GetError::Closed`], where Python's `poll` raises `OSError`).
     pub fn poll(&self, timeout: Duration) -> bool {
         self.rx.wait_readable(Some(Deadline::after(timeout)))
     }
