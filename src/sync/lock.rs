@@ -32,8 +32,9 @@ pub enum LockError<G> {
     /// consistent: the lock can never be acquired again.
     #[error("the lock is not recoverable: a previous owner died and nobody marked it consistent")]
     NotRecoverable,
-    /// `try_lock`: another thread or process holds the lock.
-    #[error("the lock is held by someone else")]
+    /// `try_lock`: the lock is held (by another thread or process, or by
+    /// the caller: a `Lock` is not reentrant, use an `RLock` for that).
+    #[error("the lock is already held")]
     WouldBlock,
     /// `lock_timeout`: the timeout passed first.
     #[error("timed out waiting for the lock")]
