@@ -10,36 +10,18 @@
     reason = "tests: a panic is the failure report; process-local std atomics count callbacks"
 )]
 
+mod common;
+
+use common::watchdog;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use multiproc::Event;
 use multiproc::pool::{Pool, PoolError};
 
-const WATCHDOG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(20);
-
-/// Runs `f` on its own thread; fails the test if it does not finish in time.
-fn watchdog(f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: test did not finish in {WATCHDOG:?}")
-        }
-    }
-}
 
 fn pool(n: usize) -> Pool {
     builder(n).build().expect("pool")

@@ -13,6 +13,9 @@
     reason = "tests: a panic is the failure report; a process-local std atomic counts callbacks"
 )]
 
+mod common;
+
+use common::WATCHDOG;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
@@ -21,8 +24,6 @@ use std::time::Duration;
 use multiproc::pool::{Pool, PoolError, as_completed};
 use multiproc::{Event, Queue};
 use proptest::prelude::*;
-
-const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Held for reading by every test, for writing by a test that panics in this
 /// process on purpose. A panic holds std's process-local backtrace lock while
@@ -34,34 +35,14 @@ static PARENT_PANICS: RwLock<()> = RwLock::new(());
 /// Runs `f` on its own thread; fails the test if it does not finish in time.
 fn watchdog(f: impl FnOnce() + Send + 'static) {
     let _forks = PARENT_PANICS.read().unwrap_or_else(|e| e.into_inner());
-    watchdog_inner(f);
+    common::watchdog(f);
 }
 
 /// [`watchdog`] for a test that panics in this process: no other test runs
 /// (forks) meanwhile.
 fn watchdog_alone(f: impl FnOnce() + Send + 'static) {
     let _alone = PARENT_PANICS.write().unwrap_or_else(|e| e.into_inner());
-    watchdog_inner(f);
-}
-
-fn watchdog_inner(f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            // The body panicked: re-raise its panic.
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: test did not finish in {WATCHDOG:?}")
-        }
-    }
+    common::watchdog(f);
 }
 
 fn pool(n: usize) -> Pool {

@@ -11,33 +11,14 @@
     reason = "tests: a panic is the failure report"
 )]
 
+mod common;
+
+use common::{WATCHDOG, watchdog};
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use multiproc::process::{self, ExitStatus, PANIC_EXIT_CODE, Process, StartError};
 use multiproc::{Event, Queue};
-
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-fn watchdog(f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: test did not finish in {WATCHDOG:?}")
-        }
-    }
-}
 
 /// Starts `p` in this (threaded) test binary.
 fn start<F, R>(p: Process<F>) -> process::Child

@@ -192,3 +192,26 @@ pub fn wait_until_blocked_in(region: &multiproc::Region, pid: u32) {
     }
     wait_until_asleep(pid);
 }
+
+/// Runs `f` on its own thread and waits for it under [`WATCHDOG`]: a panic in
+/// `f` is re-raised here, and a body that never finishes fails the test
+/// instead of hanging it.
+pub fn watchdog(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(()) => t.join().expect("the watched thread finished"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: re-raise its panic.
+            if let Err(p) = t.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test did not finish in {WATCHDOG:?}")
+        }
+    }
+}
