@@ -27,11 +27,20 @@
 //!    pay and stops within a handful of waits once they mostly do not.
 //! 3. A spin that succeeded only after being descheduled (wall time far past
 //!    its budget, [`PREEMPTED`]) counts as a failure: the CPU is contended.
-//! 4. At budget zero the thread parks at once, except that every
-//!    [`PROBE_EVERY`]-th wait spins for [`PROBE_TIME`] (5 µs: long enough for
-//!    an idle peer's answer to a 1 KiB message, which takes 1-2 µs here; a 1 µs
-//!    probe missed it, so the budget never came back and an idle 1 KiB round
-//!    trip measured 16 µs instead of ~1 µs) to notice that spinning pays again.
+//! 4. At budget zero the thread parks at once, except that about one wait in
+//!    [`PROBE_EVERY`] (a random gap, so two threads do not probe in lock step)
+//!    spins for up to [`PROBE_TIME`] to notice that spinning pays again. The
+//!    probe must outlast an idle peer's futex wake-up (~25 µs on a 2-vCPU VM):
+//!    once both sides of a ping-pong park, every answer comes one wake-up
+//!    late, so a probe shorter than that never succeeds, and the pair stays
+//!    parked (~50 µs round trips against ~0.3 µs) until something else
+//!    disturbs it. A probe of 5 µs measured exactly that on an idle machine:
+//!    a single hiccup of the peer collapsed both budgets, and some 200 ms
+//!    runs of `compare --only latency` never recovered (median 53-56 µs).
+//!    With a long probe, the parked side's answer arrives within the probe,
+//!    and the prober answers the next message at once, so the peer's next
+//!    probe succeeds too. The gap is random because two threads whose
+//!    probes fall in different phases of a fixed cycle would never meet.
 //! 5. The spin is `pause`s only, never `sched_yield`: yielding under load hands
 //!    the CPU to a hog for a whole slice and makes the waiter a runnable task
 //!    with a pushed-back deadline (see above).
@@ -56,13 +65,15 @@ pub(crate) const SPIN_TIME: Duration = Duration::from_micros(20);
 #[cfg(not(loom))]
 const FLOOR: Duration = Duration::from_nanos(500);
 
-/// At budget zero, one wait in this many spins for [`PROBE_TIME`].
+/// At budget zero, about one wait in this many spins for [`PROBE_TIME`]: the
+/// gap between probes is uniform in `1..=2 * PROBE_EVERY - 1` waits.
 #[cfg(not(loom))]
 const PROBE_EVERY: u32 = 8;
 
-/// The probing spin at budget zero.
+/// The probing spin at budget zero: longer than an idle peer's futex wake-up
+/// (module doc, rule 4).
 #[cfg(not(loom))]
-const PROBE_TIME: Duration = Duration::from_micros(5);
+const PROBE_TIME: Duration = Duration::from_micros(60);
 
 /// A spin that ends this long past its budget was descheduled.
 #[cfg(not(loom))]
@@ -72,8 +83,10 @@ const PREEMPTED: Duration = Duration::from_micros(50);
 thread_local! {
     /// This thread's spin budget in nanoseconds (at most [`SPIN_TIME`]).
     static BUDGET_NS: Cell<u32> = const { Cell::new(nanos(SPIN_TIME)) };
-    /// Waits parked at once since the last probe (budget zero).
-    static SKIPPED: Cell<u32> = const { Cell::new(0) };
+    /// Waits to park at once before the next probe (budget zero).
+    static UNTIL_PROBE: Cell<u32> = const { Cell::new(PROBE_EVERY) };
+    /// The state of the generator that draws the gaps between probes.
+    static GAP_STATE: Cell<u64> = const { Cell::new(0) };
 }
 
 /// `d` in nanoseconds; the constants here are all far below `u32::MAX` ns.
@@ -104,12 +117,12 @@ fn spin_slow(done: &mut dyn FnMut() -> bool) -> bool {
     let limit = if budget != 0 {
         budget
     } else {
-        let skipped = SKIPPED.with(Cell::get) + 1;
-        if skipped < PROBE_EVERY {
-            SKIPPED.with(|s| s.set(skipped));
+        let left = UNTIL_PROBE.with(Cell::get);
+        if left > 1 {
+            UNTIL_PROBE.with(|u| u.set(left - 1));
             return false;
         }
-        SKIPPED.with(|s| s.set(0));
+        UNTIL_PROBE.with(|u| u.set(probe_gap()));
         nanos(PROBE_TIME)
     };
     let start = Instant::now();
@@ -127,6 +140,29 @@ fn spin_slow(done: &mut dyn FnMut() -> bool) -> bool {
             return false;
         }
     }
+}
+
+/// The number of waits until the next probe, uniform in
+/// `1..=2 * PROBE_EVERY - 1`. The clock's nanoseconds are mixed into the state
+/// at every draw: a forked child starts with a copy of its parent's state, and
+/// would otherwise draw the same gaps in lock step with it.
+#[cfg(not(loom))]
+fn probe_gap() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let x = GAP_STATE.with(|g| {
+        // splitmix64's finaliser over a Weyl sequence: cheap and well mixed,
+        // and the quality needed is only "not in step with another thread".
+        let mut z = g.get().wrapping_add(0x9e37_79b9_7f4a_7c15) ^ u64::from(nanos);
+        g.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    });
+    let span = u64::from(2 * PROBE_EVERY - 1);
+    // Lossless: the remainder is below `span`, a small `u32`.
+    1 + (x % span) as u32
 }
 
 /// The budget after a spin with budget `budget` and limit `limit` (the budget,
@@ -174,24 +210,37 @@ mod tests {
                 failures += 1;
                 assert!(failures <= 8, "the budget halves on every failure");
             }
-            // At zero, only every PROBE_EVERY-th wait spins at all.
-            let mut checks = 0u32;
-            for _ in 0..PROBE_EVERY {
+            // At zero a wait either looks once and parks, or probes (spins:
+            // many looks). The gaps between probes are in 1..2 * PROBE_EVERY
+            // and random, so they are not all equal.
+            let mut gaps = Vec::new();
+            let mut since_probe = 0u32;
+            while gaps.len() < 20 {
+                let mut checks = 0u32;
                 assert!(!spin_until(|| {
                     checks += 1;
                     false
                 }));
+                since_probe += 1;
+                assert_eq!(budget(), 0, "a failed probe leaves the budget at zero");
+                if checks > 1 {
+                    gaps.push(since_probe);
+                    since_probe = 0;
+                } else {
+                    assert!(
+                        since_probe < 2 * PROBE_EVERY,
+                        "a probe at least every 15 waits"
+                    );
+                }
             }
-            // One check per call (the fast look) plus the probe's spinning.
-            assert!(checks > PROBE_EVERY, "one probe spun: {checks} checks");
-            let mut skipped_checks = 0u32;
-            for _ in 0..PROBE_EVERY - 1 {
-                assert!(!spin_until(|| {
-                    skipped_checks += 1;
-                    false
-                }));
-            }
-            assert_eq!(skipped_checks, PROBE_EVERY - 1, "no spin between probes");
+            assert!(
+                gaps[1..].iter().all(|&g| (1..2 * PROBE_EVERY).contains(&g)),
+                "{gaps:?}"
+            );
+            assert!(
+                gaps[1..].iter().any(|&g| g != gaps[1]),
+                "random gaps: {gaps:?}"
+            );
         })
         .join()
         .expect("test thread");
