@@ -98,7 +98,7 @@ const BUSY_PROBE: Duration = Duration::from_millis(10);
 ///
 /// | policy | use when | cost |
 /// |---|---|---|
-/// | [`WaitPolicy::SpinThenPark`] (default) | almost always: it spins only while spinning pays | at most 20 µs of `pause`s per wait, shrinking to none (a 60 µs probe about every 8th wait) when recent spins failed |
+/// | [`WaitPolicy::SpinThenPark`] (default) | almost always: it spins only while spinning pays | at most 20 µs of `pause`s per wait, shrinking to none (a 30 µs probe about every 8th wait, spaced out to ~64 waits while probes fail) when recent spins failed |
 /// | [`WaitPolicy::Park`] | waits that are known to be long, or a thread whose spins would keep failing anyway | a futex sleep and wake-up on every wait that does not succeed at once (~10-25 µs round trip on the machine below) |
 /// | [`WaitPolicy::BusyPoll`] | a pinned, isolated core per waiter; lowest latency at any price | burns its CPU for the whole wait; on an oversubscribed machine a waiter that is preempted waits a whole scheduler slice (milliseconds) |
 ///

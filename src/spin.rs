@@ -30,18 +30,30 @@
 //! 4. At budget zero the thread parks at once, except that about one wait in
 //!    [`PROBE_EVERY`] (a random gap, so two threads do not probe in lock step)
 //!    spins for up to [`PROBE_TIME`] to notice that spinning pays again. The
-//!    probe must outlast an idle peer's futex wake-up (~25 µs on a 2-vCPU VM):
-//!    once both sides of a ping-pong park, every answer comes one wake-up
-//!    late, so a probe shorter than that never succeeds, and the pair stays
-//!    parked (~50 µs round trips against ~0.3 µs) until something else
-//!    disturbs it. A probe of 5 µs measured exactly that on an idle machine:
-//!    a single hiccup of the peer collapsed both budgets, and some 200 ms
-//!    runs of `compare --only latency` never recovered (median 53-56 µs).
-//!    With a long probe, the parked side's answer arrives within the probe,
-//!    and the prober answers the next message at once, so the peer's next
-//!    probe succeeds too. The gap is random because two threads whose
-//!    probes fall in different phases of a fixed cycle would never meet.
-//! 5. The spin is `pause`s only, never `sched_yield`: yielding under load hands
+//!    probe must outlast an idle peer's futex wake-up (~20-25 µs on a 2-vCPU
+//!    VM): once both sides of a ping-pong park, every answer comes one
+//!    wake-up late, so a probe shorter than that never succeeds, and the pair
+//!    stays parked (~25-50 µs round trips against ~0.4 µs) until something
+//!    else disturbs it. Probes of 5 µs measured exactly that on an idle
+//!    machine: a single hiccup of the peer collapsed both budgets, and some
+//!    200 ms runs of `compare --only latency` never recovered (median
+//!    53-56 µs). The gap is random because two threads whose probes fall in
+//!    different phases of a fixed cycle would never meet.
+//! 5. A long probe is also what hurts on a busy machine: with no idle CPU the
+//!    scheduler tends to queue the peer this thread just woke on this
+//!    thread's own CPU, behind the probe, so the probe runs out and the answer
+//!    comes just after it. Measured with 4 CPU hogs on 2 cores
+//!    (`compare --only latency --sizes 8 --load 4`, 3 runs each): the
+//!    blocking round trip's p99 sat at 73 µs with 60 µs probes every ~8th
+//!    wait and 38-43 µs with 30 µs probes, against a kernel pipe's 35-65 µs.
+//!    So the probe is [`PROBE_TIME`] = 30 µs, and a probe that **runs out**
+//!    doubles the mean gap to the next one (up to [`PROBE_EVERY`] `<<`
+//!    [`MAX_BACKOFF`], ~64 waits); any answered probe resets it. Then the
+//!    p99 measured 4.5-19 µs. The price is a slower escape from a parked
+//!    pair after a long stall (`examples/spin_recovery`: the 90th percentile
+//!    of round trips before recovery about 2,700 against 1,100-1,300 with
+//!    60 µs probes at a fixed gap).
+//! 6. The spin is `pause`s only, never `sched_yield`: yielding under load hands
 //!    the CPU to a hog for a whole slice and makes the waiter a runnable task
 //!    with a pushed-back deadline (see above).
 //!
@@ -66,14 +78,19 @@ pub(crate) const SPIN_TIME: Duration = Duration::from_micros(20);
 const FLOOR: Duration = Duration::from_nanos(500);
 
 /// At budget zero, about one wait in this many spins for [`PROBE_TIME`]: the
-/// gap between probes is uniform in `1..=2 * PROBE_EVERY - 1` waits.
+/// gap between probes is uniform in `1..=2 * PROBE_EVERY - 1` waits, and
+/// doubles with every probe in a row that ran out (module doc, rule 5).
 #[cfg(not(loom))]
 const PROBE_EVERY: u32 = 8;
+
+/// The most doublings of the gap between probes: at most ~256 waits apart.
+#[cfg(not(loom))]
+const MAX_BACKOFF: u32 = 3;
 
 /// The probing spin at budget zero: longer than an idle peer's futex wake-up
 /// (module doc, rule 4).
 #[cfg(not(loom))]
-const PROBE_TIME: Duration = Duration::from_micros(60);
+const PROBE_TIME: Duration = Duration::from_micros(30);
 
 /// A spin that ends this long past its budget was descheduled.
 #[cfg(not(loom))]
@@ -87,6 +104,8 @@ thread_local! {
     static UNTIL_PROBE: Cell<u32> = const { Cell::new(PROBE_EVERY) };
     /// The state of the generator that draws the gaps between probes.
     static GAP_STATE: Cell<u64> = const { Cell::new(0) };
+    /// Probes in a row that ran out, at most [`MAX_BACKOFF`].
+    static PROBE_MISSES: Cell<u32> = const { Cell::new(0) };
 }
 
 /// `d` in nanoseconds; the constants here are all far below `u32::MAX` ns.
@@ -114,40 +133,66 @@ pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
 #[cold]
 fn spin_slow(done: &mut dyn FnMut() -> bool) -> bool {
     let budget = BUDGET_NS.with(Cell::get).min(nanos(SPIN_TIME));
-    let limit = if budget != 0 {
-        budget
-    } else {
+    let probe = budget == 0;
+    let limit = if probe {
         let left = UNTIL_PROBE.with(Cell::get);
         if left > 1 {
             UNTIL_PROBE.with(|u| u.set(left - 1));
             return false;
         }
-        UNTIL_PROBE.with(|u| u.set(probe_gap()));
+        let misses = PROBE_MISSES.with(Cell::get);
+        UNTIL_PROBE.with(|u| u.set(probe_gap(misses)));
         nanos(PROBE_TIME)
+    } else {
+        budget
     };
     let start = Instant::now();
-    loop {
+    // `done` may have side effects (a lock's try-acquire): it is called once
+    // per look, and its first `true` ends the spin.
+    let took = 'spin: loop {
         for _ in 0..32 {
             core::hint::spin_loop();
             if done() {
-                let next = next_budget(budget, limit, Some(start.elapsed()));
-                BUDGET_NS.with(|b| b.set(next));
-                return true;
+                break 'spin Some(start.elapsed());
             }
         }
         if start.elapsed() >= Duration::from_nanos(u64::from(limit)) {
-            BUDGET_NS.with(|b| b.set(next_budget(budget, limit, None)));
-            return false;
+            break None;
         }
+    };
+    let next = if probe {
+        let (next, misses) = after_probe(PROBE_MISSES.with(Cell::get), took);
+        PROBE_MISSES.with(|m| m.set(misses));
+        next
+    } else {
+        next_budget(budget, limit, took)
+    };
+    BUDGET_NS.with(|b| b.set(next));
+    took.is_some()
+}
+
+/// The budget and the count of failed probes in a row after a probe (module
+/// doc, rule 5), given the count before it and the probe's outcome: `Some`
+/// of the time it took to succeed, or `None` if it ran out.
+#[cfg(not(loom))]
+fn after_probe(misses: u32, took: Option<Duration>) -> (u32, u32) {
+    match took {
+        // Descheduled while spinning: the CPU is contended.
+        Some(t) if t > PROBE_TIME + PREEMPTED => (0, (misses + 1).min(MAX_BACKOFF)),
+        // Answered: spinning pays again; the budget is twice what the probe
+        // took (at most `SPIN_TIME`) and probes are back to every ~8th wait.
+        Some(t) => (next_budget(0, nanos(PROBE_TIME), Some(t)), 0),
+        None => (0, (misses + 1).min(MAX_BACKOFF)),
     }
 }
 
-/// The number of waits until the next probe, uniform in
-/// `1..=2 * PROBE_EVERY - 1`. The clock's nanoseconds are mixed into the state
-/// at every draw: a forked child starts with a copy of its parent's state, and
-/// would otherwise draw the same gaps in lock step with it.
+/// The number of waits until the next probe after `misses` failed probes in
+/// a row: uniform in `1..=((2 * PROBE_EVERY) << misses) - 1`. The clock's
+/// nanoseconds are mixed into the state at every draw: a forked child starts
+/// with a copy of its parent's state, and would otherwise draw the same gaps
+/// in lock step with it.
 #[cfg(not(loom))]
-fn probe_gap() -> u32 {
+fn probe_gap(misses: u32) -> u32 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -160,7 +205,7 @@ fn probe_gap() -> u32 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     });
-    let span = u64::from(2 * PROBE_EVERY - 1);
+    let span = u64::from(((2 * PROBE_EVERY) << misses.min(MAX_BACKOFF)) - 1);
     // Lossless: the remainder is below `span`, a small `u32`.
     1 + (x % span) as u32
 }
@@ -211,11 +256,12 @@ mod tests {
                 assert!(failures <= 8, "the budget halves on every failure");
             }
             // At zero a wait either looks once and parks, or probes (spins:
-            // many looks). The gaps between probes are in 1..2 * PROBE_EVERY
-            // and random, so they are not all equal.
+            // many looks). The gap after the j-th probe in a row that ran out
+            // is drawn from 1..(2 * PROBE_EVERY << min(j - 1, MAX_BACKOFF)),
+            // so the gaps are random and grow.
             let mut gaps = Vec::new();
             let mut since_probe = 0u32;
-            while gaps.len() < 20 {
+            while gaps.len() < 24 {
                 let mut checks = 0u32;
                 assert!(!spin_until(|| {
                     checks += 1;
@@ -226,24 +272,41 @@ mod tests {
                 if checks > 1 {
                     gaps.push(since_probe);
                     since_probe = 0;
-                } else {
-                    assert!(
-                        since_probe < 2 * PROBE_EVERY,
-                        "a probe at least every 15 waits"
-                    );
                 }
+                let bound = (2 * PROBE_EVERY) << (gaps.len() as u32).saturating_sub(1);
+                assert!(since_probe < bound.min((2 * PROBE_EVERY) << MAX_BACKOFF));
             }
-            assert!(
-                gaps[1..].iter().all(|&g| (1..2 * PROBE_EVERY).contains(&g)),
-                "{gaps:?}"
-            );
+            // gaps[0] ends the budget's last spin; gaps[j] follows probe j.
+            for (j, &g) in gaps.iter().enumerate().skip(1) {
+                let span = (2 * PROBE_EVERY) << (j as u32 - 1).min(MAX_BACKOFF);
+                assert!((1..span).contains(&g), "gap {j}: {gaps:?}");
+            }
             assert!(
                 gaps[1..].iter().any(|&g| g != gaps[1]),
                 "random gaps: {gaps:?}"
             );
+            assert!(
+                gaps[8..].iter().any(|&g| g >= 2 * PROBE_EVERY),
+                "failed probes space the next ones out: {gaps:?}"
+            );
+            assert_eq!(PROBE_MISSES.with(Cell::get), MAX_BACKOFF);
         })
         .join()
         .expect("test thread");
+    }
+
+    #[test]
+    fn a_probe_outcome_sets_the_budget_and_the_backoff() {
+        let quick = Some(Duration::from_nanos(300));
+        let woken = Some(SPIN_TIME + Duration::from_micros(5));
+        let preempted = Some(PROBE_TIME + PREEMPTED * 2);
+        // Answered: spinning pays again, probes back to every ~8th wait.
+        assert_eq!(after_probe(3, quick), (2 * nanos(FLOOR), 0));
+        assert_eq!(after_probe(3, woken), (nanos(SPIN_TIME), 0));
+        // Ran out, or was descheduled: no budget, the gaps grow, up to a cap.
+        assert_eq!(after_probe(2, None), (0, 3));
+        assert_eq!(after_probe(2, preempted), (0, 3));
+        assert_eq!(after_probe(MAX_BACKOFF, None), (0, MAX_BACKOFF));
     }
 
     #[test]
