@@ -23,7 +23,7 @@
 //!   elements: key, then value), each mismatch a typed [`Error`] naming both
 //!   sides; `open_or_create` also compares the capacity and slot size.
 //!
-//! # Spec (region format version 3)
+//! # Spec (region format version 4)
 //!
 //! All integers are native-endian like the rest of the header (regions never
 //! leave one machine); "LE" marks the bytes fed to the hash, which are
@@ -292,7 +292,7 @@ impl Elements {
     }
 }
 
-/// The fingerprint of a kind holding `elements`, as the [spec](self#spec-region-format-version-3)
+/// The fingerprint of a kind holding `elements`, as the [spec](self#spec-region-format-version-4)
 /// defines it.
 pub(crate) fn fingerprint(kind: &str, elements: &[ElementId]) -> u64 {
     let mut h = fnv(FNV_BASIS, kind.as_bytes());
@@ -415,7 +415,7 @@ pub struct TypeIdentity {
     /// Bytes of item per queue slot (a byte queue's `slot_size`); 0 for
     /// other kinds.
     pub slot_size: u64,
-    /// The fingerprint stored with it (see the [spec](self#spec-region-format-version-3)).
+    /// The fingerprint stored with it (see the [spec](self#spec-region-format-version-4)).
     pub fingerprint: u64,
 }
 

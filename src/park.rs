@@ -292,6 +292,19 @@ impl Waiter<'_> {
         self.slept
     }
 
+    /// Under [`WaitPolicy::SpinThenPark`], spins until `done` holds (or this
+    /// thread's spin budget runs out) in place of the first
+    /// [`Waiter::sleep`]'s spin on the word, for a caller whose condition is
+    /// cheaper to watch than the word. Returns whether `done` held; `false`
+    /// at once (and no spin) under the other policies or after a spin.
+    pub(crate) fn spin_first(&mut self, done: impl FnMut() -> bool) -> bool {
+        if self.spun {
+            return false;
+        }
+        self.spun = true;
+        spin::spin_until(done)
+    }
+
     /// Whether the deadline has passed.
     pub(crate) fn timed_out(&self) -> bool {
         self.deadline.is_some_and(Deadline::passed)

@@ -258,7 +258,7 @@ fn inspect_shows_every_kind() {
     for n in &kinds.names {
         let j = json(&run(&["inspect", "--json", n]));
         assert_eq!(j["name"], n.as_str());
-        assert_eq!(j["version"].as_u64(), Some(3), "{j}");
+        assert_eq!(j["version"].as_u64(), Some(4), "{j}");
         assert!(j["fingerprint"].as_str().unwrap().starts_with("0x"), "{j}");
         assert!(j["size"].as_u64().unwrap() >= 4096, "{j}");
         assert_eq!(j["creator_pid"], me);

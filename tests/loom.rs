@@ -646,6 +646,57 @@ fn ring_last_receiver_drop_wakes_a_blocked_putter() {
     });
 }
 
+/// A getter that polls with `try_get` (which reads the stats line's copy of
+/// `CLOSED`, not `not_empty`) and a blocking getter that spins on the head
+/// slot before it parks: neither reports `Closed` while an item that a racing
+/// put delivered is still in the ring. Mutation-checked: `close` storing the
+/// copy before its `not_empty` RMW makes the poller report `Closed` with the
+/// item stranded.
+#[test]
+fn ring_polling_getter_racing_close_never_strands_an_item() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(2));
+        let r2 = ring.clone();
+        let putter = thread::spawn(move || r2.try_put(1, 42));
+        let r3 = ring.clone();
+        let poller = thread::spawn(move || {
+            loop {
+                match r3.try_get_or_closed(2) {
+                    Ok(got) => return got,
+                    Err(_) => thread::yield_now(),
+                }
+            }
+        });
+        ring.close();
+        let put = putter.join().unwrap();
+        let got = poller.join().unwrap();
+        match put {
+            Ok(()) => assert_eq!(got, Some(42)),
+            Err(PutFail::Closed) => assert_eq!(got, None),
+            Err(e) => panic!("{e:?}"),
+        }
+    });
+}
+
+#[test]
+fn ring_spinning_getter_racing_close_never_strands_an_item() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(2));
+        let r2 = ring.clone();
+        let putter = thread::spawn(move || r2.try_put(1, 42));
+        let r3 = ring.clone();
+        let getter = thread::spawn(move || r3.get_spinning(2));
+        ring.close();
+        let put = putter.join().unwrap();
+        let got = getter.join().unwrap();
+        match put {
+            Ok(()) => assert_eq!(got, Ok(42)),
+            Err(PutFail::Closed) => assert_eq!(got, Err(WaitFail::Closed)),
+            Err(e) => panic!("{e:?}"),
+        }
+    });
+}
+
 #[test]
 fn ring_spinning_getter_and_poll_see_the_last_drop() {
     ring_model(2, || {

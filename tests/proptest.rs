@@ -44,7 +44,7 @@ const MAX_PARTICIPANTS: u32 = 4096;
 /// The kind `fuzz_region_header` expects.
 const KIND: &[u8] = b"Lock";
 /// The format version.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// Where the identity block starts (element count, then elements, capacity,
 /// slot size: see `src/identity.rs`).
 const IDENTITY: usize = 184;

@@ -184,7 +184,7 @@ fn decode_as_a_foreign_peer(name: &str) -> (String, Vec<[u64; 3]>, u64, u64, u64
     let u64_at = |o: usize| u64::from_ne_bytes(h[o..o + 8].try_into().unwrap());
     let u32_at = |o: usize| u32::from_ne_bytes(h[o..o + 4].try_into().unwrap());
     assert_eq!(&h[..8], b"MPROCRGN");
-    assert_eq!(u32_at(8), 3, "format version");
+    assert_eq!(u32_at(8), 4, "format version");
     let kind: Vec<u8> = h[64..96].iter().copied().take_while(|&b| b != 0).collect();
     let n = u32_at(184) as usize;
     let elems: Vec<[u64; 3]> = (0..n)

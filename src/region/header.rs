@@ -47,8 +47,9 @@ pub(crate) const MAGIC: [u8; 8] = *b"MPROCRGN";
 /// from layout (element size, alignment, type id) instead of Rust type names,
 /// the identity block at [`IDENTITY_OFFSET`], 192-byte manager entries, and the
 /// lifecycle block at [`LIFECYCLE_OFFSET`] (cleanup policy, creation time,
-/// creator identity).
-pub(crate) const VERSION: u32 = 3;
+/// creator identity). 4: the queue ring's copy of `CLOSED` on its stats line,
+/// which `close` sets and getters that find the ring empty read.
+pub(crate) const VERSION: u32 = 4;
 /// Where the identity block (`crate::identity::Block`) sits in the header.
 pub(crate) const IDENTITY_OFFSET: usize = HEADER_SIZE - identity::BLOCK_SIZE;
 /// Bytes reserved for the header; the participant table starts here.

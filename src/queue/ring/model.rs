@@ -107,6 +107,14 @@ impl LoomRing {
         self.core.try_get(&self.slots, owner, to_u64)
     }
 
+    /// `try_get` telling a closed and drained ring (`Ok(None)`) from an
+    /// empty one, as the queues' `try_get` does.
+    pub fn try_get_or_closed(&self, owner: u16) -> Result<Option<u64>, GetFail> {
+        self.core
+            .try_get_or_closed(&self.slots, owner, to_u64)
+            .map(Result::ok)
+    }
+
     /// Blocking put; `dead` says which owners died.
     pub fn put(&self, owner: u16, v: u64, dead: impl Fn(u16) -> bool) -> Result<(), WaitFail> {
         let fill = |b: &mut [u8]| b.copy_from_slice(&v.to_le_bytes());

@@ -442,7 +442,7 @@ impl RingCore {
     ) -> Result<Result<R, ()>, GetFail> {
         match self.try_get(slots, owner, &mut drain) {
             Ok(r) => Ok(Ok(r)),
-            Err(GetFail::Empty(None)) if self.is_closed() => {
+            Err(GetFail::Empty(None)) if self.closed_seen() => {
                 // CLOSED was read (Acquire) before this second look: if the ring
                 // is still empty here, nothing more can be published.
                 match self.try_get(slots, owner, &mut drain) {
