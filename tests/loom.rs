@@ -697,6 +697,32 @@ fn ring_spinning_getter_racing_close_never_strands_an_item() {
     });
 }
 
+/// A putter that spins on the tail slot (not on `not_full`) before it parks:
+/// a get that frees the slot lets it in, and a close that races it either
+/// hands the item back or lets it through to be drained.
+#[test]
+fn ring_spinning_putter_is_let_in_by_a_get_or_refused_by_close() {
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(1));
+        ring.try_put(1, 7).unwrap();
+        let r2 = ring.clone();
+        let putter = thread::spawn(move || r2.put_spinning(2, 8));
+        assert_eq!(ring.try_get(3), Ok(7));
+        assert_eq!(putter.join().unwrap(), Ok(()));
+        assert_eq!(ring.try_get(3), Ok(8));
+    });
+    ring_model(2, || {
+        let ring = Arc::new(LoomRing::new(1));
+        ring.try_put(1, 7).unwrap();
+        let r2 = ring.clone();
+        let putter = thread::spawn(move || r2.put_spinning(2, 8));
+        ring.close();
+        assert_eq!(putter.join().unwrap(), Err(WaitFail::Closed));
+        assert_eq!(ring.try_get(3), Ok(7));
+        assert!(ring.try_get(3).is_err());
+    });
+}
+
 #[test]
 fn ring_spinning_getter_and_poll_see_the_last_drop() {
     ring_model(2, || {

@@ -38,6 +38,15 @@ impl RingCore {
         (dist(seq(w), full(pos)) >= 0 && w & BUSY == 0) || self.closed_seen()
     }
 
+    /// Whether the tail slot is free for the position at the tail hint (or
+    /// the hint is behind), or the queue was closed: the spin of a blocking
+    /// put, reading no line every get writes.
+    fn tail_ready<S: Slots>(&self, slots: &S) -> bool {
+        let pos = hint(&self.tail.0);
+        let w = slots.word(index(slots, pos)).load(Ordering::Relaxed);
+        dist(seq(w), pos) >= 0 || self.closed_seen()
+    }
+
     /// One of the end counts changed in a way waiters must see: the last
     /// sender of a process went away (`senders`: wakes getters) or the last
     /// receiver (wakes putters). SYNC(ends): the bump is an RMW after the
@@ -102,6 +111,15 @@ impl RingCore {
         gone: impl Fn() -> bool,
     ) -> Result<(), WaitFail> {
         let mut w = Park::bit(&self.not_full.0, SLEEPERS).waiter(policy, deadline);
+        // The spin watches the tail slot, not `not_full`, which every get
+        // writes with an RMW (as in `get_wait_slow`).
+        if w.spin_first(|| self.tail_ready(slots)) {
+            match self.try_put(slots, owner, &fill) {
+                Ok(()) => return Ok(()),
+                Err(PutFail::Closed) => return Err(WaitFail::Closed),
+                Err(PutFail::Full(_)) => {}
+            }
+        }
         loop {
             // SYNC(eventcount): read before checking the ring (module doc).
             let seen = w.load();

@@ -99,8 +99,11 @@
 //! so the argument above holds as it is (loom:
 //! `ring_polling_getter_racing_close_never_strands_an_item`, which fails when
 //! the copy is stored first). A blocking get spins on the head slot, not on
-//! `not_empty`, for the same reason; the loop it falls into after the spin
-//! reads `not_empty` as before.
+//! `not_empty`, for the same reason, and a blocking put on the tail slot, not
+//! on `not_full` (which every get writes: with the producer spinning on it,
+//! 1 -> 1 single-item 8-byte throughput measured 17.7-26.1 M msg/s, against
+//! 26.5-32.9 M without, three interleaved runs each); the loops they fall
+//! into after the spin read the eventcounts as before.
 //!
 //! ## Deaths
 //!

@@ -129,6 +129,20 @@ impl LoomRing {
         )
     }
 
+    /// Blocking put with the spin-then-park policy.
+    pub fn put_spinning(&self, owner: u16, v: u64) -> Result<(), WaitFail> {
+        let fill = |b: &mut [u8]| b.copy_from_slice(&v.to_le_bytes());
+        self.core.put_wait(
+            &self.slots,
+            owner,
+            WaitPolicy::SpinThenPark,
+            None,
+            fill,
+            |_| false,
+            || self.no_receivers(),
+        )
+    }
+
     /// Blocking get; `dead` says which owners died.
     pub fn get(&self, owner: u16, dead: impl Fn(u16) -> bool) -> Result<u64, WaitFail> {
         self.core.get_wait(
