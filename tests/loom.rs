@@ -523,24 +523,39 @@ fn ring_close_wakes_a_blocked_putter() {
     });
 }
 
-#[test]
-fn ring_put_racing_close_is_either_delivered_or_handed_back() {
-    ring_model(2, || {
+/// One put of 42 races `close` and a getter `get` (which returns what it
+/// took, or `None` for `Closed`): never may the put succeed while the getter
+/// reports `Closed` (a stranded item), nor be refused while the getter takes it.
+fn put_racing_close(get: fn(&LoomRing) -> Option<u64>) {
+    ring_model(2, move || {
         let ring = Arc::new(LoomRing::new(2));
         let r2 = ring.clone();
         let putter = thread::spawn(move || r2.try_put(1, 42));
         let r3 = ring.clone();
-        let getter = thread::spawn(move || r3.get(2, nobody_dead));
+        let getter = thread::spawn(move || get(&r3));
         ring.close();
-        let put = putter.join().unwrap();
-        let got = getter.join().unwrap();
-        // Never: put succeeded but the getter reported Closed (a stranded item).
+        let put = putter.join().expect("putter");
+        let got = getter.join().expect("getter");
         match put {
-            Ok(()) => assert_eq!(got, Ok(42)),
-            Err(PutFail::Closed) => assert_eq!(got, Err(WaitFail::Closed)),
+            Ok(()) => assert_eq!(got, Some(42)),
+            Err(PutFail::Closed) => assert_eq!(got, None),
             Err(e) => panic!("{e:?}"),
         }
     });
+}
+
+/// `Closed` from a blocking getter as `None`; any other failure fails the model.
+fn closed_as_none(r: Result<u64, WaitFail>) -> Option<u64> {
+    match r {
+        Ok(v) => Some(v),
+        Err(WaitFail::Closed) => None,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn ring_put_racing_close_is_either_delivered_or_handed_back() {
+    put_racing_close(|ring| closed_as_none(ring.get(2, nobody_dead)));
 }
 
 #[test]
@@ -654,47 +669,19 @@ fn ring_last_receiver_drop_wakes_a_blocked_putter() {
 /// item stranded.
 #[test]
 fn ring_polling_getter_racing_close_never_strands_an_item() {
-    ring_model(2, || {
-        let ring = Arc::new(LoomRing::new(2));
-        let r2 = ring.clone();
-        let putter = thread::spawn(move || r2.try_put(1, 42));
-        let r3 = ring.clone();
-        let poller = thread::spawn(move || {
-            loop {
-                match r3.try_get_or_closed(2) {
-                    Ok(got) => return got,
-                    Err(_) => thread::yield_now(),
-                }
+    put_racing_close(|ring| {
+        loop {
+            match ring.try_get_or_closed(2) {
+                Ok(got) => return got,
+                Err(_) => thread::yield_now(),
             }
-        });
-        ring.close();
-        let put = putter.join().unwrap();
-        let got = poller.join().unwrap();
-        match put {
-            Ok(()) => assert_eq!(got, Some(42)),
-            Err(PutFail::Closed) => assert_eq!(got, None),
-            Err(e) => panic!("{e:?}"),
         }
     });
 }
 
 #[test]
 fn ring_spinning_getter_racing_close_never_strands_an_item() {
-    ring_model(2, || {
-        let ring = Arc::new(LoomRing::new(2));
-        let r2 = ring.clone();
-        let putter = thread::spawn(move || r2.try_put(1, 42));
-        let r3 = ring.clone();
-        let getter = thread::spawn(move || r3.get_spinning(2));
-        ring.close();
-        let put = putter.join().unwrap();
-        let got = getter.join().unwrap();
-        match put {
-            Ok(()) => assert_eq!(got, Ok(42)),
-            Err(PutFail::Closed) => assert_eq!(got, Err(WaitFail::Closed)),
-            Err(e) => panic!("{e:?}"),
-        }
-    });
+    put_racing_close(|ring| closed_as_none(ring.get_spinning(2)));
 }
 
 /// A putter that spins on the tail slot (not on `not_full`) before it parks:
