@@ -232,3 +232,44 @@ fn clones_and_named_handles_move_between_threads() {
         "only the last open handle is a participant"
     );
 }
+
+/// A producer blocked on a full queue whose consumer frees exactly one slot at a
+/// time still completes each put: the wait for more room before claiming
+/// (`await_room` in the ring's blocking path) is bounded, and the single freed
+/// slot is enough. The consumer takes the next item only once the queue is full
+/// again, so a put that finds the queue full has exactly one slot of room.
+#[test]
+fn blocking_put_completes_when_one_slot_frees_at_a_time() {
+    const CAP: usize = 64;
+    const ITEMS: u64 = 500;
+    let q = Queue::<u64>::anonymous(CAP).unwrap();
+    for i in 0..CAP as u64 {
+        q.put(i).unwrap();
+    }
+    let producer = {
+        let q = q.clone();
+        thread::spawn(move || {
+            for i in CAP as u64..CAP as u64 + ITEMS {
+                q.put_timeout(i, std::time::Duration::from_secs(30))
+                    .unwrap();
+            }
+        })
+    };
+    // A watchdog, not a synchronisation: the test fails rather than hangs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for expect in 0..ITEMS {
+        assert_eq!(q.get().unwrap(), expect);
+        while !q.is_full() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "put {expect} never completed with one free slot"
+            );
+            thread::yield_now();
+        }
+    }
+    producer.join().unwrap();
+    for expect in ITEMS..ITEMS + CAP as u64 {
+        assert_eq!(q.get().unwrap(), expect);
+    }
+    assert!(q.is_empty());
+}

@@ -549,14 +549,19 @@ impl<K: QueueKind> QueueCore<K> {
     /// participant table is full.
     #[inline]
     pub(crate) fn owner(&self) -> u16 {
-        let epoch = u64::from(crate::sys::process::fork_epoch());
+        // The cached epoch, without the fork hook's registration check: a
+        // registered tag was written by `register`, which registered the hook
+        // first (in this process or in an ancestor, whose hook fork copied),
+        // so the epoch it is compared with is current. Anything else takes
+        // the slow path, which registers it.
+        let epoch = u64::from(crate::sys::process::fork_epoch_cached());
         // Acquire: pairs with the Release that published the registration, so
         // its recovery of the tag's old slots happened before our claims.
         let cached = self.owner.load(Ordering::Acquire);
         if cached >> 32 == epoch && cached & REGISTERED != 0 {
             return cached as u16;
         }
-        self.register(epoch)
+        self.register(u64::from(crate::sys::process::fork_epoch()))
     }
 
     /// Registers this process (fork epoch `epoch`) as the owner tag of its
