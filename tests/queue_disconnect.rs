@@ -676,3 +676,46 @@ fn pipe_send_fails_at_once_when_the_other_end_is_gone() {
     let got = watched(move || a.send(b"2").map_err(|e| format!("{e:?}")));
     assert_eq!(got, Err("Disconnected(..)".to_owned()));
 }
+
+/// `close` in this process ends the calls this process has blocked on that
+/// side (found by a hostile user's port: a put waiting for room and a get
+/// waiting for an item slept on after `close`, a timed one until its
+/// timeout). Each call is asleep in the kernel before the close.
+#[test]
+fn close_wakes_this_process_calls_blocked_on_that_side() {
+    let _serial = serial();
+    // A put waiting for room, then `Queue::close` on a clone.
+    let q = Queue::<u8>::anonymous(1).unwrap();
+    q.put(1).unwrap();
+    let q2 = q.clone();
+    let got = blocked_then(move || q2.put(2), move || q.close());
+    assert_eq!(got, Err(PutError::Closed(2)));
+
+    // The same with a timeout the close must cut short (the caller is told
+    // `Closed`, not `Timeout`).
+    let q = Queue::<u8>::anonymous(1).unwrap();
+    q.put(1).unwrap();
+    let q2 = q.clone();
+    let got = blocked_then(move || q2.put_timeout(2, WATCHDOG * 2), move || q.close());
+    assert_eq!(got, Err(PutError::Closed(2)));
+
+    // A get waiting for an item, then `Receiver::close` on a clone; the
+    // sender stays alive, so only the close can end the wait.
+    let (tx, rx) = Queue::<u8>::anonymous(2).unwrap().split();
+    let rx2 = rx.clone();
+    let got = blocked_then(move || rx2.get(), move || rx.close());
+    assert_eq!(got, Err(GetError::Closed));
+    drop(tx);
+
+    // A pipe end blocked in `recv`, then `close` of that end; and `poll`
+    // on a closed end answers at once.
+    let (a, b) = Pipe::anonymous(2, 8).unwrap();
+    let a = std::sync::Arc::new(a);
+    let a2 = std::sync::Arc::clone(&a);
+    let closer = std::sync::Arc::clone(&a);
+    let got = blocked_then(move || a2.recv(), move || closer.close());
+    assert_eq!(got, Err(GetError::Closed));
+    let ready = watched(move || a.poll(Duration::MAX));
+    assert!(ready, "poll on an end this process closed is ready at once");
+    drop(b);
+}

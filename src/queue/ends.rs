@@ -416,7 +416,12 @@ impl Local {
         }
         self.sync_mirror(&c);
         drop(c);
-        (self.wake)(role);
+        // Both sides: peers' waiters on the other end see the count change,
+        // and this process's own calls blocked in `role` (a put waiting for
+        // room, a get for an item) wake, read the flag stored above (the
+        // bump is an RMW after it) and fail with `Closed`.
+        (self.wake)(SEND);
+        (self.wake)(RECV);
         true
     }
 

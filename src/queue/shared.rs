@@ -669,6 +669,9 @@ impl<K: QueueKind> QueueCore<K> {
         if self.send_closed() {
             return Err(PutError::Closed(()));
         }
+        // A close by this process while the put waits ends the wait as the
+        // loss of the last receiver does (`close` wakes this side too); the
+        // outcome is then `Closed`.
         self.ring()
             .put_wait(
                 &self.slots,
@@ -677,11 +680,12 @@ impl<K: QueueKind> QueueCore<K> {
                 deadline,
                 fill,
                 |o| self.owner_dead(o),
-                || self.no_receivers(),
+                || self.send_closed() || self.no_receivers(),
             )
             .map_err(|e| match e {
                 WaitFail::Timeout => PutError::Timeout(()),
                 WaitFail::Closed => PutError::Closed(()),
+                WaitFail::Disconnected if self.send_closed() => PutError::Closed(()),
                 WaitFail::Disconnected => PutError::Disconnected(()),
             })
     }
@@ -721,6 +725,8 @@ impl<K: QueueKind> QueueCore<K> {
         if self.recv_closed() {
             return Err(GetError::Closed);
         }
+        // As in `put`: a close of this process's receiving side ends the
+        // wait (a get racing it may still take an item that is there).
         self.ring()
             .get_wait(
                 &self.slots,
@@ -729,11 +735,12 @@ impl<K: QueueKind> QueueCore<K> {
                 deadline,
                 drain,
                 |o| self.owner_dead(o),
-                || self.no_senders(),
+                || self.recv_closed() || self.no_senders(),
             )
             .map_err(|e| match e {
                 WaitFail::Timeout => GetError::Timeout,
                 WaitFail::Closed => GetError::Closed,
+                WaitFail::Disconnected if self.recv_closed() => GetError::Closed,
                 WaitFail::Disconnected => GetError::Disconnected,
             })
     }
@@ -787,7 +794,9 @@ impl<K: QueueKind> QueueCore<K> {
     /// (or will never be).
     pub(crate) fn wait_readable(&self, deadline: Option<Deadline>) -> bool {
         self.ring()
-            .wait_readable(&self.slots, self.policy, deadline, || self.no_senders())
+            .wait_readable(&self.slots, self.policy, deadline, || {
+                self.recv_closed() || self.no_senders()
+            })
     }
 
     /// Number of messages now (approximate while operations are in flight,
