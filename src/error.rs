@@ -47,7 +47,7 @@ pub enum Error {
     /// The region (or manager entry) holds another kind of object: a `Queue`
     /// opened as a `SharedDict`, a `JoinableQueue` as a plain `Queue`, a longer
     /// `Array` as a `Value`.
-    #[error("the object holds a {found}, not a {expected}")]
+    #[error("the object's kind is {found}, not {expected}")]
     TypeMismatch {
         /// The kind the caller asked for.
         expected: String,

@@ -109,7 +109,11 @@
 //! queue's validated table or wait unboundedly on a slice. Counts are kept
 //! per participant, so a killed process leaves only entries stamped with its
 //! own membership, never a global counter off by one. A process that cannot
-//! join the region's participant table (full) does not count at all.
+//! join the region's participant table (full) does not count at all: a
+//! getter elsewhere may then report `Disconnected` while that process still
+//! puts, and what it puts afterwards sits unread. Size the table for every
+//! process that uses the queue ([`RegionOptions::participants`](crate::RegionOptions::participants),
+//! default [`DEFAULT_PARTICIPANTS`](crate::region::DEFAULT_PARTICIPANTS)).
 //!
 //! ## Delivery after a crash
 //!

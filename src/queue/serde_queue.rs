@@ -81,8 +81,12 @@ impl<T: Serialize + DeserializeOwned> SerdeQueue<T> {
         })
     }
 
-    /// Opens a named queue. The element type is not recorded: opening with
-    /// another `T` yields decode errors, not reinterpretation.
+    /// Opens a named queue. The element type is **not** recorded, and
+    /// postcard's encoding does not describe itself: opening with another
+    /// `T` may decode the bytes as that type without complaint (a `u32` 3
+    /// read as an `i32` -2, say), or fail with [`SerdeError::Decode`] where
+    /// the bytes do not fit. Agree on `T` out of band, or use
+    /// [`Queue`](crate::Queue), whose element type is checked at open.
     pub fn open(name: &str) -> Result<SerdeQueue<T>, Error> {
         Ok(SerdeQueue {
             bytes: BytesQueue::open(name)?,
