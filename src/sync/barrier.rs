@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! bits 0..16   COUNT        parties arrived in the current generation
-//! bits 16..29  GENERATION   bumped when the last party arrives (or on reset)
+//! bits 16..28  GENERATION   bumped when the last party arrives (or on reset)
+//! bit 28       PREV_BROKEN  the generation before the previous one ended by
+//!                           reset (LAST_BROKEN, one transition older)
 //! bit 29       LAST_BROKEN  the previous generation ended by reset, not by
 //!                           completion (its waiters report Broken)
 //! bit 30       SLEEPERS     a waiter may be asleep
@@ -15,13 +17,24 @@
 //! while spinning makes no syscall. Waiters compare only the generation, so
 //! early arrivals of generation `g+1` cannot confuse late leavers of `g`.
 //!
+//! Every transition shifts the outcome history by one (`LAST_BROKEN` moves to
+//! `PREV_BROKEN`), so a waiter of `g` that next looks when the word already
+//! says `g+2` (it slept through a reset and a whole later generation) still
+//! learns how `g` ended. A waiter that sleeps through three or more
+//! transitions (descheduled that long) can no longer tell and reports
+//! success: the history is two transitions deep.
+//!
 //! Waiting is [`crate::park`]'s loop in bit mode on the state word.
 //!
-//! Dead parties: each process that waits records its participant id in the
-//! barrier (`party_ids`). The wait's liveness probe (run by the park layer
-//! between sleep slices, at least every 100 ms) checks the recorded parties and
-//! breaks the barrier if one died, as Python's `BrokenBarrierError` would after
-//! an `abort()`.
+//! Dead parties: each process that waits records its participant id *and the
+//! last generation it arrived in* in `party_ids`. The wait's liveness probe
+//! (run by the park layer between sleep slices, at least every 100 ms) breaks
+//! the barrier, as Python's `BrokenBarrierError` would after an `abort()`, if
+//! a process died that arrived in the waiter's generation (it died waiting)
+//! or in the one before (a member of the team that died before coming back).
+//! A process whose last arrival is older breaks nothing, and `reset` forgets
+//! every record, so a barrier is whole again after a reset whoever died
+//! before it.
 
 use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -29,7 +42,8 @@ use crate::park::{Park, Unparked, WaitPolicy};
 
 const COUNT: u32 = 0xffff;
 const GEN_SHIFT: u32 = 16;
-const GEN_MASK: u32 = 0x1fff;
+const GEN_MASK: u32 = 0xfff;
+const PREV_BROKEN: u32 = 1 << 28;
 const LAST_BROKEN: u32 = 1 << 29;
 const SLEEPERS: u32 = 1 << 30;
 const BROKEN: u32 = 1 << 31;
@@ -42,8 +56,56 @@ fn generation(v: u32) -> u32 {
     (v >> GEN_SHIFT) & GEN_MASK
 }
 
-fn next_generation(v: u32) -> u32 {
-    ((generation(v) + 1) & GEN_MASK) << GEN_SHIFT
+/// The word after a transition out of `v`'s generation: the next
+/// generation, no arrivals, no flags but the history (`reset` says whether
+/// this transition is a reset that interrupted waiters).
+fn next_generation(v: u32, reset: bool) -> u32 {
+    let history = if v & LAST_BROKEN != 0 { PREV_BROKEN } else { 0 };
+    let last = if reset { LAST_BROKEN } else { 0 };
+    (((generation(v) + 1) & GEN_MASK) << GEN_SHIFT) | history | last
+}
+
+/// How a waiter that arrived in generation `arrived` fares, seen from the
+/// word `v` of a later generation: `Ok(())` if its generation completed.
+fn outcome(arrived: u32, v: u32) -> Result<(), BarrierError> {
+    let broken = match generation(v).wrapping_sub(arrived) & GEN_MASK {
+        1 => v & LAST_BROKEN != 0,
+        2 => v & PREV_BROKEN != 0,
+        // Three or more transitions ago: no history left (module doc).
+        _ => false,
+    };
+    if broken {
+        Err(BarrierError::Broken)
+    } else {
+        Ok(())
+    }
+}
+
+/// What the barrier learns from and tells about the parties' processes.
+/// The real barrier records participant ids ([`Barrier`]'s handle); loom
+/// models track nothing.
+pub(crate) trait Parties {
+    /// This wait arrived in `generation` (as a waiter or as the last party):
+    /// record it.
+    fn arrived(&self, generation: u32);
+    /// Whether a party that should be part of `generation` died.
+    fn any_dead(&self, generation: u32) -> bool;
+}
+
+/// A [`Parties`] that only asks a liveness closure (no records): the loom
+/// models' barrier.
+#[cfg(loom)]
+struct Probe<F>(std::cell::RefCell<F>);
+
+#[cfg(loom)]
+impl<F: FnMut() -> bool> Parties for Probe<F> {
+    fn arrived(&self, _: u32) {}
+    fn any_dead(&self, _: u32) -> bool {
+        match self.0.try_borrow_mut() {
+            Ok(mut f) => f(),
+            Err(_) => false,
+        }
+    }
 }
 
 /// Why a barrier wait failed.
@@ -87,8 +149,9 @@ pub struct RawBarrier {
     state: AtomicU32,
     /// Written once at creation.
     parties: AtomicU32,
-    /// Participant ids (`(index + 1) << 32 | generation`) of processes that waited
-    /// here, 0 = free; maintained by the handle.
+    /// Processes that waited here, by participant id and the last generation
+    /// they arrived in (the handle's `pack`), 0 = free; maintained by the
+    /// handle.
     pub(crate) party_ids: [AtomicU64; TRACKED],
 }
 
@@ -152,7 +215,7 @@ impl RawBarrier {
         let mut v = self.state.load(Ordering::Relaxed);
         loop {
             let interrupted = v & COUNT != 0 || v & BROKEN != 0;
-            let new = next_generation(v) | if interrupted { LAST_BROKEN } else { 0 };
+            let new = next_generation(v, interrupted);
             match self
                 .state
                 .compare_exchange_weak(v, new, Ordering::AcqRel, Ordering::Relaxed)
@@ -165,6 +228,7 @@ impl RawBarrier {
         self.park().wake_if(v, u32::MAX);
     }
 
+    #[cfg(loom)]
     /// Arrives and waits as `policy` says for the other parties, until
     /// `deadline`. `dead_party` is the liveness probe, run between sleep slices:
     /// it returns whether a party died (which breaks the barrier).
@@ -172,7 +236,50 @@ impl RawBarrier {
         &self,
         policy: WaitPolicy,
         deadline: Option<Deadline>,
-        mut dead_party: impl FnMut() -> bool,
+        dead_party: impl FnMut() -> bool,
+    ) -> Result<BarrierWaitResult, BarrierError> {
+        self.wait_with(
+            policy,
+            deadline,
+            &Probe(std::cell::RefCell::new(dead_party)),
+        )
+    }
+
+    /// Breaks generation `g` if the barrier is still in it (a timeout or a
+    /// dead party of `g`); if `g` ended meanwhile, returns how it ended for
+    /// a waiter of `g` instead, so a timeout racing the last arrival never
+    /// breaks the next generation.
+    fn abort_generation(&self, g: u32) -> Result<(), Result<(), BarrierError>> {
+        let mut v = self.state.load(Ordering::Acquire);
+        loop {
+            if generation(v) != g {
+                return Err(outcome(g, v));
+            }
+            if v & BROKEN != 0 {
+                return Ok(());
+            }
+            match self.state.compare_exchange_weak(
+                v,
+                v | BROKEN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.park().wake_if(v, u32::MAX);
+                    return Ok(());
+                }
+                Err(now) => v = now,
+            }
+        }
+    }
+
+    /// [`RawBarrier::wait`], recording this party in `parties` while it
+    /// waits and asking it about the deaths of the others.
+    pub(crate) fn wait_with(
+        &self,
+        policy: WaitPolicy,
+        deadline: Option<Deadline>,
+        parties_seen: &impl Parties,
     ) -> Result<BarrierWaitResult, BarrierError> {
         let parties = self.parties().clamp(1, MAX_PARTIES);
         let mut v = self.state.load(Ordering::Acquire);
@@ -182,7 +289,7 @@ impl RawBarrier {
             }
             let count = (v & COUNT).min(parties - 1);
             if count + 1 == parties {
-                let new = next_generation(v);
+                let new = next_generation(v, false);
                 match self
                     .state
                     .compare_exchange_weak(v, new, Ordering::AcqRel, Ordering::Acquire)
@@ -190,6 +297,8 @@ impl RawBarrier {
                     Ok(_) => {
                         // `new` has no SLEEPERS: wake everyone the old word recorded.
                         self.park().wake_if(v, u32::MAX);
+                        // A member of this generation, as the others are.
+                        parties_seen.arrived(generation(v));
                         return Ok(BarrierWaitResult {
                             index: count,
                             leader: true,
@@ -209,34 +318,38 @@ impl RawBarrier {
                 }
             }
         };
+        parties_seen.arrived(gen_at_arrival);
+        let released = Ok(BarrierWaitResult {
+            index,
+            leader: false,
+        });
         let mut w = self.park().waiter(policy, deadline);
         loop {
             let v = w.load();
             if generation(v) != gen_at_arrival {
-                return if v & LAST_BROKEN != 0 {
-                    Err(BarrierError::Broken)
-                } else {
-                    Ok(BarrierWaitResult {
-                        index,
-                        leader: false,
-                    })
-                };
+                return outcome(gen_at_arrival, v).and(released);
             }
             if v & BROKEN != 0 {
                 return Err(BarrierError::Broken);
             }
-            let probe = || if dead_party() { Err(()) } else { Ok(()) };
-            match w.sleep(v, probe) {
-                Ok(()) => {}
-                Err(Unparked::TimedOut) => {
-                    self.abort();
-                    return Err(BarrierError::Timeout);
+            let probe = || {
+                if parties_seen.any_dead(gen_at_arrival) {
+                    Err(())
+                } else {
+                    Ok(())
                 }
-                Err(Unparked::Probe(())) => {
-                    self.abort();
-                    return Err(BarrierError::Broken);
-                }
-            }
+            };
+            let failure = match w.sleep(v, probe) {
+                Ok(()) => continue,
+                Err(Unparked::TimedOut) => BarrierError::Timeout,
+                Err(Unparked::Probe(())) => BarrierError::Broken,
+            };
+            // Break our generation, unless it ended meanwhile: then that is
+            // the answer (the last party arrived just as the time ran out).
+            return match self.abort_generation(gen_at_arrival) {
+                Ok(()) => Err(failure),
+                Err(ended) => ended.and(released),
+            };
         }
     }
 }
@@ -249,10 +362,10 @@ mod handle {
     use std::fmt;
     use std::time::Duration;
 
-    use super::{BarrierError, BarrierWaitResult, MAX_PARTIES, RawBarrier};
+    use super::{BarrierError, BarrierWaitResult, GEN_MASK, MAX_PARTIES, Parties, RawBarrier};
     use crate::Error;
     use crate::loom::Deadline;
-    use crate::loom::atomic::Ordering;
+    use crate::loom::atomic::{AtomicU64, Ordering};
     use crate::park::WaitPolicy;
     use crate::region::participants::{Liveness, Member};
     use crate::region::{Object, Region, RegionOptions, SharedObject};
@@ -289,23 +402,114 @@ mod handle {
         }
     }
 
-    fn pack(m: Member) -> u64 {
-        (u64::from(m.index) + 1) << 32 | u64::from(m.generation)
+    /// A `party_ids` entry: `(index + 1) << 48 | generation of the barrier
+    /// (12 bits) << 32 | membership generation`; 0 is free.
+    fn pack(m: Member, barrier_gen: u32) -> u64 {
+        (u64::from(m.index) + 1) << 48
+            | u64::from(barrier_gen & GEN_MASK) << 32
+            | u64::from(m.generation)
     }
 
-    fn unpack(v: u64) -> Member {
-        Member {
-            index: ((v >> 32) as u32).wrapping_sub(1),
+    fn unpack(v: u64) -> (Member, u32) {
+        let m = Member {
+            index: ((v >> 48) as u32).wrapping_sub(1),
             generation: v as u32,
+        };
+        (m, ((v >> 32) as u32) & GEN_MASK)
+    }
+
+    /// One wait's view of the other parties.
+    struct Tracked<'a> {
+        barrier: &'a Barrier,
+        me: Option<Member>,
+    }
+
+    impl Tracked<'_> {
+        fn ids(&self) -> &[AtomicU64] {
+            &self.barrier.obj.get().party_ids
+        }
+
+        fn is(m: Member, other: Member) -> bool {
+            m.index == other.index && m.generation == other.generation
+        }
+    }
+
+    // Relaxed throughout: the entries are hints for death detection, not
+    // data; a stale read costs one more probe slice, never a wrong release.
+    impl Parties for Tracked<'_> {
+        fn arrived(&self, generation: u32) {
+            let Some(me) = self.me else { return };
+            let packed = pack(me, generation);
+            let ids = self.ids();
+            // Our own entry, if we have one (threads of a process share it).
+            for slot in ids {
+                let cur = slot.load(Ordering::Relaxed);
+                if cur != 0 && Self::is(unpack(cur).0, me) {
+                    slot.store(packed, Ordering::Relaxed);
+                    return;
+                }
+            }
+            let region = self.barrier.obj.region();
+            for slot in ids {
+                let cur = slot.load(Ordering::Relaxed);
+                let free = cur == 0 || region.probe(unpack(cur).0) == Liveness::Gone;
+                if free
+                    && slot
+                        .compare_exchange(cur, packed, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return;
+                }
+            }
+            // Every entry taken: this process is not tracked (its death goes
+            // unnoticed, as in a barrier without a participant table).
+        }
+
+        fn any_dead(&self, generation: u32) -> bool {
+            let region = self.barrier.obj.region();
+            let previous = generation.wrapping_sub(1) & GEN_MASK;
+            for slot in self.ids() {
+                let cur = slot.load(Ordering::Relaxed);
+                if cur == 0 {
+                    continue;
+                }
+                let (m, last) = unpack(cur);
+                if self.me.is_some_and(|me| Self::is(m, me)) {
+                    continue;
+                }
+                match region.probe(m) {
+                    Liveness::Alive => {}
+                    Liveness::Dead if last == generation || last == previous => return true,
+                    // Dead since an older generation (it breaks nothing now),
+                    // or gone: the entry is stale.
+                    Liveness::Dead | Liveness::Gone => {
+                        let _ = slot.compare_exchange(cur, 0, Ordering::Relaxed, Ordering::Relaxed);
+                    }
+                }
+            }
+            false
+        }
+    }
+
+    impl Barrier {
+        /// Forgets every recorded party (after a reset).
+        fn forget_parties(&self) {
+            for slot in &self.obj.get().party_ids {
+                // Relaxed: hints (see `Tracked`).
+                slot.store(0, Ordering::Relaxed);
+            }
         }
     }
 
     /// A barrier for a fixed number of parties in any processes, like Python's
     /// `multiprocessing.Barrier`.
     ///
-    /// A timeout, [`Barrier::abort`], or the death of a process that waited on the
-    /// barrier breaks it: every waiter gets [`BarrierError::Broken`] until
-    /// [`Barrier::reset`].
+    /// A timeout, [`Barrier::abort`], or the death of a process that waited in
+    /// the current generation or the one before breaks it: every waiter gets
+    /// [`BarrierError::Broken`] until [`Barrier::reset`], which also forgets the
+    /// processes that waited before it (their deaths break nothing after the
+    /// reset). A timeout that races the last arrival either loses (everyone
+    /// passes) or breaks the generation it timed out in, never the next one.
     ///
     /// Python's `action` and default `timeout` arguments have no counterpart:
     /// the party whose wait returns [`BarrierWaitResult::is_leader`] (exactly
@@ -418,55 +622,15 @@ mod handle {
             )?))
         }
 
-        /// Records this process as a party so others notice if it dies.
-        fn register(&self) -> Option<Member> {
-            let me = self.obj.region().member()?;
-            let ids = &self.obj.get().party_ids;
-            let packed = pack(me);
-            // Relaxed: the ids are hints for death detection, not data.
-            if ids.iter().any(|s| s.load(Ordering::Relaxed) == packed) {
-                return Some(me);
-            }
-            for slot in ids {
-                let cur = slot.load(Ordering::Relaxed);
-                let free = cur == 0 || self.obj.region().probe(unpack(cur)) == Liveness::Gone;
-                if free
-                    && slot
-                        .compare_exchange(cur, packed, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    return Some(me);
-                }
-            }
-            Some(me)
-        }
-
-        fn any_party_dead(&self, me: Option<Member>) -> bool {
-            let region = self.obj.region();
-            for slot in &self.obj.get().party_ids {
-                let cur = slot.load(Ordering::Relaxed);
-                if cur == 0 || me.is_some_and(|m| pack(m) == cur) {
-                    continue;
-                }
-                match region.probe(unpack(cur)) {
-                    Liveness::Dead => return true,
-                    Liveness::Gone => {
-                        let _ = slot.compare_exchange(cur, 0, Ordering::Relaxed, Ordering::Relaxed);
-                    }
-                    Liveness::Alive => {}
-                }
-            }
-            false
-        }
-
         fn wait_until(
             &self,
             deadline: Option<Deadline>,
         ) -> Result<BarrierWaitResult, BarrierError> {
-            let me = self.register();
-            self.obj
-                .get()
-                .wait(self.policy, deadline, || self.any_party_dead(me))
+            let tracked = Tracked {
+                barrier: self,
+                me: self.obj.region().member(),
+            };
+            self.obj.get().wait_with(self.policy, deadline, &tracked)
         }
 
         /// Waits until all parties have called `wait`.
@@ -485,9 +649,12 @@ mod handle {
             self.obj.get().abort();
         }
 
-        /// Returns the barrier to its initial state.
+        /// Returns the barrier to its initial state: parties waiting now get
+        /// [`BarrierError::Broken`], and the deaths of processes that waited
+        /// before the reset no longer break it.
         pub fn reset(&self) {
             self.obj.get().reset();
+            self.forget_parties();
         }
 
         /// Number of parties.
@@ -510,5 +677,52 @@ mod handle {
         pub fn region(&self) -> &Region {
             self.obj.region()
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The word of generation `g` with the given history flags.
+    fn word(g: u32, flags: u32) -> u32 {
+        (g & GEN_MASK) << GEN_SHIFT | flags
+    }
+
+    #[test]
+    fn the_history_says_how_each_of_the_last_two_generations_ended() {
+        // Reset out of g, then g+1 completed: a waiter of g learns Broken
+        // from PREV_BROKEN, one of g+1 learns Ok.
+        let v = next_generation(next_generation(word(7, 3), true), false);
+        assert_eq!(generation(v), 9);
+        assert_eq!(outcome(7, v), Err(BarrierError::Broken));
+        assert_eq!(outcome(8, v), Ok(()));
+        // Completed, then reset: the other way round.
+        let v = next_generation(next_generation(word(7, 3), false), true);
+        assert_eq!(outcome(7, v), Ok(()));
+        assert_eq!(outcome(8, v), Err(BarrierError::Broken));
+        // Across the wrap of the generation counter.
+        let v = next_generation(word(GEN_MASK, 1), true);
+        assert_eq!(generation(v), 0);
+        assert_eq!(outcome(GEN_MASK, v), Err(BarrierError::Broken));
+    }
+
+    #[test]
+    fn a_timeout_after_the_generation_ended_breaks_nothing() {
+        let b = RawBarrier::new(2);
+        // Generation 0 completed (the last party arrived) before the timed-out
+        // waiter of generation 0 got to break it.
+        b.state
+            .store(next_generation(word(0, 1), false), Ordering::Relaxed);
+        assert_eq!(b.abort_generation(0), Err(Ok(())));
+        assert!(!b.is_broken(), "the next generation must not be broken");
+        // Still in generation 1: a timeout there does break it.
+        assert_eq!(b.abort_generation(1), Ok(()));
+        assert!(b.is_broken());
+        // A reset ended generation 1: its waiter reports Broken, and the new
+        // generation stays whole.
+        b.reset();
+        assert_eq!(b.abort_generation(1), Err(Err(BarrierError::Broken)));
+        assert!(!b.is_broken());
     }
 }
