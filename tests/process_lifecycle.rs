@@ -534,3 +534,36 @@ fn anonymous_objects_reach_a_spawned_child() {
         }
     });
 }
+
+/// A child reaped by someone else (a `waitpid` elsewhere in the program)
+/// gives the same answer to `join` and `join_timeout` as to `is_alive` and
+/// `exitcode`, in whatever order they are called: its status is lost
+/// (`Signal(0)`), it no longer runs. Before the fix `join` failed with
+/// `ECHILD` unless `exitcode` had been called first.
+#[test]
+fn a_child_reaped_elsewhere_joins_as_signal_zero() {
+    watchdog(|| {
+        for first_join in [true, false] {
+            let mut child = start(Process::new(|| 0));
+            let pid = child.pid() as libc::pid_t;
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, into a local status word.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            if first_join {
+                assert_eq!(child.join().unwrap(), ExitStatus::Signal(0));
+                assert_eq!(
+                    child.join_timeout(Duration::ZERO).unwrap(),
+                    Some(ExitStatus::Signal(0))
+                );
+                assert!(!child.is_alive());
+            } else {
+                assert_eq!(
+                    child.join_timeout(Duration::from_secs(1)).unwrap(),
+                    Some(ExitStatus::Signal(0))
+                );
+                assert_eq!(child.exitcode(), Some(0));
+                assert_eq!(child.join().unwrap(), ExitStatus::Signal(0));
+            }
+        }
+    });
+}

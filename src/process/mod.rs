@@ -289,8 +289,8 @@ where
     ///
     /// If other threads run, the closure must not take any lock (including the
     /// allocator's own, `stdout`'s, or the program's) that another thread might
-    /// hold at the moment of the fork, and the closure's output to `stdout` is
-    /// This crate's primitives take no such lock. For the same reason the child
+    /// hold at the moment of the fork; this crate's primitives take no such
+    /// lock. For the same reason the child
     /// does not flush Rust's `stdout` at exit (its lock may be held by another
     /// thread): end printed lines with a newline, or flush them yourself.
     pub unsafe fn start_unchecked(self) -> Result<Child, StartError> {
@@ -598,7 +598,13 @@ impl Child {
         if let Some(s) = self.reaped {
             return Ok(Some(s));
         }
-        let r = sys::wait_child(self.pid, deadline)?.map(convert);
+        let r = match sys::wait_child(self.pid, deadline) {
+            Ok(r) => r.map(convert),
+            // Reaped elsewhere: the status is lost and the child no longer
+            // runs, the same answer `is_alive` and `exitcode` give.
+            Err(e) if sys::is_no_child(&e) => Some(ExitStatus::Signal(0)),
+            Err(e) => return Err(e),
+        };
         self.reaped = r;
         Ok(r)
     }

@@ -367,6 +367,12 @@ pub(crate) fn wait_child(pid: u32, deadline: Option<Deadline>) -> io::Result<Opt
 /// `SIGTERM`.
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 
+/// Whether `e` is `ECHILD`: the child was reaped by someone else (a
+/// `waitpid(-1)` elsewhere in the program, or `SIGCHLD` ignored).
+pub(crate) fn is_no_child(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECHILD)
+}
+
 /// The parent's pid as the kernel sees it now (1 or a subreaper once the parent
 /// died).
 pub(crate) fn parent_pid() -> u32 {
