@@ -430,6 +430,19 @@ fn rm_removes_regions_and_only_forces_other_files() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(!exists(plain));
 
+    // A symlink cannot be opened as a region (regions are never opened
+    // through one); --force removes the link itself, not its target.
+    let link = format!("{prefix}link");
+    guard.0.push(link.clone());
+    std::os::unix::fs::symlink(shm_path(b), shm_path(&link)).unwrap();
+    let r = run(&["rm", &link]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(exists(&link));
+    let r = run(&["rm", "--force", &link]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!exists(&link));
+    assert!(exists(b), "the link's target stays");
+
     let r = run(&["rm", b]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(!exists(b));

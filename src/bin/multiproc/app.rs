@@ -316,7 +316,10 @@ fn rm(names: &[String], force: bool) -> Result<bool, Error> {
     for n in names {
         let outcome = match Region::is_region(n) {
             Ok(true) => Region::unlink(n),
-            Ok(false) if force => Region::unlink(n),
+            // With --force, a name that cannot even be read as a region (a
+            // symlink, which regions are never opened through, or one we may
+            // not read) is removed as well: unlinking never follows it.
+            Ok(false) | Err(_) if force => Region::unlink(n),
             Ok(false) => {
                 eprintln!(
                     "multiproc: {n}: not a multiproc region (use --force to remove it anyway)"
