@@ -44,7 +44,10 @@ pub enum LockError<G> {
     #[error("no participant slot left in the region: this process cannot own the lock")]
     NoParticipantSlot,
     /// `Condition::wait` was given a guard of another lock; it is handed back
-    /// untouched.
+    /// untouched. A guard belongs to the mapping it locked: a second `open` of
+    /// the same name in one process maps the object again, and the guards of
+    /// one handle are foreign to the other's waits (clone a handle instead of
+    /// opening the name twice).
     #[error("the guard belongs to another lock")]
     WrongLock(G),
 }
