@@ -234,6 +234,16 @@ where
     /// let p = multiproc::process::Process::new(|| 0);
     /// # drop(p);
     /// ```
+    ///
+    /// A closure that never returns (it calls `std::process::exit`, or loops
+    /// until killed) has the never type `!`, which stable Rust cannot give an
+    /// [`IntoExitCode`]: name a return type for it.
+    ///
+    /// ```
+    /// use multiproc::process::Process;
+    /// let p = Process::new(|| -> i32 { std::process::exit(3) });
+    /// # drop(p);
+    /// ```
     pub fn new(f: F) -> Process<F> {
         Process {
             f,
