@@ -455,6 +455,106 @@ fn panicking_argument_iterator() {
     });
 }
 
+fn plus_one(x: u64) -> u64 {
+    x + 1
+}
+
+/// An argument iterator that uses the pool itself (Python collects the
+/// iterable first; here it is read while `map` drives, with no pool lock
+/// held): `apply`, `pids`, a nested `map`, one chunk at a time or several.
+#[test]
+fn argument_iterator_may_use_the_pool() {
+    watchdog(|| {
+        let p = pool(2);
+        let v = p.map(square, (0..4u64).map(|x| p.apply(plus_one, x).unwrap()));
+        assert_eq!(v.unwrap(), vec![1, 4, 9, 16]);
+        let v = p.map(square, (0..4u64).map(|x| x + p.pids().len() as u64));
+        assert_eq!(v.unwrap(), vec![4, 9, 16, 25]);
+        let it = (0..20u64).map(|x| p.map(plus_one, [x, x]).unwrap()[1]);
+        assert_eq!(
+            p.map_chunked(square, it, 1).unwrap(),
+            (1..21u64).map(square).collect::<Vec<_>>()
+        );
+        let it = (0..3u64).map(|x| p.apply_async(plus_one, x).unwrap().get().unwrap());
+        assert_eq!(p.map(plus_one, it).unwrap(), vec![2, 3, 4]);
+    });
+}
+
+/// Process counts and message sizes whose queue, table or arena sizes
+/// overflow are typed errors, not panics or unusable pools.
+#[test]
+fn oversized_configurations_are_typed_errors() {
+    watchdog(|| {
+        for n in [usize::MAX, 1 << 61, (1 << 60) + 1, 1 << 40] {
+            let r = builder(n).build();
+            assert!(matches!(r, Err(PoolError::Start(_))), "{n}: {r:?}");
+        }
+        for size in [usize::MAX, usize::MAX - 6, 1 << 62] {
+            let r = builder(1).message_size(size).build();
+            assert!(matches!(r, Err(PoolError::Start(_))), "{size}: {r:?}");
+        }
+    });
+}
+
+/// A panicking `callback` does not lose the other callbacks completed in the
+/// same batch: each runs exactly once, and the panic reaches the thread that
+/// drove the pool.
+#[test]
+fn panicking_callback_loses_no_other_callback() {
+    watchdog_alone(|| {
+        static GATE: OnceLock<Event> = OnceLock::new();
+        static LAST: OnceLock<Event> = OnceLock::new();
+        fn gated(x: u64) -> u64 {
+            GATE.get().unwrap().wait();
+            x
+        }
+        fn last(x: u64) -> u64 {
+            LAST.get().unwrap().set();
+            x
+        }
+        GATE.get_or_init(|| Event::anonymous().unwrap());
+        LAST.get_or_init(|| Event::anonymous().unwrap());
+        let p = pool(1);
+        let oks = Arc::new(AtomicUsize::new(0));
+        let errs = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..6u64)
+            .map(|x| {
+                let (o, e) = (Arc::clone(&oks), Arc::clone(&errs));
+                p.apply_async_with(
+                    gated,
+                    x,
+                    move |v| {
+                        o.fetch_add(1, Ordering::SeqCst);
+                        assert!(v != 0, "callback 0 panics");
+                    },
+                    move |_| {
+                        e.fetch_add(1, Ordering::SeqCst);
+                    },
+                )
+                .unwrap()
+            })
+            .collect();
+        let end = p.apply_async(last, 6).unwrap();
+        // Nothing has completed yet (every task waits on the gate), so no
+        // callback ran during the submissions.
+        GATE.get().unwrap().set();
+        // The one worker sent the six results before it ran `last`: the next
+        // drive receives them in one batch, callback 0 first.
+        LAST.get().unwrap().wait();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| end.wait()));
+        assert!(r.is_err(), "the callback's panic reaches the driver");
+        for h in &hs {
+            h.wait();
+        }
+        assert!(hs.iter().all(|h| h.successful() == Some(true)));
+        assert_eq!(end.get(), Ok(6));
+        p.close();
+        p.join().unwrap();
+        assert_eq!(oks.load(Ordering::SeqCst), 6);
+        assert_eq!(errs.load(Ordering::SeqCst), 0);
+    });
+}
+
 /// Workers killed from outside (by another thread) while their task blocks:
 /// exactly that task fails with the killed pid, the tasks queued behind it on
 /// the same worker run elsewhere.

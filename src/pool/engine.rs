@@ -10,9 +10,12 @@
 //! A job's arguments are written into arena slots lazily, a chunk at a time,
 //! when a slot is free: by the job's own feeder (a collected vector), or, for
 //! [`Pool::map`](super::Pool::map), by the caller's iterator while that caller
-//! drives the pool. Every chunk sent goes to one worker's inbox and is
-//! remembered in that worker's `sent` list until its result arrives. When a
-//! worker is reaped, the parent first drains the result queue (a dead process
+//! drives the pool. The iterator is user code and may use the pool itself, so
+//! it runs with no lock held, into a slot reserved for it ([`Inner::reserve`],
+//! then [`Inner::commit`]). Any number of threads may drive one pool at once;
+//! each waits on the result queue with a receive buffer of its own. Every
+//! chunk sent goes to one worker's inbox and is remembered in that worker's
+//! `sent` list until its result arrives. When a worker is reaped, the parent first drains the result queue (a dead process
 //! publishes nothing more), then reads the worker's [`Running`] line: the tasks
 //! before the one it names finished and their results are in the slot (they
 //! are delivered), the task it names gets [`PoolError::WorkerDied`], and the
@@ -271,6 +274,16 @@ struct Chunk {
     worker: Option<usize>,
 }
 
+/// A free slot taken by [`Inner::reserve`] for tasks `first..first + count`
+/// of job `job`, with the bytes their arguments go to.
+struct Reserved<'a> {
+    job: u64,
+    slot: usize,
+    first: usize,
+    count: usize,
+    args: &'a mut [u8],
+}
+
 struct Worker {
     pid: Option<u32>,
     inbox: BytesQueue,
@@ -297,7 +310,16 @@ pub(crate) struct State {
     terminated: bool,
     broken: Option<PoolError>,
     last_reap: Instant,
+    /// Receive buffer of [`Inner::receive_all`] ([`BytesQueue::slot_size`]
+    /// bytes). Only ever used with the lock held, never taken across an
+    /// unlock: a caller that waits unlocked uses a buffer of its own (with a
+    /// shared one, a second waiting thread took the empty placeholder, put it
+    /// back last, and every later receive failed at once with
+    /// `BufferTooSmall`: a busy loop that never received again).
     buf: Vec<u8>,
+    /// Status bytes scratch of [`Inner::deliver`] (which runs inside
+    /// `receive_all`, while `buf` is in use).
+    scratch: Vec<u8>,
     callbacks: Vec<Box<dyn FnOnce() + Send>>,
 }
 
@@ -321,9 +343,18 @@ fn new_inbox() -> Result<BytesQueue, PoolError> {
 
 impl Inner {
     pub(crate) fn new(cfg: Config) -> Result<Inner, PoolError> {
-        let slots = cfg.processes * DEPTH;
-        let results = BytesQueue::anonymous(slots.next_power_of_two().max(2), MSG_SIZE)
-            .map_err(region_error)?;
+        let too_many = || {
+            PoolError::Start(format!(
+                "{} processes: result queue capacity too large",
+                cfg.processes
+            ))
+        };
+        let slots = cfg.processes.checked_mul(DEPTH).ok_or_else(too_many)?;
+        let capacity = slots
+            .checked_next_power_of_two()
+            .ok_or_else(too_many)?
+            .max(2);
+        let results = BytesQueue::anonymous(capacity, MSG_SIZE).map_err(region_error)?;
         let running = Running::new(cfg.processes).map_err(|e| PoolError::Start(e.to_string()))?;
         let arena =
             Arena::new(slots, cfg.message_size).map_err(|e| PoolError::Start(e.to_string()))?;
@@ -352,7 +383,8 @@ impl Inner {
             terminated: false,
             broken: None,
             last_reap: Instant::now(),
-            buf: vec![0u8; MSG_SIZE],
+            buf: vec![0u8; results.slot_size().max(MSG_SIZE)],
+            scratch: Vec::new(),
             callbacks: Vec::new(),
         };
         for i in 0..cfg.processes {
@@ -372,9 +404,10 @@ impl Inner {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic in a callback never happens under the lock (a panicking
-        // argument iterator may): keep going with the state as is, every step
-        // leaves it consistent.
+        // No user code runs under the lock (callbacks and the caller's
+        // argument iterator run unlocked), so poisoning is not expected: keep
+        // going with the state as is all the same, every step leaves it
+        // consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -447,18 +480,22 @@ impl Inner {
         if done {
             complete(&mut st, id);
         }
-        self.pump(&mut st, &mut None);
+        self.pump(&mut st);
         let cbs = std::mem::take(&mut st.callbacks);
         drop(st);
-        for cb in cbs {
-            cb();
-        }
+        run_callbacks(cbs);
         Ok(id)
     }
 
     /// Drives the pool until `ready` returns `Some` (checked with the lock held
     /// after every step) or `deadline` passes (`Err(Timeout)`). `local` feeds
-    /// the arguments of the job it names.
+    /// the arguments of the job it names, with no lock held (it is the
+    /// caller's iterator: it may use the pool).
+    ///
+    /// Any number of threads may drive at once: each waits on the result
+    /// queue with a buffer of its own, and whichever thread receives a
+    /// result applies it to the shared state, where its owner's `ready` sees
+    /// it.
     pub(crate) fn drive<T>(
         &self,
         deadline: Option<Instant>,
@@ -468,16 +505,38 @@ impl Inner {
         if sys::pid() != self.owner {
             return Err(PoolError::Terminated);
         }
+        // This caller's own receive buffer (see `State::buf`).
+        let mut buf = vec![0u8; self.results.slot_size().max(MSG_SIZE)];
         loop {
             let mut st = self.lock();
-            self.pump(&mut st, &mut local);
+            self.pump(&mut st);
+            if let Some((id, f)) = local.as_mut() {
+                if let Some(r) = self.reserve(&mut st, Some(*id)) {
+                    drop(st);
+                    let wrote = catch_unwind(AssertUnwindSafe(|| f(r.first, r.count, r.args)));
+                    let mut st = self.lock();
+                    if wrote.is_ok() {
+                        self.commit(&mut st, *id, r.slot, r.first, r.count);
+                    } else {
+                        // The caller's iterator panicked: the slot stays
+                        // free; the job's unfed tasks fail when its handle
+                        // is released.
+                        st.free.push(r.slot);
+                    }
+                    let cbs = std::mem::take(&mut st.callbacks);
+                    drop(st);
+                    run_callbacks(cbs);
+                    if let Err(p) = wrote {
+                        resume_unwind(p);
+                    }
+                    continue;
+                }
+            }
             let r = ready(&mut st);
             let cbs = std::mem::take(&mut st.callbacks);
             if !cbs.is_empty() {
                 drop(st);
-                for cb in cbs {
-                    cb();
-                }
+                run_callbacks(cbs);
                 match r {
                     Some(r) => return Ok(r),
                     None => continue,
@@ -495,22 +554,20 @@ impl Inner {
             if st.terminated {
                 return Err(PoolError::Terminated);
             }
-            let mut buf = std::mem::take(&mut st.buf);
             drop(st);
             let got = self.results.get_into_timeout(&mut buf, wait);
-            let mut st = self.lock();
             if let Ok(n) = got {
+                let mut st = self.lock();
                 if let Some(msg) = buf.get(..n) {
                     self.on_result(&mut st, msg);
                 }
             }
-            st.buf = buf;
         }
     }
 
     /// One step without waiting: receive what arrived, reap if due, send,
-    /// write new chunks into free slots.
-    fn pump(&self, st: &mut State, local: &mut Local<'_>) {
+    /// write new chunks of self-feeding jobs into free slots.
+    fn pump(&self, st: &mut State) {
         if st.terminated {
             return;
         }
@@ -520,11 +577,13 @@ impl Inner {
             self.reap(st);
         }
         self.send_backlog(st);
-        self.feed(st, local);
+        self.feed(st);
     }
 
     fn receive_all(&self, st: &mut State) {
         let mut buf = std::mem::take(&mut st.buf);
+        // (Never short, see `State::buf`; cheap insurance all the same.)
+        buf.resize(self.results.slot_size().max(MSG_SIZE), 0);
         while let Ok(n) = self.results.try_get_into(&mut buf) {
             if let Some(msg) = buf.get(..n) {
                 self.on_result(st, msg);
@@ -547,17 +606,47 @@ impl Inner {
             && self.cfg.max_tasks.is_none_or(|m| w.total_sent < m)
     }
 
-    /// Writes chunks of unfed jobs into free slots while a worker has room,
-    /// sending each at once (so workers start before the parent has written
-    /// every argument).
-    fn feed(&self, st: &mut State, local: &mut Local<'_>) {
-        while st.backlog.is_empty() && self.room(st) {
-            let local_id = local.as_ref().map(|(id, _)| *id);
-            let Some(pos) = st.feeding.iter().position(|id| {
-                Some(*id) == local_id || st.jobs.get(id).is_none_or(|j| j.feed.is_some())
-            }) else {
+    /// Writes chunks of self-feeding jobs (their feeders only copy owned,
+    /// already collected arguments: no user code runs under the lock) into
+    /// free slots while a worker has room, sending each at once (so workers
+    /// start before the parent has written every argument).
+    fn feed(&self, st: &mut State) {
+        while let Some(r) = self.reserve(st, None) {
+            let Some(job) = st.jobs.get_mut(&r.job) else {
+                st.free.push(r.slot);
                 return;
             };
+            let mut own = job.feed.take();
+            let wrote = own
+                .as_mut()
+                .map(|f| catch_unwind(AssertUnwindSafe(|| f(r.first, r.count, r.args))));
+            job.feed = own;
+            if !matches!(wrote, Some(Ok(()))) {
+                // Not reached: these feeders copy from a vector, in bounds.
+                st.free.push(r.slot);
+                if let Some(Err(p)) = wrote {
+                    resume_unwind(p);
+                }
+                return;
+            }
+            self.commit(st, r.job, r.slot, r.first, r.count);
+        }
+    }
+
+    /// Takes a free slot for the next chunk of a job that still has tasks to
+    /// feed, while the backlog is empty and a worker has room: of job `local`
+    /// (fed by its caller, see [`Inner::drive`]), or with `None` of the oldest
+    /// self-feeding job. The slot is then this caller's alone until
+    /// [`Inner::commit`] (or until it pushes it back on `free`).
+    fn reserve<'a>(&'a self, st: &mut State, local: Option<u64>) -> Option<Reserved<'a>> {
+        loop {
+            if st.terminated || !st.backlog.is_empty() || !self.room(st) {
+                return None;
+            }
+            let pos = st.feeding.iter().position(|id| match local {
+                Some(l) => *id == l,
+                None => st.jobs.get(id).is_none_or(|j| j.feed.is_some()),
+            })?;
             let id = st.feeding[pos];
             let Some(job) = st.jobs.get_mut(&id) else {
                 st.feeding.remove(pos);
@@ -586,50 +675,60 @@ impl Inner {
                 }
                 continue;
             }
-            let Some(slot) = st.free.pop() else {
-                return;
-            };
+            let slot = st.free.pop()?;
             // SAFETY: the slot was free: no worker holds it and this process
-            // holds no other reference to its bytes.
-            let Some(args) = (unsafe { self.arena.bytes_mut(slot, 0, count * spec.arg_size) })
-            else {
+            // holds no other reference to its bytes; it stays out of `free`
+            // and out of every chunk until the `Reserved` is committed or
+            // given back, so the slice is the only reference meanwhile.
+            let Some(args) = (unsafe {
+                self.arena
+                    .bytes_mut(slot, 0, count.saturating_mul(spec.arg_size))
+            }) else {
                 st.free.push(slot);
-                return;
+                return None;
             };
-            let mut own = job.feed.take();
-            let wrote = match (own.as_mut(), local.as_mut()) {
-                (Some(f), _) => catch_unwind(AssertUnwindSafe(|| f(first, count, args))),
-                (None, Some((_, f))) => catch_unwind(AssertUnwindSafe(|| f(first, count, args))),
-                (None, None) => Ok(()),
-            };
-            job.feed = own;
-            if let Err(p) = wrote {
-                // The caller's iterator panicked: the slot stays free; the
-                // job's unfed tasks fail when its handle is released.
-                st.free.push(slot);
-                resume_unwind(p);
-            }
-            job.fed += count;
-            if job.fed >= spec.n {
-                st.feeding.remove(pos);
-            }
-            let cid = st.next_chunk;
-            st.next_chunk += 1;
-            st.chunks.insert(
-                cid,
-                Chunk {
-                    job: id,
-                    first,
-                    count,
-                    from: 0,
-                    to: count,
-                    slot,
-                    worker: None,
-                },
-            );
-            st.backlog.push_back(cid);
-            self.send_backlog(st);
+            return Some(Reserved {
+                job: id,
+                slot,
+                first,
+                count,
+                args,
+            });
         }
+    }
+
+    /// Turns slot `slot`, holding the arguments of tasks `first..first +
+    /// count` of job `id` (written since [`Inner::reserve`]), into a chunk and
+    /// sends it; frees the slot instead if the job no longer wants those tasks
+    /// (the pool broke or was terminated meanwhile).
+    fn commit(&self, st: &mut State, id: u64, slot: usize, first: usize, count: usize) {
+        let wanted = !st.terminated
+            && st.feeding.contains(&id)
+            && st.jobs.get(&id).is_some_and(|j| j.fed == first);
+        let Some(job) = st.jobs.get_mut(&id).filter(|_| wanted) else {
+            st.free.push(slot);
+            return;
+        };
+        job.fed += count;
+        if job.fed >= job.spec.n {
+            st.feeding.retain(|&j| j != id);
+        }
+        let cid = st.next_chunk;
+        st.next_chunk += 1;
+        st.chunks.insert(
+            cid,
+            Chunk {
+                job: id,
+                first,
+                count,
+                from: 0,
+                to: count,
+                slot,
+                worker: None,
+            },
+        );
+        st.backlog.push_back(cid);
+        self.send_backlog(st);
     }
 
     /// Sends backlog chunks to the workers with the fewest queued, up to
@@ -767,7 +866,7 @@ impl Inner {
             job.status[lo..hi].fill(OK);
             job.remaining -= hi - lo;
         } else {
-            let mut status = std::mem::take(&mut st.buf);
+            let mut status = std::mem::take(&mut st.scratch);
             status.clear();
             status.resize(to - from, 0);
             let read_ok = written
@@ -792,8 +891,7 @@ impl Inner {
                     job.succeed(c.first + k);
                 }
             }
-            status.resize(MSG_SIZE, 0);
-            st.buf = status;
+            st.scratch = status;
         }
         if job_done(st, c.job) {
             complete(st, c.job);
@@ -964,14 +1062,12 @@ impl Inner {
         }
         let cbs = std::mem::take(&mut st.callbacks);
         drop(st);
-        for cb in cbs {
-            cb();
-        }
+        run_callbacks(cbs);
     }
 
     pub(crate) fn pids(&self) -> Vec<u32> {
         let mut st = self.lock();
-        self.pump(&mut st, &mut None);
+        self.pump(&mut st);
         st.workers.iter().filter_map(|w| w.pid).collect()
     }
 }
@@ -1011,6 +1107,23 @@ fn complete(st: &mut State, job: u64) {
     }
     if j.dropped {
         st.jobs.remove(&job);
+    }
+}
+
+/// Runs completion callbacks (no lock held). Each runs under `catch_unwind`,
+/// so a panicking one does not lose the others (each still runs exactly
+/// once); the first panic is then resumed, on the thread that drove the pool,
+/// as if no catching had happened; later ones are dropped (their callbacks
+/// did run).
+fn run_callbacks(cbs: Vec<Box<dyn FnOnce() + Send>>) {
+    let mut first = None;
+    for cb in cbs {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(cb)) {
+            first.get_or_insert(p);
+        }
+    }
+    if let Some(p) = first {
+        resume_unwind(p);
     }
 }
 

@@ -55,7 +55,12 @@
 //! chunks each) in the meantime. Keeping the parent free of threads is what lets
 //! it fork replacement workers safely. `callback` and `error_callback` run in
 //! the parent exactly once per task, on the thread that drives the pool when
-//! the task completes, with no pool lock held (they may use the pool).
+//! the task completes, with no pool lock held (they may use the pool). A
+//! callback that panics does not stop the others: every callback of the batch
+//! still runs (each exactly once), then the first panic resumes on the thread
+//! that was driving the pool, out of the `map`, `wait`, `get` or `join` it was
+//! in. Argument iterators also run with no pool lock held, so they too may
+//! use the pool, and several threads may share one pool (`Arc<Pool>`).
 //!
 //! # Start method
 //!
@@ -869,7 +874,9 @@ impl Pool {
     /// `error_callback` (given the error). Exactly one of them runs, once, in
     /// this process, on the thread driving the pool when the task completes
     /// (see the [module docs](self#progress-and-callbacks)); also when the pool
-    /// is terminated first ([`PoolError::Terminated`]).
+    /// is terminated first ([`PoolError::Terminated`]). If `callback` or
+    /// `error_callback` panics, the other callbacks completing with it still
+    /// run, then the panic resumes in the pool method that ran it.
     ///
     /// ```no_run
     /// use std::sync::{Arc, Mutex};

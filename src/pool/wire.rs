@@ -238,7 +238,8 @@ fn invalid(m: &str) -> std::io::Error {
 
 impl Arena {
     pub(crate) fn new(slots: usize, slot_size: usize) -> std::io::Result<Arena> {
-        let slot_size = align_up(slot_size.max(ALIGN)).unwrap_or(ALIGN);
+        let slot_size =
+            align_up(slot_size.max(ALIGN)).ok_or_else(|| invalid("message size too large"))?;
         let len = slots
             .max(1)
             .checked_mul(slot_size)
@@ -541,7 +542,11 @@ const LINE: usize = 128;
 
 impl Running {
     pub(crate) fn new(workers: usize) -> std::io::Result<Running> {
-        let file = shm::memfd(workers.max(1) * LINE)?;
+        let len = workers
+            .max(1)
+            .checked_mul(LINE)
+            .ok_or_else(|| invalid("running table too large"))?;
+        let file = shm::memfd(len)?;
         Running::from_file(file, workers.max(1))
     }
 
