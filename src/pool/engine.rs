@@ -13,15 +13,16 @@
 //! drives the pool. The iterator is user code and may use the pool itself, so
 //! it runs with no lock held, into a slot reserved for it ([`Inner::reserve`],
 //! then [`Inner::commit`]). Any number of threads may drive one pool at once;
-//! each waits on the result queue with a receive buffer of its own. Every
-//! chunk sent goes to one worker's inbox and is remembered in that worker's
-//! `sent` list until its result arrives. When a worker is reaped, the parent first drains the result queue (a dead process
-//! publishes nothing more), then reads the worker's [`Running`] line: the tasks
-//! before the one it names finished and their results are in the slot (they
-//! are delivered), the task it names gets [`PoolError::WorkerDied`], and the
-//! rest of that chunk and the worker's other unfinished chunks go back to the
-//! front of the backlog, in their slots. A replacement worker starts with a
-//! fresh inbox at the same index, so the pool keeps its size.
+//! each waits on the result queue with a receive buffer of its own. Every chunk
+//! sent goes to one worker's inbox and is remembered in that worker's `sent`
+//! list until its result arrives. When a worker is reaped, the parent first
+//! drains the result queue (a dead process publishes nothing more), then reads
+//! the worker's [`Running`] line: the tasks before the one it names finished
+//! and their results are in the slot (they are delivered), the task it names
+//! gets [`PoolError::WorkerDied`], and the rest of that chunk and the worker's
+//! other unfinished chunks go back to the front of the backlog, in their slots.
+//! A replacement worker starts with a fresh inbox at the same index, so the
+//! pool keeps its size.
 //!
 //! [`AsyncResult`]: super::AsyncResult
 
