@@ -1148,3 +1148,145 @@ fn task_functions_items_closures_pointers() {
         assert_eq!(p.map(square, [7u64]).unwrap(), vec![49]);
     });
 }
+
+/// An iterator whose exact `size_hint` over- or under-promises.
+struct Liar {
+    promised: usize,
+    yields: u64,
+    next: u64,
+}
+
+impl Iterator for Liar {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.yields).then(|| {
+            self.next += 1;
+            self.next
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.promised, Some(self.promised))
+    }
+}
+
+/// `map` over an iterator that breaks its exact `size_hint` fails with
+/// `LengthMismatch` instead of returning results made up for items that
+/// never came (or dropping items beyond the promise), whatever the chunking;
+/// the pool keeps working.
+#[test]
+fn an_iterator_that_breaks_its_size_hint_fails_the_map() {
+    watchdog(|| {
+        let p = pool(2);
+        for chunk in [0, 1, 2] {
+            let short = Liar {
+                promised: 5,
+                yields: 3,
+                next: 0,
+            };
+            assert_eq!(
+                p.map_chunked(square, short, chunk),
+                Err(PoolError::LengthMismatch {
+                    promised: 5,
+                    yielded: 3
+                }),
+                "chunk size {chunk}"
+            );
+            let long = Liar {
+                promised: 3,
+                yields: 5,
+                next: 0,
+            };
+            assert_eq!(
+                p.map_chunked(square, long, chunk),
+                Err(PoolError::LengthMismatch {
+                    promised: 3,
+                    yielded: 4
+                }),
+                "chunk size {chunk}"
+            );
+        }
+        let honest = Liar {
+            promised: 3,
+            yields: 3,
+            next: 0,
+        };
+        assert_eq!(p.map(square, honest).unwrap(), vec![1, 4, 9]);
+    });
+}
+
+/// Blocks until thread `tid` of this process is asleep (state `S`), or
+/// `done` says it finished what it was doing.
+fn thread_asleep_or(tid: i32, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    loop {
+        let stat =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("");
+        if state == "S" || done() {
+            return;
+        }
+        assert!(start.elapsed() < WATCHDOG, "watchdog: thread never slept");
+        std::thread::yield_now();
+    }
+}
+
+/// `as_completed` over handles of two pools yields only finished handles:
+/// neither task can finish until its gate opens, the iterator's first
+/// `next` is asleep waiting before gate A opens, and then the handle it
+/// yields is A's, finished. Before the fix a handle of the second pool
+/// counted as done at once.
+#[test]
+fn as_completed_over_two_pools_yields_finished_handles() {
+    watchdog(|| {
+        static A: OnceLock<Event> = OnceLock::new();
+        static B: OnceLock<Event> = OnceLock::new();
+        fn gate_a(x: u64) -> u64 {
+            A.get().unwrap().wait();
+            x
+        }
+        fn gate_b(x: u64) -> u64 {
+            B.get().unwrap().wait();
+            x
+        }
+        A.get_or_init(|| Event::anonymous().unwrap());
+        B.get_or_init(|| Event::anonymous().unwrap());
+        let (pa, pb) = (pool(1), pool(1));
+        let handles = vec![pa.submit(gate_a, 1).unwrap(), pb.submit(gate_b, 2).unwrap()];
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
+        let t = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            let mut it = as_completed(handles);
+            let first = it.next().unwrap();
+            tx.send(first.ready()).unwrap();
+            let first = first.get();
+            let second = it.next().unwrap().get();
+            (first, second)
+        });
+        let tid = tid_rx.recv_timeout(WATCHDOG).unwrap();
+        let early = std::cell::Cell::new(None);
+        thread_asleep_or(tid, || {
+            if let Ok(r) = rx.try_recv() {
+                early.set(Some(r));
+            }
+            early.get().is_some()
+        });
+        assert_eq!(
+            early.get(),
+            None,
+            "as_completed yielded before any task finished"
+        );
+        A.get().unwrap().set();
+        assert!(
+            rx.recv_timeout(WATCHDOG).unwrap(),
+            "the first handle yielded is finished"
+        );
+        B.get().unwrap().set();
+        let (first, second) = t.join().unwrap();
+        assert_eq!((first, second), (Ok(1), Ok(2)));
+    });
+}

@@ -51,9 +51,13 @@
 //! The pool has no thread of its own: it sends tasks, collects results, reaps
 //! and replaces workers while a caller is inside one of its methods (`map`,
 //! an iterator's `next`, [`AsyncResult::get`], `wait`, `ready`,
-//! [`Pool::join`]). Workers keep running tasks already sent to them (up to four
-//! chunks each) in the meantime. Keeping the parent free of threads is what lets
-//! it fork replacement workers safely. `callback` and `error_callback` run in
+//! [`Pool::join`]). Workers keep running tasks already sent to them (up to
+//! eight chunks each) in the meantime. Keeping the parent free of threads is
+//! what lets it fork replacement workers safely. Because chunks are handed to
+//! a worker ahead of time, a short task sent behind a long one waits for it
+//! even while another worker is idle (Python's shared task queue hands work to
+//! whichever worker asks first); the parent sends to the worker with the
+//! fewest chunks queued. `callback` and `error_callback` run in
 //! the parent exactly once per task, on the thread that drives the pool when
 //! the task completes, with no pool lock held (they may use the pool). A
 //! callback that panics does not stop the others: every callback of the batch
@@ -118,7 +122,8 @@ pub const DEFAULT_MESSAGE_SIZE: usize = 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
-    /// The task panicked; the panic message (empty if it was not a string).
+    /// The task panicked; the panic message (`Box<dyn Any>` if the payload was
+    /// not a string, as the standard library prints it).
     #[error("the task panicked: {0}")]
     Panicked(String),
     /// The worker running the task died before it finished.
@@ -162,6 +167,19 @@ pub enum PoolError {
     /// the queues could not be created).
     #[error("cannot start pool workers: {0}")]
     Start(String),
+    /// [`Pool::map`]'s argument iterator broke its own exact `size_hint`:
+    /// it promised `promised` items and yielded `yielded` (fewer; or
+    /// `promised + 1`, meaning more). The map fails as a whole rather than
+    /// return results it made up: the tasks of missing items already ran, on
+    /// all-zero arguments (the arguments go to the workers as the iterator
+    /// yields them), and their results are discarded.
+    #[error("the argument iterator promised {promised} items and yielded {yielded}")]
+    LengthMismatch {
+        /// The exact length the iterator's `size_hint` gave.
+        promised: usize,
+        /// How many items it yielded (`promised + 1`: at least that many).
+        yielded: usize,
+    },
     /// A task function for the `map`/`imap` family is a closure that captures
     /// state (see [`TaskFn`]): the state could not reach the workers.
     #[error(
@@ -659,19 +677,34 @@ impl Pool {
             false,
         )?;
         let _guard = Release(&self.inner, job);
-        let mut feed = |_first: usize, count: usize, out: &mut [u8]| {
-            if asz == 0 {
-                it.by_ref().take(count).for_each(drop);
-                return;
-            }
-            let filled = write_args(&mut it, out);
+        // How many items the iterator really yielded (`n + 1`: more than it
+        // promised); checked once the job is done.
+        let mut yielded = 0usize;
+        let mut feed = |first: usize, count: usize, out: &mut [u8]| {
+            let filled = if asz == 0 {
+                it.by_ref().take(count).count()
+            } else {
+                write_args(&mut it, out)
+            };
+            yielded = yielded.saturating_add(filled);
             // An iterator that yields fewer items than it promised: pad, so
-            // every task has an argument (and a result slot).
-            if let Some(rest) = out.get_mut(filled * asz..) {
+            // every task has an argument (and a result slot); the map then
+            // fails with `LengthMismatch`.
+            if let Some(rest) = out.get_mut(filled.saturating_mul(asz)..) {
                 rest.fill(0);
             }
+            if first.saturating_add(count) >= n && filled == count && it.next().is_some() {
+                yielded = yielded.saturating_add(1);
+            }
         };
-        collect_vec(&self.inner, job, Some((job, &mut feed)))
+        let out = collect_vec(&self.inner, job, Some((job, &mut feed)));
+        if out.is_ok() && yielded != n {
+            return Err(PoolError::LengthMismatch {
+                promised: n,
+                yielded,
+            });
+        }
+        out
     }
 
     /// Python's `map_async`: [`Pool::map`] without waiting. Python's
@@ -1182,7 +1215,9 @@ impl<T> AsyncResult<T> {
 }
 
 /// `concurrent.futures.as_completed`: yields each handle once its task has
-/// finished, in completion order, driving the pool while it waits.
+/// finished, in completion order, driving the pool while it waits. Handles
+/// may come from several pools: each is then driven in turn, for slices of
+/// at most 16 ms, so a task of one pool is seen at most that late.
 ///
 /// ```no_run
 /// use multiproc::pool::{as_completed, Pool};
@@ -1219,14 +1254,43 @@ impl<T> Iterator for AsCompleted<T> {
     fn next(&mut self) -> Option<AsyncResult<T>> {
         let first = self.pending.first()?;
         let inner = Arc::clone(&first.inner);
-        let pending = &self.pending;
-        let found = inner.drive(None, None, |st| {
-            pending.iter().position(|h| {
-                !Arc::ptr_eq(&h.inner, &inner) || st.jobs.get(&h.job).is_none_or(Job::is_done)
-            })
-        });
-        let i = found.unwrap_or(0);
-        Some(self.pending.swap_remove(i))
+        let one_pool = self.pending.iter().all(|h| Arc::ptr_eq(&h.inner, &inner));
+        // Handles of several pools: drive each in turn for a slice that
+        // grows from 1 ms to 16 ms (a pool only makes progress while driven,
+        // and each waits on its own result queue).
+        let mut slice = Duration::from_millis(1);
+        loop {
+            for (k, h) in self.pending.iter().enumerate() {
+                if self.pending[..k]
+                    .iter()
+                    .any(|e| Arc::ptr_eq(&e.inner, &h.inner))
+                {
+                    continue; // that pool was driven this round already
+                }
+                let inner = Arc::clone(&h.inner);
+                let pending = &self.pending;
+                let mine = |h: &AsyncResult<T>| Arc::ptr_eq(&h.inner, &inner);
+                let deadline = if one_pool {
+                    None
+                } else {
+                    deadline_after(slice)
+                };
+                let found = inner.drive(deadline, None, |st| {
+                    pending
+                        .iter()
+                        .position(|h| mine(h) && st.jobs.get(&h.job).is_none_or(Job::is_done))
+                });
+                let i = match found {
+                    Ok(i) => i,
+                    Err(PoolError::Timeout) => continue,
+                    // The pool is gone (terminated, or inherited across a
+                    // fork): its first handle reports that from `get`.
+                    Err(_) => pending.iter().position(mine).unwrap_or(0),
+                };
+                return Some(self.pending.swap_remove(i));
+            }
+            slice = (slice * 2).min(Duration::from_millis(16));
+        }
     }
 }
 
