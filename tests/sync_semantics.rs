@@ -342,3 +342,59 @@ fn every_policy_waits_and_times_out() {
         assert_eq!(sem.value(), 0);
     }
 }
+
+/// A timed `Condition` wait returns by its timeout even when another holder
+/// keeps the lock it must re-take (found by the hostile-peer harness: a peer
+/// holding the lock, or writing a live owner into its word, kept
+/// `wait_timeout` blocked for good). It fails with `Timeout`, not holding
+/// the lock.
+#[test]
+#[allow(
+    clippy::disallowed_types,
+    reason = "a std flag for test control, not shared memory"
+)]
+fn condition_wait_timeout_does_not_wait_past_its_timeout_to_relock() {
+    let cond = Condition::anonymous().unwrap();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = cond.clone();
+    let locked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let locked_w = Arc::clone(&locked);
+    std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        let g = waiter.lock().unwrap();
+        locked_w.store(true, Ordering::SeqCst);
+        let r = waiter.wait_timeout(g, Duration::from_millis(50));
+        let _ = tx.send(
+            r.map(|(_, timed_out)| timed_out)
+                .map_err(|e| format!("{e:?}")),
+        );
+    });
+    let tid = tid_rx.recv_timeout(common::WATCHDOG).unwrap();
+    // Once the waiter took the lock, it is free again only inside the wait,
+    // which releases it: taking it then means the waiter is waiting.
+    let start = Instant::now();
+    let held = loop {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let asleep = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            == Some("S");
+        if asleep && locked.load(Ordering::SeqCst) {
+            if let Ok(g) = cond.try_lock() {
+                break g;
+            }
+        }
+        assert!(
+            start.elapsed() < common::WATCHDOG,
+            "watchdog: waiter never slept"
+        );
+        std::thread::yield_now();
+    };
+    let got = rx
+        .recv_timeout(common::WATCHDOG)
+        .expect("watchdog: wait_timeout blocked past its timeout to re-take the lock");
+    assert_eq!(got, Err("Timeout".to_string()));
+    drop(held);
+}

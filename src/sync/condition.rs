@@ -52,6 +52,10 @@ use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::park::{Park, WaitPolicy, no_probe};
 use crate::spin;
 
+/// How long past its deadline a timed wait may still take to re-take the
+/// lock ([`RawCondition::relock`]): about a scheduler quantum.
+const RELOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The condition's shared state.
 #[repr(C)]
 #[derive(Debug)]
@@ -179,7 +183,7 @@ impl RawCondition {
                     break true;
                 }
             };
-            let relocked = self.relock(policy, owners);
+            let relocked = self.relock(policy, owners, deadline);
             let owner_died = match relocked {
                 Ok(Acquired::Clean) => false,
                 Ok(Acquired::OwnerDied) => true,
@@ -199,10 +203,19 @@ impl RawCondition {
     /// Re-takes the lock after a wait. The notifier still holds it for a
     /// moment: try while spinning before blocking, so a quick release costs no
     /// futex sleep.
+    ///
+    /// A timed wait re-takes it by its deadline, or [`RELOCK_GRACE`] after
+    /// now if that is later (a wait that ends by its timeout while a notifier
+    /// holds the lock for a moment still gets it): a holder that keeps the
+    /// lock, or a peer that wrote a live owner into the word, cannot make a
+    /// timed wait block past its timeout. Then the call fails with
+    /// `TimedOut`, not holding the lock; its place among the waiters stays
+    /// counted and may absorb one later grant, as a killed waiter's does.
     fn relock(
         &self,
         policy: WaitPolicy,
         owners: &(impl Owners + ?Sized),
+        deadline: Option<Deadline>,
     ) -> Result<Acquired, MutexError> {
         if policy != WaitPolicy::Park {
             let mut tried = None;
@@ -217,7 +230,13 @@ impl RawCondition {
                 return r;
             }
         }
-        self.lock.acquire(How::Block, owners)
+        match deadline {
+            None => self.lock.acquire(How::Block, owners),
+            Some(d) => {
+                let until = d.max(Deadline::after(RELOCK_GRACE));
+                self.lock.acquire(How::Until(until), owners)
+            }
+        }
     }
 
     /// Wakes up to `n` of the current waiters. The caller must hold the lock.
@@ -479,6 +498,13 @@ mod handle {
 
         /// As [`Condition::wait`], for at most `timeout`; the flag is `true` when
         /// the timeout passed without a notification.
+        ///
+        /// Re-taking the lock is bounded too (by the timeout, or 2 ms after
+        /// the wait ended if that is later): if another holder keeps the lock
+        /// past that, the call fails with [`LockError::Timeout`] and the lock
+        /// is *not* held. Python's `wait(timeout)` blocks on the re-acquire
+        /// instead; here no holder, and no peer writing the lock word, can
+        /// keep a timed call past its timeout.
         pub fn wait_timeout<'a>(
             &'a self,
             guard: LockGuard<'a>,
@@ -501,6 +527,7 @@ mod handle {
 
         /// As [`Condition::wait_while`], for at most `timeout`; the flag is `true`
         /// when it returned because the timeout passed with `condition()` still true.
+        /// Re-taking the lock is bounded as in [`Condition::wait_timeout`].
         pub fn wait_while_timeout<'a>(
             &'a self,
             mut guard: LockGuard<'a>,
