@@ -168,8 +168,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let mut workers = Vec::new();
     for w in 0..WORKERS {
-        // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
-        match unsafe { process::fork_unchecked(|| work(&jobs, &results, w)) } {
+        match process::fork(|| work(&jobs, &results, w)) {
             Ok(child) => workers.push(child),
             Err(e) => problems.push(format!("fork worker {w}: {e}")),
         }

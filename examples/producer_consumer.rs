@@ -168,16 +168,14 @@ fn run(how: Shutdown, producers: u32, consumers: u32) -> Result<Vec<String>, Box
     // Consumers first, so they are already waiting when the first fruit comes.
     let mut consumer_children = Vec::new();
     for c in 0..consumers {
-        // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
-        match unsafe { process::fork_unchecked(|| consume(&fruit, &receipts, c, how)) } {
+        match process::fork(|| consume(&fruit, &receipts, c, how)) {
             Ok(child) => consumer_children.push(child),
             Err(e) => problems.push(format!("fork consumer {c}: {e}")),
         }
     }
     let mut producer_children = Vec::new();
     for p in 0..producers {
-        // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
-        match unsafe { process::fork_unchecked(|| produce(&fruit, p)) } {
+        match process::fork(|| produce(&fruit, p)) {
             Ok(child) => producer_children.push(child),
             Err(e) => problems.push(format!("fork producer {p}: {e}")),
         }

@@ -904,9 +904,13 @@ impl Pool {
     }
 
     /// [`Pool::apply_async`] with Python's `callback` (given the result) and
-    /// `error_callback` (given the error). Exactly one of them runs, once, in
-    /// this process, on the thread driving the pool when the task completes
-    /// (see the [module docs](self#progress-and-callbacks)); also when the pool
+    /// `error_callback` (given the error). **Callbacks run only while some
+    /// thread is inside a pool method** (`get`, `wait`, `ready`, `map`,
+    /// `join`, ...): the pool has no thread of its own, unlike Python's
+    /// result-handler thread, so a task that finished while nobody drove the
+    /// pool has its callback run at the next such call. Exactly one of them
+    /// runs, once, in this process, on the thread driving the pool when the
+    /// task completes (see the [module docs](self#progress-and-callbacks)); also when the pool
     /// is terminated first ([`PoolError::Terminated`]). If `callback` or
     /// `error_callback` panics, the other callbacks completing with it still
     /// run, then the panic resumes in the pool method that ran it.

@@ -16,6 +16,14 @@ use super::{BytesQueue, GetError, JoinableQueue, PutError, Queue, TaskDoneError}
 /// returns [`GetError::Disconnected`]. Clones count too. Made by
 /// [`Queue::sender`] and the other queues' `sender`/`split`.
 ///
+/// A forked child inherits a copy of every sender its parent held, and each
+/// copy counts while the child lives: a consumer child that iterates
+/// (`rx.iter()`) until the producers are gone must drop or
+/// `close` its inherited sender copies first, or it waits
+/// for itself (Python's `iter(q.get, None)` idiom has the same trap with
+/// sentinels; here the end of the stream is the last live sender going away,
+/// or [`Queue::shutdown`]).
+///
 /// ```
 /// use multiproc::{PutError, Queue};
 /// let (tx, rx) = Queue::<u8>::anonymous(2)?.split();

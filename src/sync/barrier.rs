@@ -510,6 +510,10 @@ mod handle {
     /// processes that waited before it (their deaths break nothing after the
     /// reset). A timeout that races the last arrival either loses (everyone
     /// passes) or breaks the generation it timed out in, never the next one.
+    /// Deaths are noticed by the waiters' probe between sleep slices: a party
+    /// that arrived and then died counts as arrived, so if the last party
+    /// comes before any waiter probed, that generation completes and the
+    /// next one breaks.
     ///
     /// Python's `action` and default `timeout` arguments have no counterpart:
     /// the party whose wait returns [`BarrierWaitResult::is_leader`] (exactly

@@ -440,6 +440,9 @@ mod handle {
         }
 
         /// Acquires the condition's lock.
+        /// As with [`Lock::lock`](crate::Lock::lock), the error carries the
+        /// guard: `.map_err(|e| e.without_guard())?` passes it up into a
+        /// `'static` error such as `Box<dyn Error>`.
         pub fn lock(&self) -> Guarded<'_, LockGuard<'_>> {
             let raw = self.obj.get().lock();
             guard_result(raw, raw.acquire(How::Block, self.obj.region()))

@@ -486,6 +486,20 @@ pub(crate) mod handle {
         }
 
         /// Blocks until the lock is acquired.
+        ///
+        /// The error carries the guard when the previous holder died
+        /// ([`LockError::OwnerDied`]), so it borrows the lock: to pass it up
+        /// with `?` into a `'static` error such as `Box<dyn Error>`, drop the
+        /// guard first with [`LockError::without_guard`].
+        ///
+        /// ```
+        /// fn work(lock: &multiproc::Lock) -> Result<(), Box<dyn std::error::Error>> {
+        ///     let _guard = lock.lock().map_err(|e| e.without_guard())?;
+        ///     Ok(())
+        /// }
+        /// work(&multiproc::Lock::anonymous()?)?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         #[inline]
         pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
             let raw = self.obj.get();

@@ -342,6 +342,9 @@ mod handle {
         }
 
         /// Blocks until acquired (immediately if this thread holds it already).
+        /// As with [`Lock::lock`](crate::Lock::lock), the error carries the
+        /// guard: `.map_err(|e| e.without_guard())?` passes it up into a
+        /// `'static` error such as `Box<dyn Error>`.
         pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
             self.acquire_guard(How::Block)
         }
