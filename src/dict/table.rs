@@ -84,7 +84,7 @@ pub(crate) const MAX_SLOTS: u64 = 1 << 31;
 pub enum DictError<T = ()> {
     /// The dict holds `capacity` entries already; the key and value are handed
     /// back, nothing was overwritten.
-    #[error("the dict is full")]
+    #[error("the dict is full (its capacity, `SharedDict::capacity`, is fixed at creation)")]
     Full(T),
     /// Called from inside this dict's own `update` closure, which holds the
     /// writer lock: waiting would deadlock.
