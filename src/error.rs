@@ -72,8 +72,9 @@ pub enum Error {
     /// object with another capacity (or array length, or arena size).
     #[error("{what} differs: asked for {expected}, the existing object has {found}")]
     CapacityMismatch {
-        /// What differs: `"capacity"` (queues, dicts), `"length"` (arrays,
-        /// a `Value` being an array of length 1) or `"arena size"` (managers).
+        /// What differs: `"capacity"` (queues, dicts), `"length"` (arrays; an
+        /// array asked for as a `Value` is a `TypeMismatch`) or `"arena size"`
+        /// (managers).
         what: &'static str,
         /// The value asked for.
         expected: u64,

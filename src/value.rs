@@ -1187,14 +1187,14 @@ mod handle {
 
         /// Opens the value `name`, checking that it holds a `T`.
         pub fn open(name: &str) -> Result<Value<T>, Error> {
-            Value::from_object(Region::open_object(name)?)
+            Value::opened(Region::open_object(name))
         }
 
         /// `open` with the trust options of `opts`
         /// ([`RegionOptions::allow_foreign_owner`],
         /// [`RegionOptions::allow_shared_write`]).
         pub fn open_with(name: &str, opts: RegionOptions) -> Result<Value<T>, Error> {
-            Value::from_object(Region::open_object_with(name, opts)?)
+            Value::opened(Region::open_object_with(name, opts))
         }
 
         /// In a process started with [`Spawn`](crate::process::Spawn): the
@@ -1216,7 +1216,7 @@ mod handle {
         /// # Ok::<(), Box<dyn std::error::Error>>(())
         /// ```
         pub fn inherit(index: usize) -> Result<Value<T>, Error> {
-            Value::from_object(Region::inherit_object(index)?)
+            Value::opened(Region::inherit_object(index))
         }
 
         /// Opens the value `name`, creating it holding `initial` if the name
@@ -1236,7 +1236,37 @@ mod handle {
             opts: RegionOptions,
         ) -> Result<Value<T>, Error> {
             let params = CellsParams::new(1, &[initial])?;
-            Value::from_object(Region::open_or_create_object(name, opts, &params)?)
+            Value::opened(Region::open_or_create_object(name, opts, &params))
+        }
+
+        /// An error of opening an object as a `Value`, told as one: the
+        /// object is an `Array` (of another length), or another kind.
+        pub(crate) fn open_error(e: Error) -> Error {
+            match e {
+                Error::CapacityMismatch {
+                    what: "length",
+                    expected: 1,
+                    ..
+                } => Error::TypeMismatch {
+                    expected: "Value".into(),
+                    found: "Array".into(),
+                },
+                Error::TypeMismatch { expected, found } if expected == "Array" => {
+                    Error::TypeMismatch {
+                        expected: "Value".into(),
+                        found,
+                    }
+                }
+                e => e,
+            }
+        }
+
+        /// [`Value::from_object`] of an opening's outcome, errors told as a
+        /// `Value`'s ([`Value::open_error`]).
+        pub(crate) fn opened(
+            obj: Result<Object<CellsObject<T>>, Error>,
+        ) -> Result<Value<T>, Error> {
+            Value::from_object(obj.map_err(Value::<T>::open_error)?)
         }
 
         pub(crate) fn from_object(obj: Object<CellsObject<T>>) -> Result<Value<T>, Error> {

@@ -783,9 +783,9 @@ impl Manager {
 
     /// The value `name` (holding `initial` if created).
     pub fn value<T: SharedType>(&self, name: &str, initial: T) -> Result<Value<T>, Error> {
-        let obj: Object<CellsObject<T>> =
-            self.get_or_create(name, &CellsParams::new(1, &[initial])?)?;
-        Value::from_object(obj)
+        let obj: Result<Object<CellsObject<T>>, Error> =
+            self.get_or_create(name, &CellsParams::new(1, &[initial])?);
+        Value::opened(obj)
     }
 
     /// The array `name` of `len` elements (zero-filled if created).
