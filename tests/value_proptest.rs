@@ -648,7 +648,9 @@ fn value_and_array_open_of_a_dict_is_a_type_mismatch() {
     d.insert(1, 2).unwrap();
     match Value::<u64>::open(&name) {
         Err(Error::TypeMismatch { expected, found }) => {
-            assert_eq!(expected, "Array");
+            // Told as what the caller asked for (a Value), not the Array
+            // it is inside.
+            assert_eq!(expected, "Value");
             assert_eq!(found, "SharedDict");
         }
         other => panic!("{other:?}"),
