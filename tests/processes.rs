@@ -300,3 +300,55 @@ fn waits_time_out() {
     b.reset();
     assert!(!b.is_broken());
 }
+
+/// A guard captured by a fork closure exists twice after the fork; only the
+/// parent's copy (dropped, unrun, when `fork` returns) releases. The child's
+/// drop used to release the lock a second time, out from under whoever held it
+/// by then.
+#[test]
+fn a_lock_guard_inherited_through_fork_releases_once() {
+    let lock = Lock::anonymous().unwrap();
+    let g = lock.lock().unwrap();
+    let child = spawn(move || {
+        drop(g);
+        0
+    });
+    // The parent's copy of the closure was dropped by `fork`: the lock is free.
+    let held = lock.try_lock().expect("released when fork returned");
+    // The child has dropped its copy of the guard by the time it exits.
+    join_all_ok(vec![child]);
+    let other = std::thread::scope(|s| s.spawn(|| lock.try_lock().is_ok()).join().unwrap());
+    assert!(
+        !other,
+        "the child's copy of the guard released a lock the parent holds"
+    );
+    drop(held);
+    assert!(lock.try_lock().is_ok());
+}
+
+#[test]
+fn a_semaphore_permit_inherited_through_fork_is_returned_once() {
+    let sem = Semaphore::anonymous(1).unwrap();
+    let p = sem.permit();
+    let child = spawn(move || {
+        drop(p);
+        0
+    });
+    join_all_ok(vec![child]);
+    assert_eq!(sem.value(), 1, "the permit was returned twice");
+}
+
+#[test]
+fn condition_wait_refuses_a_guard_inherited_through_fork() {
+    let cond = Condition::anonymous().unwrap();
+    let c = &cond;
+    let g = c.lock().unwrap();
+    let child = spawn(move || match c.wait_timeout(g, Duration::from_millis(1)) {
+        Err(multiproc::LockError::WrongLock(_)) => 0,
+        Err(_) => 2,
+        Ok(_) => 1,
+    });
+    join_all_ok(vec![child]);
+    // Released once, by the parent, when fork returned.
+    assert!(cond.try_lock().is_ok());
+}

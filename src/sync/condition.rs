@@ -467,7 +467,9 @@ mod handle {
             deadline: Option<Deadline>,
         ) -> Guarded<'a, (LockGuard<'a>, bool)> {
             let raw = self.obj.get();
-            if !std::ptr::eq(guard.raw(), raw.lock()) {
+            // A guard a forked child inherited holds nothing here (its parent
+            // released): as foreign to this wait as another lock's.
+            if !std::ptr::eq(guard.raw(), raw.lock()) || guard.inherited() {
                 return Err(LockError::WrongLock(guard));
             }
             let was_inconsistent = !guard.is_consistent();

@@ -47,7 +47,9 @@ pub enum LockError<G> {
     /// untouched. A guard belongs to the mapping it locked: a second `open` of
     /// the same name in one process maps the object again, and the guards of
     /// one handle are foreign to the other's waits (clone a handle instead of
-    /// opening the name twice).
+    /// opening the name twice). A guard a forked child inherited from its
+    /// parent is foreign too: it holds nothing in the child (see
+    /// [`LockGuard`](crate::LockGuard)).
     #[error("the guard belongs to another lock")]
     WrongLock(G),
 }
@@ -286,6 +288,7 @@ pub(crate) mod handle {
     use crate::loom::Deadline;
     use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
+    use crate::sync::Origin;
     use crate::sync::robust::Acquired;
 
     // SAFETY: RawLock is repr(C), holds only atomics, no pointers;
@@ -334,10 +337,27 @@ pub(crate) mod handle {
 
     /// Proof that the lock is held; releases it on drop. Not `Send`: the lock
     /// records the acquiring thread, which alone may release it.
+    ///
+    /// Nor does a guard move into a forked child. Captured by a
+    /// [`fork`](crate::process::fork) closure, it is released when `fork`
+    /// returns, by the parent's copy of the closure being dropped; the child's
+    /// copy holds nothing and its drop does nothing. A child that needs the lock
+    /// takes it itself:
+    ///
+    /// ```no_run
+    /// let lock = multiproc::Lock::anonymous()?;
+    /// let child = multiproc::process::fork(|| match lock.lock() {
+    ///     Ok(_held) => 0,
+    ///     Err(_) => 1,
+    /// })?;
+    /// child.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "the lock is released as soon as the guard is dropped"]
     pub struct LockGuard<'a> {
         raw: &'a RawLock,
         inconsistent: bool,
+        origin: Origin,
         _not_send: PhantomData<*const ()>,
     }
 
@@ -354,6 +374,7 @@ pub(crate) mod handle {
             LockGuard {
                 raw,
                 inconsistent: acquired == Acquired::OwnerDied,
+                origin: Origin::here(),
                 _not_send: PhantomData,
             }
         }
@@ -375,6 +396,12 @@ pub(crate) mod handle {
             !self.inconsistent
         }
 
+        /// Whether this guard is a copy a forked child inherited (it holds
+        /// nothing there: see the guard's docs).
+        pub(crate) fn inherited(&self) -> bool {
+            !self.origin.is_here()
+        }
+
         /// Releases the lock without running drop glue twice; used by `Condition`.
         pub(crate) fn forget_release(self) -> bool {
             let inconsistent = self.inconsistent;
@@ -385,8 +412,12 @@ pub(crate) mod handle {
 
     impl Drop for LockGuard<'_> {
         fn drop(&mut self) {
-            // The guard's existence proves this thread holds the lock.
-            self.raw.release_held();
+            // In the process that made it, the guard's existence proves this
+            // thread holds the lock (it is not `Send`). A copy inherited through
+            // `fork` proves nothing: its parent released (`Origin`).
+            if self.origin.is_here() {
+                self.raw.release_held();
+            }
         }
     }
 

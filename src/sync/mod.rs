@@ -65,6 +65,35 @@ pub use semaphore::RawSemaphore;
 #[cfg(all(test, loom))]
 mod tests;
 
+/// The process a guard was made in; its drop releases only there.
+///
+/// A guard captured by a [`crate::process::fork`] closure exists twice after the
+/// fork: the parent drops its copy when `fork` returns (the closure is dropped
+/// there unrun) and the child drops its own when the closure ends. The parent's
+/// copy, in the process that acquired, releases; the child's is inert, so the
+/// lock or permit is released once, never a second time under whoever holds it
+/// by then.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin(u32);
+
+#[cfg(not(loom))]
+impl Origin {
+    /// The calling process.
+    #[inline]
+    pub(crate) fn here() -> Origin {
+        Origin(crate::sys::process::fork_epoch())
+    }
+
+    /// Whether the calling process is the one `self` was made in. (Fork epochs
+    /// only grow along a line of descent, and a guard's memory only reaches
+    /// descendants of the process that made it.)
+    #[inline]
+    pub(crate) fn is_here(self) -> bool {
+        crate::sys::process::fork_epoch_cached() == self.0
+    }
+}
+
 /// `Region::inspect`'s decoder for the sync kinds (nothing for kinds without a
 /// count: locks, conditions).
 #[cfg(not(loom))]

@@ -221,7 +221,7 @@ mod handle {
     use crate::loom::Deadline;
     use crate::park::WaitPolicy;
     use crate::region::{Object, Region, RegionOptions, SharedObject};
-    use crate::sync::ReleaseError;
+    use crate::sync::{Origin, ReleaseError};
 
     /// Creation parameters: initial value and bound.
     #[derive(Clone, Copy, Debug)]
@@ -253,10 +253,14 @@ mod handle {
     /// returned when dropped: Python's `with sem:`.
     ///
     /// A process that dies holding a permit does not return it (see the
-    /// semaphore's docs).
+    /// semaphore's docs). A permit is returned by the process that took it: one
+    /// captured by a [`fork`](crate::process::fork) closure is returned when
+    /// `fork` returns (the parent drops its copy of the closure), and the
+    /// child's copy returns nothing, so the permit is never returned twice.
     #[must_use = "the permit is returned as soon as it is dropped"]
     pub struct SemaphorePermit<'a> {
         raw: &'a RawSemaphore,
+        origin: Origin,
     }
 
     impl fmt::Debug for SemaphorePermit<'_> {
@@ -267,6 +271,11 @@ mod handle {
 
     impl Drop for SemaphorePermit<'_> {
         fn drop(&mut self) {
+            // A copy a forked child inherited returns nothing: the parent's
+            // copy did (`Origin`).
+            if !self.origin.is_here() {
+                return;
+            }
             // Cannot exceed a bound: this permit was taken from the semaphore.
             // (Extra `release` calls by others could; nothing to do in drop.)
             let _ = self.raw.release();
@@ -424,6 +433,7 @@ mod handle {
                     self.acquire();
                     SemaphorePermit {
                         raw: self.obj.get(),
+                        origin: Origin::here(),
                     }
                 }
 
@@ -431,6 +441,7 @@ mod handle {
                 pub fn try_permit(&self) -> Option<SemaphorePermit<'_>> {
                     self.try_acquire().then(|| SemaphorePermit {
                         raw: self.obj.get(),
+                        origin: Origin::here(),
                     })
                 }
 
@@ -438,6 +449,7 @@ mod handle {
                 pub fn permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
                     self.acquire_timeout(timeout).then(|| SemaphorePermit {
                         raw: self.obj.get(),
+                        origin: Origin::here(),
                     })
                 }
 
