@@ -292,3 +292,43 @@ fn queue_bad_parameters_and_mismatched_opens_are_typed_errors() {
     assert_eq!(j.task_done(), Err(TaskDoneError::TooManyCalls));
     assert_eq!(j.unfinished(), 0);
 }
+
+/// A region larger than the machine's memory is refused up front, where a
+/// sparse one would have been created and then taken the machine's memory
+/// down as it was initialized or used.
+#[test]
+fn regions_larger_than_memory_are_refused() {
+    let huge = 1usize << 40; // 8 TiB of u64s: more than any test machine has
+    assert!(matches!(
+        multiproc::Array::<u64>::anonymous(huge),
+        Err(Error::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        multiproc::Queue::<[u64; 4096]>::anonymous(1 << 28),
+        Err(Error::InvalidParameter(_))
+    ));
+    let name = unique_name("huge");
+    let _u = Unlink(name.clone());
+    assert!(matches!(
+        multiproc::Array::<u64>::create(&name, huge),
+        Err(Error::InvalidParameter(_))
+    ));
+    assert!(matches!(Lock::open(&name), Err(Error::NotFound(_))));
+}
+
+/// A named region's pages are reserved when it is created, so a full tmpfs
+/// refuses the create instead of killing a later write with SIGBUS.
+#[test]
+fn named_regions_reserve_their_pages() {
+    use std::os::unix::fs::MetadataExt;
+    let name = unique_name("reserved");
+    let _u = Unlink(name.clone());
+    let _a = multiproc::Array::<u64>::create(&name, 1 << 18).unwrap();
+    let meta = std::fs::metadata(format!("/dev/shm{name}")).unwrap();
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "{} of {} bytes allocated",
+        meta.blocks() * 512,
+        meta.len()
+    );
+}

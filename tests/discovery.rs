@@ -166,3 +166,31 @@ fn a_region_being_initialized_is_not_ready() {
     assert!(Region::list().unwrap().contains(&copy));
     assert!(Region::is_region(&copy).unwrap());
 }
+
+/// Any capacity `>= 1` is a queue's (not only powers of two): `inspect` reads
+/// its capacity and length, across lap boundaries too (positions of a ring
+/// whose capacity is not a power of two jump at the end of each lap).
+#[test]
+fn inspect_reads_queues_of_every_capacity() {
+    for cap in [1usize, 2, 3, 16, 30, 100, 1000, 1024] {
+        let name = unique_name(&format!("cap{cap}"));
+        let _g = Unlink(name.clone());
+        let q = Queue::<u64>::create(&name, cap).unwrap();
+        let check = |want: u64| {
+            let i = Region::inspect(&name).unwrap();
+            assert_eq!(i.capacity, Some(cap as u64), "capacity {cap}");
+            assert_eq!(i.len, Some(want), "capacity {cap}");
+        };
+        check(0);
+        // Two and a half laps of traffic, leaving items queued across a lap end.
+        for round in 0..(cap * 5 / 2 + 1) {
+            q.try_put(round as u64).unwrap();
+            if round % 2 == 1 || q.is_full() {
+                q.try_get().unwrap();
+            }
+        }
+        check(q.len() as u64);
+        while q.try_put(7).is_ok() {}
+        check(cap as u64);
+    }
+}

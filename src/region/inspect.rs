@@ -205,12 +205,11 @@ fn offset(fields: &[(&'static str, usize)], name: &str) -> Option<usize> {
 fn queue(obj: Snapshot<'_>, info: &mut KindInfo) {
     let f = crate::queue::field_offsets();
     let at = |n: &str| offset(&f, n).and_then(|o| obj.u64(o));
-    let cap =
-        at("capacity").filter(|c| c.is_power_of_two() && *c <= crate::queue::ring::MAX_CAPACITY);
+    let cap = at("capacity").filter(|c| (1..=crate::queue::ring::MAX_CAPACITY).contains(c));
     info.capacity = cap;
     info.element_size = at("payload");
     if let (Some(cap), Some(tail), Some(head)) = (cap, at("tail"), at("head")) {
-        info.len = Some(tail.saturating_sub(head).min(cap));
+        info.len = Some(crate::queue::ring::items_between(head, tail, cap));
     }
     let closed = offset(&f, "not_empty").and_then(|o| obj.u32(o));
     info.flag(

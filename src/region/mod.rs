@@ -547,6 +547,14 @@ impl Region {
     ) -> Result<Object<T>, Error> {
         let cname = name.map(name::check).transpose()?;
         let layout = Layout::plan(T::payload_size(params)?, align_of::<T>(), opts.participants)?;
+        // A sparse region can be created at any size, but initializing it (a
+        // queue writes every slot word) or using it would take the machine's
+        // memory down with it: refuse what could never fit.
+        if sys::physical_memory().is_some_and(|m| layout.total_size as u64 > m) {
+            return Err(Error::InvalidParameter(
+                "the region would be larger than this machine's physical memory",
+            ));
+        }
         let file = match (&cname, name) {
             (Some(c), Some(n)) => {
                 shm::create_named(c, opts.mode, layout.total_size).map_err(|e| os_error(e, n))?

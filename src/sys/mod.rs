@@ -22,6 +22,20 @@ fn last_error() -> io::Error {
     io::Error::last_os_error()
 }
 
+/// This machine's physical memory in bytes, if the system says.
+pub(crate) fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let pages = u64::try_from(pages).ok()?;
+    let size = u64::try_from(size).ok()?;
+    pages.checked_mul(size)
+}
+
 /// The raw `errno` value of the calling thread.
 #[cold]
 fn errno() -> i32 {

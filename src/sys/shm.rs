@@ -53,9 +53,34 @@ fn set_len(file: &File, len: usize) -> io::Result<()> {
     file.set_len(u64::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?)
 }
 
+/// Reserves the pages of the first `len` bytes of `file` (`posix_fallocate`).
+/// A tmpfs that is full (or has a `size=` limit smaller than the object)
+/// then refuses with `ENOSPC` here, where a sparse object would let the first
+/// write to a missing page kill the writer with `SIGBUS`, at any later time
+/// and in any process that maps it.
+fn reserve(file: &File, len: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    loop {
+        // SAFETY: the fd is owned by `file`, which is alive; posix_fallocate
+        // returns an error number rather than setting errno.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
 /// Creates the shared memory object `name` (which must not exist) with permission
-/// `mode`, sized `len` bytes. `O_EXCL|O_NOFOLLOW`; the mode is applied with
-/// `fchmod` so the process umask cannot narrow or widen it.
+/// `mode`, sized `len` bytes and its pages reserved ([`reserve`]).
+/// `O_EXCL|O_NOFOLLOW`; the mode is applied with `fchmod` so the process umask
+/// cannot narrow or widen it.
 pub(crate) fn create_named(name: &CStr, mode: u32, len: usize) -> io::Result<File> {
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
@@ -63,7 +88,8 @@ pub(crate) fn create_named(name: &CStr, mode: u32, len: usize) -> io::Result<Fil
     let file = into_file(fd);
     // SAFETY: `fd` is owned by `file`, which is alive.
     let fix_mode = retry(|| unsafe { libc::fchmod(fd, mode as libc::mode_t) });
-    if let Err(e) = fix_mode.and_then(|_| set_len(&file, len).map(|_| 0)) {
+    let sized = fix_mode.and_then(|_| set_len(&file, len).map(|_| 0));
+    if let Err(e) = sized.and_then(|_| reserve(&file, len)) {
         let _ = unlink_named(name);
         return Err(e);
     }

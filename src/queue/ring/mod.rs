@@ -240,6 +240,26 @@ pub(crate) fn lap_for(capacity: u64) -> u64 {
     capacity.max(2).next_power_of_two()
 }
 
+/// Items between the positions `head` and `tail` of a ring of `capacity` slots
+/// (1 to [`MAX_CAPACITY`]), in `0..=capacity`: [`RingCore::len`], and
+/// `Region::inspect`'s reading of a queue nobody validated.
+///
+/// Positions are `lap number << shift | index`: the distance is whole laps
+/// (signed, on the circle the lap numbers wrap on) times the capacity plus the
+/// difference of the indices. Every step saturates, so positions a peer
+/// scribbled over give some value in `0..=capacity`.
+pub(crate) fn items_between(head: u64, tail: u64, capacity: u64) -> u64 {
+    let lap = lap_for(capacity);
+    let shift = lap.trailing_zeros();
+    let laps = (((tail >> shift).wrapping_sub(head >> shift) << shift) as i64) >> shift;
+    let mask = lap - 1;
+    let within = (tail & mask) as i64 - (head & mask) as i64;
+    let cap = capacity.min(MAX_CAPACITY) as i64;
+    laps.saturating_mul(cap)
+        .saturating_add(within)
+        .clamp(0, cap) as u64
+}
+
 /// Where the payload bytes of each slot live. The real queue points into a
 /// region; loom tests use a heap array of loom cells.
 ///
@@ -424,18 +444,10 @@ impl RingCore {
     /// make it exceed the slot count.
     pub(crate) fn len<S: Slots>(&self, slots: &S) -> u64 {
         // A snapshot; the hints may lag by the operations in flight.
-        let tail = ops::hint(&self.tail.0);
-        let head = ops::hint(&self.head.0);
-        // Positions are `lap number << shift | index`: the distance is whole
-        // laps (signed, on the circle the lap numbers wrap on) times the
-        // capacity plus the difference of the indices. Every step saturates,
-        // so hints a peer scribbled over give some value in `0..=capacity`.
-        let shift = slots.lap().trailing_zeros();
-        let laps = (((tail >> shift).wrapping_sub(head >> shift) << shift) as i64) >> shift;
-        let mask = slots.lap().wrapping_sub(1);
-        let cap = slots.capacity();
-        let within = (tail & mask) as i64 - (head & mask) as i64;
-        let n = laps.saturating_mul(cap as i64).saturating_add(within);
-        n.clamp(0, cap as i64) as u64
+        items_between(
+            ops::hint(&self.head.0),
+            ops::hint(&self.tail.0),
+            slots.capacity(),
+        )
     }
 }
