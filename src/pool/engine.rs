@@ -38,9 +38,9 @@ use super::wire::{
     panic_records, read,
 };
 use super::worker::{self, EXIT_INIT_PANICKED};
-use crate::BytesQueue;
 use crate::process::ExitStatus;
 use crate::sys::process as sys;
+use crate::{BytesQueue, RegionOptions};
 
 /// How long a waiting caller sleeps on the result queue before checking for
 /// dead workers.
@@ -338,8 +338,19 @@ fn region_error(e: crate::Error) -> PoolError {
     PoolError::Start(e.to_string())
 }
 
-fn new_inbox() -> Result<BytesQueue, PoolError> {
-    BytesQueue::anonymous((DEPTH * 2).next_power_of_two(), MSG_SIZE).map_err(region_error)
+/// Region options for the pool's queues: every worker joins every queue it
+/// inherits (all inboxes and the results), and so does the pool's process; a
+/// queue refuses a process its participant table has no room for, so the
+/// tables are sized for all of them, with room for replacements joining while
+/// a dead worker's slot is not yet reclaimed.
+fn queue_options(processes: usize) -> RegionOptions {
+    let slots = processes.saturating_mul(2).saturating_add(8);
+    RegionOptions::new().participants(u32::try_from(slots).unwrap_or(u32::MAX).min(4096))
+}
+
+fn new_inbox(processes: usize) -> Result<BytesQueue, PoolError> {
+    let capacity = (DEPTH * 2).next_power_of_two();
+    BytesQueue::anonymous_with(capacity, MSG_SIZE, queue_options(processes)).map_err(region_error)
 }
 
 impl Inner {
@@ -355,7 +366,8 @@ impl Inner {
             .checked_next_power_of_two()
             .ok_or_else(too_many)?
             .max(2);
-        let results = BytesQueue::anonymous(capacity, MSG_SIZE).map_err(region_error)?;
+        let results = BytesQueue::anonymous_with(capacity, MSG_SIZE, queue_options(cfg.processes))
+            .map_err(region_error)?;
         let running = Running::new(cfg.processes).map_err(|e| PoolError::Start(e.to_string()))?;
         let arena =
             Arena::new(slots, cfg.message_size).map_err(|e| PoolError::Start(e.to_string()))?;
@@ -363,7 +375,7 @@ impl Inner {
         for _ in 0..cfg.processes {
             workers.push(Worker {
                 pid: None,
-                inbox: new_inbox()?,
+                inbox: new_inbox(cfg.processes)?,
                 sent: VecDeque::new(),
                 total_sent: 0,
                 inflight: 0,
@@ -923,7 +935,7 @@ impl Inner {
             if st.joining || st.broken.is_some() {
                 continue;
             }
-            match new_inbox() {
+            match new_inbox(self.cfg.processes) {
                 Ok(inbox) => st.workers[i].inbox = inbox,
                 Err(e) => {
                     self.replacement_failed(st, e);

@@ -88,6 +88,16 @@ impl BytesQueue {
         BytesQueue::new(None, capacity, slot_size, RegionOptions::default())
     }
 
+    /// [`BytesQueue::anonymous`] with explicit region options (more
+    /// [participant slots](RegionOptions::participants) for more processes, say).
+    pub fn anonymous_with(
+        capacity: usize,
+        slot_size: usize,
+        opts: RegionOptions,
+    ) -> Result<BytesQueue, Error> {
+        BytesQueue::new(None, capacity, slot_size, opts)
+    }
+
     /// Creates a byte queue under `name`.
     pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<BytesQueue, Error> {
         BytesQueue::new(Some(name), capacity, slot_size, RegionOptions::default())

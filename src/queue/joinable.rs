@@ -76,6 +76,14 @@ impl<T: SharedType> JoinableQueue<T> {
         })
     }
 
+    /// [`JoinableQueue::anonymous`] with explicit region options (more
+    /// [participant slots](RegionOptions::participants) for more processes, say).
+    pub fn anonymous_with(capacity: usize, opts: RegionOptions) -> Result<JoinableQueue<T>, Error> {
+        Ok(JoinableQueue {
+            queue: Queue::new_kind(None, capacity, opts, true)?,
+        })
+    }
+
     /// Creates a joinable queue under `name`.
     pub fn create(name: &str, capacity: usize) -> Result<JoinableQueue<T>, Error> {
         JoinableQueue::create_with(name, capacity, RegionOptions::default())

@@ -206,6 +206,12 @@ pub enum PutError<T> {
     /// [module docs](crate::queue#disconnection)).
     #[error("no receiver is left")]
     Disconnected(T),
+    /// This process could not join the queue's participant table (every slot
+    /// is held by a live process), so a put it died in could never be
+    /// recovered: it is refused instead. Raise `RegionOptions::participants`
+    /// when creating the queue.
+    #[error("no participant slot left in the queue's region: this process cannot use it")]
+    NoParticipantSlot(T),
 }
 
 impl<T> std::fmt::Debug for PutError<T> {
@@ -216,6 +222,7 @@ impl<T> std::fmt::Debug for PutError<T> {
             PutError::Closed(_) => "Closed(..)",
             PutError::TooLarge(_) => "TooLarge(..)",
             PutError::Disconnected(_) => "Disconnected(..)",
+            PutError::NoParticipantSlot(_) => "NoParticipantSlot(..)",
         })
     }
 }
@@ -231,6 +238,7 @@ impl<T> PutError<T> {
             PutError::Closed(_) => PutError::Closed(item),
             PutError::TooLarge(_) => PutError::TooLarge(item),
             PutError::Disconnected(_) => PutError::Disconnected(item),
+            PutError::NoParticipantSlot(_) => PutError::NoParticipantSlot(item),
         }
     }
 
@@ -241,7 +249,8 @@ impl<T> PutError<T> {
             | PutError::Timeout(t)
             | PutError::Closed(t)
             | PutError::TooLarge(t)
-            | PutError::Disconnected(t) => t,
+            | PutError::Disconnected(t)
+            | PutError::NoParticipantSlot(t) => t,
         }
     }
 }
@@ -271,6 +280,11 @@ pub enum GetError {
         /// The slot size: the longest message the queue can hold.
         needed: usize,
     },
+    /// This process could not join the queue's participant table (every slot
+    /// is held by a live process), so a get it died in could never be
+    /// recovered: it is refused instead (see [`PutError::NoParticipantSlot`]).
+    #[error("no participant slot left in the queue's region: this process cannot use it")]
+    NoParticipantSlot,
 }
 
 /// Why `task_done` was refused.

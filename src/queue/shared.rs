@@ -545,8 +545,8 @@ impl<K: QueueKind> QueueCore<K> {
     }
 
     /// This process's owner id in the slot words (participant index + 1), joining
-    /// and registering on first use. 0 (anonymous, not recoverable) if the
-    /// participant table is full.
+    /// and registering on first use. 0 if the participant table is full (then
+    /// nothing may be claimed: [`Self::claimant`]).
     #[inline]
     pub(crate) fn owner(&self) -> u16 {
         // The cached epoch, without the fork hook's registration check: a
@@ -616,12 +616,33 @@ impl<K: QueueKind> QueueCore<K> {
             }
             _ => 0,
         };
+        if owner == 0 {
+            // No participant slot: nothing is cached, so the next operation
+            // tries again (a slot may have been freed meanwhile).
+            self.owner.store(0, Ordering::Release);
+            return 0;
+        }
         // Release: publishes the recovery to every handle's `owner` Acquire.
         self.owner.store(
             epoch << 32 | REGISTERED | u64::from(owner),
             Ordering::Release,
         );
         owner
+    }
+
+    /// [`Self::owner`], or `None` when this process has no participant slot.
+    ///
+    /// A slot word claimed with no owner could not be recovered if this
+    /// process died holding it: the queue would stay wedged at that slot for
+    /// every survivor. So a process the participant table has no room for is
+    /// refused ([`PutError::NoParticipantSlot`], [`GetError::NoParticipantSlot`])
+    /// rather than let in unrecoverably.
+    #[inline]
+    fn claimant(&self) -> Option<u16> {
+        match self.owner() {
+            0 => None,
+            o => Some(o),
+        }
     }
 
     /// Whether the process that tagged a slot with `owner` is gone.
@@ -651,7 +672,10 @@ impl<K: QueueKind> QueueCore<K> {
         if self.send_closed() {
             return Err(PutError::Closed(()));
         }
-        match self.ring().try_put(&self.slots, self.owner(), fill) {
+        let Some(owner) = self.claimant() else {
+            return Err(PutError::NoParticipantSlot(()));
+        };
+        match self.ring().try_put(&self.slots, owner, fill) {
             Ok(()) => Ok(()),
             Err(PutFail::Full(_)) if self.no_receivers() => Err(PutError::Disconnected(())),
             Err(PutFail::Full(_)) => Err(PutError::Full(())),
@@ -669,13 +693,16 @@ impl<K: QueueKind> QueueCore<K> {
         if self.send_closed() {
             return Err(PutError::Closed(()));
         }
+        let Some(owner) = self.claimant() else {
+            return Err(PutError::NoParticipantSlot(()));
+        };
         // A close by this process while the put waits ends the wait as the
         // loss of the last receiver does (`close` wakes this side too); the
         // outcome is then `Closed`.
         self.ring()
             .put_wait(
                 &self.slots,
-                self.owner(),
+                owner,
                 self.policy,
                 deadline,
                 fill,
@@ -698,7 +725,9 @@ impl<K: QueueKind> QueueCore<K> {
         if self.recv_closed() {
             return Err(GetError::Closed);
         }
-        let owner = self.owner();
+        let Some(owner) = self.claimant() else {
+            return Err(GetError::NoParticipantSlot);
+        };
         let ring = self.ring();
         match ring.try_get_or_closed(&self.slots, owner, &mut drain) {
             Ok(Ok(r)) => Ok(r),
@@ -725,12 +754,15 @@ impl<K: QueueKind> QueueCore<K> {
         if self.recv_closed() {
             return Err(GetError::Closed);
         }
+        let Some(owner) = self.claimant() else {
+            return Err(GetError::NoParticipantSlot);
+        };
         // As in `put`: a close of this process's receiving side ends the
         // wait (a get racing it may still take an item that is there).
         self.ring()
             .get_wait(
                 &self.slots,
-                self.owner(),
+                owner,
                 self.policy,
                 deadline,
                 drain,
@@ -747,12 +779,15 @@ impl<K: QueueKind> QueueCore<K> {
 
     /// Puts as many of `n` messages as fit now, message `j` written by
     /// `fill(j, ..)`, in batches of up to [`BATCH`] (one eventcount RMW each);
-    /// returns how many (messages `0..k`). 0 when full or closed.
+    /// returns how many (messages `0..k`). 0 when full or closed, or when this
+    /// process has no participant slot ([`Self::claimant`]).
     pub(crate) fn put_many(&self, n: usize, fill: impl Fn(usize, &mut [u8])) -> usize {
         if self.send_closed() {
             return 0;
         }
-        let owner = self.owner();
+        let Some(owner) = self.claimant() else {
+            return 0;
+        };
         let mut done = 0;
         while done < n {
             let batch = (n - done).min(BATCH);
@@ -769,12 +804,15 @@ impl<K: QueueKind> QueueCore<K> {
     }
 
     /// Takes as many as `n` messages as are there now, message `j` read by
-    /// `drain(j, ..)`, in batches of up to [`BATCH`]; returns how many.
+    /// `drain(j, ..)`, in batches of up to [`BATCH`]; returns how many (0 also
+    /// when this process has no participant slot: [`Self::claimant`]).
     pub(crate) fn get_many(&self, n: usize, mut drain: impl FnMut(usize, &[u8])) -> usize {
         if self.recv_closed() {
             return 0;
         }
-        let owner = self.owner();
+        let Some(owner) = self.claimant() else {
+            return 0;
+        };
         let mut done = 0;
         while done < n {
             let batch = (n - done).min(BATCH);

@@ -106,6 +106,24 @@ impl<T: SharedType> Queue<T> {
         Queue::new(None, capacity, RegionOptions::default())
     }
 
+    /// [`Queue::anonymous`] with explicit region options. Each process that
+    /// uses a queue holds one of its region's participant slots (128 by
+    /// default); a process that finds none free is refused with
+    /// [`PutError::NoParticipantSlot`] / [`GetError::NoParticipantSlot`], so
+    /// more processes than that need more slots:
+    ///
+    /// ```
+    /// use multiproc::{Queue, RegionOptions};
+    ///
+    /// let q: Queue<u64> = Queue::anonymous_with(64, RegionOptions::new().participants(1024))?;
+    /// q.put(1)?;
+    /// assert_eq!(q.get(), Ok(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn anonymous_with(capacity: usize, opts: RegionOptions) -> Result<Queue<T>, Error> {
+        Queue::new(None, capacity, opts)
+    }
+
     /// Creates a queue under `name`; fails if the name exists.
     pub fn create(name: &str, capacity: usize) -> Result<Queue<T>, Error> {
         Queue::new(Some(name), capacity, RegionOptions::default())
