@@ -567,3 +567,31 @@ fn a_child_reaped_elsewhere_joins_as_signal_zero() {
         }
     });
 }
+
+/// The spawn hook runs in every program that links the crate, before `main`:
+/// a `MULTIPROC_SPAWN` its parent did not set (hand-written, or copied from
+/// another process's environment) is refused with exit code 2, never jumped
+/// to (a hand-written offset used to end in SIGSEGV before `main`).
+#[test]
+fn a_spawn_request_no_parent_made_is_refused() {
+    let me = std::env::current_exe().unwrap();
+    let token = "00".repeat(16);
+    for req in [
+        "1:1:0:4096:".to_string(),
+        format!("2:1:0:4096::7:{token}"),
+        format!("2:1:0:0::0:{token}"),
+        "garbage".to_string(),
+    ] {
+        let out = Command::new(&me)
+            .env("MULTIPROC_SPAWN", &req)
+            .arg("--list")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{req}: {:?}", out.status);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("MULTIPROC_SPAWN"),
+            "{req}"
+        );
+        assert!(out.stdout.is_empty(), "{req}: main ran");
+    }
+}

@@ -71,22 +71,40 @@ extern "C" fn spawn_hook() {
     };
     // SAFETY: before `main` of a freshly exec'd process: no other thread runs.
     unsafe { std::env::remove_var(VAR) };
+    if sys::secure_exec() {
+        // A set-user-ID (or capability) program's environment is its caller's
+        // choice, not a parent of ours: never act on it. `main` runs.
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(FDS_VAR) };
+        return;
+    }
     if let Some(list) = std::env::var_os(FDS_VAR) {
         // SAFETY: as above.
         unsafe { std::env::remove_var(FDS_VAR) };
         adopt_inherited(list.as_bytes());
     }
-    let Some(req) = Request::parse(v.as_bytes()) else {
-        sys::write_stderr(b"multiproc: malformed MULTIPROC_SPAWN request\n");
+    let Some(req) = Request::parse(v.as_bytes()).filter(authentic) else {
+        sys::write_stderr(b"multiproc: malformed or stale MULTIPROC_SPAWN request\n");
         sys::exit_now(2);
     };
     if req.daemon {
         become_daemon(req.parent);
     }
-    let addr = (spawn_hook as extern "C" fn() as usize).wrapping_add_signed(req.offset);
+    let hook = spawn_hook as extern "C" fn() as usize;
+    let addr = hook.wrapping_add_signed(req.offset);
+    // The variable is only ever ours when it names code of this very object;
+    // anything else (a stale or hand-written value) must not be jumped to.
+    let same_object = sys::object_base(addr).is_some_and(|b| Some(b) == sys::object_base(hook));
+    if !same_object || !sys::is_code_address(addr) {
+        sys::write_stderr(b"multiproc: MULTIPROC_SPAWN names no entry point of this program\n");
+        sys::exit_now(2);
+    }
     // SAFETY: the parent computed `offset` from a `fn(&[u8]) -> i32` in the same
     // ELF object as `spawn_hook` (checked with dladdr there), and this process
     // runs the same file (`/proc/self/exe`), so `addr` is that function here.
+    // (A variable not set by our parent was refused above unless it names code
+    // of this program: the same user could run that code anyway, and a
+    // secure-mode exec never gets here.)
     let entry = unsafe { std::mem::transmute::<usize, fn(&[u8]) -> i32>(addr) };
     let arg = req.arg;
     let code = std::panic::catch_unwind(move || entry(&arg)).unwrap_or(PANIC_EXIT_CODE);
@@ -99,6 +117,31 @@ struct Request {
     daemon: bool,
     offset: isize,
     arg: Vec<u8>,
+    /// A descriptor the parent passed that holds `token`: proof that the
+    /// variable was set by a parent spawning us, not left in an environment
+    /// copied from elsewhere or written by hand.
+    auth_fd: i32,
+    token: [u8; TOKEN_LEN],
+}
+
+/// Bytes of the spawn request's token.
+const TOKEN_LEN: usize = 16;
+
+/// Whether the descriptor `req` names holds its token (and is taken and
+/// closed: it served its one purpose).
+fn authentic(req: &Request) -> bool {
+    use std::os::unix::fs::FileExt;
+    // Close-on-exec again; failing means the descriptor is not open. Checked
+    // before it is owned, so a number naming nothing is never adopted.
+    if req.auth_fd <= 2 || !crate::sys::shm::set_cloexec_raw(req.auth_fd) {
+        return false;
+    }
+    // SAFETY: the descriptor is open; if the request is genuine the parent
+    // passed it for this check alone, and if not, the process exits right
+    // after without using it (or anything else) further.
+    let file = unsafe { std::fs::File::from_raw_fd(req.auth_fd) };
+    let mut got = [0u8; TOKEN_LEN];
+    file.read_exact_at(&mut got, 0).is_ok() && got == req.token
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -121,18 +164,20 @@ fn unhex(s: &[u8]) -> Option<Vec<u8>> {
 impl Request {
     fn encode(&self) -> String {
         format!(
-            "1:{}:{}:{}:{}",
+            "2:{}:{}:{}:{}:{}:{}",
             self.parent,
             u8::from(self.daemon),
             self.offset,
-            hex(&self.arg)
+            hex(&self.arg),
+            self.auth_fd,
+            hex(&self.token)
         )
     }
 
     fn parse(v: &[u8]) -> Option<Request> {
         let s = std::str::from_utf8(v).ok()?;
         let mut f = s.split(':');
-        if f.next()? != "1" {
+        if f.next()? != "2" {
             return None;
         }
         let parent = f.next()?.parse().ok()?;
@@ -143,6 +188,8 @@ impl Request {
         };
         let offset = f.next()?.parse().ok()?;
         let arg = unhex(f.next()?.as_bytes())?;
+        let auth_fd = f.next()?.parse().ok()?;
+        let token = unhex(f.next()?.as_bytes())?.try_into().ok()?;
         if f.next().is_some() {
             return None;
         }
@@ -151,6 +198,8 @@ impl Request {
             daemon,
             offset,
             arg,
+            auth_fd,
+            token,
         })
     }
 }
@@ -318,11 +367,19 @@ impl Spawn {
             }
         }
         let offset = (entry as isize).wrapping_sub(hook as isize);
+        let mut token = [0u8; TOKEN_LEN];
+        for part in token.chunks_mut(8) {
+            part.copy_from_slice(&sys::random_u64().to_ne_bytes());
+        }
+        let auth = crate::sys::shm::memfd(TOKEN_LEN)?;
+        std::os::unix::fs::FileExt::write_all_at(&auth, &token, 0)?;
         let req = Request {
             parent: sys::pid(),
             daemon: self.daemon,
             offset,
             arg: self.arg,
+            auth_fd: auth.as_raw_fd(),
+            token,
         };
         let shared: Vec<OwnedFd> = self.shared.into_iter().collect::<io::Result<_>>()?;
         let raw: Vec<i32> = shared.iter().map(AsRawFd::as_raw_fd).collect();
@@ -332,23 +389,25 @@ impl Spawn {
         cmd.env(VAR, OsStr::new(&req.encode()));
         if !raw.is_empty() {
             cmd.env(FDS_VAR, list);
-            // SAFETY: the closure runs in the forked child before `exec`; it
-            // only calls fcntl (async-signal-safe) on descriptors this process
-            // keeps open until `spawn` returns, and allocates nothing.
-            unsafe {
-                cmd.pre_exec(move || {
-                    for &fd in &raw {
-                        if !crate::sys::shm::clear_cloexec_raw(fd) {
-                            return Err(io::Error::last_os_error());
-                        }
+        }
+        let inherit: Vec<i32> = raw.iter().copied().chain([req.auth_fd]).collect();
+        // SAFETY: the closure runs in the forked child before `exec`; it
+        // only calls fcntl (async-signal-safe) on descriptors this process
+        // keeps open until `spawn` returns, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &fd in &inherit {
+                    if !crate::sys::shm::clear_cloexec_raw(fd) {
+                        return Err(io::Error::last_os_error());
                     }
-                    Ok(())
-                });
-            }
+                }
+                Ok(())
+            });
         }
         let child = cmd.spawn()?;
         // The parent's duplicates close here; the child has its own.
         drop(shared);
+        drop(auth);
         let name = self.name.unwrap_or_else(super::next_name);
         Ok(Child {
             pid: child.id(),
@@ -370,21 +429,27 @@ mod tests {
             daemon: true,
             offset: -123456,
             arg: vec![0, 1, 0xfe, 0xff],
+            auth_fd: 7,
+            token: [9; TOKEN_LEN],
         };
         let e = r.encode();
         let p = Request::parse(e.as_bytes()).unwrap();
         assert_eq!(
-            (p.parent, p.daemon, p.offset, p.arg),
-            (42, true, -123456, vec![0, 1, 0xfe, 0xff])
+            (p.parent, p.daemon, p.offset, p.arg, p.auth_fd, p.token),
+            (42, true, -123456, vec![0, 1, 0xfe, 0xff], 7, [9; TOKEN_LEN])
         );
+        let token = "09".repeat(TOKEN_LEN);
         for bad in [
-            "",
-            "2:1:0:0:",
-            "1:x:0:0:",
-            "1:1:2:0:",
-            "1:1:0:0:abc",
-            "1:1:0:0:zz",
-            "1:1:0:0::",
+            String::new(),
+            format!("1:1:0:0::7:{token}"),
+            "2:1:0:0:".into(),
+            format!("2:x:0:0::7:{token}"),
+            format!("2:1:2:0::7:{token}"),
+            format!("2:1:0:0:abc:7:{token}"),
+            format!("2:1:0:0:zz:7:{token}"),
+            format!("2:1:0:0::x:{token}"),
+            "2:1:0:0::7:0909".into(),
+            format!("2:1:0:0::7:{token}:"),
         ] {
             assert!(Request::parse(bad.as_bytes()).is_none(), "{bad}");
         }

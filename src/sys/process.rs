@@ -473,6 +473,35 @@ pub(crate) fn object_base(addr: usize) -> Option<usize> {
     (base != 0).then_some(base)
 }
 
+/// Whether this process was exec'd in secure mode (`AT_SECURE`: set-user-ID,
+/// set-group-ID or file capabilities), whose environment its invoker chose.
+pub(crate) fn secure_exec() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector; 0 if the entry is absent.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Whether `addr` lies in an executable mapping of this process
+/// (`/proc/self/maps`); `false` if the maps cannot be read.
+pub(crate) fn is_code_address(addr: usize) -> bool {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    maps.lines().any(|line| {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            return false;
+        };
+        let Some((lo, hi)) = range.split_once('-') else {
+            return false;
+        };
+        let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+        else {
+            return false;
+        };
+        (lo..hi).contains(&addr) && perms.as_bytes().get(2) == Some(&b'x')
+    })
+}
+
 /// Name the crate gives its one internal per-process thread (parked forever,
 /// holding no locks), which is safe to leave behind across `fork`.
 pub(crate) const BEACON_THREAD_NAME: &str = "multiproc-beacon";
