@@ -346,6 +346,11 @@ pub mod __private {
         crate::park::MAX_SLICE
     }
 
+    /// How many participants each worker's inbox region of `pool` has.
+    pub fn pool_inbox_members(pool: &crate::Pool) -> Vec<usize> {
+        pool.inbox_members()
+    }
+
     /// The regions behind a pipe end (its two rings).
     pub fn pipe_regions(end: &crate::PipeEnd) -> [&crate::Region; 2] {
         end.regions()

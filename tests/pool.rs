@@ -1290,3 +1290,23 @@ fn as_completed_over_two_pools_yields_finished_handles() {
         assert_eq!((first, second), (Ok(1), Ok(2)));
     });
 }
+
+/// A forked worker joins its own inbox's region (and the results'), not every
+/// other worker's inbox it inherits: otherwise N workers make N^2 joins, and
+/// past the default table size the later workers found no slot in their own
+/// inbox.
+#[test]
+fn each_inbox_has_only_the_pool_and_its_worker() {
+    watchdog(|| {
+        let p = pool(5);
+        // Every worker has started (and joined) once a task ran on each.
+        let mut pids: Vec<u32> = p.map(my_pid, 0..200u32).unwrap();
+        pids.sort_unstable();
+        pids.dedup();
+        let members = multiproc::__private::pool_inbox_members(&p);
+        assert_eq!(members.len(), 5);
+        for m in members {
+            assert!(m <= 2, "an inbox has {m} participants: {pids:?}");
+        }
+    });
+}

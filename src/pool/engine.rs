@@ -416,6 +416,15 @@ impl Inner {
         })
     }
 
+    /// Tests: how many participants each worker's inbox region has.
+    pub(crate) fn inbox_members(&self) -> Vec<usize> {
+        let st = self.lock();
+        st.workers
+            .iter()
+            .map(|w| w.inbox.region().participants().len())
+            .collect()
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under the lock (callbacks and the caller's
         // argument iterator run unlocked), so poisoning is not expected: keep
@@ -1229,12 +1238,22 @@ fn start_worker(
         initializer: cfg.initializer,
         relocate: 0,
     };
+    // The worker does not use the other workers' inboxes it inherits: it
+    // neither joins their regions nor counts as their receiver (else every
+    // worker would join every inbox's table, N^2 joins for N workers).
+    let others: std::collections::HashSet<usize> = (st.workers.iter().enumerate())
+        .filter(|&(j, _)| j != i)
+        .map(|(_, w)| std::ptr::from_ref(w.inbox.region()) as usize)
+        .collect();
+    let skip = |r: &crate::Region| others.contains(&(std::ptr::from_ref(r) as usize));
     // SAFETY: with `Method::Fork` the thread check above passed; with
     // `ForkUnchecked` the builder's caller took on the post-fork restrictions in
     // an `unsafe` call. The child runs only the worker loop and the user's
     // plain functions, then `_exit`s; it is a daemon, so it dies with the parent.
     let pid = unsafe {
-        crate::process::fork_child(true, cfg.method == Method::Fork, || worker::run(&args))
+        crate::process::fork_child_with(true, cfg.method == Method::Fork, Some(&skip), || {
+            worker::run(&args)
+        })
     }
     .map_err(|e| PoolError::Start(e.to_string()))?;
     let w = &mut st.workers[i];

@@ -393,6 +393,13 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
+impl Pool {
+    /// Tests: how many participants each worker's inbox region has.
+    pub(crate) fn inbox_members(&self) -> Vec<usize> {
+        self.inner.inbox_members()
+    }
+}
+
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")

@@ -339,6 +339,23 @@ pub(crate) unsafe fn fork_child(
     flush: bool,
     f: impl FnOnce() -> i32,
 ) -> io::Result<u32> {
+    // SAFETY: forwarded to the caller.
+    unsafe { fork_child_with(daemon, flush, None, f) }
+}
+
+/// [`fork_child`], the child not counting as an end of the inherited queues
+/// whose regions `skip` names (see
+/// [`inherit_in_child`](crate::queue::ends::inherit_in_child)).
+///
+/// # Safety
+///
+/// As [`fork_child`].
+pub(crate) unsafe fn fork_child_with(
+    daemon: bool,
+    flush: bool,
+    skip: Option<&dyn Fn(&crate::Region) -> bool>,
+    f: impl FnOnce() -> i32,
+) -> io::Result<u32> {
     flush_std();
     let parent = sys::pid();
     // Queue handles the child inherits count from its first instruction on.
@@ -357,7 +374,7 @@ pub(crate) unsafe fn fork_child(
                 become_daemon(parent);
             }
             if let Some(h) = &handshake {
-                h.in_child();
+                h.in_child(skip);
             }
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                 .unwrap_or(PANIC_EXIT_CODE);

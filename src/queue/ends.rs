@@ -512,15 +512,24 @@ impl Local {
 }
 
 /// In a freshly forked child: every mapping's inherited handles start
-/// counting under the child's membership. Returns at once if this process
+/// counting under the child's membership (joining its region), except those
+/// of the regions `skip` names, if given. Returns at once if this process
 /// holds no queue handle.
-pub(crate) fn inherit_in_child() {
+///
+/// A child that will not use some of the queues it inherits (a pool worker
+/// and every other worker's inbox) skips them, so it joins only the
+/// participant tables it needs and counts as an end only where it is one. A
+/// handle it skipped still counts from its first clone, drop or close, as in
+/// any process.
+pub(crate) fn inherit_in_child(skip: Option<&dyn Fn(&Region) -> bool>) {
     let all: Vec<Arc<Local>> = match locals().acquire(false) {
         Some(v) => v.iter().filter_map(Weak::upgrade).collect(),
         None => return,
     };
     for l in all {
-        l.inherit();
+        if !skip.is_some_and(|skip| skip(l.region.region())) {
+            l.inherit();
+        }
     }
 }
 
@@ -551,10 +560,10 @@ impl ForkHandshake {
             .map(|done| ForkHandshake { done })
     }
 
-    /// In the child, first thing: publishes the inherited counts, then
-    /// releases the parent.
-    pub(crate) fn in_child(&self) {
-        inherit_in_child();
+    /// In the child, first thing: publishes the inherited counts (but those
+    /// `skip` names: [`inherit_in_child`]), then releases the parent.
+    pub(crate) fn in_child(&self, skip: Option<&dyn Fn(&Region) -> bool>) {
+        inherit_in_child(skip);
         self.done.set();
     }
 
