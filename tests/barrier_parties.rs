@@ -137,3 +137,42 @@ fn a_waiter_descheduled_through_a_reset_and_a_generation_reports_broken() {
         "the stopped party must see Broken"
     );
 }
+
+/// A party that passes a generation and then ends its process with
+/// `std::process::exit` (not through the crate's `fork`, which leaves its
+/// regions before `_exit`) left normally: the next generation, filled by
+/// others, completes. Before, `exit` skipped the leave, the party looked
+/// killed, and the next generation broke for everyone once a waiter's probe
+/// ran.
+#[test]
+fn a_party_that_exits_between_generations_breaks_nothing() {
+    let _serial = serial();
+    let b = Barrier::anonymous(2).unwrap();
+    let bc = b.clone();
+    let child = spawn(move || {
+        let code = if bc.wait().is_ok() { 0 } else { 2 };
+        std::process::exit(code)
+    });
+    b.wait().expect("generation 0, with the child");
+    assert_eq!(join(child), ExitStatus::Code(0));
+
+    let (tx, rx) = mpsc::channel();
+    let b2 = b.clone();
+    let before = park_slices_expired();
+    thread::spawn(move || {
+        let _ = tx.send(b2.wait());
+    });
+    // Two expired slices: the waiter's liveness probe ran at least once.
+    let start = Instant::now();
+    while park_slices_expired() < before + 2 {
+        if let Ok(early) = rx.try_recv() {
+            panic!("the waiter left before its generation completed: {early:?}");
+        }
+        assert!(start.elapsed() < WATCHDOG, "watchdog: no slice expired");
+        thread::yield_now();
+    }
+    let mine = b.wait();
+    let theirs = rx.recv_timeout(WATCHDOG).expect("watchdog: the waiter");
+    assert!(mine.is_ok() && theirs.is_ok(), "{mine:?} {theirs:?}");
+    assert!(!b.is_broken());
+}

@@ -940,13 +940,20 @@ impl Drop for Region {
 }
 
 /// Addresses of the live `Region`s this process joined (0 = free entry), so a
-/// forked child that returns normally can leave them before `_exit`: otherwise
-/// a child that simply finished would look exactly like one that was killed.
+/// forked child that returns normally can leave them before `_exit`, and a
+/// single-threaded process that ends with `exit` (`std::process::exit`, or
+/// returning from `main` with handles still alive) leaves them too
+/// ([`leave_at_exit`]): otherwise a process that simply finished would look
+/// exactly like one that was killed (a barrier would break for its team).
 /// Beyond 256 joined regions, extra ones are not tracked (they then look dead
 /// after a normal `_exit`, which costs a false "party died" at worst).
 static JOINED: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
 fn track(r: &Region) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        let _ = sys::process::at_exit(leave_at_exit);
+    });
     let a = r as *const Region as u64;
     // Relaxed: process-local bookkeeping; the forked child reads it single-threaded.
     if JOINED.iter().any(|s| s.load(Ordering::Relaxed) == a) {
@@ -968,8 +975,20 @@ fn untrack(r: &Region) {
     }
 }
 
+/// At `exit`: leaves every joined region, as a forked child does before its
+/// `_exit`, if the exiting thread is the process's only one (besides the
+/// crate's parked beacon thread). Then no `Region` can be dropped meanwhile,
+/// which [`leave_all`] relies on; with other threads still running, nothing
+/// is done and the process looks dead to its peers, as before.
+extern "C" fn leave_at_exit() {
+    if sys::process::thread_count().is_ok_and(|n| n == 1) {
+        leave_all();
+    }
+}
+
 /// Leaves every region this process joined. Called by [`crate::process::fork`]
-/// in the child, after its closure returned and right before `_exit`.
+/// in the child, after its closure returned and right before `_exit`, and at
+/// `exit` by a single-threaded process ([`leave_at_exit`]).
 pub(crate) fn leave_all() {
     for s in &JOINED {
         let a = s.load(Ordering::Relaxed);
@@ -977,7 +996,8 @@ pub(crate) fn leave_all() {
             continue;
         }
         // Entries are added by `member()` on a `Region` inside an `Arc` and removed
-        // first thing in its `Drop`; this runs in a single-threaded forked child.
+        // first thing in its `Drop`; this runs in a single-threaded process (a
+        // forked child about to `_exit`, or one whose only thread is exiting).
         // SAFETY: so a non-zero entry names a live `Region` no `Drop` can race.
         let region = unsafe { &*(a as *const Region) };
         region.leave();

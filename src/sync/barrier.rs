@@ -32,6 +32,8 @@
 //! the barrier, as Python's `BrokenBarrierError` would after an `abort()`, if
 //! a process died that arrived in the waiter's generation (it died waiting)
 //! or in the one before (a member of the team that died before coming back).
+//! A process that finished (its `fork` closure returned, or it called `exit`
+//! single-threaded) left its regions and is not dead here.
 //! A process whose last arrival is older breaks nothing, and `reset` forgets
 //! every record, so a barrier is whole again after a reset whoever died
 //! before it.

@@ -473,6 +473,14 @@ pub(crate) fn object_base(addr: usize) -> Option<usize> {
     (base != 0).then_some(base)
 }
 
+/// Registers `f` to run when the process exits through `exit` (returning
+/// from `main`, `std::process::exit`), not through `_exit` or a signal.
+/// `false` if the C library refused (it has no room left).
+pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
+    // SAFETY: `f` is a plain function with the C ABI that takes nothing.
+    unsafe { libc::atexit(f) == 0 }
+}
+
 /// Whether this process was exec'd in secure mode (`AT_SECURE`: set-user-ID,
 /// set-group-ID or file capabilities), whose environment its invoker chose.
 pub(crate) fn secure_exec() -> bool {
