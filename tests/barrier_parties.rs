@@ -77,14 +77,31 @@ fn after_reset_a_dead_party_of_an_earlier_generation_breaks_nothing() {
     kill(child);
     b.reset();
 
+    let (mine, theirs) = next_generation_after_a_probe(&b);
+    let (mine, theirs) = (
+        mine.expect("main, generation 1"),
+        theirs.expect("thread, generation 1"),
+    );
+    assert!(mine.is_leader() != theirs.is_leader(), "exactly one leader");
+    assert!(!b.is_broken());
+}
+
+/// Runs a generation of the two-party `b` with this process alone: a thread
+/// arrives first and sleeps through two expired slices (so its liveness probe
+/// ran at least once and it went back to sleep), then this thread arrives.
+/// Returns both outcomes (this thread's first).
+fn next_generation_after_a_probe(
+    b: &Barrier,
+) -> (
+    Result<multiproc::BarrierWaitResult, BarrierError>,
+    Result<multiproc::BarrierWaitResult, BarrierError>,
+) {
     let (tx, rx) = mpsc::channel();
     let b2 = b.clone();
     let before = park_slices_expired();
     thread::spawn(move || {
         let _ = tx.send(b2.wait());
     });
-    // The waiter's probe runs after each expired slice; two expiries mean at
-    // least one probe finished and the waiter went back to sleep.
     let start = Instant::now();
     while park_slices_expired() < before + 2 {
         if let Ok(early) = rx.try_recv() {
@@ -95,12 +112,7 @@ fn after_reset_a_dead_party_of_an_earlier_generation_breaks_nothing() {
     }
     let mine = b.wait();
     let theirs = rx.recv_timeout(WATCHDOG).expect("watchdog: the waiter");
-    let (mine, theirs) = (
-        mine.expect("main, generation 1"),
-        theirs.expect("thread, generation 1"),
-    );
-    assert!(mine.is_leader() != theirs.is_leader(), "exactly one leader");
-    assert!(!b.is_broken());
+    (mine, theirs)
 }
 
 /// A party that sleeps through a `reset` *and* a whole later generation
@@ -156,23 +168,7 @@ fn a_party_that_exits_between_generations_breaks_nothing() {
     b.wait().expect("generation 0, with the child");
     assert_eq!(join(child), ExitStatus::Code(0));
 
-    let (tx, rx) = mpsc::channel();
-    let b2 = b.clone();
-    let before = park_slices_expired();
-    thread::spawn(move || {
-        let _ = tx.send(b2.wait());
-    });
-    // Two expired slices: the waiter's liveness probe ran at least once.
-    let start = Instant::now();
-    while park_slices_expired() < before + 2 {
-        if let Ok(early) = rx.try_recv() {
-            panic!("the waiter left before its generation completed: {early:?}");
-        }
-        assert!(start.elapsed() < WATCHDOG, "watchdog: no slice expired");
-        thread::yield_now();
-    }
-    let mine = b.wait();
-    let theirs = rx.recv_timeout(WATCHDOG).expect("watchdog: the waiter");
+    let (mine, theirs) = next_generation_after_a_probe(&b);
     assert!(mine.is_ok() && theirs.is_ok(), "{mine:?} {theirs:?}");
     assert!(!b.is_broken());
 }
