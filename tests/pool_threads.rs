@@ -133,3 +133,75 @@ fn argument_iterator_waits_for_another_thread() {
         other.join().unwrap();
     });
 }
+
+/// A fork-method pool shared by threads must replace workers (here every
+/// third task, `max_tasks_per_child(3)`) while other threads run, where it
+/// cannot fork safely: it starts the replacements with the spawn method and
+/// goes on. Before, every replacement was refused ("refusing to fork: the
+/// process runs N threads"), and once the last worker was gone the pool was
+/// broken for good. Runs in a forked child, so the pool is built
+/// single-threaded, with the default (checked) fork method.
+#[test]
+fn a_fork_pool_replaces_workers_while_threads_share_it() {
+    watchdog(|| {
+        let child = common::spawn(|| {
+            let Ok(pool) = Pool::builder().processes(2).max_tasks_per_child(3).build() else {
+                return 1;
+            };
+            let pool = Arc::new(pool);
+            let hs: Vec<_> = (0..3u64)
+                .map(|k| {
+                    let p = Arc::clone(&pool);
+                    std::thread::spawn(move || {
+                        (0..4u64).all(|round| {
+                            let base = (k * 4 + round) * 100;
+                            let want: Vec<u64> = (base..base + 20).map(square).collect();
+                            p.map_chunked(square, base..base + 20, 2).ok() == Some(want)
+                        })
+                    })
+                })
+                .collect();
+            let ok = hs.into_iter().all(|h| h.join().unwrap_or(false));
+            if ok { 0 } else { 2 }
+        });
+        assert_eq!(common::join(child), multiproc::process::ExitStatus::Code(0));
+    });
+}
+
+/// Workers that end after `max_tasks_per_child` chunks while several threads
+/// drive the pool: every result is exact. Before, a thread could take a
+/// result message and let go of the pool's lock before applying it; another
+/// thread then reaped the worker that sent it, found no message, and ran the
+/// chunk again on arguments the first run had overwritten with its results
+/// (`f(f(x))` for a chunk, in about one run in two).
+#[test]
+fn results_stay_exact_while_workers_retire_under_several_drivers() {
+    watchdog(|| {
+        let pool = Arc::new({
+            // SAFETY: as in `forked`.
+            unsafe {
+                Pool::builder()
+                    .processes(2)
+                    .max_tasks_per_child(3)
+                    .fork_unchecked()
+            }
+            .build()
+            .expect("pool")
+        });
+        let hs: Vec<_> = (0..3u64)
+            .map(|k| {
+                let p = Arc::clone(&pool);
+                std::thread::spawn(move || {
+                    for round in 0..30u64 {
+                        let base = (k * 30 + round) * 100;
+                        let want: Vec<u64> = (base..base + 20).map(square).collect();
+                        assert_eq!(p.map_chunked(square, base..base + 20, 2).unwrap(), want);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}

@@ -401,7 +401,7 @@ impl Inner {
             callbacks: Vec::new(),
         };
         for i in 0..cfg.processes {
-            if let Err(e) = start_worker(&cfg, &mut state, &results, &arena, i) {
+            if let Err(e) = start_worker(&cfg, &mut state, &results, &arena, i, false) {
                 // Workers already started are killed here.
                 kill_all(&mut state);
                 return Err(e);
@@ -514,10 +514,18 @@ impl Inner {
     /// the arguments of the job it names, with no lock held (it is the
     /// caller's iterator: it may use the pool).
     ///
-    /// Any number of threads may drive at once: each waits on the result
-    /// queue with a buffer of its own, and whichever thread receives a
-    /// result applies it to the shared state, where its owner's `ready` sees
-    /// it.
+    /// Any number of threads may drive at once: each waits, with no lock
+    /// held, until the result queue has something, then takes what is there
+    /// with the lock held, and whichever thread receives a result applies it
+    /// to the shared state, where its owner's `ready` sees it.
+    ///
+    /// Results are only ever *taken* with the lock held. A thread that took
+    /// one and let go of the lock before applying it would let another
+    /// thread reap the worker that sent it, find the result queue empty
+    /// ("a dead worker publishes nothing more"), and run the chunk again,
+    /// on the arguments its first run had already overwritten with results
+    /// (seen: `max_tasks_per_child` with several driving threads returned
+    /// `f(f(x))` for a chunk).
     pub(crate) fn drive<T>(
         &self,
         deadline: Option<Instant>,
@@ -527,8 +535,6 @@ impl Inner {
         if sys::pid() != self.owner {
             return Err(PoolError::Terminated);
         }
-        // This caller's own receive buffer (see `State::buf`).
-        let mut buf = vec![0u8; self.results.slot_size().max(MSG_SIZE)];
         loop {
             let mut st = self.lock();
             self.pump(&mut st);
@@ -577,13 +583,11 @@ impl Inner {
                 return Err(PoolError::Terminated);
             }
             drop(st);
-            let got = self.results.get_into_timeout(&mut buf, wait);
-            if let Ok(n) = got {
-                let mut st = self.lock();
-                if let Some(msg) = buf.get(..n) {
-                    self.on_result(&mut st, msg);
-                }
-            }
+            // Wait without taking: the next round's `pump` takes what came
+            // (with the lock held, see above).
+            let _ = self
+                .results
+                .wait_readable(Some(crate::loom::Deadline::after(wait)));
         }
     }
 
@@ -951,7 +955,7 @@ impl Inner {
                     continue;
                 }
             }
-            if let Err(e) = start_worker(&self.cfg, st, &self.results, &self.arena, i) {
+            if let Err(e) = start_worker(&self.cfg, st, &self.results, &self.arena, i, true) {
                 self.replacement_failed(st, e);
             }
         }
@@ -998,6 +1002,14 @@ impl Inner {
                     } else {
                         st.free.push(c.slot);
                     }
+                }
+                Some((rc, k)) if rc == cid && k == c.to => {
+                    // Every task finished and its result is in the slot; the
+                    // worker died before its result message was published (or
+                    // the message was lost with it). Running the chunk again
+                    // would read results as arguments: deliver them.
+                    self.deliver(st, &c, c.to);
+                    st.free.push(c.slot);
                 }
                 _ => {
                     st.chunks.insert(cid, c);
@@ -1193,14 +1205,27 @@ fn kill_all(st: &mut State) {
     }
 }
 
+/// Starts worker `i` by the pool's method. A `Fork` pool whose process runs
+/// other threads by the time a worker must be *replaced* (threads sharing the
+/// pool, say) cannot fork safely; it starts the replacement with the spawn
+/// method instead (a fresh exec of the program, as `PoolBuilder::spawn` does),
+/// so the pool goes on rather than break for good. Building a `Fork` pool in a
+/// threaded process is still refused: the caller chooses the method then.
 fn start_worker(
     cfg: &Config,
     st: &mut State,
     results: &BytesQueue,
     arena: &Arena,
     i: usize,
+    replacing: bool,
 ) -> Result<(), PoolError> {
-    if cfg.method == Method::Spawn {
+    let fork_refused = cfg.method == Method::Fork
+        && match crate::process::check_single_threaded() {
+            Ok(()) => false,
+            Err(e) if !replacing => return Err(PoolError::Start(e.to_string())),
+            Err(_) => true,
+        };
+    if cfg.method == Method::Spawn || fork_refused {
         let setup = worker::setup(
             i,
             cfg.processes,
@@ -1223,9 +1248,6 @@ fn start_worker(
         w.total_sent = 0;
         w.inflight = 0;
         return Ok(());
-    }
-    if cfg.method == Method::Fork {
-        crate::process::check_single_threaded().map_err(|e| PoolError::Start(e.to_string()))?;
     }
     let args = worker::WorkerArgs {
         index: i,

@@ -292,7 +292,12 @@ impl PoolBuilder {
     }
 
     /// Start workers with `fork` (the default), refusing when the parent runs
-    /// other threads.
+    /// other threads. A worker that must be *replaced* (it died, or reached
+    /// `max_tasks_per_child`) while other threads run, threads sharing the
+    /// pool say, is started with the [spawn](PoolBuilder::spawn) method
+    /// instead, so the pool goes on: that replacement is a fresh run of the
+    /// program and inherits none of the parent's memory, only the pool's
+    /// queues and arena (and the initializer runs in it).
     ///
     /// ```
     /// let b = multiproc::pool::Pool::builder().fork();

@@ -595,7 +595,21 @@ impl Running {
         Some(i)
     }
 
-    /// Worker side: between tasks.
+    /// Worker side: every task of the chunk up to `to` has finished and its
+    /// result is in the slot, but the result message is not yet published.
+    /// Reads as task `to` running (one past the last), which the parent,
+    /// after a death here, takes for "all finished": it delivers the slot's
+    /// results rather than run the chunk again, whose arguments the results
+    /// may have overwritten.
+    #[inline]
+    pub(crate) fn finish(&self, worker: usize, to: usize) {
+        if let Some(i) = self.word(worker, 1) {
+            // Relaxed: as in `clear`.
+            i.store(to as u64 + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Worker side: between chunks, after the result message is published.
     #[inline]
     pub(crate) fn clear(&self, worker: usize) {
         if let Some(i) = self.word(worker, 1) {

@@ -160,6 +160,7 @@ pub(crate) fn run(a: &WorkerArgs<'_>) -> i32 {
             // The pool closed the result queue: it is going away.
             return 0;
         }
+        a.running.clear(a.index);
         done += 1;
     }
 }
@@ -247,7 +248,9 @@ fn run_chunk(a: &WorkerArgs<'_>, msg: &[u8]) -> Option<ResultMsg> {
         status[k] = PANICKED;
         next = k + 1;
     }
-    a.running.clear(a.index);
+    // Not cleared until the result is published (`run`): a death before
+    // then must not make the parent run the chunk again.
+    a.running.finish(a.index, to);
     Some(ResultMsg {
         magic: RESULT_MAGIC,
         worker: a.index as u32,
