@@ -578,8 +578,8 @@ fn a_spawn_request_no_parent_made_is_refused() {
     let token = "00".repeat(16);
     for req in [
         "1:1:0:4096:".to_string(),
-        format!("2:1:0:4096::7:{token}"),
-        format!("2:1:0:0::0:{token}"),
+        format!("2:1:0:4096::7:{token}:-1"),
+        format!("2:1:0:0::0:{token}:-1"),
         "garbage".to_string(),
     ] {
         let out = Command::new(&me)
@@ -594,4 +594,49 @@ fn a_spawn_request_no_parent_made_is_refused() {
         );
         assert!(out.stdout.is_empty(), "{req}: main ran");
     }
+}
+
+fn spawned_puts_five(_: &[u8]) -> i32 {
+    // Wrong types first: refused, and the queue is still there to take.
+    if !matches!(
+        multiproc::BytesQueue::inherit(0),
+        Err(multiproc::Error::TypeMismatch { .. })
+    ) {
+        return 20;
+    }
+    let Ok(q) = Queue::<u64>::inherit(0) else {
+        return 21;
+    };
+    for i in 0..5 {
+        if q.put(i).is_err() {
+            return 22;
+        }
+    }
+    0
+}
+
+/// A spawned child counts as an end of a queue it was handed from before its
+/// entry runs, as a forked child does from its first instruction: the parent
+/// may drop its own handle as soon as `start` returns and still receives
+/// everything, then `Disconnected` once the child is gone. Before, the child
+/// counted only once its entry called `inherit`, and a parent that dropped
+/// its copy first saw `Disconnected` at once with nothing received.
+#[test]
+fn a_spawned_child_counts_as_a_sender_before_its_entry_runs() {
+    watchdog(|| {
+        let q = Queue::<u64>::anonymous(8).unwrap();
+        let rx = q.receiver();
+        let mut c = process::Spawn::new(spawned_puts_five, b"")
+            .share(q.region())
+            .start()
+            .unwrap();
+        drop(q);
+        let got: Vec<u64> = (0..5).map(|_| rx.get_timeout(WATCHDOG).unwrap()).collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert_eq!(c.join().unwrap(), ExitStatus::Code(0));
+        assert_eq!(
+            rx.get_timeout(WATCHDOG),
+            Err(multiproc::GetError::Disconnected)
+        );
+    });
 }

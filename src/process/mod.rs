@@ -183,8 +183,8 @@ pub(crate) fn check_single_threaded() -> Result<(), StartError> {
     Ok(())
 }
 
-pub(crate) use spawn::take_inherited;
 pub use spawn::{MAX_SPAWN_ARG, Spawn};
+pub(crate) use spawn::{take_inherited, take_inherited_queue};
 
 static NEXT_NAME: AtomicU64 = AtomicU64::new(1);
 

@@ -21,6 +21,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use super::{Child, PANIC_EXIT_CODE, StartError, become_daemon, exit_child};
+use crate::queue::PreInherited;
 use crate::sys::process as sys;
 
 const VAR: &str = "MULTIPROC_SPAWN";
@@ -28,14 +29,53 @@ const VAR: &str = "MULTIPROC_SPAWN";
 /// `share` order.
 const FDS_VAR: &str = "MULTIPROC_SPAWN_FDS";
 
-/// Descriptors this spawned process inherited (by `share` index), each taken
-/// once by [`take_inherited`].
-static INHERITED: OnceLock<Mutex<Vec<Option<OwnedFd>>>> = OnceLock::new();
+/// What this spawned process inherited at one `share` index.
+enum Inherited {
+    /// A region or file descriptor.
+    Fd(OwnedFd),
+    /// A queue, already mapped and counted as one of this process's ends.
+    Queue(PreInherited),
+}
 
-/// The region descriptor the parent shared at `index`, once.
-pub(crate) fn take_inherited(index: usize) -> Option<OwnedFd> {
+/// What this spawned process inherited (by `share` index), each taken once by
+/// [`take_inherited`] or [`take_inherited_queue`].
+static INHERITED: OnceLock<Mutex<Vec<Option<Inherited>>>> = OnceLock::new();
+
+fn take(index: usize) -> Option<Inherited> {
     let mut v = INHERITED.get()?.lock().unwrap_or_else(|p| p.into_inner());
     v.get_mut(index)?.take()
+}
+
+/// The descriptor the parent shared at `index`, once. For a queue the spawn
+/// hook mapped, a duplicate of its memfd (the early handle is dropped: the
+/// caller maps it as whatever it asks for, and is told if that is wrong).
+pub(crate) fn take_inherited(index: usize) -> Option<OwnedFd> {
+    match take(index)? {
+        Inherited::Fd(fd) => Some(fd),
+        Inherited::Queue(q) => crate::sys::shm::dup_cloexec(q.file()?.as_fd()).ok(),
+    }
+}
+
+/// The queue the spawn hook mapped at `index`, once, if `fits` accepts it:
+/// `None` if that index holds something else (which stays for
+/// [`take_inherited`]), `Some(Err)` if `fits` refused it (it stays, still
+/// counted, for a call with the right type).
+pub(crate) fn take_inherited_queue<E>(
+    index: usize,
+    fits: impl FnOnce(&PreInherited) -> Result<(), E>,
+) -> Option<Result<PreInherited, E>> {
+    let mut v = INHERITED.get()?.lock().unwrap_or_else(|p| p.into_inner());
+    let slot = v.get_mut(index)?;
+    let Some(Inherited::Queue(q)) = slot else {
+        return None;
+    };
+    if let Err(e) = fits(q) {
+        return Some(Err(e));
+    }
+    match slot.take() {
+        Some(Inherited::Queue(q)) => Some(Ok(q)),
+        _ => None,
+    }
 }
 
 /// Adopts the descriptors named in [`FDS_VAR`] (only those that are open).
@@ -54,8 +94,24 @@ fn adopt_inherited(list: &[u8]) {
             Some(unsafe { OwnedFd::from_raw_fd(fd) })
         })
         .collect();
-    let _ = INHERITED.set(Mutex::new(fds));
+    // Queues count this process as an end from here on (see `PreInherited`).
+    let all = fds
+        .into_iter()
+        .map(|fd| {
+            let fd = fd?;
+            Some(match PreInherited::open(fd.as_fd()) {
+                Ok(q) => Inherited::Queue(q),
+                Err(_) => Inherited::Fd(fd),
+            })
+        })
+        .collect();
+    let _ = INHERITED.set(Mutex::new(all));
 }
+/// The longest `Spawn::start` waits for the child to count as an end of
+/// the queues it shares (a child stopped by a signal must not stop its parent
+/// for good).
+const READY_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest argument [`Spawn`] passes (it travels hex-encoded in the
 /// environment, whose strings the kernel limits to 128 KiB).
 pub const MAX_SPAWN_ARG: usize = 32 * 1024;
@@ -78,17 +134,21 @@ extern "C" fn spawn_hook() {
         unsafe { std::env::remove_var(FDS_VAR) };
         return;
     }
-    if let Some(list) = std::env::var_os(FDS_VAR) {
-        // SAFETY: as above.
-        unsafe { std::env::remove_var(FDS_VAR) };
-        adopt_inherited(list.as_bytes());
-    }
+    let list = std::env::var_os(FDS_VAR);
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(FDS_VAR) };
     let Some(req) = Request::parse(v.as_bytes()).filter(authentic) else {
         sys::write_stderr(b"multiproc: malformed or stale MULTIPROC_SPAWN request\n");
         sys::exit_now(2);
     };
     if req.daemon {
         become_daemon(req.parent);
+    }
+    if let Some(list) = list {
+        adopt_inherited(list.as_bytes());
+    }
+    if req.ready_fd > 2 {
+        signal_ready(req.ready_fd);
     }
     let hook = spawn_hook as extern "C" fn() as usize;
     let addr = hook.wrapping_add_signed(req.offset);
@@ -122,6 +182,23 @@ struct Request {
     /// copied from elsewhere or written by hand.
     auth_fd: i32,
     token: [u8; TOKEN_LEN],
+    /// An `Event` region the parent waits on until this process has mapped
+    /// and counted the queues it was handed (-1: none shared).
+    ready_fd: i32,
+}
+
+/// Sets the parent's "ready" event (see [`Request::ready_fd`]); a descriptor
+/// that is not one is ignored (the parent's wait is bounded).
+fn signal_ready(fd: i32) {
+    if !crate::sys::shm::set_cloexec_raw(fd) {
+        return;
+    }
+    // SAFETY: the parent passed this descriptor (open: fcntl succeeded) for
+    // this signal alone; nothing else here owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Ok(ev) = crate::Event::from_fd(fd) {
+        ev.set();
+    }
 }
 
 /// Bytes of the spawn request's token.
@@ -164,13 +241,14 @@ fn unhex(s: &[u8]) -> Option<Vec<u8>> {
 impl Request {
     fn encode(&self) -> String {
         format!(
-            "2:{}:{}:{}:{}:{}:{}",
+            "2:{}:{}:{}:{}:{}:{}:{}",
             self.parent,
             u8::from(self.daemon),
             self.offset,
             hex(&self.arg),
             self.auth_fd,
-            hex(&self.token)
+            hex(&self.token),
+            self.ready_fd
         )
     }
 
@@ -190,6 +268,7 @@ impl Request {
         let arg = unhex(f.next()?.as_bytes())?;
         let auth_fd = f.next()?.parse().ok()?;
         let token = unhex(f.next()?.as_bytes())?.try_into().ok()?;
+        let ready_fd = f.next()?.parse().ok()?;
         if f.next().is_some() {
             return None;
         }
@@ -200,6 +279,7 @@ impl Request {
             arg,
             auth_fd,
             token,
+            ready_fd,
         })
     }
 }
@@ -239,6 +319,9 @@ pub struct Spawn {
     daemon: bool,
     /// Duplicates of the shared regions' memfds (or why one could not be made).
     shared: Vec<io::Result<OwnedFd>>,
+    /// Whether a shared region holds a queue: `start` then waits until the
+    /// child counts as one of its ends (see `PreInherited`).
+    shares_queue: bool,
 }
 
 impl fmt::Debug for Spawn {
@@ -267,6 +350,7 @@ impl Spawn {
             name: None,
             daemon: false,
             shared: Vec::new(),
+            shares_queue: false,
         }
     }
 
@@ -318,7 +402,8 @@ impl Spawn {
     /// assert!(c.join()?.success());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn share(self, region: &crate::Region) -> Spawn {
+    pub fn share(mut self, region: &crate::Region) -> Spawn {
+        self.shares_queue |= matches!(region.kind().as_str(), "Queue" | "BytesQueue");
         match region.memfd() {
             Some(f) => self.share_file(f),
             None => self.share_result(Err(io::Error::new(
@@ -380,6 +465,21 @@ impl Spawn {
             arg: self.arg,
             auth_fd: auth.as_raw_fd(),
             token,
+            ready_fd: -1,
+        };
+        let ready = if self.shares_queue {
+            let ev = crate::Event::anonymous().map_err(|e| io::Error::other(e.to_string()))?;
+            let fd = match ev.region().memfd() {
+                Some(f) => crate::sys::shm::dup_cloexec(f.as_fd())?,
+                None => return Err(invalid("the ready event has no descriptor")),
+            };
+            Some((ev, fd))
+        } else {
+            None
+        };
+        let req = Request {
+            ready_fd: ready.as_ref().map_or(-1, |(_, fd)| fd.as_raw_fd()),
+            ..req
         };
         let shared: Vec<OwnedFd> = self.shared.into_iter().collect::<io::Result<_>>()?;
         let raw: Vec<i32> = shared.iter().map(AsRawFd::as_raw_fd).collect();
@@ -390,7 +490,10 @@ impl Spawn {
         if !raw.is_empty() {
             cmd.env(FDS_VAR, list);
         }
-        let inherit: Vec<i32> = raw.iter().copied().chain([req.auth_fd]).collect();
+        let inherit: Vec<i32> = (raw.iter().copied())
+            .chain([req.auth_fd])
+            .chain((req.ready_fd >= 0).then_some(req.ready_fd))
+            .collect();
         // SAFETY: the closure runs in the forked child before `exec`; it
         // only calls fcntl (async-signal-safe) on descriptors this process
         // keeps open until `spawn` returns, and allocates nothing.
@@ -408,6 +511,18 @@ impl Spawn {
         // The parent's duplicates close here; the child has its own.
         drop(shared);
         drop(auth);
+        if let Some((ev, fd)) = ready {
+            drop(fd);
+            // Until the child counts as an end of the queues it was handed, so
+            // that this process may drop its own handles at once (as after a
+            // fork); bounded, and cut short if the child dies first.
+            let limit = crate::loom::Deadline::after(READY_LIMIT);
+            while !ev.wait_timeout(std::time::Duration::from_millis(10)) {
+                if sys::is_alive(child.id(), 0) == Some(false) || limit.passed() {
+                    break;
+                }
+            }
+        }
         let name = self.name.unwrap_or_else(super::next_name);
         Ok(Child {
             pid: child.id(),
@@ -431,25 +546,37 @@ mod tests {
             arg: vec![0, 1, 0xfe, 0xff],
             auth_fd: 7,
             token: [9; TOKEN_LEN],
+            ready_fd: -1,
         };
         let e = r.encode();
         let p = Request::parse(e.as_bytes()).unwrap();
         assert_eq!(
-            (p.parent, p.daemon, p.offset, p.arg, p.auth_fd, p.token),
-            (42, true, -123456, vec![0, 1, 0xfe, 0xff], 7, [9; TOKEN_LEN])
+            (
+                p.parent, p.daemon, p.offset, p.arg, p.auth_fd, p.token, p.ready_fd
+            ),
+            (
+                42,
+                true,
+                -123456,
+                vec![0, 1, 0xfe, 0xff],
+                7,
+                [9; TOKEN_LEN],
+                -1
+            )
         );
         let token = "09".repeat(TOKEN_LEN);
         for bad in [
             String::new(),
-            format!("1:1:0:0::7:{token}"),
+            format!("1:1:0:0::7:{token}:-1"),
             "2:1:0:0:".into(),
-            format!("2:x:0:0::7:{token}"),
-            format!("2:1:2:0::7:{token}"),
-            format!("2:1:0:0:abc:7:{token}"),
-            format!("2:1:0:0:zz:7:{token}"),
-            format!("2:1:0:0::x:{token}"),
-            "2:1:0:0::7:0909".into(),
-            format!("2:1:0:0::7:{token}:"),
+            format!("2:x:0:0::7:{token}:-1"),
+            format!("2:1:2:0::7:{token}:-1"),
+            format!("2:1:0:0:abc:7:{token}:-1"),
+            format!("2:1:0:0:zz:7:{token}:-1"),
+            format!("2:1:0:0::x:{token}:-1"),
+            "2:1:0:0::7:0909:-1".into(),
+            format!("2:1:0:0::7:{token}"),
+            format!("2:1:0:0::7:{token}:-1:"),
         ] {
             assert!(Request::parse(bad.as_bytes()).is_none(), "{bad}");
         }

@@ -59,7 +59,9 @@
 //! Python's child inherits the pipe's file descriptors): the crate's
 //! [`fork`](crate::process::fork) publishes the child's inherited counts
 //! before it returns in the parent, so a parent that drops its copy right
-//! after forking never makes a receiver see a false disconnection. So, as
+//! after forking never makes a receiver see a false disconnection (a child
+//! started with [`Spawn`](crate::process::Spawn) counts for the queues it was
+//! handed before its entry runs, and `start` returns after that). So, as
 //! Python's docs advise for `Pipe`, each process drops the ends it does not
 //! use: a closure that *moves* an end into the child drops the parent's copy
 //! when `fork` returns; a copy the child only borrowed it closes
@@ -182,6 +184,8 @@ pub use joinable::JoinableQueue;
 pub use pipe::{Pipe, PipeEnd};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use serde_queue::{SerdeError, SerdeQueue};
+#[cfg(not(loom))]
+pub(crate) use shared::PreInherited;
 #[cfg(not(loom))]
 pub(crate) use shared::{QueueCore, QueueParams, field_offsets};
 #[cfg(not(loom))]

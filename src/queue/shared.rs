@@ -337,6 +337,86 @@ impl Slots for ShmSlots {
     }
 }
 
+/// Any queue kind: how a spawned process maps the queues it was handed before
+/// its entry says their types ([`PreInherited`]). Never created.
+pub(crate) struct AnyQueue;
+
+impl QueueKind for AnyQueue {
+    const KIND: &'static str = "(any queue)";
+}
+
+/// The kinds [`AnyQueue`] stands for.
+const QUEUE_KINDS: [&str; 2] = [
+    <super::typed::Typed<u8> as QueueKind>::KIND,
+    <super::bytes::Bytes as QueueKind>::KIND,
+];
+
+/// A queue handed to a spawned process, mapped and counted as one of its
+/// ends (sender and receiver) by the spawn hook before the entry runs, as a
+/// forked child's inherited handles count from its first instruction: so a
+/// parent that drops its own handle right after `start` causes no false
+/// `Disconnected`. The entry's `inherit` takes it over, typed; if it never
+/// does, it counts until the process exits, as an unused inherited handle
+/// of a forked child does.
+pub(crate) struct PreInherited {
+    core: QueueCore<AnyQueue>,
+    /// The kind the header recorded when it was mapped (private: a peer
+    /// writing the header later cannot change what the type is checked against).
+    kind: String,
+}
+
+impl PreInherited {
+    /// Maps the region behind `fd` if it holds a queue (any kind, any
+    /// element type); `Err` (and nothing joined or counted) otherwise.
+    pub(crate) fn open(fd: std::os::fd::BorrowedFd<'_>) -> Result<PreInherited, Error> {
+        let (obj, kind) = Region::open_inherited_any::<QueueObject<AnyQueue>>(fd, &QUEUE_KINDS)?;
+        Ok(PreInherited {
+            core: QueueCore::from_object(obj)?,
+            kind,
+        })
+    }
+
+    /// The region's memfd, for a caller that wants the descriptor instead.
+    pub(crate) fn file(&self) -> Option<&std::fs::File> {
+        self.core.region().memfd()
+    }
+
+    /// Whether it holds a queue of kind `K`: the check an open of `K` makes
+    /// (`TypeMismatch` and the like otherwise).
+    pub(crate) fn fits<K: QueueKind>(&self) -> Result<(), Error> {
+        self.core.region().check_kind::<QueueObject<K>>(&self.kind)
+    }
+
+    /// The handle as a queue of kind `K`, which [`Self::fits`] accepted. Its
+    /// end count carries over: no second count, no gap.
+    fn into_kind<K: QueueKind>(self) -> QueueCore<K> {
+        let me = std::mem::ManuallyDrop::new(self.core);
+        // SAFETY: each field is read exactly once and `me` is never used or
+        // dropped again, so each value has one owner: the new handle.
+        let (obj, owner, local) = unsafe {
+            (
+                std::ptr::read(&me.obj),
+                std::ptr::read(&me.owner),
+                std::ptr::read(&me.local),
+            )
+        };
+        // SAFETY: `QueueObject<K>` is `repr(C)` and differs from
+        // `QueueObject<AnyQueue>` only in a zero-sized marker.
+        let obj = unsafe { obj.retype::<QueueObject<K>>() };
+        QueueCore {
+            obj,
+            slots: ShmSlots {
+                base: me.slots.base,
+                geo: me.slots.geo,
+            },
+            owner,
+            local,
+            role: me.role,
+            policy: me.policy,
+        }
+    }
+}
+
 /// What [`Local`] needs of a mapping: its region and its ring (to wake).
 struct Anchor<K>(Object<QueueObject<K>>);
 
@@ -508,9 +588,14 @@ impl<K: QueueKind> QueueCore<K> {
     }
 
     /// The queue shared with this spawned process at `index`
-    /// ([`crate::process::Spawn::share`]).
+    /// ([`crate::process::Spawn::share`]): the handle the spawn hook made
+    /// before the entry ran ([`PreInherited`]), now typed, or else a fresh
+    /// mapping of the descriptor.
     pub(crate) fn inherit(index: usize) -> Result<QueueCore<K>, Error> {
-        QueueCore::from_object(Region::inherit_object(index)?)
+        match crate::process::take_inherited_queue(index, PreInherited::fits::<K>) {
+            Some(pre) => Ok(pre?.into_kind()),
+            None => QueueCore::from_object(Region::inherit_object(index)?),
+        }
     }
 
     fn ring(&self) -> &RingCore {

@@ -268,6 +268,20 @@ pub(crate) fn kind_field(kind: &str) -> [u8; 32] {
     out
 }
 
+/// The kind and element identities a header snapshot records (not yet
+/// validated: [`parse`] does that against them).
+pub(crate) fn stored_kind(bytes: &[u8]) -> Result<(String, Elements), Error> {
+    let (Some(kind), Some(block)) = (bytes.get(64..96), bytes.get(IDENTITY_OFFSET..HEADER_SIZE))
+    else {
+        return Err(Error::Truncated {
+            len: bytes.len(),
+            needed: HEADER_SIZE,
+        });
+    };
+    let block = Block::decode(block).ok_or(Error::Corrupted("identity element count"))?;
+    Ok((kind_name(kind), block.elements))
+}
+
 /// Validates a snapshot of a region's first bytes against the mapping length and
 /// what the caller expects; returns the layout and the stored identity block.
 /// Never panics, whatever the bytes.

@@ -725,7 +725,52 @@ impl Region {
             std::io::ErrorKind::NotFound,
             "no region was shared with this spawned process at that index",
         )))?;
+        Self::open_fd(fd)
+    }
+
+    /// Maps the anonymous region behind `fd` (a memfd a parent passed),
+    /// checked as [`Region::inherit_object`] checks.
+    pub(crate) fn open_fd<T: SharedObject>(fd: std::os::fd::OwnedFd) -> Result<Object<T>, Error> {
         Self::open_file(std::fs::File::from(fd), None)
+    }
+
+    /// [`Region::inherit_object`] for an object of any of `kinds`, whatever
+    /// element identities its header records (the header is validated with
+    /// them, as an open of that exact type would): how a spawned process
+    /// maps the queues it was handed before it knows their types. Returns
+    /// the object and the kind it holds; the caller checks the type when it
+    /// learns it (see `Region::check_kind`). The descriptor at `index` stays
+    /// in place (a duplicate is mapped), whatever the outcome.
+    pub(crate) fn open_inherited_any<T: SharedObject>(
+        fd: std::os::fd::BorrowedFd<'_>,
+        kinds: &[&str],
+    ) -> Result<(Object<T>, String), Error> {
+        let file = std::fs::File::from(shm::dup_cloexec(fd)?);
+        let mut found = String::new();
+        let object = Self::open_file_as::<T>(file, None, |snapshot| {
+            let (kind, elements) = header::stored_kind(snapshot)?;
+            if !kinds.contains(&kind.as_str()) {
+                return Err(Error::TypeMismatch {
+                    expected: kinds.join(" or "),
+                    found: kind,
+                });
+            }
+            found.clone_from(&kind);
+            Ok((kind, elements))
+        })?;
+        Ok((object, found))
+    }
+
+    /// Whether this region, opened by [`Region::open_inherited_any`] and
+    /// found holding `found_kind`, holds exactly a `T`: the same comparison
+    /// an open of `T` makes, against the identity recorded when it was mapped.
+    pub(crate) fn check_kind<T: SharedObject>(&self, found_kind: &str) -> Result<(), Error> {
+        let fingerprint = identity::fingerprint(found_kind, self.ident.elements.as_slice());
+        let expect = Expect {
+            kind: T::KIND,
+            elements: T::elements(),
+        };
+        header::check_identity(expect, found_kind, &self.ident, fingerprint)
     }
 
     /// The open path after the trust checks: waits for the size and `READY`,
@@ -734,7 +779,26 @@ impl Region {
         file: std::fs::File,
         name: Option<&str>,
     ) -> Result<Object<T>, Error> {
-        let deadline = Deadline::after(OPEN_WAIT);
+        Self::open_file_as::<T>(file, name, |_| Ok((T::KIND.to_owned(), T::elements())))
+    }
+
+    /// [`Region::open_file`], the header checked against the kind and
+    /// elements `expect` gives for its snapshot (those of `T`, unless the
+    /// caller takes them from the header itself).
+    fn open_file_as<T: SharedObject>(
+        file: std::fs::File,
+        name: Option<&str>,
+        expect: impl FnOnce(&[u8]) -> Result<(String, Elements), Error>,
+    ) -> Result<Object<T>, Error> {
+        // A name may be mid-creation: wait for its creator. An inherited
+        // memfd was finished before its parent handed it on, so anything else
+        // (a raw file a spawned child was also given, say) is refused at once.
+        let wait = if name.is_some() {
+            OPEN_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Deadline::after(wait);
         // The creator sizes the object right after creating it: wait for that
         // (touching a mapped page past the end of the file would be SIGBUS).
         loop {
@@ -754,9 +818,10 @@ impl Region {
         // The creator sized the file before it stored READY: this is its size.
         let len = usize::try_from(shm::file_len(&file)?)
             .map_err(|_| Error::Corrupted("size does not fit in memory"))?;
+        let (kind, elements) = expect(&snapshot)?;
         let expect = Expect {
-            kind: T::KIND,
-            elements: T::elements(),
+            kind: &kind,
+            elements,
         };
         let (layout, ident) = header::parse(&snapshot, len, expect)?;
         if layout.payload_offset % align_of::<T>() != 0 {
@@ -1032,6 +1097,23 @@ impl<T> fmt::Debug for Object<T> {
             .field("region", &self.region)
             .field("offset", &self.offset)
             .finish()
+    }
+}
+
+impl<T> Object<T> {
+    /// The same object seen as a `U`.
+    ///
+    /// # Safety
+    ///
+    /// `U` must have `T`'s layout and accept every value the bytes can hold
+    /// (a kind marker changed, say, as in `QueueObject<K>`).
+    pub(crate) unsafe fn retype<U>(self) -> Object<U> {
+        Object {
+            region: self.region,
+            offset: self.offset,
+            size: self.size,
+            _t: PhantomData,
+        }
     }
 }
 

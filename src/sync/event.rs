@@ -198,6 +198,12 @@ mod handle {
             }
         }
 
+        /// The event behind an anonymous region's descriptor (a parent's,
+        /// passed to a spawned child).
+        pub(crate) fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Event, Error> {
+            Ok(Event::from_object(crate::Region::open_fd::<RawEvent>(fd)?))
+        }
+
         /// This handle with another [`WaitPolicy`] for its waits (clones made
         /// from it inherit it).
         pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Event {
