@@ -640,3 +640,50 @@ fn a_spawned_child_counts_as_a_sender_before_its_entry_runs() {
         );
     });
 }
+
+/// A daemon started from a thread that then ends lives on with its parent
+/// process: the kernel's parent-death signal fires when the *thread* that
+/// forked exits, and it used to be `SIGKILL` (a pool's replacement worker,
+/// started by whichever thread was driving the pool, died with that thread).
+/// It still dies with the parent process (`daemon_dies_with_a_killed_parent`).
+#[test]
+fn a_daemon_outlives_the_thread_that_started_it() {
+    watchdog(|| {
+        let (go, armed) = (Event::anonymous().unwrap(), Event::anonymous().unwrap());
+        let (g, a) = (go.clone(), armed.clone());
+        let (child, tid) = std::thread::spawn(move || {
+            // SAFETY: the child only uses this crate's Events and returns.
+            let c = unsafe {
+                Process::new(move || {
+                    // The closure runs after the child asked for its death signal.
+                    a.set();
+                    i32::from(!g.wait_timeout(WATCHDOG))
+                })
+                .daemon(true)
+                .start_unchecked()
+            };
+            // End this thread only once the child's death signal is armed.
+            assert!(
+                armed.wait_timeout(WATCHDOG),
+                "watchdog: the child never started"
+            );
+            // SAFETY: gettid has no preconditions.
+            (c.unwrap(), unsafe { libc::gettid() })
+        })
+        .join()
+        .unwrap();
+        // The thread is gone for good (the kernel has sent the death signal,
+        // which it does before it removes the thread).
+        let start = std::time::Instant::now();
+        while std::path::Path::new(&format!("/proc/self/task/{tid}")).exists() {
+            assert!(
+                start.elapsed() < WATCHDOG,
+                "watchdog: the thread never ended"
+            );
+            std::thread::yield_now();
+        }
+        go.set();
+        let mut child = child;
+        assert_eq!(child.join().unwrap(), ExitStatus::Code(0));
+    });
+}

@@ -38,11 +38,13 @@
 //! # Daemons and dropped handles
 //!
 //! A daemon child ([`Process::daemon`]) never outlives its parent: it asks the
-//! kernel for `SIGKILL` when the parent dies (`PR_SET_PDEATHSIG`), and kills
-//! itself if the parent already died before that request took effect. The kernel
-//! sends that signal when the *thread* that forked exits, so fork daemons from a
-//! thread that lives as long as the parent (the main thread, as the thread check
-//! ensures).
+//! kernel for a signal when the parent dies (`PR_SET_PDEATHSIG`), and kills
+//! itself if the parent already died before that request took effect. The
+//! kernel sends that signal when the *thread* that forked exits; the child
+//! catches it and kills itself only if its parent process is gone (it was
+//! reparented), so a daemon started from a thread that ends early lives on
+//! with its parent. The signal is `SIGRTMAX - 1`: a daemon's own code should
+//! leave that one alone.
 //!
 //! Dropping a [`Child`] never leaves a zombie: a child that already ended is
 //! reaped; a daemon child still running is killed and reaped; a non-daemon child
@@ -383,11 +385,13 @@ pub(crate) unsafe fn fork_child_with(
     }
 }
 
-/// In a freshly forked child: die with the parent (`PR_SET_PDEATHSIG`), and die
-/// now if the parent (`parent`, read before the fork) is already gone, which the
-/// signal request would not notice.
+/// In a freshly forked child: die with the parent process (a caught
+/// `PR_SET_PDEATHSIG` signal whose handler checks the parent, so the end of
+/// the parent *thread* that forked does not count), and die now if the parent
+/// (`parent`, read before the fork) is already gone, which the signal request
+/// would not notice.
 pub(crate) fn become_daemon(parent: u32) {
-    if sys::set_parent_death_signal(sys::SIGKILL).is_err() || sys::parent_pid() != parent {
+    if sys::watch_parent_death(parent).is_err() || sys::parent_pid() != parent {
         sys::kill_self();
     }
 }

@@ -402,6 +402,56 @@ pub(crate) fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     }
 }
 
+/// The parent process a daemon watches (`watch_parent_death`).
+static WATCHED_PARENT: AtomicU32 = AtomicU32::new(0);
+
+/// The parent-death signal of a daemon: a real-time signal near the top of
+/// the range (glibc keeps the bottom ones for itself), caught by
+/// [`on_parent_death_signal`].
+fn parent_death_signal() -> i32 {
+    libc::SIGRTMAX() - 1
+}
+
+/// The handler of [`parent_death_signal`]: the kernel sends it when the
+/// *thread* that forked this process exits, which is the death of the parent
+/// process only if no thread of it is left, i.e. when this process was
+/// reparented to another process (`getppid` changed). A thread of a live
+/// parent that merely ended (this process moves to another thread of the same
+/// parent, and `getppid` stays) is ignored. Only async-signal-safe calls.
+extern "C" fn on_parent_death_signal(_: libc::c_int) {
+    // SAFETY: getppid, getpid and kill are async-signal-safe and take no
+    // pointers.
+    unsafe {
+        if libc::getppid() as u32 != WATCHED_PARENT.load(Ordering::Relaxed) {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// In a freshly started child: dies (`SIGKILL`) when the parent *process*
+/// `parent` dies. `PR_SET_PDEATHSIG` alone fires when the parent thread that
+/// forked exits, so a daemon started from a short-lived thread (a pool's
+/// replacement worker, say) died with that thread; here the signal is a caught
+/// one whose handler checks the parent process first.
+pub(crate) fn watch_parent_death(parent: u32) -> io::Result<()> {
+    WATCHED_PARENT.store(parent, Ordering::Relaxed);
+    let sig = parent_death_signal();
+    // SAFETY: a zeroed sigaction is valid; the handler is an `extern "C" fn(c_int)`
+    // that only makes async-signal-safe calls; SA_RESTART keeps interrupted
+    // syscalls going.
+    let rc = unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_parent_death_signal as extern "C" fn(libc::c_int) as usize;
+        act.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(sig, &act, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(super::last_error());
+    }
+    set_parent_death_signal(sig)
+}
+
 /// Ends the calling process with `SIGKILL` (as if its parent's death signal had
 /// arrived), falling back to `_exit(137)` should the signal somehow not end it.
 pub(crate) fn kill_self() -> ! {
