@@ -536,6 +536,13 @@ fn gc_removes_regions_nobody_alive_uses_and_nothing_else() {
     assert!(r.stderr.contains("[y/N]"), "{}", r.stderr);
     all_there("declined");
 
+    // No answer at all (a script that forgot --yes): nothing removed, and not
+    // a success either.
+    let r = run_with(&["gc", "--prefix", &prefix], "");
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    all_there("unanswered");
+
     let r = run_with(&["gc", "--prefix", &prefix], "y\n");
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     for n in doomed {

@@ -157,7 +157,11 @@ pub enum StartError {
     /// The process runs other threads, so forking it could deadlock the child
     /// (see the [module docs](self#threads)); use the spawn start method or
     /// [`Process::start_unchecked`].
-    #[error("refusing to fork: the process runs {threads} threads")]
+    #[error(
+        "refusing to fork: the process runs {threads} threads (start children with \
+         process::Spawn, or a pool with PoolBuilder::spawn(); or, knowing the \
+         restrictions, the unsafe *_unchecked variants)"
+    )]
     Threads {
         /// Threads counted (the beacon thread excluded).
         threads: usize,

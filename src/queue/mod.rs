@@ -246,6 +246,25 @@ impl<T> PutError<T> {
         }
     }
 
+    /// The same error without its item, for propagating with `?` into an
+    /// error type that must be `'static`, such as `Box<dyn Error>` (a
+    /// [`PipeEnd::send`] error borrows the message).
+    ///
+    /// ```
+    /// fn ping(end: &multiproc::PipeEnd) -> Result<(), Box<dyn std::error::Error>> {
+    ///     end.send(&7u32.to_le_bytes()).map_err(|e| e.without_item())?;
+    ///     Ok(())
+    /// }
+    /// let (a, b) = multiproc::Pipe::anonymous(4, 16)?;
+    /// ping(&a)?;
+    /// assert_eq!(b.recv()?, 7u32.to_le_bytes());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn without_item(self) -> PutError<()> {
+        self.replace(())
+    }
+
     /// The item that was not put.
     pub fn into_inner(self) -> T {
         match self {

@@ -374,9 +374,20 @@ fn gc(yes: bool, dry_run: bool, prefix: Option<&str>) -> Result<bool, Error> {
     if dry_run {
         return Ok(true);
     }
-    if !yes && !confirm(doomed.len())? {
-        println!("nothing removed");
-        return Ok(true);
+    if !yes {
+        match confirm(doomed.len())? {
+            Some(true) => {}
+            Some(false) => {
+                println!("nothing removed");
+                return Ok(true);
+            }
+            None => {
+                // A script that forgot `--yes` must not read success.
+                println!("nothing removed");
+                eprintln!("multiproc: no answer on stdin; pass --yes to remove without asking");
+                return Ok(false);
+            }
+        }
     }
     let mut ok = true;
     for i in &doomed {
@@ -392,13 +403,19 @@ fn gc(yes: bool, dry_run: bool, prefix: Option<&str>) -> Result<bool, Error> {
     Ok(ok)
 }
 
-/// Asks on stderr, reads a line from stdin: only `y` or `yes` confirms.
-fn confirm(n: usize) -> Result<bool, Error> {
+/// Asks on stderr, reads a line from stdin: only `y` or `yes` confirms;
+/// `None` when stdin has nothing to read (closed, or empty).
+fn confirm(n: usize) -> Result<Option<bool>, Error> {
     eprint!("remove {n} region{}? [y/N] ", if n == 1 { "" } else { "s" });
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(matches!(
+        line.trim(),
+        "y" | "Y" | "yes" | "YES" | "Yes"
+    )))
 }
 
 // ---------------------------------------------------------------------------
