@@ -151,44 +151,62 @@ fn scribbled_lock_region_cannot_crash_the_holder() {
 /// in with no owner tag: a slot it claimed and then died holding could never
 /// be recovered, and would wedge the queue for every survivor (seen: a
 /// SIGKILLed tagless producer left `len` at capacity and every get timing
-/// out). Once a slot is free again, the same kind of process gets in.
+/// out). Once a slot is free again, the same kind of process gets in. Runs
+/// in a forked child of its own: a fork by another test of this binary would
+/// inherit the queue and take a slot of its two.
 #[test]
 fn a_queue_refuses_a_process_its_table_has_no_room_for() {
-    use multiproc::{GetError, PutError, Queue};
-    let q = Queue::<u64>::anonymous_with(8, RegionOptions::new().participants(2)).unwrap();
-    q.put(1).unwrap(); // this process: slot 1 of 2
-    let release = Event::anonymous().unwrap();
-    // Holds slot 2 until released (it joined when it inherited `q`).
-    let holder = spawn(|| {
-        let _q = &q;
-        i32::from(!release.wait_timeout(Duration::from_secs(60)))
-    });
-    let refused = spawn(|| {
-        let put = matches!(q.try_put(2), Err(PutError::NoParticipantSlot(2)));
-        let put_blocking = matches!(
-            q.put_timeout(2, Duration::from_millis(1)),
-            Err(PutError::NoParticipantSlot(2))
-        );
-        let get = matches!(q.try_get(), Err(GetError::NoParticipantSlot));
-        let get_blocking = matches!(
-            q.get_timeout(Duration::from_millis(1)),
-            Err(GetError::NoParticipantSlot)
-        );
-        let many = q.put_many(&[3, 4]) == 0 && q.get_many(&mut [0; 2]) == 0;
-        if put && put_blocking && get && get_blocking && many {
-            0
-        } else {
-            1
+    let scenario = spawn(|| {
+        use multiproc::{GetError, PutError, Queue};
+        let Ok(q) = Queue::<u64>::anonymous_with(8, RegionOptions::new().participants(2)) else {
+            return 10;
+        };
+        if q.put(1).is_err() {
+            return 11; // this process: slot 1 of 2
         }
+        let Ok(release) = Event::anonymous() else {
+            return 12;
+        };
+        // Holds slot 2 until released (it joined when it inherited `q`).
+        let holder = spawn(|| {
+            let _q = &q;
+            i32::from(!release.wait_timeout(Duration::from_secs(60)))
+        });
+        let refused = spawn(|| {
+            let put = matches!(q.try_put(2), Err(PutError::NoParticipantSlot(2)));
+            let put_blocking = matches!(
+                q.put_timeout(2, Duration::from_millis(1)),
+                Err(PutError::NoParticipantSlot(2))
+            );
+            let get = matches!(q.try_get(), Err(GetError::NoParticipantSlot));
+            let get_blocking = matches!(
+                q.get_timeout(Duration::from_millis(1)),
+                Err(GetError::NoParticipantSlot)
+            );
+            let many = q.put_many(&[3, 4]) == 0 && q.get_many(&mut [0; 2]) == 0;
+            i32::from(!(put && put_blocking && get && get_blocking && many))
+        });
+        if join(refused) != ExitStatus::Code(0) {
+            return 13;
+        }
+        if q.len() != 1 {
+            return 14; // the refused process changed the queue
+        }
+        release.set();
+        if join(holder) != ExitStatus::Code(0) {
+            return 15;
+        }
+        let admitted = spawn(|| match (q.try_put(5), q.try_get()) {
+            (Ok(()), Ok(1)) => 0,
+            _ => 1,
+        });
+        if join(admitted) != ExitStatus::Code(0) {
+            return 16;
+        }
+        if q.try_get() != Ok(5) {
+            return 17;
+        }
+        0
     });
-    assert_eq!(join(refused), ExitStatus::Code(0));
-    assert_eq!(q.len(), 1, "the refused process changed the queue");
-    release.set();
-    assert_eq!(join(holder), ExitStatus::Code(0));
-    let admitted = spawn(|| match (q.try_put(5), q.try_get()) {
-        (Ok(()), Ok(1)) => 0,
-        _ => 1,
-    });
-    assert_eq!(join(admitted), ExitStatus::Code(0));
-    assert_eq!(q.try_get(), Ok(5));
+    assert_eq!(join(scenario), ExitStatus::Code(0));
 }

@@ -621,23 +621,41 @@ fn spawned_puts_five(_: &[u8]) -> i32 {
 /// everything, then `Disconnected` once the child is gone. Before, the child
 /// counted only once its entry called `inherit`, and a parent that dropped
 /// its copy first saw `Disconnected` at once with nothing received.
+///
+/// In a forked child of its own: a child another test forks meanwhile would
+/// inherit the queue and count as a sender until it exits.
 #[test]
 fn a_spawned_child_counts_as_a_sender_before_its_entry_runs() {
     watchdog(|| {
-        let q = Queue::<u64>::anonymous(8).unwrap();
-        let rx = q.receiver();
-        let mut c = process::Spawn::new(spawned_puts_five, b"")
-            .share(q.region())
-            .start()
-            .unwrap();
-        drop(q);
-        let got: Vec<u64> = (0..5).map(|_| rx.get_timeout(WATCHDOG).unwrap()).collect();
-        assert_eq!(got, vec![0, 1, 2, 3, 4]);
-        assert_eq!(c.join().unwrap(), ExitStatus::Code(0));
-        assert_eq!(
-            rx.get_timeout(WATCHDOG),
-            Err(multiproc::GetError::Disconnected)
-        );
+        // SAFETY: the child only uses this crate's queue and spawn method.
+        let scenario = unsafe {
+            Process::new(|| {
+                let Ok(q) = Queue::<u64>::anonymous(8) else {
+                    return 10;
+                };
+                let rx = q.receiver();
+                let started = process::Spawn::new(spawned_puts_five, b"")
+                    .share(q.region())
+                    .start();
+                let Ok(mut c) = started else {
+                    return 11;
+                };
+                drop(q);
+                let got: Vec<_> = (0..5).map(|_| rx.get_timeout(WATCHDOG)).collect();
+                if got != (0..5).map(Ok).collect::<Vec<_>>() {
+                    return 12;
+                }
+                if c.join().ok() != Some(ExitStatus::Code(0)) {
+                    return 13;
+                }
+                if rx.get_timeout(WATCHDOG) != Err(multiproc::GetError::Disconnected) {
+                    return 14;
+                }
+                0
+            })
+            .start_unchecked()
+        };
+        assert_eq!(scenario.unwrap().join().unwrap(), ExitStatus::Code(0));
     });
 }
 
