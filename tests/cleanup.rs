@@ -334,3 +334,49 @@ fn open_or_create_starts_afresh_after_a_killed_creator_death_creator() {
     assert_eq!(q.len(), 0);
     assert!(exists(&name));
 }
+
+/// A persistent queue that a participant crashed in once, and whose users
+/// then all left cleanly, is idle, not abandoned: `multiproc gc` keeps it
+/// with its queued items. Before, the dead member's slot stayed in the table
+/// for good, the region read "abandoned" as soon as the live users left, and
+/// `gc` removed it with the jobs it held. The users run in a forked child of
+/// the test: a child another test forks (and kills) while the queue is open
+/// here would join it too.
+#[test]
+fn a_crash_long_ago_does_not_make_a_left_region_abandoned() {
+    let name = unique_name("crashed-once");
+    let _u = Unlink(name.clone());
+    let users = spawn(|| {
+        let Ok(q) = Queue::<u64>::create(&name, 64) else {
+            return 10;
+        };
+        let Ok(started) = Event::anonymous() else {
+            return 11;
+        };
+        let crasher = spawn(|| {
+            let Ok(q) = Queue::<u64>::open(&name) else {
+                return 1;
+            };
+            started.set();
+            let _ = q.get_timeout(WATCHDOG);
+            0
+        });
+        if !started.wait_timeout(WATCHDOG) {
+            return 12;
+        }
+        kill(crasher);
+        if (0..5).any(|i| q.put(i).is_err()) {
+            return 13;
+        }
+        0
+    });
+    assert_eq!(join(users), ExitStatus::Code(0));
+    let info = Region::inspect(&name).unwrap();
+    assert!(
+        !info.collectable(),
+        "a region left cleanly reads collectable: {:?}",
+        info.participants
+    );
+    assert_eq!(info.len, Some(5));
+    assert!(exists(&name));
+}

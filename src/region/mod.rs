@@ -973,6 +973,7 @@ impl Region {
         if e == epoch && st != 0 && st != JOINING {
             if let Some(m) = Member::from_token(st as u32) {
                 self.table().leave(m);
+                self.table().forget_dead_if_deserted();
             }
             self.me.store(epoch << 32, Ordering::Release);
             if self.cleanup == Cleanup::LastParticipant {

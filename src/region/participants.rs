@@ -423,6 +423,27 @@ impl<'a> Table<'a> {
         slot.state.store(EMPTY, Ordering::Release);
     }
 
+    /// After a clean leave: if no live member (or joiner at work) is left,
+    /// forgets the members found dead (`DEAD` slots become `EMPTY`, so their
+    /// memberships read as gone). A dead member's traces matter to the live
+    /// ones (a lock it held, a barrier generation it was part of, a queue slot
+    /// it claimed: all still recovered, since gone counts as dead for them);
+    /// with nobody live left, what remains is a region its users left
+    /// cleanly, which `multiproc gc` must keep (a crash long ago made it
+    /// read "abandoned" for ever, and `gc` removed its queued data).
+    pub(crate) fn forget_dead_if_deserted(&self) {
+        let (live, dead) = self.occupancy();
+        if live || !dead {
+            return;
+        }
+        for slot in self.slots {
+            // AcqRel: as a leave (Release) that also takes the slot over.
+            let _ = slot
+                .state
+                .compare_exchange(DEAD, EMPTY, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
     /// Probes the membership an owner token names, for robust lock words: alive
     /// with its beacon word (to sleep on) or dead. Impossible tokens are dead.
     pub(crate) fn probe_owner(&self, token: u32) -> crate::sync::robust::Probe<'a> {
