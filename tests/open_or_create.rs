@@ -415,7 +415,8 @@ fn bad_parameters_fail_before_anything_is_created() {
 #[test]
 fn a_creator_that_never_finishes_is_reported_not_waited_for_forever() {
     // A file at the name whose header never reaches READY (a creator killed
-    // while initializing): the opening side waits a bounded time, then says so.
+    // while initializing): `open` waits a bounded time, then says so, and
+    // leaves the file (`open_or_create` replaces it: the next test).
     use std::os::unix::fs::OpenOptionsExt;
     let name = unique_name("stuck");
     let _u = Unlink(name.clone());
@@ -426,8 +427,70 @@ fn a_creator_that_never_finishes_is_reported_not_waited_for_forever() {
         .open(format!("/dev/shm{name}"))
         .unwrap();
     f.set_len(4096).unwrap();
-    let e = Queue::<u64>::open_or_create(&name, 8).unwrap_err();
+    let e = Queue::<u64>::open(&name).unwrap_err();
     assert!(matches!(e, Error::NotReady), "{e:?}");
-    // Nothing was replaced: the stuck file is still there for whoever cleans up.
     assert!(Region::unlink(&name).is_ok());
+}
+
+/// A creator killed before its region was ready (while sizing or reserving a
+/// large object, say) left a file that made every later `open_or_create` of
+/// the name fail with `NotReady` for ever, whatever the cleanup policy, and
+/// that `multiproc ls`/`gc` did not list. No creator holds such a file's
+/// creation lock (the kernel drops a dead creator's), so `open_or_create`
+/// now removes it and creates afresh. A file whose creator is still at work
+/// (its lock held) is waited for and left alone; plain `open` removes nothing.
+#[test]
+fn open_or_create_replaces_what_a_dead_creator_left_unfinished() {
+    use std::os::fd::AsRawFd;
+    let name = unique_name("unfinished");
+    let _u = Unlink(name.clone());
+    let path = format!("/dev/shm{name}");
+    let mk = |len: u64| {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut f.metadata().unwrap().permissions(),
+            0o600,
+        );
+        f.set_len(len).unwrap();
+        f
+    };
+    // Killed before sizing, and killed after sizing but before the header.
+    for len in [0, 1 << 20] {
+        drop(mk(len));
+        assert!(
+            matches!(
+                Queue::<u64>::open(&name),
+                Err(Error::NotReady | Error::Truncated { .. })
+            ),
+            "plain open of an unfinished creation"
+        );
+        assert!(
+            std::path::Path::new(&path).exists(),
+            "plain open removed it"
+        );
+        let q = Queue::<u64>::open_or_create(&name, 8).unwrap();
+        assert!(q.region().created_here(), "len {len}: not created afresh");
+        q.put(7).unwrap();
+        assert_eq!(Queue::<u64>::open(&name).unwrap().get(), Ok(7));
+        drop(q);
+        Region::unlink(&name).unwrap();
+    }
+    // A creator at work (it holds the creation lock): waited for, not removed.
+    let f = mk(1 << 20);
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    assert!(matches!(
+        Queue::<u64>::open_or_create(&name, 8),
+        Err(Error::NotReady)
+    ));
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "a creator at work lost its file"
+    );
+    drop(f);
 }

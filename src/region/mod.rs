@@ -561,12 +561,22 @@ impl Region {
             }
             _ => shm::memfd(layout.total_size)?,
         };
+        // A second descriptor of the same open file keeps a named object's
+        // creation lock (see `shm::create_named`) until the region is READY
+        // or its creation failed: `build` closes the first one early.
+        let creation_lock = match cname {
+            Some(_) => Some(file.try_clone()?),
+            None => None,
+        };
         let built = Self::build::<T>(file, layout, name, opts, params);
         if built.is_err() {
-            if let Some(c) = &cname {
-                let _ = shm::unlink_named(c);
+            if let (Some(c), Some(f)) = (&cname, &creation_lock) {
+                if let Ok((id, _)) = shm::file_id(f) {
+                    let _ = shm::unlink_if_same(c, id);
+                }
             }
         }
+        drop(creation_lock);
         built
     }
 
@@ -696,6 +706,19 @@ impl Region {
         name: &str,
         opts: RegionOptions,
     ) -> Result<Object<T>, Error> {
+        Self::open_named_object::<T>(name, opts, false)
+    }
+
+    /// [`Region::open_object_with`]; with `reclaim`, a file at the name that a
+    /// creator left unfinished (it never became ready and no creator holds its
+    /// creation lock: the creator died) is removed and the open reports
+    /// `NotFound`, so `open_or_create` creates afresh instead of failing with
+    /// `NotReady` for ever.
+    fn open_named_object<T: SharedObject>(
+        name: &str,
+        opts: RegionOptions,
+        reclaim: bool,
+    ) -> Result<Object<T>, Error> {
         let cname = name::check(name)?;
         let file = shm::open_named(&cname).map_err(|e| os_error(e, name))?;
         let (owner, mode) = shm::owner_and_mode(&file)?;
@@ -713,7 +736,10 @@ impl Region {
                 mode,
             });
         }
-        Self::open_file(file, Some(name))
+        let unfinished = reclaim.then_some(cname.as_c_str());
+        Self::open_file_as::<T>(file, Some(name), unfinished, |_| {
+            Ok((T::KIND.to_owned(), T::elements()))
+        })
     }
 
     /// Opens a region handed to this spawned process by its parent (see
@@ -747,7 +773,7 @@ impl Region {
     ) -> Result<(Object<T>, String), Error> {
         let file = std::fs::File::from(shm::dup_cloexec(fd)?);
         let mut found = String::new();
-        let object = Self::open_file_as::<T>(file, None, |snapshot| {
+        let object = Self::open_file_as::<T>(file, None, None, |snapshot| {
             let (kind, elements) = header::stored_kind(snapshot)?;
             if !kinds.contains(&kind.as_str()) {
                 return Err(Error::TypeMismatch {
@@ -779,17 +805,39 @@ impl Region {
         file: std::fs::File,
         name: Option<&str>,
     ) -> Result<Object<T>, Error> {
-        Self::open_file_as::<T>(file, name, |_| Ok((T::KIND.to_owned(), T::elements())))
+        Self::open_file_as::<T>(file, name, None, |_| {
+            Ok((T::KIND.to_owned(), T::elements()))
+        })
     }
 
     /// [`Region::open_file`], the header checked against the kind and
     /// elements `expect` gives for its snapshot (those of `T`, unless the
-    /// caller takes them from the header itself).
+    /// caller takes them from the header itself). With `unfinished` (the
+    /// name's C form), a creation its creator abandoned is removed
+    /// ([`Region::open_named_object`]).
     fn open_file_as<T: SharedObject>(
         file: std::fs::File,
         name: Option<&str>,
+        unfinished: Option<&std::ffi::CStr>,
         expect: impl FnOnce(&[u8]) -> Result<(String, Elements), Error>,
     ) -> Result<Object<T>, Error> {
+        // Removes the name if its creator is gone and the file is still not
+        // ready (checked by `still`, with the creation lock held, so no creator
+        // can be at work meanwhile); `true` if it did.
+        let abandoned = |still: &dyn Fn() -> bool| -> Result<bool, Error> {
+            let Some(cname) = unfinished else {
+                return Ok(false);
+            };
+            let Some(_lock) = shm::take_over_creation(&file) else {
+                return Ok(false);
+            };
+            if !still() {
+                return Ok(false);
+            }
+            let _ = shm::unlink_if_same(cname, shm::file_id(&file)?.0);
+            Ok(true)
+        };
+        let gone = || Error::NotFound(name.unwrap_or("(inherited region)").to_owned());
         // A name may be mid-creation: wait for its creator. An inherited
         // memfd was finished before its parent handed it on, so anything else
         // (a raw file a spawned child was also given, say) is refused at once.
@@ -806,6 +854,10 @@ impl Region {
             if len >= header::HEADER_SIZE as u64 {
                 break;
             }
+            let short = || shm::file_len(&file).is_ok_and(|l| l < header::HEADER_SIZE as u64);
+            if abandoned(&short)? {
+                return Err(gone());
+            }
             if deadline.passed() {
                 return Err(Error::Truncated {
                     len: usize::try_from(len).unwrap_or(usize::MAX),
@@ -814,7 +866,10 @@ impl Region {
             }
             std::thread::yield_now();
         }
-        let snapshot = Self::read_header(&file, deadline)?;
+        let snapshot = match Self::read_header(&file, deadline, &abandoned) {
+            Err(Error::NotFound(_)) => return Err(gone()),
+            other => other?,
+        };
         // The creator sized the file before it stored READY: this is its size.
         let len = usize::try_from(shm::file_len(&file)?)
             .map_err(|_| Error::Corrupted("size does not fit in memory"))?;
@@ -894,7 +949,7 @@ impl Region {
                 Err(Error::AlreadyExists(_)) => {}
                 other => return other,
             }
-            match Self::open_object_with::<T>(name, opts) {
+            match Self::open_named_object::<T>(name, opts, true) {
                 Ok(obj) => {
                     check_geometry(want, &obj.region.ident)?;
                     return Ok(obj);
@@ -911,6 +966,7 @@ impl Region {
     fn read_header(
         file: &std::fs::File,
         deadline: Deadline,
+        abandoned: &Abandoned<'_>,
     ) -> Result<[u8; header::HEADER_SIZE], Error> {
         let head = shm::Mapping::new(file, header::HEADER_SIZE)?;
         // SAFETY: the mapping holds HEADER_SIZE bytes of a file at least that
@@ -924,6 +980,13 @@ impl Region {
             // that `parse` turns into a typed error.
             if state != header::UNINIT && state != header::INITIALIZING {
                 break;
+            }
+            let unready = || {
+                let now = hdr.init.load(Ordering::Acquire);
+                now == header::UNINIT || now == header::INITIALIZING
+            };
+            if abandoned(&unready)? {
+                return Err(Error::NotFound(String::new()));
             }
             if deadline.passed() {
                 return Err(Error::NotReady);
@@ -944,6 +1007,11 @@ impl Region {
         Ok(snapshot)
     }
 }
+
+/// How an opener removes an unfinished creation whose creator is gone: given
+/// a check that the file is still unfinished (run with the creation lock
+/// held), `Ok(true)` if it removed the name (see `Region::open_file_as`).
+type Abandoned<'a> = dyn Fn(&dyn Fn() -> bool) -> Result<bool, Error> + 'a;
 
 /// Compares the geometry a caller would create with what an existing object
 /// recorded.

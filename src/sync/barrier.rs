@@ -512,10 +512,13 @@ mod handle {
     /// processes that waited before it (their deaths break nothing after the
     /// reset). A timeout that races the last arrival either loses (everyone
     /// passes) or breaks the generation it timed out in, never the next one.
-    /// Deaths are noticed by the waiters' probe between sleep slices: a party
-    /// that arrived and then died counts as arrived, so if the last party
-    /// comes before any waiter probed, that generation completes and the
-    /// next one breaks.
+    /// Deaths are noticed by the waiters' probe between sleep slices (the
+    /// first after about 10 ms of sleep): a party that arrived and then died
+    /// counts as arrived, so if the last party comes before any waiter
+    /// probed, that generation completes; the next one breaks if one of its
+    /// waiters sleeps long enough to probe, and if it too fills within a
+    /// slice (another process took the dead party's place), nobody is told
+    /// and the barrier goes on whole.
     ///
     /// Python's `action` and default `timeout` arguments have no counterpart:
     /// the party whose wait returns [`BarrierWaitResult::is_leader`] (exactly

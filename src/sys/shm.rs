@@ -81,19 +81,66 @@ fn reserve(file: &File, len: usize) -> io::Result<()> {
 /// `mode`, sized `len` bytes and its pages reserved ([`reserve`]).
 /// `O_EXCL|O_NOFOLLOW`; the mode is applied with `fchmod` so the process umask
 /// cannot narrow or widen it.
+///
+/// The new object carries its *creation lock* (`flock(LOCK_EX)`, see
+/// [`take_over_creation`]) from its first moment until every descriptor of this
+/// open file is closed: the caller keeps one until the object is initialized.
+/// The kernel drops the lock when the creator dies, so an opener that finds
+/// an object never made ready can tell a creator at work from a dead one.
 pub(crate) fn create_named(name: &CStr, mode: u32, len: usize) -> io::Result<File> {
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
-    let fd = retry(|| unsafe { libc::shm_open(name.as_ptr(), flags, mode as libc::mode_t) })?;
-    let file = into_file(fd);
-    // SAFETY: `fd` is owned by `file`, which is alive.
-    let fix_mode = retry(|| unsafe { libc::fchmod(fd, mode as libc::mode_t) });
-    let sized = fix_mode.and_then(|_| set_len(&file, len).map(|_| 0));
-    if let Err(e) = sized.and_then(|_| reserve(&file, len)) {
-        let _ = unlink_named(name);
-        return Err(e);
+    for _ in 0..8 {
+        // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
+        let fd = retry(|| unsafe { libc::shm_open(name.as_ptr(), flags, mode as libc::mode_t) })?;
+        let file = into_file(fd);
+        // SAFETY: `fd` is owned by `file`, which is alive.
+        retry(|| unsafe { libc::flock(fd, libc::LOCK_EX) })?;
+        // An opener that came between the create and the lock saw no creator
+        // at work and may have removed the name as a dead creator's: then the
+        // name is no longer this file, and the create starts again.
+        let ours = file_id(&file)?.0;
+        let named = open_readonly(name).and_then(|f| file_id(&f)).ok();
+        if named.map(|(id, _)| id) != Some(ours) {
+            continue;
+        }
+        // SAFETY: `fd` is owned by `file`, which is alive.
+        let fix_mode = retry(|| unsafe { libc::fchmod(fd, mode as libc::mode_t) });
+        let sized = fix_mode.and_then(|_| set_len(&file, len).map(|_| 0));
+        if let Err(e) = sized.and_then(|_| reserve(&file, len)) {
+            let _ = unlink_if_same(name, ours);
+            return Err(e);
+        }
+        return Ok(file);
     }
-    Ok(file)
+    Err(io::Error::from_raw_os_error(libc::EAGAIN))
+}
+
+/// The creation lock of an object whose creator is gone (dead, or done),
+/// held by an opener (see [`create_named`]): while it is held no creator
+/// can be at work on this file, so an opener that finds it still not ready
+/// may remove the name (a creator that lost the race to this opener sees its
+/// name gone once it gets the lock, and starts again). Released on drop.
+pub(crate) struct CreationTakeover<'a>(&'a File);
+
+impl Drop for CreationTakeover<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        // SAFETY: the fd is owned by the borrowed file, which is alive.
+        let _ = retry(|| unsafe { libc::flock(fd, libc::LOCK_UN) });
+    }
+}
+
+/// Takes `file`'s creation lock if no creator holds it (non-blocking);
+/// `None` while a live creator is still at work, or on any other error (the
+/// caller then waits its bounded time, as it would for a creator).
+pub(crate) fn take_over_creation(file: &File) -> Option<CreationTakeover<'_>> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: the fd is owned by `file`, which is alive.
+    retry(|| unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) })
+        .ok()
+        .map(|_| CreationTakeover(file))
 }
 
 /// Opens the existing shared memory object `name` read-write.
