@@ -1084,10 +1084,15 @@ impl Drop for Region {
 static JOINED: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
 fn track(r: &Region) {
-    static AT_EXIT: std::sync::Once = std::sync::Once::new();
-    AT_EXIT.call_once(|| {
+    // Not a `Once`: a child forked while another thread of its parent ran the
+    // registration would find the `Once` running for ever and block here (a
+    // flag set first only means such a child may lack the hook; it leaves
+    // its regions on its own way out, `exit_child`, anyway).
+    static AT_EXIT: AtomicU64 = AtomicU64::new(0);
+    // Relaxed: only which caller registers matters, not what it publishes.
+    if AT_EXIT.swap(1, Ordering::Relaxed) == 0 {
         let _ = sys::process::at_exit(leave_at_exit);
-    });
+    }
     let a = r as *const Region as u64;
     // Relaxed: process-local bookkeeping; the forked child reads it single-threaded.
     if JOINED.iter().any(|s| s.load(Ordering::Relaxed) == a) {
