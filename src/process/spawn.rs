@@ -159,12 +159,10 @@ extern "C" fn spawn_hook() {
         sys::write_stderr(b"multiproc: MULTIPROC_SPAWN names no entry point of this program\n");
         sys::exit_now(2);
     }
-    // SAFETY: the parent computed `offset` from a `fn(&[u8]) -> i32` in the same
-    // ELF object as `spawn_hook` (checked with dladdr there), and this process
-    // runs the same file (`/proc/self/exe`), so `addr` is that function here.
-    // (A variable not set by our parent was refused above unless it names code
-    // of this program: the same user could run that code anyway, and a
-    // secure-mode exec never gets here.)
+    // An authenticated request comes from our parent (a secure-mode exec never
+    // gets here), which checked the entry with dladdr in this same file.
+    // SAFETY: `offset` is from a `fn(&[u8]) -> i32` of this ELF object (the
+    // parent's check) and we run the same file, so `addr` is that function.
     let entry = unsafe { std::mem::transmute::<usize, fn(&[u8]) -> i32>(addr) };
     let arg = req.arg;
     let code = std::panic::catch_unwind(move || entry(&arg)).unwrap_or(PANIC_EXIT_CODE);
