@@ -296,6 +296,67 @@ fn killed_condition_waiter_blocks_nobody() {
 }
 
 #[test]
+fn killed_condition_waiter_absorbs_no_later_notify() {
+    // Waiters A and B wait; A is killed in its wait; `notify(1)` wakes B.
+    // Then C waits and `notify(1)` must wake C. Before the waiter records,
+    // the first notify had moved A into the signal group ungranted, and the
+    // second granted to dead A while C slept in the arrival group: C never
+    // woke. Each waiter bumps WAITING under the lock just before it waits (so
+    // a count the parent reads under the lock means "inside its wait"), takes
+    // one of the TOKENS the notifier hands out, and bumps WOKEN.
+    const WAITING: usize = 0;
+    const TOKENS: usize = 1;
+    const WOKEN: usize = 2;
+    let cond = Condition::anonymous().unwrap();
+    let mem = common::Scratch::new(3);
+    let waiter = || {
+        let Ok(g) = cond.lock() else { return 1 };
+        mem.write(WAITING, mem.read(WAITING) + 1);
+        let Ok(g) = cond.wait_while(g, || mem.read(TOKENS) == 0) else {
+            return 2;
+        };
+        mem.write(TOKENS, mem.read(TOKENS) - 1);
+        mem.write(WOKEN, mem.read(WOKEN) + 1);
+        drop(g);
+        0
+    };
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        loop {
+            let g = cond.lock().expect("no holder died");
+            if f() {
+                return g;
+            }
+            drop(g);
+            assert!(
+                start.elapsed() < common::WATCHDOG,
+                "watchdog: never saw {what}"
+            );
+            std::thread::yield_now();
+        }
+    };
+    let a = spawn(waiter);
+    let b = spawn(waiter);
+    drop(until("A and B waiting", &|| mem.read(WAITING) == 2));
+    common::kill(a);
+    let g = cond.lock().expect("A held nothing in its wait");
+    mem.write(TOKENS, 1);
+    cond.notify(1).unwrap();
+    drop(g);
+    drop(until("B woken", &|| mem.read(WOKEN) == 1));
+    assert_eq!(join(b), ExitStatus::Code(0));
+    let c = spawn(waiter);
+    let g = until("C waiting", &|| mem.read(WAITING) == 3);
+    mem.write(TOKENS, 1);
+    cond.notify(1).unwrap();
+    drop(g);
+    drop(until("C woken by the second notify", &|| {
+        mem.read(WOKEN) == 2
+    }));
+    assert_eq!(join(c), ExitStatus::Code(0));
+}
+
+#[test]
 fn barrier_survives_a_party_that_exited_normally() {
     // A party that finished and exited must not look dead: the fork helper
     // leaves the regions a child joined before `_exit`.

@@ -40,13 +40,27 @@
 //!
 //! ## Deaths
 //!
-//! A waiter killed while waiting stays counted: it may absorb one later grant
-//! (`notify(n)` then wakes `n - 1` live waiters) before its group closes and
-//! forgets it; `notify_all` is never short. Spurious returns do not happen: a
-//! waiter returns notified only when it was granted.
+//! The counts alone cannot tell a live waiter from one killed in its sleep,
+//! and a dead member of G1 that was never granted would absorb the next
+//! grant (`notify(1)` waking nobody while a live waiter sleeps in G2). So each
+//! waiter is also *recorded*: `records` holds, per membership (the lock's
+//! owner token) and group, how many of that process's threads wait in the
+//! group, written under the lock like the counts. `notify` first probes the
+//! memberships recorded in G1 and G2 and takes the dead ones' waiters out of
+//! the counts (from G1's ungranted members first: a grant a dead member may
+//! have been woken for is left for a live member to consume, and only grants
+//! beyond the live members are dropped), then grants. A waiter leaving its
+//! group removes itself from its record; closing a group forgets its records
+//! (every member was granted).
+//!
+//! What stays: a waiter that found [`RECORDS`] entries all taken is counted
+//! but not recorded, and may, if killed, absorb one later grant; so may a
+//! timed wait that could not re-take the lock (see [`RawCondition::relock`]),
+//! whose process lives on. `notify_all` is never short. Spurious returns do
+//! not happen: a waiter returns notified only when it was granted.
 
 use super::lock::{How, RawLock, ReleaseError};
-use super::robust::{Acquired, MutexError, Owners};
+use super::robust::{Acquired, MutexError, Owners, Probe};
 use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::park::{Park, WaitPolicy, no_probe};
@@ -55,6 +69,44 @@ use crate::spin;
 /// How long past its deadline a timed wait may still take to re-take the
 /// lock ([`RawCondition::relock`]): about a scheduler quantum.
 const RELOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Waiter records kept per condition: distinct (membership, group) pairs
+/// with waiters at once. Each waiting process needs one per group it has
+/// waiters in (at most two), so 32 cover 16 processes waiting at one time
+/// whatever their thread counts.
+pub const RECORDS: usize = 32;
+
+/// How many threads of one membership wait in one group. Written only
+/// under the condition's lock (Relaxed, as the counts); `count == 0` is a
+/// free entry. Untrusted like every shared word: a scribbled record can make
+/// a notify wake fewer waiters, never index anything.
+#[repr(C)]
+#[derive(Debug)]
+struct Record {
+    token: AtomicU32,
+    group: AtomicU32,
+    count: AtomicU32,
+}
+
+impl Record {
+    fn new() -> Record {
+        Record {
+            token: AtomicU32::new(0),
+            group: AtomicU32::new(0),
+            count: AtomicU32::new(0),
+        }
+    }
+
+    fn holds(&self, token: u32, group: u32) -> bool {
+        self.count.load(Ordering::Relaxed) != 0
+            && self.token.load(Ordering::Relaxed) == token
+            && self.group.load(Ordering::Relaxed) == group
+    }
+
+    fn clear(&self) {
+        self.count.store(0, Ordering::Relaxed);
+    }
+}
 
 /// The condition's shared state.
 #[repr(C)]
@@ -72,6 +124,9 @@ pub struct RawCondition {
     g1_left: AtomicU32,
     signals: AtomicU32,
     g2_len: AtomicU32,
+    /// Who waits where (module doc, "Deaths"); last, so the fields above keep
+    /// the offsets they had before records existed.
+    records: [Record; RECORDS],
 }
 
 /// Whether group `my` is closed while `g1` is the signal group.
@@ -91,6 +146,7 @@ impl RawCondition {
             g1_left: AtomicU32::new(0),
             signals: AtomicU32::new(0),
             g2_len: AtomicU32::new(0),
+            records: std::array::from_fn(|_| Record::new()),
         }
     }
 
@@ -109,6 +165,7 @@ impl RawCondition {
             std::ptr::addr_of_mut!((*this).g1_left).write(AtomicU32::new(0));
             std::ptr::addr_of_mut!((*this).signals).write(AtomicU32::new(0));
             std::ptr::addr_of_mut!((*this).g2_len).write(AtomicU32::new(0));
+            std::ptr::addr_of_mut!((*this).records).write(std::array::from_fn(|_| Record::new()));
             RawLock::init(std::ptr::addr_of_mut!((*this).lock))
         }
     }
@@ -131,7 +188,11 @@ impl RawCondition {
     /// Under the lock: `Some(true)` if `my`'s waiter was notified (consuming a
     /// signal), `Some(false)` if it leaves un-notified because `give_up`, `None`
     /// if it should wait on.
-    fn decide(&self, my: u32, give_up: bool) -> Option<bool> {
+    ///
+    /// `me` is the waiter's record token if [`Self::join`] recorded it: a
+    /// waiter that leaves its group takes itself out of its record (a closed
+    /// group's records were forgotten when it closed).
+    fn decide(&self, my: u32, give_up: bool, me: Option<u32>) -> Option<bool> {
         let g1 = self.g1.load(Ordering::Relaxed);
         if closed(my, g1) {
             return Some(true);
@@ -140,6 +201,7 @@ impl RawCondition {
             let signals = self.signals.load(Ordering::Relaxed);
             if signals != 0 {
                 self.signals.store(signals - 1, Ordering::Relaxed);
+                self.unrecord(me, my);
                 return Some(true);
             }
             &self.g1_left
@@ -152,7 +214,93 @@ impl RawCondition {
         // Saturating: a dead waiter or a scribble may have left it off.
         let n = field.load(Ordering::Relaxed);
         field.store(n.saturating_sub(1), Ordering::Relaxed);
+        self.unrecord(me, my);
         Some(false)
+    }
+
+    /// Under the lock: joins the arrival group G2, recording the caller (if
+    /// it has a membership and a record is free). Returns the group id and
+    /// the record token (`None`: counted, not recorded).
+    fn join(&self, owners: &(impl Owners + ?Sized)) -> (u32, Option<u32>) {
+        let my = self.g1.load(Ordering::Relaxed).wrapping_add(1);
+        let len = self.g2_len.load(Ordering::Relaxed);
+        self.g2_len.store(len.saturating_add(1), Ordering::Relaxed);
+        let me = owners.me().filter(|&t| self.record(t, my));
+        (my, me)
+    }
+
+    /// Under the lock: one more waiter of `token` in `group`. `false` if no
+    /// record is free.
+    fn record(&self, token: u32, group: u32) -> bool {
+        let r = self
+            .records
+            .iter()
+            .find(|r| r.holds(token, group))
+            .or_else(|| {
+                self.records
+                    .iter()
+                    .find(|r| r.count.load(Ordering::Relaxed) == 0)
+            });
+        let Some(r) = r else { return false };
+        if r.count.load(Ordering::Relaxed) == 0 {
+            r.token.store(token, Ordering::Relaxed);
+            r.group.store(group, Ordering::Relaxed);
+        }
+        let n = r.count.load(Ordering::Relaxed);
+        r.count.store(n.saturating_add(1), Ordering::Relaxed);
+        true
+    }
+
+    /// Under the lock: one waiter of `me` left `group`.
+    fn unrecord(&self, me: Option<u32>, group: u32) {
+        let Some(token) = me else { return };
+        if let Some(r) = self.records.iter().find(|r| r.holds(token, group)) {
+            let n = r.count.load(Ordering::Relaxed);
+            r.count.store(n - 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Under the lock, before granting: takes the waiters of dead
+    /// memberships out of G1 (`g1_left` first, then grants beyond the live
+    /// members) and G2, and forgets records of groups that are neither
+    /// (a scribble, or a group closed by a build that kept no records).
+    /// Returns whether G1 lost members while grants were outstanding, so
+    /// that the caller wakes its sleepers for them.
+    fn purge(
+        &self,
+        owners: &(impl Owners + ?Sized),
+        g1: u32,
+        g1_left: &mut u32,
+        signals: &mut u32,
+        g2_len: &mut u32,
+    ) -> bool {
+        let me = owners.me();
+        let mut woke = false;
+        for r in &self.records {
+            let count = r.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let group = r.group.load(Ordering::Relaxed);
+            if group != g1 && group != g1.wrapping_add(1) {
+                r.clear();
+                continue;
+            }
+            let token = r.token.load(Ordering::Relaxed);
+            if Some(token) == me || !matches!(owners.probe(token), Probe::Dead) {
+                continue;
+            }
+            r.clear();
+            if group == g1 {
+                let ungranted = count.min(*g1_left);
+                *g1_left -= ungranted;
+                *signals = signals.saturating_sub(count - ungranted);
+                woke |= *signals != 0;
+            } else {
+                *g2_len = g2_len.saturating_sub(count);
+            }
+        }
+        woke
     }
 
     /// Releases the lock (held by the caller), sleeps as `policy` says until
@@ -168,9 +316,7 @@ impl RawCondition {
         if !self.lock.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
         }
-        let my = self.g1.load(Ordering::Relaxed).wrapping_add(1);
-        let len = self.g2_len.load(Ordering::Relaxed);
-        self.g2_len.store(len.saturating_add(1), Ordering::Relaxed);
+        let (my, me) = self.join(owners);
         let mut w = self.park(my).waiter(policy, deadline);
         self.lock.release()?;
         loop {
@@ -192,7 +338,7 @@ impl RawCondition {
                 Err(_) => return Ok((relocked, false)),
             };
             let give_up = timed_out || owner_died || w.timed_out();
-            if let Some(notified) = self.decide(my, give_up) {
+            if let Some(notified) = self.decide(my, give_up, me) {
                 return Ok((relocked, notified));
             }
             // Another member consumed the signal we peeked: wait on.
@@ -210,7 +356,8 @@ impl RawCondition {
     /// lock, or a peer that wrote a live owner into the word, cannot make a
     /// timed wait block past its timeout. Then the call fails with
     /// `TimedOut`, not holding the lock; its place among the waiters stays
-    /// counted and may absorb one later grant, as a killed waiter's does.
+    /// counted (its process lives, so no `notify` takes it out) and may absorb
+    /// one later grant.
     fn relock(
         &self,
         policy: WaitPolicy,
@@ -239,8 +386,23 @@ impl RawCondition {
         }
     }
 
-    /// Wakes up to `n` of the current waiters. The caller must hold the lock.
-    pub fn notify(&self, n: u32) -> Result<(), ReleaseError> {
+    /// Loom only: the caller (holding the lock) joins the waiters as
+    /// [`Self::wait`] does, releases the lock and its "process" dies before
+    /// it sleeps: a waiter SIGKILLed in its wait.
+    #[cfg(loom)]
+    pub fn join_and_die(&self, owners: &(impl Owners + ?Sized)) -> Result<(), ReleaseError> {
+        if !self.lock.is_owned_by_me() {
+            return Err(ReleaseError::NotOwner);
+        }
+        let _ = self.join(owners);
+        self.lock.release()?;
+        crate::loom::kill_current_process();
+        Ok(())
+    }
+
+    /// Wakes up to `n` of the current live waiters (`owners` probes the
+    /// recorded ones). The caller must hold the lock.
+    pub fn notify(&self, n: u32, owners: &(impl Owners + ?Sized)) -> Result<(), ReleaseError> {
         if !self.lock.is_owned_by_me() {
             return Err(ReleaseError::NotOwner);
         }
@@ -248,8 +410,13 @@ impl RawCondition {
         let mut g1_left = self.g1_left.load(Ordering::Relaxed);
         let mut signals = self.signals.load(Ordering::Relaxed);
         let mut g2_len = self.g2_len.load(Ordering::Relaxed);
-        let mut left = n;
         let mut granted = 0u32;
+        if self.purge(owners, g1, &mut g1_left, &mut signals, &mut g2_len) {
+            // A dead member may have been the one a grant woke: let the live
+            // ones look at the grants left.
+            granted = signals;
+        }
+        let mut left = n;
         while left != 0 {
             if g1_left != 0 {
                 let k = left.min(g1_left);
@@ -265,6 +432,7 @@ impl RawCondition {
                 g1 = g1.wrapping_add(1);
                 (g1_left, signals, g2_len) = (g2_len, 0, 0);
                 self.store(g1, g1_left, signals, g2_len);
+                self.forget(old);
                 self.bump(old, u32::MAX);
                 granted = 0;
             } else {
@@ -276,6 +444,15 @@ impl RawCondition {
             self.bump(g1, granted);
         }
         Ok(())
+    }
+
+    /// Under the lock: forgets the records of `group`, which just closed.
+    fn forget(&self, group: u32) {
+        for r in &self.records {
+            if r.count.load(Ordering::Relaxed) != 0 && r.group.load(Ordering::Relaxed) == group {
+                r.clear();
+            }
+        }
     }
 
     fn store(&self, g1: u32, g1_left: u32, signals: u32, g2_len: u32) {
@@ -552,7 +729,7 @@ mod handle {
         /// Wakes up to `n` waiters. The calling thread must hold the lock
         /// ([`ReleaseError::NotOwner`] otherwise, like Python's `RuntimeError`).
         pub fn notify(&self, n: u32) -> Result<(), ReleaseError> {
-            self.obj.get().notify(n)
+            self.obj.get().notify(n, self.obj.region())
         }
 
         /// Wakes one waiter.

@@ -13,7 +13,7 @@
 //! | [`RLock`] | the same + recursion count | as `Lock` |
 //! | [`Semaphore`], [`BoundedSemaphore`] | one futex word: permits + sleepers bit | permits held by a dead process are not returned (documented leak) |
 //! | [`Event`] | one futex word: set + sleepers bit + generation | nothing to recover |
-//! | [`Condition`] | its own `Lock` + two group futex words and counts | a dead waiter may absorb one `notify(n)` grant |
+//! | [`Condition`] | its own `Lock` + two group futex words, counts and per-process waiter records | `notify` takes dead waiters out of the counts before it grants |
 //! | [`Barrier`] | one futex word: count, generation, broken | waiters notice a dead party and break |
 
 mod barrier;

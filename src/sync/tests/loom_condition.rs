@@ -32,10 +32,10 @@ fn loom_condition_no_lost_wakeup() {
         };
         cond.lock().acquire(How::Block, &LoomOwners).unwrap();
         ready.store(true, Ordering::Relaxed);
-        cond.notify(1).unwrap();
+        cond.notify(1, &LoomOwners).unwrap();
         cond.lock().release().unwrap();
         assert!(
-            cond.notify(1).is_err(),
+            cond.notify(1, &LoomOwners).is_err(),
             "notify without the lock is refused"
         );
         assert!(waiter.join().unwrap() <= 1);
@@ -56,7 +56,7 @@ fn loom_condition_notify_all_wakes_both() {
             .collect();
         cond.lock().acquire(How::Block, &LoomOwners).unwrap();
         go.store(true, Ordering::Relaxed);
-        cond.notify(u32::MAX).unwrap();
+        cond.notify(u32::MAX, &LoomOwners).unwrap();
         cond.lock().release().unwrap();
         for w in waiters {
             assert!(w.join().unwrap() <= 1);
@@ -102,7 +102,7 @@ fn loom_condition_notify_one_wakes_at_most_one() {
         for (next, n) in [(1, 1), (2, u32::MAX)] {
             cond.lock().acquire(How::Block, &LoomOwners).unwrap();
             phase.store(next, Ordering::Relaxed);
-            cond.notify(n).unwrap();
+            cond.notify(n, &LoomOwners).unwrap();
             cond.lock().release().unwrap();
         }
         for w in waiters {
@@ -112,5 +112,36 @@ fn loom_condition_notify_one_wakes_at_most_one() {
             by_notify_one.load(Ordering::Relaxed) <= 1,
             "notify(1) ended two waits"
         );
+    });
+}
+
+#[test]
+fn loom_condition_dead_waiters_absorb_no_grant() {
+    // Two waiters are killed in their wait (the main thread's "process" dies
+    // twice and goes on as a third), then two `notify(1)`s, the second after
+    // `go`. A live waiter that joined at any point must end: the dead ones,
+    // in G2 or left ungranted in G1 by the first notify, absorb no grant
+    // (before the records, the second notify went to a dead member of G1
+    // while the live waiter slept in G2, and loom found the deadlock).
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        let cond = Arc::new(RawCondition::new());
+        let go = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (cond, go) = (cond.clone(), go.clone());
+            thread::spawn(move || wait_for(&cond, &go, PARK))
+        };
+        for _ in 0..2 {
+            cond.lock().acquire(How::Block, &LoomOwners).unwrap();
+            cond.join_and_die(&LoomOwners).unwrap();
+        }
+        for last in [false, true] {
+            cond.lock().acquire(How::Block, &LoomOwners).unwrap();
+            go.store(last, Ordering::Relaxed);
+            cond.notify(1, &LoomOwners).unwrap();
+            cond.lock().release().unwrap();
+        }
+        assert!(waiter.join().unwrap() <= 2);
     });
 }
