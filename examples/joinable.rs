@@ -93,7 +93,7 @@ fn work(jobs: &JoinableQueue<Job>, results: &Queue<Done>, worker: u32) -> i32 {
 
 /// Waits for `child` for at most [`WATCHDOG`], killing it if it hangs; `Err`
 /// unless it exited with code 0.
-fn reap(worker: usize, mut child: Child) -> Result<(), String> {
+fn reap(worker: usize, child: Child) -> Result<(), String> {
     let pid = child.pid();
     match child.wait_timeout(WATCHDOG) {
         Ok(Some(s)) if s.success() => Ok(()),

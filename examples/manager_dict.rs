@@ -79,7 +79,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             })
         }?);
     }
-    for mut child in children {
+    for child in children {
         match child.wait_timeout(WATCHDOG)? {
             Some(ExitStatus::Code(0)) => {}
             Some(status) => return Err(format!("worker failed: {status:?}").into()),

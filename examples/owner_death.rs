@@ -36,7 +36,7 @@ fn main() {
         let held = Event::anonymous().unwrap();
         let never = Event::anonymous().unwrap();
         // SAFETY: the child only runs crate code and `_exit`s (process::fork).
-        let mut child = unsafe {
+        let child = unsafe {
             process::fork_unchecked(|| {
                 std::mem::forget(lock.lock().ok());
                 held.set();

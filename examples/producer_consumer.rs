@@ -144,7 +144,7 @@ fn consume(fruit: &Queue<Fruit>, receipts: &Queue<Receipt>, consumer: u32, how: 
 
 /// Waits for `child` for at most [`WATCHDOG`], killing it if it hangs; `Err`
 /// unless it exited with code 0.
-fn reap(what: &str, mut child: Child) -> Result<(), String> {
+fn reap(what: &str, child: Child) -> Result<(), String> {
     let pid = child.pid();
     match child.wait_timeout(WATCHDOG) {
         Ok(Some(s)) if s.success() => Ok(()),

@@ -95,7 +95,7 @@ fn main() {
         }
     }
     req.put(STOP).unwrap();
-    let mut child = child;
+    let child = child;
     child.join().unwrap();
     spent.sort_unstable();
     let pct = |p: usize| spent.get((spent.len() * p / 100).min(spent.len().saturating_sub(1)));

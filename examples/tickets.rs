@@ -112,7 +112,7 @@ fn buy(lock: &Lock, mem: Shared, buyer: usize) -> i32 {
 }
 
 /// Waits for `child` (killing it after [`WATCHDOG`]); `Err` unless it exited 0.
-fn reap(mut child: Child) -> Result<(), String> {
+fn reap(child: Child) -> Result<(), String> {
     let pid = child.pid();
     match child.wait_timeout(WATCHDOG) {
         Ok(Some(s)) if s.success() => Ok(()),

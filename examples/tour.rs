@@ -98,7 +98,7 @@ fn check(ok: bool, what: impl Into<String>) -> Res {
 }
 
 /// Waits for one child (killing it after [`WATCHDOG`]) and returns its status.
-fn reap(mut child: Child) -> Res<ExitStatus> {
+fn reap(child: Child) -> Res<ExitStatus> {
     let pid = child.pid();
     if let Some(s) = child.wait_timeout(WATCHDOG)? {
         return Ok(s);
@@ -295,7 +295,7 @@ fn queue_kill_section() -> Res {
     let q = Queue::<u64>::anonymous(16)?;
     let started = Event::anonymous()?;
     // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
-    let mut producer = unsafe {
+    let producer = unsafe {
         process::fork_unchecked(|| {
             for i in 0.. {
                 if q.put(i).is_err() {
@@ -729,7 +729,7 @@ fn robustness_section() -> Res {
     let holding = Event::anonymous()?;
     let mem = Shared::new(2)?;
     // SAFETY: the child runs only this crate's primitives and plain code, then `_exit`s; it takes no lock another thread of this program may hold.
-    let mut victim = unsafe {
+    let victim = unsafe {
         process::fork_unchecked(|| {
             let Ok(_guard) = lock.lock() else { return 1 };
             // Half of an update, then the process dies before the other half.

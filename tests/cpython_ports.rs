@@ -45,7 +45,7 @@ fn until(what: &str, mut f: impl FnMut() -> bool) {
 fn process_lifecycle_exitcode_is_alive_pid_name() {
     let go = Event::anonymous().unwrap();
     // SAFETY: the child only waits on this crate's Event and returns.
-    let mut c = unsafe {
+    let c = unsafe {
         Process::new(|| if go.wait_timeout(WATCHDOG) { 0 } else { 9 })
             .name("ported-child")
             .start_unchecked()
@@ -80,7 +80,7 @@ fn process_default_name() {
 #[test]
 fn process_exit_codes() {
     for code in [0, 1, 2, 7, 42, 255] {
-        let mut c = spawn(move || code);
+        let c = spawn(move || code);
         let s = c.join_timeout(WATCHDOG).unwrap().expect("child ended");
         assert_eq!(s, ExitStatus::Code(code));
         assert_eq!(c.exitcode(), Some(code));
@@ -92,7 +92,7 @@ fn process_exit_codes() {
 #[test]
 fn process_err_result_is_exit_code_1() {
     // SAFETY: the child returns an error (printed to stderr, unbuffered).
-    let mut c =
+    let c =
         unsafe { Process::new(|| Err::<(), _>("deliberate failure")).start_unchecked() }.unwrap();
     assert_eq!(c.join_timeout(WATCHDOG).unwrap(), Some(ExitStatus::Code(1)));
     assert_eq!(c.exitcode(), Some(1));
@@ -101,7 +101,7 @@ fn process_err_result_is_exit_code_1() {
 // _TestProcess.test_process (uncaught exception gives a non-zero exitcode; Rust: 101).
 #[test]
 fn process_panic_exit_code_is_documented_101() {
-    let mut c = spawn(|| {
+    let c = spawn(|| {
         // Silence the default hook's message; the child is a throwaway copy.
         std::panic::set_hook(Box::new(|_| {}));
         panic!("deliberate")
@@ -133,7 +133,7 @@ fn process_status_lost_when_reaped_elsewhere() {
     let c = spawn(|| {
         // SAFETY: changes this throwaway child's own SIGCHLD disposition only.
         unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-        let mut g = spawn(|| 3);
+        let g = spawn(|| 3);
         let start = Instant::now();
         while g.is_alive() {
             if start.elapsed() > WATCHDOG {
@@ -157,7 +157,7 @@ fn process_status_lost_when_reaped_elsewhere() {
 fn process_terminate_gives_minus_sigterm() {
     let never = Event::anonymous().unwrap();
     let started = Event::anonymous().unwrap();
-    let mut c = spawn(|| {
+    let c = spawn(|| {
         started.set();
         never.wait();
         0
@@ -180,7 +180,7 @@ fn process_terminate_gives_minus_sigterm() {
 #[test]
 fn process_kill_gives_minus_sigkill() {
     let never = Event::anonymous().unwrap();
-    let mut c = spawn(|| {
+    let c = spawn(|| {
         never.wait();
         0
     });
@@ -1136,6 +1136,6 @@ fn huge_timeouts_do_not_overflow() {
     let q = multiproc::Queue::<u8>::anonymous(1).unwrap();
     q.put_timeout(1, big).unwrap();
     assert_eq!(q.get_timeout(big), Ok(1));
-    let mut c = spawn(|| 0);
+    let c = spawn(|| 0);
     assert_eq!(c.join_timeout(big).unwrap(), Some(ExitStatus::Code(0)));
 }

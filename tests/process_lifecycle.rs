@@ -70,7 +70,7 @@ fn exit_codes_match_python() {
     watchdog(|| {
         let gate = Event::anonymous().unwrap();
         let g = gate.clone();
-        let mut c = start(Process::new(move || {
+        let c = start(Process::new(move || {
             g.wait();
             3
         }));
@@ -84,17 +84,17 @@ fn exit_codes_match_python() {
         // join again: same answer.
         assert_eq!(c.join().unwrap(), ExitStatus::Code(3));
 
-        let mut ok = start(Process::new(|| ()));
+        let ok = start(Process::new(|| ()));
         assert_eq!(ok.join().unwrap().code(), 0);
         assert_eq!(ok.exitcode(), Some(0));
 
-        let mut err = start(Process::new(|| Err::<(), _>("bad")));
+        let err = start(Process::new(|| Err::<(), _>("bad")));
         assert_eq!(err.join().unwrap().code(), 1);
 
         // `resume_unwind` unwinds without running the panic hook, whose locks
         // another thread of this harness may hold at the fork; `role_panic`
         // below checks a real `panic!` in a process of its own.
-        let mut panicked = start(Process::new(|| -> i32 {
+        let panicked = start(Process::new(|| -> i32 {
             std::panic::resume_unwind(Box::new("child panics"))
         }));
         assert_eq!(panicked.join().unwrap(), ExitStatus::Code(PANIC_EXIT_CODE));
@@ -107,7 +107,7 @@ fn signals_are_negative_exit_codes() {
     watchdog(|| {
         let never = Event::anonymous().unwrap();
         let n = never.clone();
-        let mut t = start(Process::new(move || n.wait()));
+        let t = start(Process::new(move || n.wait()));
         assert!(t.is_alive());
         t.terminate().unwrap();
         assert_eq!(t.join().unwrap(), ExitStatus::Signal(15));
@@ -118,7 +118,7 @@ fn signals_are_negative_exit_codes() {
         t.kill().unwrap();
 
         let n = never.clone();
-        let mut k = start(Process::new(move || n.wait()));
+        let k = start(Process::new(move || n.wait()));
         k.kill().unwrap();
         assert_eq!(k.join().unwrap().code(), -9);
         assert_eq!(k.exitcode(), Some(-9));
@@ -128,10 +128,10 @@ fn signals_are_negative_exit_codes() {
 #[test]
 fn names_and_daemon_flag() {
     watchdog(|| {
-        let mut a = start(Process::new(|| 0).name("worker-a"));
+        let a = start(Process::new(|| 0).name("worker-a"));
         assert_eq!(a.name(), "worker-a");
         assert!(!a.is_daemon());
-        let mut b = start(Process::new(|| 0).daemon(true));
+        let b = start(Process::new(|| 0).daemon(true));
         assert!(b.name().starts_with("Process-"), "{}", b.name());
         assert!(b.is_daemon());
         assert!(a.join().unwrap().success());
@@ -188,7 +188,7 @@ fn daemon_dies_with_a_killed_parent() {
         let pids: Queue<[u32; 2]> = Queue::anonymous(2).unwrap();
         let never = Event::anonymous().unwrap();
         let (q, n) = (pids.clone(), never.clone());
-        let mut parent = start(Process::new(move || {
+        let parent = start(Process::new(move || {
             let (n1, n2) = (n.clone(), n.clone());
             // SAFETY: this middle process is single-threaded (forked).
             let d = unsafe {
@@ -259,9 +259,9 @@ fn role_flush() {
     if role().as_deref() != Some("flush") {
         return;
     }
-    let mut middle = start(Process::new(|| -> i32 {
+    let middle = start(Process::new(|| -> i32 {
         print!("<parent-before>");
-        let Ok(mut c) = Process::new(|| print!("<child>")).start() else {
+        let Ok(c) = Process::new(|| print!("<child>")).start() else {
             return 20;
         };
         if !c.join().is_ok_and(|s| s.success()) {
@@ -280,7 +280,7 @@ fn role_panic() {
     if role().as_deref() != Some("panic") {
         return;
     }
-    let mut c = start(Process::new(|| -> i32 { panic!("child panics") }));
+    let c = start(Process::new(|| -> i32 { panic!("child panics") }));
     assert_eq!(c.join().unwrap(), ExitStatus::Code(PANIC_EXIT_CODE));
     assert_eq!(c.exitcode(), Some(101));
     println!("<panic-ok>");
@@ -310,7 +310,7 @@ fn child_stdout_is_flushed_once() {
 #[test]
 fn beacon_thread_is_not_counted() {
     watchdog(|| {
-        let mut probe = start(Process::new(|| -> i32 {
+        let probe = start(Process::new(|| -> i32 {
             use std::sync::{Arc, Barrier};
             // A thread named `name`, known to run (std names a thread from the
             // thread itself, so wait until it runs), that exits when released.
@@ -330,7 +330,7 @@ fn beacon_thread_is_not_counted() {
                 return 10;
             };
             let code = match Process::new(|| 4).start() {
-                Ok(mut c) => match c.join() {
+                Ok(c) => match c.join() {
                     Ok(s) if s.code() == 4 => 0,
                     _ => 11,
                 },
@@ -403,7 +403,7 @@ fn spawn_in_a_threaded_parent() {
 
         let name = format!("/mp-spawn-test-{}", std::process::id());
         let ev = Event::create(&name).unwrap();
-        let mut c = process::Spawn::new(spawned_entry, name.as_bytes())
+        let c = process::Spawn::new(spawned_entry, name.as_bytes())
             .name("spawned")
             .start()
             .unwrap();
@@ -416,7 +416,7 @@ fn spawn_in_a_threaded_parent() {
         assert_eq!(c.exitcode(), Some(7));
         multiproc::Region::unlink(&name).unwrap();
 
-        let mut p = process::Spawn::new(spawned_panics, b"").start().unwrap();
+        let p = process::Spawn::new(spawned_panics, b"").start().unwrap();
         assert_eq!(p.join().unwrap().code(), PANIC_EXIT_CODE);
 
         // A daemon spawned child killed by `kill`, reaped, reported as -9.
@@ -426,7 +426,7 @@ fn spawn_in_a_threaded_parent() {
             let ev = Event::open(std::str::from_utf8(arg).unwrap_or("")).map(|e| e.wait());
             i32::from(ev.is_err())
         }
-        let mut d = process::Spawn::new(wait_forever, never.as_bytes())
+        let d = process::Spawn::new(wait_forever, never.as_bytes())
             .daemon(true)
             .start()
             .unwrap();
@@ -492,7 +492,7 @@ fn anonymous_objects_reach_a_spawned_child() {
             .collect();
         let q = Queue::<u64>::anonymous(8).unwrap();
         let v = multiproc::Value::<u64>::anonymous(0).unwrap();
-        let mut c = process::Spawn::new(spawned_uses_anonymous, &[5])
+        let c = process::Spawn::new(spawned_uses_anonymous, &[5])
             .share(q.region())
             .share(v.region())
             .start()
@@ -511,7 +511,7 @@ fn anonymous_objects_reach_a_spawned_child() {
         assert_eq!(v.load().unwrap(), 45);
 
         // Type checked like an open by name.
-        let mut w = process::Spawn::new(spawned_wrong_type, b"")
+        let w = process::Spawn::new(spawned_wrong_type, b"")
             .share(q.region())
             .start()
             .unwrap();
@@ -544,7 +544,7 @@ fn anonymous_objects_reach_a_spawned_child() {
 fn a_child_reaped_elsewhere_joins_as_signal_zero() {
     watchdog(|| {
         for first_join in [true, false] {
-            let mut child = start(Process::new(|| 0));
+            let child = start(Process::new(|| 0));
             let pid = child.pid() as libc::pid_t;
             let mut status = 0;
             // SAFETY: waitpid on our own child, into a local status word.
@@ -637,7 +637,7 @@ fn a_spawned_child_counts_as_a_sender_before_its_entry_runs() {
                 let started = process::Spawn::new(spawned_puts_five, b"")
                     .share(q.region())
                     .start();
-                let Ok(mut c) = started else {
+                let Ok(c) = started else {
                     return 11;
                 };
                 drop(q);
@@ -701,7 +701,53 @@ fn a_daemon_outlives_the_thread_that_started_it() {
             std::thread::yield_now();
         }
         go.set();
-        let mut child = child;
+        let child = child;
         assert_eq!(child.join().unwrap(), ExitStatus::Code(0));
     });
+}
+
+#[test]
+fn a_child_shared_by_threads_is_reaped_once_and_keeps_its_status() {
+    // `Child` methods take `&self`: one thread joins while another polls
+    // `is_alive` and `exitcode`. The status is reaped once, under the handle's
+    // lock, and both see the real exit code (two threads racing `waitpid`
+    // would leave one of them `ECHILD`, a status read as lost).
+    for round in 0..20 {
+        let go = Event::anonymous().unwrap();
+        let c = start(Process::new(
+            || if go.wait_timeout(WATCHDOG) { 7 } else { 9 },
+        ));
+        std::thread::scope(|s| {
+            let joiner = s.spawn(|| c.join().unwrap());
+            let poller = s.spawn(|| {
+                let start = std::time::Instant::now();
+                while c.is_alive() {
+                    assert!(start.elapsed() < WATCHDOG, "watchdog: child never ended");
+                    std::thread::yield_now();
+                }
+                c.exitcode()
+            });
+            go.set();
+            assert_eq!(joiner.join().unwrap(), ExitStatus::Code(7), "round {round}");
+            assert_eq!(poller.join().unwrap(), Some(7), "round {round}");
+        });
+        assert_eq!(
+            c.wait_timeout(Duration::ZERO).unwrap(),
+            Some(ExitStatus::Code(7))
+        );
+        c.kill().unwrap();
+    }
+}
+
+#[test]
+fn join_timeout_on_a_running_child_returns_none_and_reaps_nothing() {
+    let go = Event::anonymous().unwrap();
+    let c = start(Process::new(
+        || if go.wait_timeout(WATCHDOG) { 3 } else { 9 },
+    ));
+    assert_eq!(c.join_timeout(Duration::from_millis(5)).unwrap(), None);
+    assert!(c.is_alive());
+    go.set();
+    assert_eq!(c.join().unwrap(), ExitStatus::Code(3));
+    assert_eq!(c.exitcode(), Some(3));
 }

@@ -49,7 +49,7 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
+        if let Some(c) = self.0.take() {
             let _ = c.kill();
             let _ = c.wait_timeout(common::WATCHDOG);
         }

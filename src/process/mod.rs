@@ -56,6 +56,7 @@ mod spawn;
 
 use std::fmt;
 use std::io::{self, Write};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::loom::atomic::{AtomicU64, Ordering};
@@ -328,7 +329,7 @@ where
             pid,
             name,
             daemon: self.daemon,
-            reaped: None,
+            reaped: Mutex::new(None),
         })
     }
 }
@@ -466,7 +467,10 @@ pub struct Child {
     pid: u32,
     name: String,
     daemon: bool,
-    reaped: Option<ExitStatus>,
+    /// The status once reaped. Reaping happens only under this lock (with
+    /// `WNOHANG`); blocking waits wait without reaping, so threads sharing
+    /// the handle never race `waitpid` for the status.
+    reaped: Mutex<Option<ExitStatus>>,
 }
 
 impl Child {
@@ -511,7 +515,7 @@ impl Child {
     /// assert_eq!(c.join()?, multiproc::process::ExitStatus::Code(2));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn join(&mut self) -> io::Result<ExitStatus> {
+    pub fn join(&self) -> io::Result<ExitStatus> {
         loop {
             if let Some(s) = self.wait_inner(None)? {
                 return Ok(s);
@@ -527,19 +531,22 @@ impl Child {
     /// while c.join_timeout(Duration::from_millis(10))?.is_none() {}
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn join_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    pub fn join_timeout(&self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
         self.wait_inner(Some(Deadline::after(timeout)))
     }
 
     /// Whether the child still runs (a child that ended is reaped by this call).
     ///
+    /// Every method but [`Child::wait`] takes `&self`, so children kept in a
+    /// `Vec` can be polled while iterating, or shared between threads.
+    ///
     /// ```no_run
-    /// let mut c = multiproc::process::Process::new(|| 0).start()?;
+    /// let c = multiproc::process::Process::new(|| 0).start()?;
     /// c.join()?;
     /// assert!(!c.is_alive());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn is_alive(&mut self) -> bool {
+    pub fn is_alive(&self) -> bool {
         self.poll().is_none()
     }
 
@@ -551,13 +558,13 @@ impl Child {
     /// `None` in that case).
     ///
     /// ```no_run
-    /// let mut c = multiproc::process::Process::new(|| 0).start()?;
+    /// let c = multiproc::process::Process::new(|| 0).start()?;
     /// c.kill()?;
     /// c.join()?;
     /// assert_eq!(c.exitcode(), Some(-9));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn exitcode(&mut self) -> Option<i32> {
+    pub fn exitcode(&self) -> Option<i32> {
         self.poll().map(|s| s.code())
     }
 
@@ -569,7 +576,7 @@ impl Child {
     /// assert_eq!(c.join()?.code(), -15);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn terminate(&mut self) -> io::Result<()> {
+    pub fn terminate(&self) -> io::Result<()> {
         self.signal(sys::SIGTERM)
     }
 
@@ -581,7 +588,7 @@ impl Child {
     /// assert_eq!(c.join()?.code(), -9);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn kill(&mut self) -> io::Result<()> {
+    pub fn kill(&self) -> io::Result<()> {
         self.signal(sys::SIGKILL)
     }
 
@@ -592,7 +599,7 @@ impl Child {
     /// assert!(c.wait()?.success());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn wait(mut self) -> io::Result<ExitStatus> {
+    pub fn wait(self) -> io::Result<ExitStatus> {
         self.join()
     }
 
@@ -605,51 +612,64 @@ impl Child {
     /// while c.wait_timeout(Duration::from_millis(10))?.is_none() {}
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    pub fn wait_timeout(&self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
         self.join_timeout(timeout)
     }
 
-    fn signal(&mut self, signal: i32) -> io::Result<()> {
-        if self.reaped.is_some() {
+    fn signal(&self, signal: i32) -> io::Result<()> {
+        // Under the lock: a child reaped meanwhile by another thread's call
+        // is not signalled (its pid may already name another process).
+        let reaped = self.status();
+        if reaped.is_some() {
             return Ok(());
         }
         sys::kill(self.pid, signal)
     }
 
-    /// Reaps the child if it ended; its status, or `None` while it runs.
-    fn poll(&mut self) -> Option<ExitStatus> {
-        if self.reaped.is_none() {
-            match sys::try_wait_child(self.pid) {
-                Ok(r) => self.reaped = r.map(convert),
-                // ECHILD: someone else reaped it (waitpid(-1) elsewhere, or
-                // SIGCHLD ignored); its status is lost and it no longer runs.
-                Err(_) => self.reaped = Some(ExitStatus::Signal(0)),
-            }
-        }
-        self.reaped
+    fn status(&self) -> std::sync::MutexGuard<'_, Option<ExitStatus>> {
+        // A panic cannot leave the status half written: take it as it is.
+        self.reaped.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wait_inner(&mut self, deadline: Option<Deadline>) -> io::Result<Option<ExitStatus>> {
-        if let Some(s) = self.reaped {
-            return Ok(Some(s));
+    /// Reaps the child if it ended; its status, or `None` while it runs.
+    fn poll(&self) -> Option<ExitStatus> {
+        let mut reaped = self.status();
+        if reaped.is_none() {
+            match sys::try_wait_child(self.pid) {
+                Ok(r) => *reaped = r.map(convert),
+                // ECHILD: someone else reaped it (waitpid(-1) elsewhere, or
+                // SIGCHLD ignored); its status is lost and it no longer runs.
+                Err(_) => *reaped = Some(ExitStatus::Signal(0)),
+            }
         }
-        let r = match sys::wait_child(self.pid, deadline) {
-            Ok(r) => r.map(convert),
-            // Reaped elsewhere: the status is lost and the child no longer
-            // runs, the same answer `is_alive` and `exitcode` give.
-            Err(e) if sys::is_no_child(&e) => Some(ExitStatus::Signal(0)),
-            Err(e) => return Err(e),
-        };
-        self.reaped = r;
-        Ok(r)
+        *reaped
+    }
+
+    fn wait_inner(&self, deadline: Option<Deadline>) -> io::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(s) = *self.status() {
+                return Ok(Some(s));
+            }
+            match sys::wait_child_ended(self.pid, deadline) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                // Reaped, by another thread's call through this handle (its
+                // status is recorded) or elsewhere (lost): `poll` tells.
+                Err(e) if sys::is_no_child(&e) => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(s) = self.poll() {
+                return Ok(Some(s));
+            }
+        }
     }
 }
 
 impl Child {
     /// The pid, for a caller that reaps (and, for a daemon, kills) the child
     /// itself: the handle then does nothing on drop.
-    pub(crate) fn detach(mut self) -> u32 {
-        self.reaped = Some(ExitStatus::Code(0));
+    pub(crate) fn detach(self) -> u32 {
+        *self.status() = Some(ExitStatus::Code(0));
         self.pid
     }
 }

@@ -526,7 +526,7 @@ impl Spawn {
             pid: child.id(),
             name,
             daemon: self.daemon,
-            reaped: None,
+            reaped: Mutex::new(None),
         })
     }
 }

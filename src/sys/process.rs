@@ -14,6 +14,7 @@ use std::cell::Cell;
 use std::io;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::time::Deadline;
 
@@ -362,6 +363,85 @@ pub(crate) fn wait_child(pid: u32, deadline: Option<Deadline>) -> io::Result<Opt
         return Err(super::last_error());
     }
     Ok(Some(decode_status(status)))
+}
+
+/// Blocks until child `pid` has ended, without reaping it (`waitid` with
+/// `WNOWAIT`, so the status stays for [`try_wait_child`] to collect), or
+/// until `deadline`: `Ok(true)` once it ended, `Ok(false)` at the deadline.
+/// `ECHILD` if it is not (or no longer) our child.
+///
+/// With a deadline the wait polls a pidfd; where `pidfd_open` is missing
+/// (kernels before 5.3) it looks with `WNOHANG` in naps that grow to 10 ms,
+/// so the deadline holds either way.
+pub(crate) fn wait_child_ended(pid: u32, deadline: Option<Deadline>) -> io::Result<bool> {
+    let ipid = libc::id_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let ended = |flags: libc::c_int| -> io::Result<bool> {
+        loop {
+            // SAFETY: an all-zero siginfo_t is a valid value to hand waitid.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: `info` is writable; waitid on our own child, never reaping
+            // (WNOWAIT).
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    ipid,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT | flags,
+                )
+            };
+            if r == 0 {
+                // SAFETY: waitid filled `info`; si_pid is 0 when WNOHANG found
+                // the child still running.
+                return Ok(unsafe { info.si_pid() } != 0);
+            }
+            if super::errno() == libc::EINTR {
+                continue;
+            }
+            return Err(super::last_error());
+        }
+    };
+    let Some(deadline) = deadline else {
+        return ended(0);
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, ipid, 0) };
+    if fd < 0 {
+        let mut nap = Duration::from_micros(100);
+        loop {
+            if ended(libc::WNOHANG)? {
+                return Ok(true);
+            }
+            if deadline.passed() {
+                return Ok(false);
+            }
+            std::thread::sleep(nap.min(deadline.remaining()));
+            nap = (nap * 2).min(Duration::from_millis(10));
+        }
+    }
+    let fd = fd as libc::c_int;
+    let ready = loop {
+        let ms = libc::c_int::try_from(deadline.remaining().as_millis().saturating_add(1))
+            .unwrap_or(libc::c_int::MAX);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd array of length 1.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r > 0 {
+            break true;
+        }
+        if r < 0 && super::errno() == libc::EINTR {
+            continue;
+        }
+        if r < 0 || deadline.passed() {
+            break false;
+        }
+    };
+    // SAFETY: `fd` came from pidfd_open and is closed once.
+    unsafe { libc::close(fd) };
+    Ok(ready)
 }
 
 /// `SIGTERM`.

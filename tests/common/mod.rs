@@ -106,7 +106,7 @@ pub fn spawn(f: impl FnOnce() -> i32) -> Child {
 }
 
 /// Waits for `child` under the watchdog: a hang kills it and fails the test.
-pub fn join(mut child: Child) -> ExitStatus {
+pub fn join(child: Child) -> ExitStatus {
     match child.wait_timeout(WATCHDOG).expect("wait") {
         Some(s) => s,
         None => {
@@ -129,7 +129,7 @@ pub fn join_all_ok(children: Vec<Child>) {
 }
 
 /// Kills `child` with SIGKILL and reaps it.
-pub fn kill(mut child: Child) {
+pub fn kill(child: Child) {
     child.kill().expect("kill");
     assert_eq!(join(child), ExitStatus::Signal(libc::SIGKILL));
 }
