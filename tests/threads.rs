@@ -273,3 +273,41 @@ fn blocking_put_completes_when_one_slot_frees_at_a_time() {
     }
     assert!(q.is_empty());
 }
+
+/// A child forked while another thread of the parent starts and ends `std`
+/// threads must still get through its first join of a region (which starts
+/// its beacon thread). When the beacon was a `std` thread, a fork that landed
+/// inside another thread's start or exit left the child's copy of std's
+/// thread-registration lock held, and the child hung for ever in its first
+/// `lock()` (the CI flake in `cpython_ports.rs`).
+#[test]
+fn a_child_forked_beside_thread_churn_gets_through_its_first_join() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        // Stops the churners however the loop below ends (a failed round too).
+        let _stop = StopOnDrop(&stop);
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    thread::spawn(|| {}).join().unwrap();
+                }
+            });
+        }
+        for round in 0..5000 {
+            let child = spawn(|| {
+                let Ok(lock) = Lock::anonymous() else {
+                    return 1;
+                };
+                i32::from(lock.lock().is_err()) * 2
+            });
+            assert_eq!(join(child), ExitStatus::Code(0), "round {round}");
+        }
+    });
+}

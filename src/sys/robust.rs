@@ -173,28 +173,83 @@ fn state() -> &'static State {
 
 /// Starts the beacon thread and returns its TID (0 if it could not start or the
 /// kernel refused the list).
+///
+/// A raw `pthread_create`, not `std::thread`: a process forked while another
+/// of its parent's threads was starting or ending a `std` thread inherits
+/// std's thread-registration lock held for ever, and the child's first join
+/// of a region (which starts its beacon) then never returned: 14 hangs in
+/// ~1,000 runs of `tests/cpython_ports.rs` at 4-16 test threads, every one
+/// with the beacon stuck in std's `thread_info` lock. glibc resets its own
+/// thread-creation locks in a forked child, and nothing here takes another.
 fn start_beacon_thread() -> u32 {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<u32>(1);
-    let spawned = std::thread::Builder::new()
-        .name("multiproc-beacon".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            // SAFETY: the head is a 'static, correctly laid out robust_list_head;
-            // registering it replaces glibc's list for this thread only, and this
-            // thread never locks a pthread robust mutex.
-            let rc = unsafe {
-                libc::syscall(libc::SYS_set_robust_list, HEAD.0.get(), size_of::<Head>())
-            };
-            let tid = if rc == 0 { super::process::tid() } else { 0 };
-            let _ = tx.send(tid);
-            drop(tx);
-            loop {
-                std::thread::park();
-            }
-        });
-    match spawned {
-        Ok(_) => rx.recv().unwrap_or(0),
-        Err(_) => 0,
+    /// The beacon's answer: `STARTED | tid` (tid 0: the list was refused).
+    static HANDSHAKE: AtomicU32 = AtomicU32::new(0);
+    const STARTED: u32 = 1 << 31;
+
+    extern "C" fn beacon_main(_: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: an all-ones set blocks every blockable signal for this
+        // thread only: signals are for the program's own threads, and this
+        // one runs no handler on its small stack.
+        unsafe {
+            let mut all = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+            libc::sigfillset(all.as_mut_ptr());
+            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), std::ptr::null_mut());
+        }
+        // SAFETY: the head is a 'static, correctly laid out robust_list_head;
+        // registering it replaces glibc's list for this thread only, and this
+        // thread never locks a pthread robust mutex.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_set_robust_list, HEAD.0.get(), size_of::<Head>()) };
+        let tid = if rc == 0 { super::process::tid() } else { 0 };
+        // Named before the answer, so a thread count taken after the start
+        // already knows it (`process::thread_count` matches the kernel's
+        // 15-byte `comm`, which is also the longest name glibc accepts).
+        let name = c"multiproc-beaco";
+        debug_assert!(super::process::BEACON_THREAD_NAME.starts_with("multiproc-beaco"));
+        // SAFETY: a NUL-terminated name of 15 bytes for the calling thread.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+        // Release: the starter reads the TID with Acquire.
+        HANDSHAKE.store(STARTED | tid, Ordering::Release);
+        super::futex::wake(&HANDSHAKE, u32::MAX);
+        loop {
+            // SAFETY: pause has no preconditions; every signal is blocked, so
+            // it sleeps for the life of the process.
+            unsafe { libc::pause() };
+        }
+    }
+
+    // Relaxed: only this thread starts the beacon of this process (`INIT`).
+    HANDSHAKE.store(0, Ordering::Relaxed);
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `attr` is initialized by pthread_attr_init before any other use
+    // and destroyed once; `beacon_main` has the signature pthread expects and
+    // takes no argument.
+    let created = unsafe {
+        if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
+            return 0;
+        }
+        libc::pthread_attr_setstacksize(attr.as_mut_ptr(), 64 * 1024);
+        libc::pthread_attr_setdetachstate(attr.as_mut_ptr(), libc::PTHREAD_CREATE_DETACHED);
+        let mut t: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut t, attr.as_ptr(), beacon_main, std::ptr::null_mut());
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        rc == 0
+    };
+    if !created {
+        return 0;
+    }
+    // Bounded: a beacon that does not answer within the bound (a machine
+    // stalled for that long) leaves beacons off; peers use `/proc`.
+    let deadline = super::time::Deadline::after(std::time::Duration::from_secs(10));
+    loop {
+        let v = HANDSHAKE.load(Ordering::Acquire);
+        if v & STARTED != 0 {
+            return v & !STARTED;
+        }
+        if deadline.passed() {
+            return 0;
+        }
+        let _ = super::futex::wait(&HANDSHAKE, v, Some(deadline));
     }
 }
 
