@@ -151,6 +151,7 @@ pub use park::WaitPolicy;
 pub use pool::{AsyncResult, Pool, PoolError};
 #[cfg(not(loom))]
 pub use process::Process;
+pub use queue::spsc;
 #[cfg(not(loom))]
 pub use queue::{
     BytesQueue, GetError, JoinableQueue, Pipe, PipeEnd, PutError, Queue, QueueStats, TaskDoneError,

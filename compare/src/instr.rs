@@ -33,8 +33,13 @@ const KIB: usize = 1024;
 
 /// The workloads: worker name, row name, and the floor row it is compared
 /// with (`None`: it is a floor).
-pub const ROWS: [(&str, &str, Option<&str>); 5] = [
+pub const ROWS: [(&str, &str, Option<&str>); 6] = [
     ("queue", "multiproc Queue<u64>: put + get", Some("ring8")),
+    (
+        "spsc",
+        "multiproc spsc::channel<u64>: send + recv",
+        Some("ring8"),
+    ),
     (
         "queue-try",
         "multiproc Queue<u64>: try_put + try_get",
@@ -128,6 +133,18 @@ pub fn pairs(kind: &str, n: u64) -> Res<u64> {
                 q.try_put(black_box(i))
                     .map_err(|_| format!("{kind}: try_put {i} on an empty queue failed"))?;
                 let v = black_box(q.try_get()?);
+                if v != i {
+                    return Err(bad(i, v).into());
+                }
+                sum = sum.wrapping_add(v);
+            }
+        }
+        "spsc" => {
+            let (mut tx, mut rx) = multiproc::spsc::channel::<u64>(CAP)?;
+            for i in 0..n {
+                tx.send(black_box(i))
+                    .map_err(|e| format!("{kind}: send: {e}"))?;
+                let v = black_box(rx.recv()?);
                 if v != i {
                     return Err(bad(i, v).into());
                 }

@@ -59,6 +59,8 @@ pub enum Mech {
     Queue,
     /// `Queue<[u8; S]>`, `put_many`/`get_many` in batches of 64.
     QueueBatch,
+    /// `spsc::channel::<[u8; S]>`, blocking `send` and `recv` (1 -> 1 only).
+    Channel,
     /// `BytesQueue`, blocking `put` and `get_into`.
     Bytes,
     /// A pipe; one `write` per length-prefixed frame.
@@ -77,9 +79,10 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in table order.
-    pub const ALL: [Mech; 9] = [
+    pub const ALL: [Mech; 10] = [
         Mech::Queue,
         Mech::QueueBatch,
+        Mech::Channel,
         Mech::Bytes,
         Mech::Pipe,
         Mech::PipeBuffered,
@@ -94,6 +97,7 @@ impl Mech {
         match self {
             Mech::Queue => "multiproc Queue (put/get)",
             Mech::QueueBatch => "multiproc Queue (put_many/get_many, 64)",
+            Mech::Channel => "multiproc spsc::channel (send/recv)",
             Mech::Bytes => "multiproc BytesQueue (put/get_into)",
             Mech::Pipe => "pipe, one write per frame",
             Mech::PipeBuffered => "pipe, buffered frames (64 KiB)",
@@ -111,7 +115,9 @@ impl Mech {
                 "n/a: buffered frames need one writer and one reader per stream \
                  (writes over PIPE_BUF interleave)",
             ),
-            (Mech::Spsc, 2) => Some("n/a: single producer, single consumer by design"),
+            (Mech::Spsc | Mech::Channel, 2) => {
+                Some("n/a: single producer, single consumer by design")
+            }
             _ => None,
         }
     }
@@ -535,6 +541,10 @@ where
                 .collect();
             procs(what, S, t, txs, rxs)
         }
+        Mech::Channel => {
+            let (tx, rx) = multiproc::spsc::channel::<[u8; S]>(CAP)?;
+            procs(what, S, t, vec![ChanTx(tx)], vec![ChanRx(rx)])
+        }
         Mech::Bytes => {
             let q = BytesQueue::anonymous(CAP, S)?;
             let txs = (0..n).map(|_| BytesTx(&q)).collect();
@@ -610,6 +620,35 @@ where
             let (tx, rx) = ring.ends();
             procs(what, S, t, vec![tx], vec![rx])
         }
+    }
+}
+
+struct ChanTx<const S: usize>(multiproc::spsc::Producer<[u8; S]>)
+where
+    [u8; S]: Pod;
+
+impl<const S: usize> Tx for ChanTx<S>
+where
+    [u8; S]: Pod,
+{
+    fn send(&mut self, msg: &[u8]) -> Result<(), i32> {
+        let item: [u8; S] = msg.try_into().map_err(|_| code::BAD_LEN)?;
+        self.0.send(item).map_err(|_| code::SEND_FAILED)
+    }
+}
+
+struct ChanRx<const S: usize>(multiproc::spsc::Consumer<[u8; S]>)
+where
+    [u8; S]: Pod;
+
+impl<const S: usize> Rx for ChanRx<S>
+where
+    [u8; S]: Pod,
+{
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, i32> {
+        let item = self.0.recv().map_err(|_| code::RECV_FAILED)?;
+        buf[..S].copy_from_slice(&item);
+        Ok(S)
     }
 }
 

@@ -173,6 +173,7 @@ mod typed;
 
 #[cfg(all(feature = "serde", not(loom)))]
 mod serde_queue;
+pub mod spsc;
 
 #[cfg(not(loom))]
 pub use bytes::BytesQueue;

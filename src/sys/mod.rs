@@ -9,6 +9,7 @@
 //! `EINTR` and `errno` are handled here and nowhere else.
 
 pub(crate) mod futex;
+pub(crate) mod membarrier;
 pub(crate) mod process;
 pub(crate) mod robust;
 pub(crate) mod shm;
