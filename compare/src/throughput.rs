@@ -61,6 +61,8 @@ pub enum Mech {
     QueueBatch,
     /// `spsc::channel::<[u8; S]>`, blocking `send` and `recv` (1 -> 1 only).
     Channel,
+    /// `spsc::channel::<[u8; S]>`, `try_send_many`/`try_recv_many` in batches of 64.
+    ChannelBatch,
     /// `BytesQueue`, blocking `put` and `get_into`.
     Bytes,
     /// A pipe; one `write` per length-prefixed frame.
@@ -79,10 +81,11 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in table order.
-    pub const ALL: [Mech; 10] = [
+    pub const ALL: [Mech; 11] = [
         Mech::Queue,
         Mech::QueueBatch,
         Mech::Channel,
+        Mech::ChannelBatch,
         Mech::Bytes,
         Mech::Pipe,
         Mech::PipeBuffered,
@@ -98,6 +101,7 @@ impl Mech {
             Mech::Queue => "multiproc Queue (put/get)",
             Mech::QueueBatch => "multiproc Queue (put_many/get_many, 64)",
             Mech::Channel => "multiproc spsc::channel (send/recv)",
+            Mech::ChannelBatch => "multiproc spsc::channel (send_many/recv_many, 64)",
             Mech::Bytes => "multiproc BytesQueue (put/get_into)",
             Mech::Pipe => "pipe, one write per frame",
             Mech::PipeBuffered => "pipe, buffered frames (64 KiB)",
@@ -115,7 +119,7 @@ impl Mech {
                 "n/a: buffered frames need one writer and one reader per stream \
                  (writes over PIPE_BUF interleave)",
             ),
-            (Mech::Spsc | Mech::Channel, 2) => {
+            (Mech::Spsc | Mech::Channel | Mech::ChannelBatch, 2) => {
                 Some("n/a: single producer, single consumer by design")
             }
             _ => None,
@@ -545,6 +549,20 @@ where
             let (tx, rx) = multiproc::spsc::channel::<[u8; S]>(CAP)?;
             procs(what, S, t, vec![ChanTx(tx)], vec![ChanRx(rx)])
         }
+        Mech::ChannelBatch => {
+            let (tx, rx) = multiproc::spsc::channel::<[u8; S]>(CAP)?;
+            let tx = ChanBatchTx {
+                tx,
+                batch: Vec::with_capacity(BATCH),
+            };
+            let rx = ChanBatchRx {
+                rx,
+                buf: vec![[0u8; S]; BATCH],
+                pos: 0,
+                len: 0,
+            };
+            procs(what, S, t, vec![tx], vec![rx])
+        }
         Mech::Bytes => {
             let q = BytesQueue::anonymous(CAP, S)?;
             let txs = (0..n).map(|_| BytesTx(&q)).collect();
@@ -647,6 +665,80 @@ where
 {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, i32> {
         let item = self.0.recv().map_err(|_| code::RECV_FAILED)?;
+        buf[..S].copy_from_slice(&item);
+        Ok(S)
+    }
+}
+
+struct ChanBatchTx<const S: usize>
+where
+    [u8; S]: Pod,
+{
+    tx: multiproc::spsc::Producer<[u8; S]>,
+    batch: Vec<[u8; S]>,
+}
+
+impl<const S: usize> Tx for ChanBatchTx<S>
+where
+    [u8; S]: Pod,
+{
+    fn send(&mut self, msg: &[u8]) -> Result<(), i32> {
+        self.batch.push(msg.try_into().map_err(|_| code::BAD_LEN)?);
+        if self.batch.len() == BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the whole batch, backing off while the ring is full.
+    fn flush(&mut self) -> Result<(), i32> {
+        let mut done = 0;
+        let mut b = Backoff::new();
+        while done < self.batch.len() {
+            match self.tx.try_send_many(&self.batch[done..]) {
+                Ok(0) => b.snooze(),
+                Ok(k) => {
+                    done += k;
+                    b = Backoff::new();
+                }
+                Err(_) => return Err(code::SEND_FAILED),
+            }
+        }
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+struct ChanBatchRx<const S: usize>
+where
+    [u8; S]: Pod,
+{
+    rx: multiproc::spsc::Consumer<[u8; S]>,
+    buf: Vec<[u8; S]>,
+    pos: usize,
+    len: usize,
+}
+
+impl<const S: usize> Rx for ChanBatchRx<S>
+where
+    [u8; S]: Pod,
+{
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, i32> {
+        let mut b = Backoff::new();
+        while self.pos == self.len {
+            self.pos = 0;
+            self.len = self
+                .rx
+                .try_recv_many(&mut self.buf)
+                .map_err(|_| code::RECV_FAILED)?;
+            if self.len == 0 {
+                b.snooze();
+            }
+        }
+        // One producer, one consumer: its stop message is the last it sends,
+        // so nothing follows it in a batch.
+        let item = self.buf[self.pos];
+        self.pos += 1;
         buf[..S].copy_from_slice(&item);
         Ok(S)
     }

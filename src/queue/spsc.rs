@@ -413,15 +413,40 @@ impl Cursor {
         }
     }
 
-    /// Moves our position one slot on and publishes it, then wakes the peer
-    /// if it may sleep.
+    /// Moves our position one slot on (not yet published).
     #[inline]
-    fn advance(&mut self, core: &SpscCore, env: &impl Env) {
+    fn step(&mut self) {
         self.pos = self.pos.wrapping_add(1);
         self.idx += 1;
         if self.idx as u64 == self.capacity {
             self.idx = 0;
         }
+    }
+
+    /// Moves our position one slot on and publishes it, then wakes the peer
+    /// if it may sleep.
+    #[inline]
+    fn advance(&mut self, core: &SpscCore, env: &impl Env) {
+        self.step();
+        self.publish(core, env);
+    }
+
+    /// [`Self::available`], reloading the other side's position unless the
+    /// cached one already shows `want`.
+    #[inline]
+    fn available_for(&mut self, core: &SpscCore, want: u64) -> u64 {
+        let n = self.room_in(self.seen);
+        if n >= want {
+            return n;
+        }
+        // Acquire: as in `available`.
+        self.seen = core.other(self.end).load(Ordering::Acquire);
+        self.room_in(self.seen)
+    }
+
+    /// Publishes our position, then wakes the peer if it may sleep.
+    #[inline]
+    fn publish(&mut self, core: &SpscCore, env: &impl Env) {
         // Release: publishes the copy-in (or the copy-out) to the peer's
         // Acquire load of this word.
         core.own(self.end).store(self.pos, Ordering::Release);
@@ -486,6 +511,85 @@ impl Cursor {
         cells.take(self.idx, out);
         self.advance(core, env);
         Ok(())
+    }
+
+    /// Sends the first `k` of the `n` items of `size` bytes each packed in
+    /// `data`, for as many as there is room for now (`k`; `Ok(0)` when full):
+    /// one publication, and one look at the peer, for the whole run.
+    pub(crate) fn try_send_many(
+        &mut self,
+        core: &SpscCore,
+        cells: &impl Cells,
+        env: &impl Env,
+        data: &[u8],
+        size: usize,
+        n: usize,
+    ) -> Result<usize, Fail> {
+        debug_assert_eq!(self.end, End::Send);
+        self.hold(core, env)?;
+        if core.peer_released(self.end) {
+            return Err(Fail::Disconnected);
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let room = self.available_for(core, n as u64);
+        if room == 0 {
+            return if core.peer_gone(self.end, env) {
+                Err(Fail::Disconnected)
+            } else {
+                Ok(0)
+            };
+        }
+        let k = n.min(room as usize);
+        for j in 0..k {
+            let Some(item) = data.get(j * size..(j + 1) * size) else {
+                break;
+            };
+            cells.put(self.idx, item);
+            self.step();
+        }
+        self.publish(core, env);
+        Ok(k)
+    }
+
+    /// Receives up to `n` items of `size` bytes each into `out` (packed), as
+    /// many as are there now (`Ok(0)` when empty): one publication for the
+    /// whole run.
+    pub(crate) fn try_recv_many(
+        &mut self,
+        core: &SpscCore,
+        cells: &impl Cells,
+        env: &impl Env,
+        out: &mut [u8],
+        size: usize,
+        n: usize,
+    ) -> Result<usize, Fail> {
+        debug_assert_eq!(self.end, End::Recv);
+        self.hold(core, env)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut have = self.available_for(core, n as u64);
+        if have == 0 {
+            if !core.peer_gone(self.end, env) {
+                return Ok(0);
+            }
+            have = self.available(core);
+            if have == 0 {
+                return Err(Fail::Disconnected);
+            }
+        }
+        let k = n.min(have as usize);
+        for j in 0..k {
+            let Some(slot) = out.get_mut(j * size..(j + 1) * size) else {
+                break;
+            };
+            cells.take(self.idx, slot);
+            self.step();
+        }
+        self.publish(core, env);
+        Ok(k)
     }
 
     /// Blocks until this end may make progress (room, an item, or a gone
@@ -1090,6 +1194,33 @@ mod handle {
             }
         }
 
+        /// Sends as many items from the front of `items` as there is room
+        /// for now, without blocking, and returns how many (`Ok(0)` when the
+        /// ring is full): one publication for the whole run, which is what
+        /// makes batches cheaper per item than [`Producer::try_send`].
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = multiproc::spsc::channel::<u32>(4)?;
+        /// assert_eq!(tx.try_send_many(&[1, 2, 3, 4, 5]).expect("connected"), 4);
+        /// let mut out = [0; 8];
+        /// assert_eq!(rx.try_recv_many(&mut out).expect("connected"), 4);
+        /// assert_eq!(out[..4], [1, 2, 3, 4]);
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        pub fn try_send_many(&mut self, items: &[T]) -> Result<usize, SendError<()>> {
+            let s = &self.shared;
+            let env = Proc(s.obj.region());
+            // SAFETY: `SharedType` types have no padding and no invalid bit
+            // patterns, so the items' storage is `size_of_val(items)`
+            // initialized bytes, borrowed for this call.
+            let data = unsafe {
+                std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), size_of_val(items))
+            };
+            self.cursor
+                .try_send_many(s.core(), &s.slots, &env, data, size_of::<T>(), items.len())
+                .map_err(|f| SendError::new(f, ()))
+        }
+
         /// This end with another [`WaitPolicy`] for its waits.
         pub fn with_wait_policy(mut self, policy: WaitPolicy) -> Producer<T> {
             self.shared.policy = policy;
@@ -1143,6 +1274,24 @@ mod handle {
                 let env = Proc(s.obj.region());
                 self.cursor.wait(s.core(), &env, s.policy, deadline)?;
             }
+        }
+
+        /// Receives as many items as are there now, up to `out.len()`, into
+        /// the front of `out`, without blocking, and returns how many
+        /// (`Ok(0)` when empty; [`RecvError::Disconnected`] once drained with
+        /// the producer gone).
+        pub fn try_recv_many(&mut self, out: &mut [T]) -> Result<usize, RecvError> {
+            let s = &self.shared;
+            let env = Proc(s.obj.region());
+            let n = out.len();
+            // SAFETY: as in `try_send_many`: `SharedType` items are plain
+            // bytes, every pattern valid, so writing them as bytes is sound.
+            let data = unsafe {
+                std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), size_of_val(out))
+            };
+            Ok(self
+                .cursor
+                .try_recv_many(s.core(), &s.slots, &env, data, size_of::<T>(), n)?)
         }
 
         /// This end with another [`WaitPolicy`] for its waits.
