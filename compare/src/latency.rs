@@ -310,6 +310,34 @@ where
     }
 }
 
+/// `spsc::channel` ends, one channel each way: blocking `send` and `recv`.
+#[derive(Debug)]
+pub struct ChanEnd<const S: usize>
+where
+    [u8; S]: Pod,
+{
+    /// Where this side sends.
+    pub tx: multiproc::spsc::Producer<[u8; S]>,
+    /// Where this side receives.
+    pub rx: multiproc::spsc::Consumer<[u8; S]>,
+}
+
+impl<const S: usize> End for ChanEnd<S>
+where
+    [u8; S]: Pod,
+{
+    fn send(&mut self, msg: &[u8]) -> Result<(), i32> {
+        let item: [u8; S] = msg.try_into().map_err(|_| code::BAD_LEN)?;
+        self.tx.send(item).map_err(|_| code::SEND_FAILED)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, i32> {
+        let item = self.rx.recv().map_err(|_| code::RECV_FAILED)?;
+        buf[..S].copy_from_slice(&item);
+        Ok(S)
+    }
+}
+
 /// A `multiproc::Pipe` end: `send`, and `recv` (which returns a `Vec`).
 #[derive(Debug)]
 pub struct MpPipe(pub PipeEnd);

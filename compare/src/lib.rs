@@ -52,7 +52,7 @@ use bytemuck::Pod;
 use hdrhistogram::Histogram;
 use multiproc::{Pipe, Queue};
 
-use latency::{Fd, Floor, MpPipe, QueueBlocking, QueueSpin, Timing};
+use latency::{ChanEnd, Fd, Floor, MpPipe, QueueBlocking, QueueSpin, Timing};
 use plumbing::{Fds, Res};
 use report::{Group, Row, Section};
 use throughput::Mech;
@@ -61,9 +61,10 @@ pub use report::{Outcome, Report};
 
 /// Latency rows measured here, in table order (Python and peers are added
 /// around them).
-const LATENCY_ROWS: [&str; 7] = [
+const LATENCY_ROWS: [&str; 8] = [
     "multiproc Queue, spinning try_get",
     "multiproc Queue, blocking get",
+    "multiproc spsc::channel, blocking recv",
     "multiproc Pipe",
     "pipe (write/read)",
     "Unix socket pair",
@@ -72,7 +73,7 @@ const LATENCY_ROWS: [&str; 7] = [
 ];
 
 /// Index of the POSIX message queue row in [`LATENCY_ROWS`].
-const MQ_ROW: usize = 5;
+const MQ_ROW: usize = 6;
 
 /// The reference row of each section, for the ratio column.
 pub const LATENCY_REF: &str = LATENCY_ROWS[1];
@@ -435,12 +436,25 @@ where
             }
         }
         2 => {
+            let (req_tx, req_rx) = multiproc::spsc::channel::<[u8; S]>(2)?;
+            let (resp_tx, resp_rx) = multiproc::spsc::channel::<[u8; S]>(2)?;
+            let parent = ChanEnd {
+                tx: req_tx,
+                rx: resp_rx,
+            };
+            let child = ChanEnd {
+                tx: resp_tx,
+                rx: req_rx,
+            };
+            latency::processes(&what, S, t, parent, child)
+        }
+        3 => {
             let (a, b) = Pipe::anonymous(2, S)?;
             latency::processes(&what, S, t, MpPipe(a), MpPipe(b))
         }
-        3 | 4 => {
+        4 | 5 => {
             let mut fds = Fds::default();
-            let (parent, child) = if i == 3 {
+            let (parent, child) = if i == 4 {
                 let (to_child, from_parent) = fds.pipe()?;
                 let (to_parent, from_child) = fds.pipe()?;
                 (

@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 
 /// Every row name the table must show (measured, or with the reason it is not).
-const ROWS: [&str; 28] = [
+const ROWS: [&str; 31] = [
     // Round-trip latency.
     "multiproc Queue, spinning try_get",
     "multiproc Queue, blocking get",
+    "multiproc spsc::channel, blocking recv",
     "multiproc Pipe",
     "pipe (write/read)",
     "Unix socket pair",
@@ -23,6 +24,8 @@ const ROWS: [&str; 28] = [
     // Throughput.
     "multiproc Queue (put/get)",
     "multiproc Queue (put_many/get_many, 64)",
+    "multiproc spsc::channel (send/recv)",
+    "multiproc spsc::channel (send_many/recv_many, 64)",
     "multiproc BytesQueue (put/get_into)",
     "pipe, one write per frame",
     "pipe, buffered frames (64 KiB)",
@@ -122,7 +125,10 @@ fn quick_run_produces_every_row_and_file() {
     // Every multiproc row was measured and has a ratio column entry.
     for line in table.lines().filter(|l| l.starts_with("  multiproc ")) {
         assert!(
-            line.contains("reference") || line.contains("x slower") || line.contains("x faster"),
+            line.contains("reference")
+                || line.contains("x slower")
+                || line.contains("x faster")
+                || line.contains("n/a: single producer, single consumer by design"),
             "multiproc row without figures: {line}"
         );
     }
@@ -130,7 +136,8 @@ fn quick_run_produces_every_row_and_file() {
     // but Python (needs python3) and the peers (need the default `peers` feature).
     for row in &report.rows {
         let by_design_2x2 = (row.name.starts_with("pipe, buffered")
-            || row.name.starts_with("bare SPSC"))
+            || row.name.starts_with("bare SPSC")
+            || row.name.starts_with("multiproc spsc::channel"))
             && row.group.section.producers() == Some(2);
         let optional = row.name.starts_with("Python")
             || row.name.starts_with("iceoryx2")
