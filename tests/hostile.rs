@@ -595,6 +595,35 @@ fn victim(kind: &str, seed: u64, secs: f64) {
                 }
             )
         }
+        "SpscChannel" => run!(
+            std::cell::RefCell::new(multiproc::spsc::channel::<u64>(8).unwrap()),
+            |c: &std::cell::RefCell<(
+                multiproc::spsc::Producer<u64>,
+                multiproc::spsc::Consumer<u64>,
+            )>| one(c.borrow().0.region()),
+            // Anonymous only: nothing to re-open.
+            |_: &str| None,
+            |c, r, t| {
+                let (tx, rx) = &mut *c.borrow_mut();
+                match r.below(6) {
+                    0 => t.time("try_send", Duration::ZERO, || ignore(tx.try_send(r.next()))),
+                    1 => t.time("try_recv", Duration::ZERO, || ignore(rx.try_recv())),
+                    2 => t.time("send_timeout", T, || ignore(tx.send_timeout(1, T))),
+                    3 => t.time("recv_timeout", T, || ignore(rx.recv_timeout(T))),
+                    4 => t.time("send_many", Duration::ZERO, || {
+                        if let Ok(k) = tx.try_send_many(&[1; 8]) {
+                            assert!(k <= 8);
+                        }
+                    }),
+                    _ => t.time("recv_many", Duration::ZERO, || {
+                        let mut out = [0u64; 8];
+                        if let Ok(k) = rx.try_recv_many(&mut out) {
+                            assert!(k <= 8);
+                        }
+                    }),
+                }
+            }
+        ),
         other => panic!("unknown kind {other}"),
     }
 
@@ -717,6 +746,11 @@ fn run_kind(kind: &str) {
 #[test]
 fn hostile_queue() {
     run_kind("Queue");
+}
+
+#[test]
+fn hostile_spsc_channel() {
+    run_kind("SpscChannel");
 }
 
 #[test]

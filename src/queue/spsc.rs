@@ -322,7 +322,14 @@ impl Cursor {
         let me = env.me().ok_or(Fail::NoParticipantSlot)?;
         let light = env.register_light();
         let role = core.role(self.end);
+        // Bounded: each lost CAS means the word changed under us, which only
+        // a racing taker (then InUse on the next look) or a scribbler does.
+        let mut tries = 0;
         loop {
+            tries += 1;
+            if tries > 64 {
+                return Err(Fail::InUse);
+            }
             let cur = role.load(Ordering::Acquire);
             if cur != FREE && cur != RELEASED && cur != me && !matches!(env.probe(cur), Probe::Dead)
             {
@@ -1231,6 +1238,11 @@ mod handle {
         pub fn capacity(&self) -> usize {
             self.cursor.capacity as usize
         }
+
+        /// The region holding the channel.
+        pub fn region(&self) -> &Region {
+            self.shared.obj.region()
+        }
     }
 
     impl<T: SharedType> Consumer<T> {
@@ -1304,6 +1316,25 @@ mod handle {
         pub fn capacity(&self) -> usize {
             self.cursor.capacity as usize
         }
+
+        /// The region holding the channel.
+        pub fn region(&self) -> &Region {
+            self.shared.obj.region()
+        }
+    }
+
+    impl<T: SharedType> Drop for Producer<T> {
+        fn drop(&mut self) {
+            let s = &self.shared;
+            self.cursor.release(s.core(), &Proc(s.obj.region()));
+        }
+    }
+
+    impl<T: SharedType> Drop for Consumer<T> {
+        fn drop(&mut self) {
+            let s = &self.shared;
+            self.cursor.release(s.core(), &Proc(s.obj.region()));
+        }
     }
 
     #[cfg(test)]
@@ -1346,20 +1377,6 @@ mod handle {
             tx2.shared.core().tail.0.store(100, Ordering::Relaxed);
             assert_eq!(rx2.try_recv(), Err(RecvError::Corrupted));
             assert!(matches!(tx2.try_send(3), Err(SendError::Corrupted(3))));
-        }
-    }
-
-    impl<T: SharedType> Drop for Producer<T> {
-        fn drop(&mut self) {
-            let s = &self.shared;
-            self.cursor.release(s.core(), &Proc(s.obj.region()));
-        }
-    }
-
-    impl<T: SharedType> Drop for Consumer<T> {
-        fn drop(&mut self) {
-            let s = &self.shared;
-            self.cursor.release(s.core(), &Proc(s.obj.region()));
         }
     }
 }
