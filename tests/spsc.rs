@@ -314,3 +314,34 @@ fn timeouts_are_kept() {
         Err(SendError::Timeout(2))
     ));
 }
+
+#[test]
+fn a_named_channel_connects_a_process_that_opens_it_by_name() {
+    let name = common::unique_name("spsc-named");
+    let _u = common::Unlink(name.clone());
+    let (mut tx, rx) = spsc::create::<u64>(&name, 30).unwrap();
+    drop(rx); // never used: takes no role
+    let child = spawn(|| {
+        // A fresh open by name, as an unrelated program would.
+        let Ok((tx, mut rx)) = spsc::open::<u64>(&name) else {
+            return 1;
+        };
+        drop(tx);
+        if rx.capacity() != 30 {
+            return 2;
+        }
+        for i in 0..1000 {
+            if rx.recv_timeout(WATCHDOG) != Ok(i) {
+                return 3;
+            }
+        }
+        0
+    });
+    for i in 0..1000 {
+        tx.send_timeout(i, WATCHDOG).unwrap();
+    }
+    assert_eq!(join(child), ExitStatus::Code(0));
+    // The wrong element type is refused at open.
+    assert!(spsc::open::<u32>(&name).is_err());
+    assert!(multiproc::Queue::<u64>::open(&name).is_err());
+}

@@ -814,7 +814,10 @@ pub(crate) mod model {
 }
 
 #[cfg(not(loom))]
-pub use handle::{Consumer, Producer, RecvError, SendError, channel, channel_with};
+pub use handle::{
+    Consumer, Producer, RecvError, SendError, channel, channel_with, create, create_with, open,
+    open_with,
+};
 
 #[cfg(not(loom))]
 mod handle {
@@ -886,16 +889,23 @@ mod handle {
 
         fn check(&self, payload_size: usize) -> Result<(), Error> {
             let (capacity, slot) = self.core.stored();
-            let fits = usize::try_from(capacity)
-                .ok()
-                .and_then(|c| c.checked_mul(size_of::<T>()))
-                .and_then(|b| b.checked_add(SLOTS_OFFSET))
-                .is_some_and(|n| n <= payload_size);
-            if capacity == 0 || capacity > MAX_CAPACITY || slot != size_of::<T>() as u64 || !fits {
+            if !fits::<T>(capacity, slot, payload_size) {
                 return Err(Error::Corrupted("channel geometry"));
             }
             Ok(())
         }
+    }
+
+    /// Whether a channel of `capacity` slots of `slot` bytes is one of `T`s
+    /// that fits in `size` bytes from the object's start.
+    fn fits<T>(capacity: u64, slot: u64, size: usize) -> bool {
+        (1..=MAX_CAPACITY).contains(&capacity)
+            && slot == size_of::<T>() as u64
+            && usize::try_from(capacity)
+                .ok()
+                .and_then(|c| c.checked_mul(size_of::<T>()))
+                .and_then(|b| b.checked_add(SLOTS_OFFSET))
+                .is_some_and(|n| n <= size)
     }
 
     /// The slots of a mapped channel, with the geometry the handle keeps.
@@ -1020,7 +1030,72 @@ mod handle {
         opts: RegionOptions,
     ) -> Result<(Producer<T>, Consumer<T>), Error> {
         let cap = u64::try_from(capacity).unwrap_or(u64::MAX);
-        let obj: Object<SpscObject<T>> = Region::create_object(None, opts, &cap)?;
+        ends(Region::create_object(None, opts, &cap)?, cap)
+    }
+
+    /// Creates a channel under `name` (see [`Queue::create`](crate::Queue::create)
+    /// for names, modes and cleanup), and returns both ends: keep the one this
+    /// process uses and drop the other (an end never used takes no role).
+    ///
+    /// ```no_run
+    /// // The producer's program:
+    /// let (mut tx, rx) = multiproc::spsc::create::<u64>("/ticks", 1024)?;
+    /// drop(rx);
+    /// tx.send(1).expect("a consumer or room");
+    /// // The consumer's program:
+    /// let (tx, mut rx) = multiproc::spsc::open::<u64>("/ticks")?;
+    /// drop(tx);
+    /// assert_eq!(rx.recv().expect("an item"), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn create<T: SharedType>(
+        name: &str,
+        capacity: usize,
+    ) -> Result<(Producer<T>, Consumer<T>), Error> {
+        create_with(name, capacity, RegionOptions::default())
+    }
+
+    /// [`create`] with region options.
+    pub fn create_with<T: SharedType>(
+        name: &str,
+        capacity: usize,
+        opts: RegionOptions,
+    ) -> Result<(Producer<T>, Consumer<T>), Error> {
+        let cap = u64::try_from(capacity).unwrap_or(u64::MAX);
+        ends(Region::create_object(Some(name), opts, &cap)?, cap)
+    }
+
+    /// Opens the channel `name` (its element type must match: size,
+    /// alignment and type id) and returns both ends, as [`create`] does.
+    /// The capacity is read from the region and checked against its size
+    /// once, here.
+    pub fn open<T: SharedType>(name: &str) -> Result<(Producer<T>, Consumer<T>), Error> {
+        open_with(name, RegionOptions::default())
+    }
+
+    /// [`open`] with the trust options of `opts`
+    /// ([`RegionOptions::allow_foreign_owner`],
+    /// [`RegionOptions::allow_shared_write`]).
+    pub fn open_with<T: SharedType>(
+        name: &str,
+        opts: RegionOptions,
+    ) -> Result<(Producer<T>, Consumer<T>), Error> {
+        let obj: Object<SpscObject<T>> = Region::open_object_with(name, opts)?;
+        // Read once and checked against the bytes the object owns (a peer
+        // may have changed it since `SpscObject::check` looked); kept in the
+        // handles from here on, never read again.
+        let (cap, slot) = obj.get().core.stored();
+        if !fits::<T>(cap, slot, obj.size()) {
+            return Err(Error::Corrupted("channel geometry"));
+        }
+        ends(obj, cap)
+    }
+
+    /// Both ends over `obj`, a channel of `cap` slots (planned or checked).
+    fn ends<T: SharedType>(
+        obj: Object<SpscObject<T>>,
+        cap: u64,
+    ) -> Result<(Producer<T>, Consumer<T>), Error> {
         let rx = obj.clone();
         Ok((
             Producer {
