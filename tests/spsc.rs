@@ -345,3 +345,18 @@ fn a_named_channel_connects_a_process_that_opens_it_by_name() {
     assert!(spsc::open::<u32>(&name).is_err());
     assert!(multiproc::Queue::<u64>::open(&name).is_err());
 }
+
+#[test]
+fn a_second_handle_of_an_end_in_the_same_process_is_in_use() {
+    let name = common::unique_name("spsc-twice");
+    let _u = common::Unlink(name.clone());
+    let (mut tx1, mut rx1) = spsc::create::<u64>(&name, 4).unwrap();
+    let (mut tx2, mut rx2) = spsc::open::<u64>(&name).unwrap();
+    tx1.send(1).unwrap();
+    assert!(matches!(tx2.try_send(2), Err(SendError::InUse(2))));
+    assert_eq!(rx2.try_recv(), Ok(1));
+    assert_eq!(rx1.try_recv(), Err(RecvError::InUse));
+    drop(tx1);
+    tx2.send(3).unwrap();
+    assert_eq!(rx2.try_recv(), Ok(3));
+}

@@ -331,8 +331,10 @@ impl Cursor {
                 return Err(Fail::InUse);
             }
             let cur = role.load(Ordering::Acquire);
-            if cur != FREE && cur != RELEASED && cur != me && !matches!(env.probe(cur), Probe::Dead)
-            {
+            // Our own token here can only be a scribble (every mapping joins
+            // with a token of its own): held, as a live peer's would be.
+            let taken = cur != FREE && cur != RELEASED;
+            if taken && (cur == me || !matches!(env.probe(cur), Probe::Dead)) {
                 return Err(Fail::InUse);
             }
             // Before the role: a peer that reads the role (Acquire) then
