@@ -265,8 +265,7 @@ pub(crate) trait Cells {
 /// One end's process-local state: the role it holds, its position and its
 /// cached copy of the other side's.
 #[derive(Debug)]
-pub(crate) struct Cursor {
-    end: End,
+pub(crate) struct Cursor<const SEND: bool> {
     /// Fork epoch in which this process took the role (0: not held).
     held: u32,
     /// Our token while held.
@@ -293,11 +292,13 @@ pub(crate) trait Env: Owners {
     fn heavy_fence(&self) -> bool;
 }
 
-impl Cursor {
+impl<const SEND: bool> Cursor<SEND> {
+    /// Which end this cursor is (a constant: every `match` on it folds away).
+    const END: End = if SEND { End::Send } else { End::Recv };
+
     /// A cursor for `end` of a ring of `capacity` slots, holding no role.
-    pub(crate) fn new(end: End, capacity: u64) -> Cursor {
+    pub(crate) fn new(capacity: u64) -> Cursor<SEND> {
         Cursor {
-            end,
             held: 0,
             token: 0,
             light: false,
@@ -321,7 +322,7 @@ impl Cursor {
     fn take_role(&mut self, core: &SpscCore, env: &impl Env) -> Result<(), Fail> {
         let me = env.me().ok_or(Fail::NoParticipantSlot)?;
         let light = env.register_light();
-        let role = core.role(self.end);
+        let role = core.role(Self::END);
         // Bounded: each lost CAS means the word changed under us, which only
         // a racing taker (then InUse on the next look) or a scribbler does.
         let mut tries = 0;
@@ -339,7 +340,7 @@ impl Cursor {
             }
             // Before the role: a peer that reads the role (Acquire) then
             // reads how we fence.
-            core.light(self.end)
+            core.light(Self::END)
                 .store(u32::from(light), Ordering::Relaxed);
             // AcqRel: Acquire for the previous holder's last position store
             // (its give-back is a Release; a dead holder's stores are all
@@ -351,9 +352,9 @@ impl Cursor {
                 break;
             }
         }
-        let own = core.own(self.end).load(Ordering::Acquire);
-        let other = core.other(self.end).load(Ordering::Acquire);
-        let (head, tail) = match self.end {
+        let own = core.own(Self::END).load(Ordering::Acquire);
+        let other = core.other(Self::END).load(Ordering::Acquire);
+        let (head, tail) = match Self::END {
             End::Send => (other, own),
             End::Recv => (own, other),
         };
@@ -380,13 +381,13 @@ impl Cursor {
         self.held = 0;
         // Release: our last position store happens before a peer that reads
         // RELEASED (Acquire) looks at the ring again.
-        let _ = core.role(self.end).compare_exchange(
+        let _ = core.role(Self::END).compare_exchange(
             self.token,
             RELEASED,
             Ordering::Release,
             Ordering::Relaxed,
         );
-        let peer = match self.end {
+        let peer = match Self::END {
             End::Send => End::Recv,
             End::Recv => End::Send,
         };
@@ -403,7 +404,7 @@ impl Cursor {
         }
         // Acquire: the other side's copy-out (or copy-in) of the slots it
         // moved past happened before its Release store.
-        let other = core.other(self.end).load(Ordering::Acquire);
+        let other = core.other(Self::END).load(Ordering::Acquire);
         self.seen = other;
         self.room_in(other)
     }
@@ -412,7 +413,7 @@ impl Cursor {
     /// position (a scribble), which then reads as full or empty.
     #[inline]
     fn room_in(&self, other: u64) -> u64 {
-        match self.end {
+        match Self::END {
             // The consumer is at most `capacity` behind us, never ahead.
             End::Send => self.capacity.saturating_sub(self.pos.wrapping_sub(other)),
             End::Recv => {
@@ -449,7 +450,7 @@ impl Cursor {
             return n;
         }
         // Acquire: as in `available`.
-        self.seen = core.other(self.end).load(Ordering::Acquire);
+        self.seen = core.other(Self::END).load(Ordering::Acquire);
         self.room_in(self.seen)
     }
 
@@ -458,8 +459,8 @@ impl Cursor {
     fn publish(&mut self, core: &SpscCore, env: &impl Env) {
         // Release: publishes the copy-in (or the copy-out) to the peer's
         // Acquire load of this word.
-        core.own(self.end).store(self.pos, Ordering::Release);
-        let peer = match self.end {
+        core.own(Self::END).store(self.pos, Ordering::Release);
+        let peer = match Self::END {
             End::Send => End::Recv,
             End::Recv => End::Send,
         };
@@ -478,13 +479,13 @@ impl Cursor {
         env: &impl Env,
         item: &[u8],
     ) -> Result<(), Fail> {
-        debug_assert_eq!(self.end, End::Send);
+        debug_assert_eq!(Self::END, End::Send);
         self.hold(core, env)?;
-        if core.peer_released(self.end) {
+        if core.peer_released(Self::END) {
             return Err(Fail::Disconnected);
         }
         if self.available(core) == 0 {
-            return Err(if core.peer_gone(self.end, env) {
+            return Err(if core.peer_gone(Self::END, env) {
                 Fail::Disconnected
             } else {
                 Fail::WouldBlock
@@ -505,10 +506,10 @@ impl Cursor {
         env: &impl Env,
         out: &mut [u8],
     ) -> Result<(), Fail> {
-        debug_assert_eq!(self.end, End::Recv);
+        debug_assert_eq!(Self::END, End::Recv);
         self.hold(core, env)?;
         if self.available(core) == 0 {
-            if !core.peer_gone(self.end, env) {
+            if !core.peer_gone(Self::END, env) {
                 return Err(Fail::WouldBlock);
             }
             // Gone (read with Acquire, after its last publication): look once
@@ -534,9 +535,9 @@ impl Cursor {
         size: usize,
         n: usize,
     ) -> Result<usize, Fail> {
-        debug_assert_eq!(self.end, End::Send);
+        debug_assert_eq!(Self::END, End::Send);
         self.hold(core, env)?;
-        if core.peer_released(self.end) {
+        if core.peer_released(Self::END) {
             return Err(Fail::Disconnected);
         }
         if n == 0 {
@@ -544,7 +545,7 @@ impl Cursor {
         }
         let room = self.available_for(core, n as u64);
         if room == 0 {
-            return if core.peer_gone(self.end, env) {
+            return if core.peer_gone(Self::END, env) {
                 Err(Fail::Disconnected)
             } else {
                 Ok(0)
@@ -574,14 +575,14 @@ impl Cursor {
         size: usize,
         n: usize,
     ) -> Result<usize, Fail> {
-        debug_assert_eq!(self.end, End::Recv);
+        debug_assert_eq!(Self::END, End::Recv);
         self.hold(core, env)?;
         if n == 0 {
             return Ok(0);
         }
         let mut have = self.available_for(core, n as u64);
         if have == 0 {
-            if !core.peer_gone(self.end, env) {
+            if !core.peer_gone(Self::END, env) {
                 return Ok(0);
             }
             have = self.available(core);
@@ -614,13 +615,14 @@ impl Cursor {
             // Waiting for the role: its holder gives it back or dies.
             return self.wait_for_role(core, env, deadline);
         }
-        let ready =
-            |c: &mut Cursor| -> bool { c.available(core) != 0 || core.peer_gone(c.end, env) };
+        let ready = |c: &mut Cursor<SEND>| -> bool {
+            c.available(core) != 0 || core.peer_gone(Self::END, env)
+        };
         if policy != WaitPolicy::Park && crate::loom::hint::spin_wait(|| ready(self)) {
             return Ok(());
         }
-        let word = core.wake_word(self.end);
-        let peer_light = core.light(match self.end {
+        let word = core.wake_word(Self::END);
+        let peer_light = core.light(match Self::END {
             End::Send => End::Recv,
             End::Recv => End::Send,
         });
@@ -827,7 +829,7 @@ mod handle {
     use std::marker::PhantomData;
     use std::time::Duration;
 
-    use super::{Cells, Cursor, End, Env, Fail, MAX_CAPACITY, SpscCore};
+    use super::{Cells, Cursor, Env, Fail, MAX_CAPACITY, SpscCore};
     use crate::Error;
     use crate::identity::{ElementId, Elements, SharedType};
     use crate::loom::Deadline;
@@ -1102,11 +1104,11 @@ mod handle {
         Ok((
             Producer {
                 shared: Shared::new(obj),
-                cursor: Cursor::new(End::Send, cap),
+                cursor: Cursor::<true>::new(cap),
             },
             Consumer {
                 shared: Shared::new(rx),
-                cursor: Cursor::new(End::Recv, cap),
+                cursor: Cursor::<false>::new(cap),
             },
         ))
     }
@@ -1114,13 +1116,13 @@ mod handle {
     /// The sending end of a [`channel`].
     pub struct Producer<T: SharedType> {
         shared: Shared<T>,
-        cursor: Cursor,
+        cursor: Cursor<true>,
     }
 
     /// The receiving end of a [`channel`].
     pub struct Consumer<T: SharedType> {
         shared: Shared<T>,
-        cursor: Cursor,
+        cursor: Cursor<false>,
     }
 
     impl<T: SharedType> fmt::Debug for Producer<T> {
@@ -1469,7 +1471,7 @@ mod loom_tests {
     use loom::thread;
 
     use super::model::{LoomCells, LoomEnv};
-    use super::{Cursor, End, Fail, SpscCore};
+    use super::{Cursor, Fail, SpscCore};
     use crate::loom::cell::UnsafeCell;
     use crate::park::WaitPolicy;
 
@@ -1485,7 +1487,7 @@ mod loom_tests {
         })
     }
 
-    fn send(c: &mut Cursor, ch: &Chan, v: u64) -> Result<(), Fail> {
+    fn send(c: &mut Cursor<true>, ch: &Chan, v: u64) -> Result<(), Fail> {
         loop {
             match c.try_send(&ch.core, &ch.cells, &LoomEnv, &v.to_le_bytes()) {
                 Err(Fail::WouldBlock) => c.wait(&ch.core, &LoomEnv, WaitPolicy::Park, None)?,
@@ -1494,7 +1496,7 @@ mod loom_tests {
         }
     }
 
-    fn recv(c: &mut Cursor, ch: &Chan) -> Result<u64, Fail> {
+    fn recv(c: &mut Cursor<false>, ch: &Chan) -> Result<u64, Fail> {
         let mut b = [0u8; 8];
         loop {
             match c.try_recv(&ch.core, &ch.cells, &LoomEnv, &mut b) {
@@ -1514,13 +1516,13 @@ mod loom_tests {
             let p = {
                 let ch = ch.clone();
                 thread::spawn(move || {
-                    let mut tx = Cursor::new(End::Send, 1);
+                    let mut tx = Cursor::<true>::new(1);
                     send(&mut tx, &ch, 1).unwrap();
                     send(&mut tx, &ch, 2).unwrap();
                     tx.release(&ch.core, &LoomEnv);
                 })
             };
-            let mut rx = Cursor::new(End::Recv, 1);
+            let mut rx = Cursor::<false>::new(1);
             assert_eq!(recv(&mut rx, &ch), Ok(1));
             assert_eq!(recv(&mut rx, &ch), Ok(2));
             assert_eq!(recv(&mut rx, &ch), Err(Fail::Disconnected));
@@ -1535,7 +1537,7 @@ mod loom_tests {
             let p = {
                 let ch = ch.clone();
                 thread::spawn(move || {
-                    let mut tx = Cursor::new(End::Send, 2);
+                    let mut tx = Cursor::<true>::new(2);
                     send(&mut tx, &ch, 5).unwrap();
                     // Killed: no give-back. The wake stands for the sleeper's
                     // slice ending, after which it probes.
@@ -1543,7 +1545,7 @@ mod loom_tests {
                     super::wake(&ch.core.rx_wake.0);
                 })
             };
-            let mut rx = Cursor::new(End::Recv, 2);
+            let mut rx = Cursor::<false>::new(2);
             assert_eq!(recv(&mut rx, &ch), Ok(5), "a dead producer's item is kept");
             assert_eq!(recv(&mut rx, &ch), Err(Fail::Disconnected));
             p.join().unwrap();
@@ -1558,12 +1560,12 @@ mod loom_tests {
         // A's death and B's take-over it may read the end as disconnected.
         loom::model(|| {
             let ch = chan(2);
-            let mut a = Cursor::new(End::Send, 2);
+            let mut a = Cursor::<true>::new(2);
             send(&mut a, &ch, 1).unwrap();
             let b = {
                 let ch = ch.clone();
                 thread::spawn(move || {
-                    let mut b = Cursor::new(End::Send, 2);
+                    let mut b = Cursor::<true>::new(2);
                     assert_eq!(send(&mut b, &ch, 2), Err(Fail::InUse));
                 })
             };
@@ -1572,12 +1574,12 @@ mod loom_tests {
             let c = {
                 let ch = ch.clone();
                 thread::spawn(move || {
-                    let mut b = Cursor::new(End::Send, 2);
+                    let mut b = Cursor::<true>::new(2);
                     send(&mut b, &ch, 2).unwrap();
                     b.release(&ch.core, &LoomEnv);
                 })
             };
-            let mut rx = Cursor::new(End::Recv, 2);
+            let mut rx = Cursor::<false>::new(2);
             assert_eq!(recv(&mut rx, &ch), Ok(1));
             // Until B takes the role, the dead holder reads as a disconnection.
             let second = match recv(&mut rx, &ch) {
@@ -1604,12 +1606,12 @@ mod loom_tests {
             let c = {
                 let ch = ch.clone();
                 thread::spawn(move || {
-                    let mut rx = Cursor::new(End::Recv, 1);
+                    let mut rx = Cursor::<false>::new(1);
                     assert_eq!(recv(&mut rx, &ch), Ok(1));
                     rx.release(&ch.core, &LoomEnv);
                 })
             };
-            let mut tx = Cursor::new(End::Send, 1);
+            let mut tx = Cursor::<true>::new(1);
             send(&mut tx, &ch, 1).unwrap();
             let mut sent = 0;
             while send(&mut tx, &ch, 2).is_ok() {
