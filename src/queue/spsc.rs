@@ -79,7 +79,9 @@
 //! sees a false disconnection: create the channel, fork, and use each end only
 //! in the process it is meant for (the first use takes the role for good).
 
+use crate::loom::Deadline;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::park::WaitPolicy;
 use crate::queue::ring::Line;
 use crate::sync::robust::{Owners, Probe};
 
@@ -296,7 +298,7 @@ impl<const SEND: bool> Cursor<SEND> {
     /// Which end this cursor is (a constant: every `match` on it folds away).
     const END: End = if SEND { End::Send } else { End::Recv };
 
-    /// A cursor for `end` of a ring of `capacity` slots, holding no role.
+    /// A cursor for its end of a ring of `capacity` slots, holding no role.
     pub(crate) fn new(capacity: u64) -> Cursor<SEND> {
         Cursor {
             held: 0,
@@ -436,9 +438,9 @@ impl<const SEND: bool> Cursor<SEND> {
     /// Moves our position one slot on and publishes it, then wakes the peer
     /// if it may sleep.
     #[inline]
-    fn advance(&mut self, core: &SpscCore, env: &impl Env) {
+    fn advance(&mut self, core: &SpscCore) {
         self.step();
-        self.publish(core, env);
+        self.publish(core);
     }
 
     /// [`Self::available`], reloading the other side's position unless the
@@ -456,7 +458,7 @@ impl<const SEND: bool> Cursor<SEND> {
 
     /// Publishes our position, then wakes the peer if it may sleep.
     #[inline]
-    fn publish(&mut self, core: &SpscCore, env: &impl Env) {
+    fn publish(&mut self, core: &SpscCore) {
         // Release: publishes the copy-in (or the copy-out) to the peer's
         // Acquire load of this word.
         core.own(Self::END).store(self.pos, Ordering::Release);
@@ -465,7 +467,7 @@ impl<const SEND: bool> Cursor<SEND> {
             End::Recv => End::Send,
         };
         let word = core.wake_word(peer);
-        if fast_side_load(word, self.light, env) & SLEEPING != 0 {
+        if fast_side_load(word, self.light) & SLEEPING != 0 {
             wake(word);
         }
     }
@@ -492,7 +494,7 @@ impl<const SEND: bool> Cursor<SEND> {
             });
         }
         cells.put(self.idx, item);
-        self.advance(core, env);
+        self.advance(core);
         Ok(())
     }
 
@@ -519,7 +521,7 @@ impl<const SEND: bool> Cursor<SEND> {
             }
         }
         cells.take(self.idx, out);
-        self.advance(core, env);
+        self.advance(core);
         Ok(())
     }
 
@@ -559,7 +561,7 @@ impl<const SEND: bool> Cursor<SEND> {
             cells.put(self.idx, item);
             self.step();
         }
-        self.publish(core, env);
+        self.publish(core);
         Ok(k)
     }
 
@@ -598,7 +600,7 @@ impl<const SEND: bool> Cursor<SEND> {
             cells.take(self.idx, slot);
             self.step();
         }
-        self.publish(core, env);
+        self.publish(core);
         Ok(k)
     }
 
@@ -650,7 +652,7 @@ impl<const SEND: bool> Cursor<SEND> {
                 continue;
             }
             // The sleeper's half of the store-load pair (module doc).
-            let covered = sleeper_fence(word, env);
+            let covered = sleeper_fence(env);
             if ready(self) {
                 return Ok(());
             }
@@ -695,9 +697,6 @@ impl<const SEND: bool> Cursor<SEND> {
     }
 }
 
-use crate::loom::Deadline;
-use crate::park::WaitPolicy;
-
 /// Wakes every sleeper of `word`: the epoch step makes a sleeper that is
 /// about to sleep fail its futex compare; then the bit is cleared.
 #[cold]
@@ -712,8 +711,7 @@ fn wake(word: &AtomicU32) {
 /// The fast side's half of the store-load pair: after its position store,
 /// reads the peer's wake word.
 #[inline]
-fn fast_side_load(word: &AtomicU32, light: bool, env: &impl Env) -> u32 {
-    let _ = env;
+fn fast_side_load(word: &AtomicU32, light: bool) -> u32 {
     #[cfg(loom)]
     {
         let _ = light;
@@ -735,21 +733,20 @@ fn fast_side_load(word: &AtomicU32, light: bool, env: &impl Env) -> u32 {
     }
 }
 
-/// The sleeper's half: after arming `word`, a barrier that orders the arming
+/// The sleeper's half: after arming its wake word, a barrier that orders the arming
 /// before its re-check of the ring. Returns whether it also covers peers that
 /// elide their fence (the `membarrier` call worked).
-fn sleeper_fence(word: &AtomicU32, env: &impl Env) -> bool {
+fn sleeper_fence(env: &impl Env) -> bool {
     #[cfg(loom)]
     {
         // The model: the arming was an RMW and the re-check reads the
         // positions after it; pair with `fast_side_load`'s RMW read.
-        let _ = (word, env);
+        let _ = env;
         crate::loom::atomic::fence(Ordering::SeqCst);
         true
     }
     #[cfg(not(loom))]
     {
-        let _ = word;
         std::sync::atomic::fence(Ordering::SeqCst);
         env.heavy_fence()
     }
