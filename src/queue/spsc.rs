@@ -242,6 +242,15 @@ impl SpscCore {
         }
     }
 
+    /// Items in the ring as the shared positions say now, clamped to
+    /// `capacity` (the handle's): a snapshot, exact when neither side is
+    /// mid-call; positions a peer scribbled over give some value in range.
+    pub(crate) fn len(&self, capacity: u64) -> u64 {
+        let head = self.head.0.load(Ordering::Acquire);
+        let tail = self.tail.0.load(Ordering::Acquire);
+        tail.wrapping_sub(head).min(capacity)
+    }
+
     /// Whether the peer of `end` gave its role back (one load; no probe).
     #[inline]
     fn peer_released(&self, end: End) -> bool {
@@ -1315,6 +1324,16 @@ mod handle {
             self.cursor.capacity as usize
         }
 
+        /// Items waiting in the channel now (a snapshot).
+        pub fn len(&self) -> usize {
+            self.shared.core().len(self.cursor.capacity) as usize
+        }
+
+        /// Whether the channel holds no item now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
         /// The region holding the channel.
         pub fn region(&self) -> &Region {
             self.shared.obj.region()
@@ -1391,6 +1410,37 @@ mod handle {
         /// The number of slots.
         pub fn capacity(&self) -> usize {
             self.cursor.capacity as usize
+        }
+
+        /// Items waiting in the channel now (a snapshot; Python's
+        /// `Connection.poll()` is `!rx.is_empty()`).
+        pub fn len(&self) -> usize {
+            self.shared.core().len(self.cursor.capacity) as usize
+        }
+
+        /// Whether the channel holds no item now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// A blocking iterator: [`Consumer::recv`] until it fails
+        /// (`Disconnected` ends it, as crossbeam's `iter` does).
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = multiproc::spsc::channel::<u8>(8)?;
+        /// tx.try_send_many(&[1, 2, 3]).expect("room");
+        /// drop(tx);
+        /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]);
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        pub fn iter(&mut self) -> impl Iterator<Item = T> + '_ {
+            std::iter::from_fn(move || self.recv().ok())
+        }
+
+        /// A non-blocking iterator: [`Consumer::try_recv`] until it finds
+        /// the channel empty (or fails).
+        pub fn try_iter(&mut self) -> impl Iterator<Item = T> + '_ {
+            std::iter::from_fn(move || self.try_recv().ok())
         }
 
         /// The region holding the channel.
