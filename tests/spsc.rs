@@ -33,10 +33,12 @@ fn any_capacity_fills_drains_in_order() {
                 matches!(tx.try_send(7), Err(SendError::Full(7))),
                 "cap {cap}"
             );
+            assert_eq!((tx.len(), rx.len()), (cap, cap));
             for i in 0..cap as u64 {
                 assert_eq!(rx.try_recv(), Ok(round * 10_000 + i), "cap {cap}");
             }
             assert_eq!(rx.try_recv(), Err(RecvError::Empty));
+            assert!(rx.is_empty() && tx.is_empty());
         }
     }
 }
