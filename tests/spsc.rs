@@ -343,6 +343,13 @@ fn a_named_channel_connects_a_process_that_opens_it_by_name() {
         tx.send_timeout(i, WATCHDOG).unwrap();
     }
     assert_eq!(join(child), ExitStatus::Code(0));
+    tx.send(7).unwrap();
+    let info = multiproc::Region::inspect(&name).unwrap();
+    assert_eq!(info.kind, "SpscChannel");
+    assert_eq!(
+        (info.capacity, info.element_size, info.len),
+        (Some(30), Some(8), Some(1))
+    );
     // The wrong element type is refused at open.
     assert!(spsc::open::<u32>(&name).is_err());
     assert!(multiproc::Queue::<u64>::open(&name).is_err());

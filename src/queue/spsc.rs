@@ -101,7 +101,7 @@ pub(crate) const MAX_CAPACITY: u64 = 1 << 28;
 /// The channel's shared header; `capacity` slots follow it.
 #[repr(C)]
 #[derive(Debug)]
-pub struct SpscCore {
+pub(crate) struct SpscCore {
     /// Slots. Immutable after creation; untrusted (the handle keeps its own).
     capacity: u64,
     /// Bytes per slot. Immutable after creation; untrusted.
@@ -175,6 +175,19 @@ impl SpscCore {
             rx_wake: Line(AtomicU32::new(0)),
             tx_wake: Line(AtomicU32::new(0)),
         }
+    }
+
+    /// Offsets of the header words from the object's start, by name (for
+    /// `Region::inspect`, which reads them without a handle).
+    #[cfg(not(loom))]
+    pub(crate) fn field_offsets() -> Vec<(&'static str, usize)> {
+        use std::mem::offset_of;
+        vec![
+            ("capacity", offset_of!(SpscCore, capacity)),
+            ("slot_size", offset_of!(SpscCore, slot_size)),
+            ("tail", offset_of!(SpscCore, tail)),
+            ("head", offset_of!(SpscCore, head)),
+        ]
     }
 
     /// The stored geometry (untrusted: for validation at open only).

@@ -218,6 +218,19 @@ fn queue(obj: Snapshot<'_>, info: &mut KindInfo) {
     );
 }
 
+/// A single-producer single-consumer channel: capacity, slot size, items
+/// (clamped).
+fn spsc(obj: Snapshot<'_>, info: &mut KindInfo) {
+    let f = crate::queue::spsc::SpscCore::field_offsets();
+    let at = |n: &str| offset(&f, n).and_then(|o| obj.u64(o));
+    let cap = at("capacity").filter(|c| (1..=crate::queue::spsc::MAX_CAPACITY).contains(c));
+    info.capacity = cap;
+    info.element_size = at("slot_size");
+    if let (Some(cap), Some(tail), Some(head)) = (cap, at("tail"), at("head")) {
+        info.len = Some(tail.wrapping_sub(head).min(cap));
+    }
+}
+
 /// A dict: capacity, entries (clamped), key and value sizes.
 fn dict(obj: Snapshot<'_>, info: &mut KindInfo) {
     let f = crate::dict::field_offsets();
@@ -256,6 +269,7 @@ fn describe(kind: &str, obj: Snapshot<'_>) -> KindInfo {
     let mut info = KindInfo::default();
     match kind {
         "Queue" | "BytesQueue" => queue(obj, &mut info),
+        "SpscChannel" => spsc(obj, &mut info),
         "SharedDict" => dict(obj, &mut info),
         "Manager" => manager(obj, &mut info),
         "Counter" | "Array" => crate::value::inspect(kind, obj, &mut info),
@@ -481,6 +495,7 @@ mod tests {
         let kinds = [
             "Queue",
             "BytesQueue",
+            "SpscChannel",
             "SharedDict",
             "Manager",
             "Counter",
