@@ -954,13 +954,12 @@ mod handle {
     impl<T: SharedType> Cells for Slots<T> {
         #[inline]
         fn put(&self, i: usize, item: &[u8]) {
-            // SAFETY: `i` is below the capacity the handle created the ring
-            // with (the cursor keeps it below), so the slot lies inside the
-            // object's `SLOTS_OFFSET + capacity * size_of::<T>()` bytes;
-            // `item` is `size_of::<T>()` bytes; the caller holds the producer
-            // role and the slot is free (the protocol), so nobody else of ours
-            // touches it. A peer writing the bytes meanwhile can garble the
-            // item, never make this copy leave the slot.
+            // The cursor keeps `i` below the handle's capacity, so the slot
+            // lies inside the object's `SLOTS_OFFSET + capacity * size_of::<T>()`
+            // bytes; a peer writing them meanwhile can garble the item, never
+            // make this copy leave the slot.
+            // SAFETY: in bounds (above); `item` is `size_of::<T>()` bytes; the
+            // producer role and a free slot mean no other copy of ours runs.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     item.as_ptr(),

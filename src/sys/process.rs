@@ -318,36 +318,8 @@ pub(crate) fn wait_child(pid: u32, deadline: Option<Deadline>) -> io::Result<Opt
     let ipid =
         libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     if let Some(deadline) = deadline {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, ipid, 0) };
-        if fd >= 0 {
-            let fd = fd as libc::c_int;
-            let ready = loop {
-                let left = deadline.remaining();
-                let ms = libc::c_int::try_from(left.as_millis().saturating_add(1))
-                    .unwrap_or(libc::c_int::MAX);
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: `pfd` is a valid pollfd array of length 1.
-                let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-                if r > 0 {
-                    break true;
-                }
-                if r < 0 && super::errno() == libc::EINTR {
-                    continue;
-                }
-                if r < 0 || deadline.passed() {
-                    break false;
-                }
-            };
-            // SAFETY: `fd` came from pidfd_open and is closed once.
-            unsafe { libc::close(fd) };
-            if !ready {
-                return Ok(None);
-            }
+        if pidfd_ended(ipid, deadline) == Some(false) {
+            return Ok(None);
         }
     }
     let mut status: libc::c_int = 0;
@@ -403,20 +375,30 @@ pub(crate) fn wait_child_ended(pid: u32, deadline: Option<Deadline>) -> io::Resu
     let Some(deadline) = deadline else {
         return ended(0);
     };
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, ipid, 0) };
-    if fd < 0 {
-        let mut nap = Duration::from_micros(100);
-        loop {
-            if ended(libc::WNOHANG)? {
-                return Ok(true);
-            }
-            if deadline.passed() {
-                return Ok(false);
-            }
-            std::thread::sleep(nap.min(deadline.remaining()));
-            nap = (nap * 2).min(Duration::from_millis(10));
+    if let Some(ended) = pidfd_ended(ipid as libc::pid_t, deadline) {
+        return Ok(ended);
+    }
+    // No pidfd (kernels before 5.3): look in naps that grow to 10 ms.
+    let mut nap = Duration::from_micros(100);
+    loop {
+        if ended(libc::WNOHANG)? {
+            return Ok(true);
         }
+        if deadline.passed() {
+            return Ok(false);
+        }
+        std::thread::sleep(nap.min(deadline.remaining()));
+        nap = (nap * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Polls a pidfd of child `pid` until it ended (`Some(true)`) or `deadline`
+/// (`Some(false)`); `None` if the kernel gives no pidfd.
+fn pidfd_ended(pid: libc::pid_t, deadline: Deadline) -> Option<bool> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
     }
     let fd = fd as libc::c_int;
     let ready = loop {
@@ -441,7 +423,7 @@ pub(crate) fn wait_child_ended(pid: u32, deadline: Option<Deadline>) -> io::Resu
     };
     // SAFETY: `fd` came from pidfd_open and is closed once.
     unsafe { libc::close(fd) };
-    Ok(ready)
+    Some(ready)
 }
 
 /// `SIGTERM`.

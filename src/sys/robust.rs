@@ -195,11 +195,10 @@ fn start_beacon_thread() -> u32 {
             libc::sigfillset(all.as_mut_ptr());
             libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), std::ptr::null_mut());
         }
-        // SAFETY: the head is a 'static, correctly laid out robust_list_head;
-        // registering it replaces glibc's list for this thread only, and this
-        // thread never locks a pthread robust mutex.
-        let rc =
-            unsafe { libc::syscall(libc::SYS_set_robust_list, HEAD.0.get(), size_of::<Head>()) };
+        let (head, len) = (HEAD.0.get(), size_of::<Head>());
+        // SAFETY: a 'static robust_list_head, replacing glibc's list for this
+        // thread only; this thread never locks a pthread robust mutex.
+        let rc = unsafe { libc::syscall(libc::SYS_set_robust_list, head, len) };
         let tid = if rc == 0 { super::process::tid() } else { 0 };
         // Named before the answer, so a thread count taken after the start
         // already knows it (`process::thread_count` matches the kernel's
